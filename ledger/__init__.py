@@ -1,0 +1,47 @@
+"""certledger core: the pure parts every department node and verifier share.
+
+Modules:
+
+* :mod:`ledger.canonical` — canonical msgpack encoding and its strict decoder
+* :mod:`ledger.keys` — Ed25519 keys, key files, C2SP key IDs and verifier-key strings
+* :mod:`ledger.certid` — GB/T 36904-style certificate identifiers
+* :mod:`ledger.statement` — signed statements and hash-chained log entries
+* :mod:`ledger.errors` — the one error tree (drawn in its docstring)
+
+This package imports no web framework.
+"""
+
+from ledger.errors import (
+    AuditError,
+    ClaimMismatchError,
+    ConflictError,
+    KeyFileError,
+    LedgerError,
+    MalformedError,
+    PolicyError,
+    ProofError,
+    SchemaError,
+    SignatureError,
+    StorageError,
+    TooLargeError,
+    VerificationError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuditError",
+    "ClaimMismatchError",
+    "ConflictError",
+    "KeyFileError",
+    "LedgerError",
+    "MalformedError",
+    "PolicyError",
+    "ProofError",
+    "SchemaError",
+    "SignatureError",
+    "StorageError",
+    "TooLargeError",
+    "VerificationError",
+    "__version__",
+]

@@ -1,0 +1,259 @@
+"""Ed25519 keys: generate, save, load, and name them the C2SP way.
+
+* :class:`SigningKey` holds a private key. Keys are saved as PKCS#8 PEM, encrypted when
+  a passphrase is given, in files created with mode 0600; loading refuses a key file
+  that others can read.
+* :class:`PublicKey` is the 32-byte RFC 8032 public key.
+* :func:`key_id` is the C2SP signed-note key ID:
+  ``SHA-256(key name || 0x0A || signature type || public key)[:4]``.
+* :class:`VerifierKey` is a named public key in the verifier-key string form used by
+  signed-note tooling: ``<name>+<hex key ID>+<base64(signature type || public key)>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ledger.errors import KeyFileError, MalformedError, SignatureError
+
+__all__ = [
+    "SIG_TYPE_COSIGNATURE",
+    "SIG_TYPE_ED25519",
+    "PublicKey",
+    "SigningKey",
+    "VerifierKey",
+    "check_key_name",
+    "key_id",
+]
+
+#: Signature type byte for Ed25519 note signatures (C2SP signed-note).
+SIG_TYPE_ED25519 = 0x01
+#: Signature type byte for timestamped Ed25519 witness cosignatures (C2SP tlog-cosignature).
+SIG_TYPE_COSIGNATURE = 0x04
+_KNOWN_TYPES = frozenset({SIG_TYPE_ED25519, SIG_TYPE_COSIGNATURE})
+_MAX_KEY_FILE = 16 * 1024
+_MAX_NAME = 256
+
+
+def check_key_name(name: str) -> str:
+    """Return ``name`` if it is a valid signed-note key name, else raise MalformedError.
+
+    Key names are non-empty, at most 256 characters, and contain no Unicode spaces,
+    no ``+`` and no control characters.
+    """
+    if not isinstance(name, str) or not name:
+        raise MalformedError("key name is empty")
+    if len(name) > _MAX_NAME:
+        raise MalformedError(f"key name is longer than {_MAX_NAME} characters")
+    for ch in name:
+        if ch == "+" or ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F:
+            raise MalformedError(f"key name {name!r} contains a space, '+' or a control character")
+    return name
+
+
+def key_id(name: str, sig_type: int, public_key: bytes) -> bytes:
+    """The 4-byte C2SP key ID of ``public_key`` under ``name`` for ``sig_type``."""
+    h = hashlib.sha256(name.encode() + b"\n" + bytes([sig_type]) + public_key).digest()
+    return h[:4]
+
+
+class PublicKey:
+    """An Ed25519 public key (32 bytes, RFC 8032 encoding)."""
+
+    __slots__ = ("_key", "raw")
+
+    def __init__(self, *, raw: bytes) -> None:
+        if not isinstance(raw, bytes) or len(raw) != 32:
+            raise MalformedError("an Ed25519 public key is exactly 32 bytes")
+        try:
+            self._key = Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError:
+            raise MalformedError("not a valid Ed25519 public key") from None
+        self.raw = raw
+
+    def is_valid(self, signature: bytes, message: bytes) -> bool:
+        """True if ``signature`` is this key's signature of ``message``."""
+        if len(signature) != 64:
+            return False
+        try:
+            self._key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    def verify(self, signature: bytes, message: bytes, *, what: str = "signature") -> None:
+        """Raise :class:`~ledger.errors.SignatureError` unless the signature verifies."""
+        if not self.is_valid(signature, message):
+            raise SignatureError(f"{what} does not verify")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PublicKey) and other.raw == self.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+    def __repr__(self) -> str:
+        return f"PublicKey({base64.b64encode(self.raw).decode()})"
+
+
+class SigningKey:
+    """An Ed25519 private key."""
+
+    __slots__ = ("_key", "public_key")
+
+    def __init__(self, *, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+        raw = private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.public_key = PublicKey(raw=raw)
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        """A new random key."""
+        return cls(private_key=Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> SigningKey:
+        """The key for a 32-byte RFC 8032 seed (for tests and reproducible fixtures)."""
+        if len(seed) != 32:
+            raise MalformedError("an Ed25519 seed is exactly 32 bytes")
+        return cls(private_key=Ed25519PrivateKey.from_private_bytes(seed))
+
+    def sign(self, message: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of ``message``."""
+        return self._key.sign(message)
+
+    def to_pem(self, *, passphrase: bytes | None = None) -> bytes:
+        """PKCS#8 PEM, encrypted with ``passphrase`` when one is given."""
+        enc: serialization.KeySerializationEncryption
+        enc = (
+            serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+        )
+        return self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+
+    @classmethod
+    def from_pem(cls, data: bytes, *, passphrase: bytes | None = None) -> SigningKey:
+        """Load a PKCS#8 PEM Ed25519 key; KeyFileError if it is not one or cannot be decrypted."""
+        if len(data) > _MAX_KEY_FILE:
+            raise KeyFileError("key file is too large to be an Ed25519 key")
+        try:
+            key = serialization.load_pem_private_key(data, password=passphrase or None)
+        except TypeError as e:
+            if passphrase:
+                raise KeyFileError("the key is not encrypted, but a passphrase was given") from None
+            raise KeyFileError(f"the key is encrypted: a passphrase is needed ({e})") from None
+        except ValueError:
+            if passphrase:
+                raise KeyFileError("cannot decrypt the key: wrong passphrase or damaged file") from None
+            raise KeyFileError("not a PEM-encoded private key") from None
+        except Exception as e:  # cryptography raises a few backend-specific types here
+            raise KeyFileError(f"cannot read the key: {e}") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise KeyFileError("the key is not an Ed25519 key")
+        return cls(private_key=key)
+
+    def save(self, path: str | os.PathLike[str], *, passphrase: bytes | None = None) -> None:
+        """Write the key to a new file with mode 0600; refuses to overwrite."""
+        data = self.to_pem(passphrase=passphrase)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise KeyFileError(f"{path}: file exists; refusing to overwrite a key") from None
+        except OSError as e:
+            raise KeyFileError(f"{path}: cannot create key file: {e.strerror}") from None
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, passphrase: bytes | None = None) -> SigningKey:
+        """Read a key saved by :meth:`save`; refuses files readable by group or others."""
+        p = Path(path)
+        try:
+            st = p.stat()
+        except OSError as e:
+            raise KeyFileError(f"{path}: cannot read key file: {e.strerror}") from None
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(
+                f"{path}: key file is accessible by others (mode {stat.S_IMODE(st.st_mode):04o}); "
+                "run chmod 600 on it"
+            )
+        if st.st_size > _MAX_KEY_FILE:
+            raise KeyFileError(f"{path}: key file is too large to be an Ed25519 key")
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise KeyFileError(f"{path}: cannot read key file: {e.strerror}") from None
+        try:
+            return cls.from_pem(data, passphrase=passphrase)
+        except KeyFileError as e:
+            raise KeyFileError(f"{path}: {e}") from None
+
+    def __repr__(self) -> str:
+        return f"SigningKey(public={base64.b64encode(self.public_key.raw).decode()})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifierKey:
+    """A public key with its signed-note name and signature type."""
+
+    name: str
+    public_key: PublicKey
+    sig_type: int = SIG_TYPE_ED25519
+
+    def __post_init__(self) -> None:
+        check_key_name(self.name)
+        if self.sig_type not in _KNOWN_TYPES:
+            raise MalformedError(f"unsupported signature type 0x{self.sig_type:02x}")
+
+    @property
+    def key_id(self) -> bytes:
+        """The 4-byte key ID."""
+        return key_id(self.name, self.sig_type, self.public_key.raw)
+
+    def __str__(self) -> str:
+        data = base64.b64encode(bytes([self.sig_type]) + self.public_key.raw).decode()
+        return f"{self.name}+{self.key_id.hex()}+{data}"
+
+    @classmethod
+    def parse(cls, text: str) -> VerifierKey:
+        """Parse ``<name>+<hex key ID>+<base64(type || key)>`` strictly.
+
+        The key ID must match the name, type and key; base64 must be canonical.
+        """
+        if not isinstance(text, str) or len(text) > _MAX_NAME + 128:
+            raise MalformedError("verifier key is not a string of a sensible length")
+        parts = text.split("+", 2)  # base64 key data may itself contain "+"
+        if len(parts) != 3:
+            raise MalformedError("verifier key must have the form name+keyid+keydata")
+        name, hexid, b64 = parts
+        check_key_name(name)
+        if len(hexid) != 8 or hexid != hexid.lower():
+            raise MalformedError("verifier key ID must be 8 lower-case hex digits")
+        try:
+            want_id = bytes.fromhex(hexid)
+            data = base64.b64decode(b64, validate=True)
+        except (ValueError, binascii.Error):
+            raise MalformedError("verifier key has a malformed key ID or key data") from None
+        if base64.b64encode(data).decode() != b64:
+            raise MalformedError("verifier key data is not canonical base64")
+        if len(data) != 33:
+            raise MalformedError("verifier key data must be a type byte and a 32-byte Ed25519 key")
+        key = cls(name=name, public_key=PublicKey(raw=data[1:]), sig_type=data[0])
+        if key.key_id != want_id:
+            raise MalformedError("verifier key ID does not match the name and key")
+        return key

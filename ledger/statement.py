@@ -1,0 +1,358 @@
+"""Statements (what a department signs) and log entries (what its log stores).
+
+A :class:`Statement` is a canonical msgpack map with small integer keys (compact,
+because issue statements travel inside QR codes)::
+
+    0  version         1
+    1  kind            1 issue, 2 revoke, 3 suspend, 4 reinstate, 5 replace
+    2  issuer          member id of the issuing department
+    3  cert            certificate id (GB/T 36904 style, check character validated)
+    4  type            certificate type code from the trust policy
+    5  time            Unix seconds when the department made the statement
+    6  operator        the clerk's pseudonymous operator id
+    7  valid_from      Unix seconds (issue, replace)
+    8  valid_until     Unix seconds, absent for open-ended certificates (issue, replace)
+    9  claims          {claim key: 32-byte salted digest} (issue, replace)
+    10 reason          reason code (revoke, suspend, reinstate; optional for replace)
+    11 replaces        the certificate id this one supersedes (replace)
+
+A :class:`SignedStatement` is the statement's exact bytes, the signer's 4-byte key ID
+and an Ed25519 signature over ``STATEMENT_CONTEXT || statement bytes``.
+
+An :class:`Entry` is leaf ``i`` of the department's log: a canonical msgpack map
+``{0: 1, 1: statement bytes, 2: key ID, 3: signature, 4: prev}`` where ``prev`` is the
+RFC 9162 leaf hash of entry ``i-1`` (32 zero bytes for entry 0): the hash chain.
+Nothing is ever re-serialised: signatures and hashes cover the bytes as stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from types import MappingProxyType
+from typing import Any
+
+from ledger import canonical
+from ledger.certid import CertId
+from ledger.errors import MalformedError, SignatureError
+from ledger.keys import PublicKey, SigningKey
+
+__all__ = [
+    "ENTRY_VERSION",
+    "GENESIS_PREV",
+    "STATEMENT_CONTEXT",
+    "STATEMENT_VERSION",
+    "Entry",
+    "Kind",
+    "Reason",
+    "SignedStatement",
+    "Statement",
+    "encode_entry",
+    "statement_message",
+]
+
+STATEMENT_VERSION = 1
+ENTRY_VERSION = 1
+#: Domain separation for statement signatures.
+STATEMENT_CONTEXT = b"certledger/statement/v1\n"
+#: ``prev`` of entry 0.
+GENESIS_PREV = bytes(32)
+MAX_STATEMENT_SIZE = 8 * 1024
+MAX_ENTRY_SIZE = MAX_STATEMENT_SIZE + 256
+MAX_CLAIMS = 64
+DIGEST_SIZE = 32
+_MAX_TIME = 2**40
+
+_MEMBER_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_TYPE_CODE = re.compile(r"[a-z0-9][a-z0-9_]{0,62}")
+_OPERATOR = re.compile(r"[A-Za-z0-9:_.-]{1,64}")
+
+
+class Kind(IntEnum):
+    """What a statement does."""
+
+    ISSUE = 1
+    REVOKE = 2
+    SUSPEND = 3
+    REINSTATE = 4
+    REPLACE = 5
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Reason(IntEnum):
+    """Why a status changed. ``label_zh``/``label_en`` are for people."""
+
+    UNSPECIFIED = 0
+    ISSUED_IN_ERROR = 1
+    HOLDER_REQUEST = 2
+    HOLDER_CEASED = 3
+    OBTAINED_BY_FRAUD = 4
+    INFORMATION_CHANGED = 5
+    LOST_OR_DAMAGED = 6
+    UNDER_INVESTIGATION = 7
+    ADMINISTRATIVE_PENALTY = 8
+    RESOLVED = 9
+
+    @property
+    def label_en(self) -> str:
+        return _REASON_LABELS[self][1]
+
+    @property
+    def label_zh(self) -> str:
+        return _REASON_LABELS[self][0]
+
+
+_REASON_LABELS = {
+    Reason.UNSPECIFIED: ("未说明", "unspecified"),
+    Reason.ISSUED_IN_ERROR: ("错误发证", "issued in error"),
+    Reason.HOLDER_REQUEST: ("持证人申请", "at the holder's request"),
+    Reason.HOLDER_CEASED: ("持证主体注销或终止", "the holder has ceased to exist"),
+    Reason.OBTAINED_BY_FRAUD: ("以欺骗等不正当手段取得", "obtained by fraud"),
+    Reason.INFORMATION_CHANGED: ("登记事项变更", "registered information changed"),
+    Reason.LOST_OR_DAMAGED: ("遗失或损毁", "lost or damaged"),
+    Reason.UNDER_INVESTIGATION: ("立案调查", "under investigation"),
+    Reason.ADMINISTRATIVE_PENALTY: ("行政处罚", "administrative penalty"),
+    Reason.RESOLVED: ("问题已整改", "the matter is resolved"),
+}
+
+_K_VERSION, _K_KIND, _K_ISSUER, _K_CERT, _K_TYPE, _K_TIME, _K_OPERATOR = 0, 1, 2, 3, 4, 5, 6
+_K_VALID_FROM, _K_VALID_UNTIL, _K_CLAIMS, _K_REASON, _K_REPLACES = 7, 8, 9, 10, 11
+_ALWAYS = frozenset({_K_VERSION, _K_KIND, _K_ISSUER, _K_CERT, _K_TYPE, _K_TIME, _K_OPERATOR})
+_ALLOWED = {
+    Kind.ISSUE: _ALWAYS | {_K_VALID_FROM, _K_VALID_UNTIL, _K_CLAIMS},
+    Kind.REPLACE: _ALWAYS | {_K_VALID_FROM, _K_VALID_UNTIL, _K_CLAIMS, _K_REASON, _K_REPLACES},
+    Kind.REVOKE: _ALWAYS | {_K_REASON},
+    Kind.SUSPEND: _ALWAYS | {_K_REASON},
+    Kind.REINSTATE: _ALWAYS | {_K_REASON},
+}
+_REQUIRED = {
+    Kind.ISSUE: _ALWAYS | {_K_VALID_FROM, _K_CLAIMS},
+    Kind.REPLACE: _ALWAYS | {_K_VALID_FROM, _K_CLAIMS, _K_REPLACES},
+    Kind.REVOKE: _ALWAYS | {_K_REASON},
+    Kind.SUSPEND: _ALWAYS | {_K_REASON},
+    Kind.REINSTATE: _ALWAYS | {_K_REASON},
+}
+_FIELD_NAMES = {
+    _K_VERSION: "version",
+    _K_KIND: "kind",
+    _K_ISSUER: "issuer",
+    _K_CERT: "cert_id",
+    _K_TYPE: "cert_type",
+    _K_TIME: "time",
+    _K_OPERATOR: "operator",
+    _K_VALID_FROM: "valid_from",
+    _K_VALID_UNTIL: "valid_until",
+    _K_CLAIMS: "claim_digests",
+    _K_REASON: "reason",
+    _K_REPLACES: "replaces",
+}
+
+
+def _time(value: Any, name: str) -> int:
+    if type(value) is not int or not 0 <= value < _MAX_TIME:
+        raise MalformedError(f"statement: {name} must be a non-negative integer number of seconds")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Statement:
+    """A statement a department signs. Validated on construction."""
+
+    kind: Kind
+    issuer: str
+    cert_id: str
+    cert_type: str
+    time: int
+    operator: str
+    valid_from: int | None = None
+    valid_until: int | None = None
+    claim_digests: Mapping[int, bytes] | None = None
+    reason: Reason | None = None
+    replaces: str | None = None
+    version: int = STATEMENT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.version != STATEMENT_VERSION:
+            raise MalformedError(f"statement: unknown version {self.version!r}")
+        try:
+            object.__setattr__(self, "kind", Kind(self.kind))
+        except (ValueError, TypeError):
+            raise MalformedError(f"statement: unknown kind {self.kind!r}") from None
+        if not isinstance(self.issuer, str) or not _MEMBER_ID.fullmatch(self.issuer):
+            raise MalformedError(f"statement: issuer {self.issuer!r} is not a valid member id")
+        CertId.parse(self.cert_id)
+        if not isinstance(self.cert_type, str) or not _TYPE_CODE.fullmatch(self.cert_type):
+            raise MalformedError(f"statement: certificate type {self.cert_type!r} is not a valid type code")
+        _time(self.time, "time")
+        if not isinstance(self.operator, str) or not _OPERATOR.fullmatch(self.operator):
+            raise MalformedError(f"statement: operator id {self.operator!r} is not valid")
+        present = {k for k, v in self._fields().items() if v is not None}
+        allowed, required = _ALLOWED[self.kind], _REQUIRED[self.kind]
+        for k in sorted(present - allowed):
+            raise MalformedError(f"statement: a {self.kind.label} statement has no {_FIELD_NAMES[k]}")
+        for k in sorted(required - present):
+            raise MalformedError(f"statement: a {self.kind.label} statement needs {_FIELD_NAMES[k]}")
+        if self.valid_from is not None:
+            _time(self.valid_from, "valid_from")
+        if self.valid_until is not None:
+            _time(self.valid_until, "valid_until")
+            if self.valid_from is not None and self.valid_until <= self.valid_from:
+                raise MalformedError("statement: valid_until must be after valid_from")
+        if self.claim_digests is not None:
+            digests = self.claim_digests
+            if not isinstance(digests, Mapping) or not 0 < len(digests) <= MAX_CLAIMS:
+                raise MalformedError(f"statement: claim digests must be a map of 1 to {MAX_CLAIMS} entries")
+            for key, digest in digests.items():
+                if type(key) is not int or not 0 <= key <= 255:
+                    raise MalformedError(f"statement: claim key {key!r} must be an integer 0..255")
+                if type(digest) is not bytes or len(digest) != DIGEST_SIZE:
+                    raise MalformedError(f"statement: digest of claim {key} must be {DIGEST_SIZE} bytes")
+            object.__setattr__(self, "claim_digests", MappingProxyType(dict(sorted(digests.items()))))
+        if self.reason is not None:
+            try:
+                object.__setattr__(self, "reason", Reason(self.reason))
+            except (ValueError, TypeError):
+                raise MalformedError(f"statement: unknown reason code {self.reason!r}") from None
+        if self.replaces is not None:
+            CertId.parse(self.replaces)
+            if self.replaces == self.cert_id:
+                raise MalformedError("statement: a certificate cannot replace itself")
+
+    def _fields(self) -> dict[int, Any]:
+        return {
+            _K_VERSION: self.version,
+            _K_KIND: int(self.kind),
+            _K_ISSUER: self.issuer,
+            _K_CERT: self.cert_id,
+            _K_TYPE: self.cert_type,
+            _K_TIME: self.time,
+            _K_OPERATOR: self.operator,
+            _K_VALID_FROM: self.valid_from,
+            _K_VALID_UNTIL: self.valid_until,
+            _K_CLAIMS: dict(self.claim_digests) if self.claim_digests is not None else None,
+            _K_REASON: int(self.reason) if self.reason is not None else None,
+            _K_REPLACES: self.replaces,
+        }
+
+    def to_bytes(self) -> bytes:
+        """The canonical encoding (what is signed)."""
+        return canonical.encode({k: v for k, v in self._fields().items() if v is not None})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Statement:
+        """Parse canonical statement bytes strictly."""
+        raw = canonical.decode(data, max_size=MAX_STATEMENT_SIZE, max_depth=2, what="statement")
+        if not isinstance(raw, dict):
+            raise MalformedError("statement: not a map")
+        unknown = [k for k in raw if k not in _FIELD_NAMES]
+        if unknown:
+            raise MalformedError(f"statement: unknown field {unknown[0]!r}")
+        if raw.get(_K_VERSION) != STATEMENT_VERSION:
+            raise MalformedError(f"statement: unknown version {raw.get(_K_VERSION)!r}")
+        kwargs = {_FIELD_NAMES[k]: v for k, v in raw.items()}
+        kind = kwargs.get("kind")
+        if type(kind) is not int:
+            raise MalformedError("statement: kind must be an integer")
+        reason = kwargs.get("reason")
+        if reason is not None and type(reason) is not int:
+            raise MalformedError("statement: reason must be an integer")
+        claims = kwargs.get("claim_digests")
+        if claims is not None and not isinstance(claims, dict):
+            raise MalformedError("statement: claim digests must be a map")
+        try:
+            return cls(**kwargs)
+        except TypeError as e:  # wrong value types that validation did not name
+            raise MalformedError(f"statement: {e}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        """A readable rendering for tools and logs (not a signed form)."""
+        out: dict[str, Any] = {}
+        for k, value in self._fields().items():
+            if value is None:
+                continue
+            if k == _K_KIND:
+                value = self.kind.label  # noqa: PLW2901
+            elif k == _K_REASON and self.reason is not None:
+                value = self.reason.name.lower()  # noqa: PLW2901
+            elif k == _K_CLAIMS:
+                value = {str(ck): d.hex() for ck, d in value.items()}  # noqa: PLW2901
+            out[_FIELD_NAMES[k]] = value
+        return out
+
+
+def statement_message(statement_bytes: bytes) -> bytes:
+    """The exact bytes a statement signature covers."""
+    return STATEMENT_CONTEXT + statement_bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignedStatement:
+    """A statement's exact bytes with the signer's key ID and signature."""
+
+    statement_bytes: bytes
+    key_id: bytes
+    signature: bytes
+    statement: Statement = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if type(self.key_id) is not bytes or len(self.key_id) != 4:
+            raise MalformedError("signed statement: key id must be 4 bytes")
+        if type(self.signature) is not bytes or len(self.signature) != 64:
+            raise MalformedError("signed statement: signature must be 64 bytes")
+        object.__setattr__(self, "statement", Statement.from_bytes(self.statement_bytes))
+
+    @classmethod
+    def sign(cls, statement: Statement, *, key: SigningKey, key_id: bytes) -> SignedStatement:
+        """Sign ``statement`` with ``key``, whose 4-byte C2SP key ID is ``key_id``."""
+        data = statement.to_bytes()
+        return cls(statement_bytes=data, key_id=key_id, signature=key.sign(statement_message(data)))
+
+    def verify(self, public_key: PublicKey) -> None:
+        """Raise :class:`~ledger.errors.SignatureError` unless ``public_key`` signed this."""
+        if not public_key.is_valid(self.signature, statement_message(self.statement_bytes)):
+            raise SignatureError("statement signature does not verify")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """One log entry: a signed statement chained to the previous entry."""
+
+    signed: SignedStatement
+    prev: bytes
+
+    def __post_init__(self) -> None:
+        if type(self.prev) is not bytes or len(self.prev) != 32:
+            raise MalformedError("entry: prev must be a 32-byte hash")
+
+    def to_bytes(self) -> bytes:
+        """The canonical encoding: the Merkle leaf data."""
+        return encode_entry(
+            statement_bytes=self.signed.statement_bytes,
+            key_id=self.signed.key_id,
+            signature=self.signed.signature,
+            prev=self.prev,
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Entry:
+        """Parse canonical entry bytes strictly (including the statement inside)."""
+        raw = canonical.decode(data, max_size=MAX_ENTRY_SIZE, max_depth=1, what="entry")
+        if not isinstance(raw, dict) or set(raw) != {0, 1, 2, 3, 4}:
+            raise MalformedError("entry: must be a map with exactly the keys 0..4")
+        if raw[0] != ENTRY_VERSION:
+            raise MalformedError(f"entry: unknown version {raw[0]!r}")
+        for k in (1, 2, 3, 4):
+            if type(raw[k]) is not bytes:
+                raise MalformedError("entry: fields 1..4 must be byte strings")
+        signed = SignedStatement(statement_bytes=raw[1], key_id=raw[2], signature=raw[3])
+        return cls(signed=signed, prev=raw[4])
+
+
+def encode_entry(*, statement_bytes: bytes, key_id: bytes, signature: bytes, prev: bytes) -> bytes:
+    """Canonical entry bytes from their parts (no parsing; the writer's fast path)."""
+    return canonical.encode({0: ENTRY_VERSION, 1: statement_bytes, 2: key_id, 3: signature, 4: prev})

@@ -1,0 +1,1 @@
+"""A department's node: issuing API, public log tiles, witness endpoint, mirroring."""

@@ -1,0 +1,96 @@
+import base64
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from ledger.errors import KeyFileError, MalformedError, SignatureError
+from ledger.keys import SIG_TYPE_COSIGNATURE, PublicKey, SigningKey, VerifierKey, key_id
+
+
+def test_sign_verify_and_tamper() -> None:
+    k = SigningKey.generate()
+    sig = k.sign(b"hello")
+    k.public_key.verify(sig, b"hello")
+    assert not k.public_key.is_valid(sig, b"hellO")
+    bad = bytes([sig[0] ^ 1]) + sig[1:]
+    with pytest.raises(SignatureError, match="does not verify"):
+        k.public_key.verify(bad, b"hello")
+    assert not k.public_key.is_valid(sig[:-1], b"hello")
+
+
+def test_save_load_mode_0600_and_passphrase(tmp_path: Path) -> None:
+    k = SigningKey.generate()
+    plain, enc = tmp_path / "plain.pem", tmp_path / "enc.pem"
+    k.save(plain)
+    k.save(enc, passphrase=b"correct horse")
+    assert stat.S_IMODE(plain.stat().st_mode) == 0o600
+    assert stat.S_IMODE(enc.stat().st_mode) == 0o600
+    assert SigningKey.load(plain).public_key == k.public_key
+    assert SigningKey.load(enc, passphrase=b"correct horse").public_key == k.public_key
+    assert b"ENCRYPTED" in enc.read_bytes()
+    with pytest.raises(KeyFileError, match="wrong passphrase"):
+        SigningKey.load(enc, passphrase=b"wrong")
+    with pytest.raises(KeyFileError, match="passphrase is needed"):
+        SigningKey.load(enc)
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
+        k.save(plain)
+
+
+def test_load_refuses_readable_key_and_garbage(tmp_path: Path) -> None:
+    p = tmp_path / "k.pem"
+    SigningKey.generate().save(p)
+    os.chmod(p, 0o644)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        SigningKey.load(p)
+    g = tmp_path / "garbage.pem"
+    g.write_bytes(b"not a key")
+    os.chmod(g, 0o600)
+    with pytest.raises(KeyFileError, match="not a PEM"):
+        SigningKey.load(g)
+    with pytest.raises(KeyFileError, match="cannot read"):
+        SigningKey.load(tmp_path / "missing.pem")
+
+
+def test_key_id_matches_c2sp_definition() -> None:
+    pub = SigningKey.from_seed(bytes(range(32))).public_key.raw
+    want = hashlib.sha256(b"example.com/log\n\x01" + pub).digest()[:4]
+    assert key_id("example.com/log", 1, pub) == want
+
+
+def test_verifier_key_round_trip_and_go_note_vector() -> None:
+    # the verifier key of the example in golang.org/x/mod/sumdb/note's documentation
+    text = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+    vk = VerifierKey.parse(text)
+    assert vk.name == "PeterNeumann" and vk.sig_type == 1
+    assert str(vk) == text
+    k = SigningKey.generate()
+    cos = VerifierKey(name="witness.example/w1", public_key=k.public_key, sig_type=SIG_TYPE_COSIGNATURE)
+    assert VerifierKey.parse(str(cos)) == cos
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",  # wrong id
+        "PeterNeumann+C74F20A3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",  # upper-case hex
+        "Peter Neumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",  # space in name
+        "PeterNeumann+c74f20a3",
+        "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10T",
+        "PeterNeumann+c74f20a3+AhpcmQcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",  # type 2
+        "+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+        "",
+    ],
+)
+def test_verifier_key_rejects(text: str) -> None:
+    with pytest.raises(MalformedError):
+        VerifierKey.parse(text)
+
+
+def test_public_key_length() -> None:
+    with pytest.raises(MalformedError, match="32 bytes"):
+        PublicKey(raw=b"\x00" * 31)
+    raw = base64.b64decode("ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")[1:]
+    assert PublicKey(raw=raw).raw == raw

@@ -1,0 +1,142 @@
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger import canonical
+from ledger.errors import LedgerError, MalformedError, SignatureError
+from ledger.statement import GENESIS_PREV, Entry, Kind, Reason, SignedStatement, Statement
+from tests.helpers import ISSUER, T0, cert_id, issue, log_key, revoke
+
+
+def test_statement_round_trip_every_kind() -> None:
+    base = {
+        "issuer": ISSUER,
+        "cert_id": cert_id(1),
+        "cert_type": "business_licence",
+        "time": T0,
+        "operator": "op:1",
+    }
+    digests = {0: b"\x01" * 32, 3: b"\x02" * 32}
+    statements = [
+        Statement(kind=Kind.ISSUE, valid_from=T0, claim_digests=digests, **base),
+        Statement(kind=Kind.ISSUE, valid_from=T0, valid_until=T0 + 1, claim_digests=digests, **base),
+        Statement(kind=Kind.REVOKE, reason=Reason.OBTAINED_BY_FRAUD, **base),
+        Statement(kind=Kind.SUSPEND, reason=Reason.UNDER_INVESTIGATION, **base),
+        Statement(kind=Kind.REINSTATE, reason=Reason.RESOLVED, **base),
+        Statement(kind=Kind.REPLACE, valid_from=T0, claim_digests=digests, replaces=cert_id(2), **base),
+    ]
+    for s in statements:
+        data = s.to_bytes()
+        assert Statement.from_bytes(data) == s
+        assert Statement.from_bytes(data).to_bytes() == data
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"kind": Kind.REVOKE}, "revoke statement has no valid_from"),
+        ({"claim_digests": None}, "needs claim_digests"),
+        ({"valid_until": T0 - 1}, "valid_until must be after valid_from"),
+        ({"issuer": "Bad Issuer"}, "not a valid member id"),
+        ({"cert_id": "1.2.3"}, "must start with"),
+        ({"operator": "张三"}, "operator id"),
+        ({"claim_digests": {0: b"short"}}, "must be 32 bytes"),
+        ({"claim_digests": {256: b"\x00" * 32}}, "0..255"),
+        ({"time": -1}, "non-negative"),
+        ({"kind": 9}, "unknown kind"),
+        ({"version": 2}, "unknown version"),
+    ],
+)
+def test_statement_validation(changes: dict[str, object], message: str) -> None:
+    s = issue(1)
+    fields = {
+        "kind": s.kind,
+        "issuer": s.issuer,
+        "cert_id": s.cert_id,
+        "cert_type": s.cert_type,
+        "time": s.time,
+        "operator": s.operator,
+        "valid_from": s.valid_from,
+        "valid_until": s.valid_until,
+        "claim_digests": s.claim_digests,
+    }
+    fields.update(changes)
+    with pytest.raises(MalformedError, match=message):
+        Statement(**fields)  # type: ignore[arg-type]
+
+
+def test_statement_bytes_strictness() -> None:
+    raw = canonical.decode(issue(1).to_bytes())
+    raw[99] = 1
+    with pytest.raises(MalformedError, match="unknown field 99"):
+        Statement.from_bytes(canonical.encode(raw))
+    raw = canonical.decode(revoke(1).to_bytes())
+    raw[10] = 77
+    with pytest.raises(MalformedError, match="unknown reason"):
+        Statement.from_bytes(canonical.encode(raw))
+    raw = canonical.decode(issue(1).to_bytes())
+    raw[1] = "issue"
+    with pytest.raises(MalformedError, match="kind must be an integer"):
+        Statement.from_bytes(canonical.encode(raw))
+
+
+def test_sign_verify_and_tamper() -> None:
+    key, kid = log_key()
+    other, _ = log_key(2)
+    signed = SignedStatement.sign(issue(1), key=key, key_id=kid)
+    signed.verify(key.public_key)
+    with pytest.raises(SignatureError):
+        signed.verify(other.public_key)
+    data = bytearray(signed.statement_bytes)
+    data[-1] ^= 1
+    tampered = SignedStatement(statement_bytes=bytes(data), key_id=kid, signature=signed.signature)
+    with pytest.raises(SignatureError):
+        tampered.verify(key.public_key)
+
+
+def test_entry_round_trip_and_strictness() -> None:
+    key, kid = log_key()
+    signed = SignedStatement.sign(issue(1), key=key, key_id=kid)
+    entry = Entry(signed=signed, prev=GENESIS_PREV)
+    data = entry.to_bytes()
+    again = Entry.from_bytes(data)
+    assert again.to_bytes() == data
+    assert again.signed.statement == issue(1)
+    raw = canonical.decode(data)
+    raw[5] = 1
+    with pytest.raises(MalformedError, match="exactly the keys"):
+        Entry.from_bytes(canonical.encode(raw))
+    with pytest.raises(MalformedError):
+        Entry.from_bytes(data[:-1])
+    with pytest.raises(MalformedError, match="prev must be"):
+        Entry(signed=signed, prev=b"\x00")
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=400))
+def test_hostile_entry_bytes(data: bytes) -> None:
+    with contextlib.suppress(LedgerError):
+        Entry.from_bytes(data)
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_mutated_entry_bytes(data: st.DataObject) -> None:
+    key, kid = log_key()
+    good = Entry(signed=SignedStatement.sign(issue(1), key=key, key_id=kid), prev=GENESIS_PREV).to_bytes()
+    i = data.draw(st.integers(0, len(good) - 1))
+    b = data.draw(st.integers(0, 255))
+    mutated = good[:i] + bytes([b]) + good[i + 1 :]
+    try:
+        e = Entry.from_bytes(mutated)
+    except LedgerError:
+        return
+    if mutated != good:
+        # still well-formed: then the signature or the chain must catch it
+        try:
+            e.signed.verify(key.public_key)
+            assert e.prev != GENESIS_PREV or e.signed.key_id != kid
+        except SignatureError:
+            pass

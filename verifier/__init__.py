@@ -1,0 +1,1 @@
+"""The verification service, its web page and replica sync."""
