@@ -1,0 +1,303 @@
+"""RFC 9162 Merkle tree math, pure and small (after Go's ``golang.org/x/mod/sumdb/tlog``).
+
+Hashes: ``leaf = SHA-256(0x00 || data)``, ``node = SHA-256(0x01 || left || right)``;
+the root of the empty tree is ``SHA-256("")``.
+
+A log stores, for a tree of ``n`` records, the hashes of every complete subtree in the
+order they become complete (the *stored hashes*): adding record ``n`` stores its leaf
+hash and then the hash of each subtree that record completes. :func:`stored_hash_index`
+maps ``(level, n)`` (the ``n``-th complete subtree of ``2**level`` leaves) to its
+position, :func:`stored_hashes` computes what to append for a new record with
+``O(log n)`` hashing, and the ``prove_*`` functions read ``O(log n)`` stored hashes.
+
+Proofs are lists of 32-byte hashes in RFC 9162 order (the deepest sibling first).
+``prove_record``/``check_record`` are inclusion proofs, ``prove_tree``/``check_tree``
+consistency proofs. Every failed check raises :class:`~ledger.errors.ProofError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+
+from ledger.errors import ProofError
+
+__all__ = [
+    "EMPTY_ROOT",
+    "HASH_SIZE",
+    "HashReader",
+    "check_record",
+    "check_tree",
+    "leaf_hash",
+    "node_hash",
+    "prove_record",
+    "prove_tree",
+    "root_from_leaf_hashes",
+    "split_stored_hash_index",
+    "stored_hash_count",
+    "stored_hash_index",
+    "stored_hashes",
+    "tree_hash",
+]
+
+HASH_SIZE = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+#: Reads stored hashes by index; returns them in the order asked.
+HashReader = Callable[[Sequence[int]], Sequence[bytes]]
+_MAX_PROOF = 64
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """RFC 9162 leaf hash: SHA-256(0x00 || data)."""
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """RFC 9162 interior node hash: SHA-256(0x01 || left || right)."""
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _maxpow2(n: int) -> int:
+    """The largest power of two strictly less than ``n`` (``n >= 2``)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def stored_hash_index(level: int, n: int) -> int:
+    """The position among the stored hashes of the ``n``-th subtree of ``2**level`` leaves."""
+    if level < 0 or n < 0:
+        raise ValueError("level and n must be non-negative")
+    # Hashes of level L for records [0, n << L) come before (level, n): count the
+    # stored hashes of the first (n << L) records, then those of the last record's
+    # own completed subtrees below this level.
+    for _ in range(level):
+        n = 2 * n + 1
+    i = 0
+    m = n
+    while m > 0:
+        i += m
+        m >>= 1
+    return i + level
+
+
+def split_stored_hash_index(index: int) -> tuple[int, int]:
+    """Inverse of :func:`stored_hash_index`: the ``(level, n)`` stored at ``index``."""
+    if index < 0:
+        raise ValueError("index must be non-negative")
+    # stored_hash_index(0, n) < 2n, so the last record stored at or before index is in
+    # [index/2, index/2 + log2(index)]; each record n adds 1 + trailing_zeros(n + 1) hashes.
+    n = index // 2
+    index_n = stored_hash_index(0, n)
+    while True:
+        x = index_n + 1 + _trailing_zeros(n + 1)
+        if x > index:
+            break
+        n += 1
+        index_n = x
+    level = index - index_n
+    return level, n >> level
+
+
+def _trailing_zeros(x: int) -> int:
+    return (x & -x).bit_length() - 1
+
+
+def stored_hash_count(n: int) -> int:
+    """How many hashes a tree of ``n`` records stores."""
+    if n <= 0:
+        return 0
+    # Records [0, n-1) store stored_hash_index(0, n-1) hashes; record n-1 adds its leaf
+    # and one hash per trailing 1 bit of n-1.
+    count = stored_hash_index(0, n - 1)
+    m = n - 1
+    count += 1
+    while m & 1:
+        count += 1
+        m >>= 1
+    return count
+
+
+def stored_hashes(n: int, leaf: bytes, read: HashReader) -> list[bytes]:
+    """The hashes to store after adding record ``n`` whose leaf hash is ``leaf``.
+
+    The first is ``leaf``; then one hash for each subtree the record completes.
+    """
+    if len(leaf) != HASH_SIZE:
+        raise ValueError("leaf hash must be 32 bytes")
+    indexes = []
+    m = n
+    level = 0
+    while m & 1:
+        # The sibling of the subtree ending at record n is (level, m - 1).
+        indexes.append(stored_hash_index(level, m - 1))
+        m >>= 1
+        level += 1
+    siblings = list(read(indexes)) if indexes else []
+    if len(siblings) != len(indexes):
+        raise ValueError("hash reader returned the wrong number of hashes")
+    out = [leaf]
+    h = leaf
+    for sibling in siblings:
+        h = node_hash(sibling, h)
+        out.append(h)
+    return out
+
+
+def _subtree_indexes(lo: int, hi: int, need: list[int]) -> None:
+    """Append the stored-hash indexes of the complete subtrees that make up records [lo, hi).
+
+    Callers only ask for ranges whose start is aligned to the largest power of two that
+    fits, as RFC 9162 proofs do.
+    """
+    while lo < hi:
+        k = 1 << ((hi - lo).bit_length() - 1)  # largest power of two <= hi - lo
+        if lo & (k - 1):
+            raise ValueError(f"subtree [{lo}, {hi}) is not aligned")
+        level = k.bit_length() - 1
+        need.append(stored_hash_index(level, lo >> level))
+        lo += k
+
+
+def _subtree_hash(lo: int, hi: int, read: HashReader) -> bytes:
+    need: list[int] = []
+    _subtree_indexes(lo, hi, need)
+    hashes = list(read(need))
+    if len(hashes) != len(need):
+        raise ValueError("hash reader returned the wrong number of hashes")
+    h = hashes[-1]
+    for left in reversed(hashes[:-1]):
+        h = node_hash(left, h)
+    return h
+
+
+def tree_hash(n: int, read: HashReader) -> bytes:
+    """The root hash of the tree of the first ``n`` records."""
+    if n < 0:
+        raise ValueError("tree size must be non-negative")
+    if n == 0:
+        return EMPTY_ROOT
+    return _subtree_hash(0, n, read)
+
+
+def prove_record(t: int, n: int, read: HashReader) -> list[bytes]:
+    """Inclusion proof that record ``n`` is in the tree of size ``t``."""
+    if not 0 <= n < t:
+        raise ValueError(f"record {n} is not in a tree of size {t}")
+    proof: list[bytes] = []
+    lo, hi = 0, t
+    path: list[tuple[int, int]] = []
+    while hi - lo > 1:
+        k = _maxpow2(hi - lo)
+        if n < lo + k:
+            path.append((lo + k, hi))
+            hi = lo + k
+        else:
+            path.append((lo, lo + k))
+            lo = lo + k
+    for a, b in reversed(path):
+        proof.append(_subtree_hash(a, b, read))
+    return proof
+
+
+def _check_hash(h: bytes, what: str) -> None:
+    if not isinstance(h, bytes) or len(h) != HASH_SIZE:
+        raise ProofError(f"{what} is not a 32-byte hash")
+
+
+def check_record(proof: Sequence[bytes], t: int, root: bytes, n: int, leaf: bytes) -> None:
+    """Check that ``leaf`` is record ``n`` of the tree of size ``t`` with hash ``root``."""
+    if not 0 <= n < t:
+        raise ProofError(f"record {n} is not in a tree of size {t}")
+    if len(proof) > _MAX_PROOF:
+        raise ProofError("inclusion proof is too long")
+    _check_hash(leaf, "leaf hash")
+    for p in proof:
+        _check_hash(p, "proof element")
+    # Walk down to the leaf, remembering which side each sibling is on.
+    sides: list[bool] = []  # True: the sibling is on the right
+    lo, hi = 0, t
+    while hi - lo > 1:
+        k = _maxpow2(hi - lo)
+        if n < lo + k:
+            sides.append(True)
+            hi = lo + k
+        else:
+            sides.append(False)
+            lo = lo + k
+    if len(proof) != len(sides):
+        raise ProofError("inclusion proof failed: wrong number of hashes")
+    h = leaf
+    for sibling, right in zip(proof, reversed(sides), strict=True):
+        h = node_hash(h, sibling) if right else node_hash(sibling, h)
+    if h != root:
+        raise ProofError("inclusion proof failed: root hash mismatch")
+
+
+def prove_tree(t: int, n: int, read: HashReader) -> list[bytes]:
+    """Consistency proof that the tree of size ``n`` is a prefix of the tree of size ``t``."""
+    if not 1 <= n <= t:
+        raise ValueError(f"no consistency proof from size {n} to size {t}")
+    out: list[bytes] = []
+    lo, hi = 0, t
+    tail: list[tuple[int, int]] = []
+    while n != hi:
+        k = _maxpow2(hi - lo)
+        if n <= lo + k:
+            tail.append((lo + k, hi))
+            hi = lo + k
+        else:
+            tail.append((lo, lo + k))
+            lo = lo + k
+    if lo != 0:
+        out.append(_subtree_hash(lo, hi, read))
+    for a, b in reversed(tail):
+        out.append(_subtree_hash(a, b, read))
+    return out
+
+
+def check_tree(proof: Sequence[bytes], t: int, root_t: bytes, n: int, root_n: bytes) -> None:
+    """Check that the tree of size ``n`` with hash ``root_n`` is a prefix of the tree of
+    size ``t`` with hash ``root_t``.
+
+    A proof from the empty tree (``n == 0``) is rejected: it proves nothing.
+    """
+    if not 1 <= n <= t:
+        raise ProofError(f"no consistency proof from size {n} to size {t}")
+    if len(proof) > _MAX_PROOF:
+        raise ProofError("consistency proof is too long")
+    for p in proof:
+        _check_hash(p, "proof element")
+    steps: list[bool] = []  # True: the old tree lies in the left part
+    lo, hi = 0, t
+    while n != hi:
+        k = _maxpow2(hi - lo)
+        if n <= lo + k:
+            steps.append(True)
+            hi = lo + k
+        else:
+            steps.append(False)
+            lo = lo + k
+    base = 0 if lo == 0 else 1
+    if len(proof) != base + len(steps):
+        raise ProofError("consistency proof failed: wrong number of hashes")
+    if lo == 0:
+        old = new = root_n
+    else:
+        old = new = proof[0]
+    for sibling, left in zip(proof[base:], reversed(steps), strict=True):
+        if left:
+            new = node_hash(new, sibling)
+        else:
+            old = node_hash(sibling, old)
+            new = node_hash(sibling, new)
+    if old != root_n or new != root_t:
+        raise ProofError("consistency proof failed: root hash mismatch")
+
+
+def root_from_leaf_hashes(leaves: Sequence[bytes]) -> bytes:
+    """The root of a tree given all its leaf hashes (``O(n)``; for tests and small trees)."""
+    if not leaves:
+        return EMPTY_ROOT
+    if len(leaves) == 1:
+        return leaves[0]
+    k = _maxpow2(len(leaves))
+    return node_hash(root_from_leaf_hashes(leaves[:k]), root_from_leaf_hashes(leaves[k:]))
