@@ -8,6 +8,7 @@ Modules:
 * :mod:`ledger.statement` — signed statements and hash-chained log entries
 * :mod:`ledger.note` — C2SP signed notes: parse, sign, open
 * :mod:`ledger.checkpoint` — C2SP checkpoints and Ed25519 witness cosignatures
+* :mod:`ledger.tlogproof` — C2SP tlog-proof: offline inclusion proofs with their checkpoint
 * :mod:`ledger.errors` — the one error tree (drawn in its docstring)
 
 This package imports no web framework.
