@@ -30,6 +30,7 @@ import base64
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from ledger import note
 from ledger.errors import MalformedError, SignatureError, TooLargeError
@@ -51,9 +52,10 @@ __all__ = [
     "sign_checkpoint",
 ]
 
-#: Default cap on a signed checkpoint, in bytes: room for the text and the maximum
-#: number of note signatures.
-DEFAULT_MAX_SIZE = 64 * 1024
+#: Default cap on a signed checkpoint, in bytes. The signed-note spec requires
+#: accepting 16 signatures, and post-quantum ones take nearly 5 kB each (about 6.7 kB
+#: in base64); 128 KiB leaves room for that.
+DEFAULT_MAX_SIZE = 128 * 1024
 #: The largest tree size and cosignature timestamp: 2**63 - 1.
 MAX_TIMESTAMP = (1 << 63) - 1
 MAX_TREE_SIZE = MAX_TIMESTAMP
@@ -319,4 +321,4 @@ def open_checkpoint(
             continue
         t = cosignature_timestamp(s.data)
         cosigs[s.name] = max(t, cosigs.get(s.name, t))
-    return OpenedCheckpoint(checkpoint=checkpoint, note=bytes(data), cosignatures=cosigs)
+    return OpenedCheckpoint(checkpoint=checkpoint, note=bytes(data), cosignatures=MappingProxyType(cosigs))

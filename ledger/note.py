@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -72,6 +73,7 @@ MAX_SIGNATURES = 100
 #: Signature lines start with an em dash (U+2014) and a space.
 SIG_PREFIX = "\u2014 "
 _KEY_ID_SIZE = 4
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 
 def is_valid_key_name(name: object) -> bool:
@@ -101,9 +103,10 @@ def decode_base64(text: str, *, what: str) -> bytes:
 
 
 def _check_controls(s: str, what: str) -> None:
-    for i, ch in enumerate(s):
-        if ch < " " and ch != "\n":
-            raise MalformedError(f"{what} contains control character U+{ord(ch):04X} at offset {i}")
+    m = _CONTROL.search(s)
+    if m:
+        code = ord(m.group())
+        raise MalformedError(f"{what} contains control character U+{code:04X} at offset {m.start()}")
 
 
 def _check_text(text: object) -> str:

@@ -418,3 +418,22 @@ def test_fuzz_open_checkpoint_mutations(data: st.DataObject) -> None:
         return
     assert opened.checkpoint.size == 12345 and opened.checkpoint.root_hash == ROOT
     assert opened.cosignatures in ({}, {W1.name: 77})
+
+
+def test_sixteen_post_quantum_sized_signatures_fit_the_default_cap() -> None:
+    # the spec: accept at least 16 signatures; post-quantum ones are nearly 5 kB
+    data = signed()
+    for i in range(15):
+        sig = note.Signature(name=f"pq{i}.example/witness", key_id=bytes([i]) * 4, data=bytes(4627 + 8))
+        data += sig.to_line().encode()
+    assert len(data) > 64 * 1024
+    opened = open_checkpoint(data, log_key=LOG_VKEY)
+    assert opened.checkpoint.size == 7
+    assert opened.cosignatures == {}
+
+
+def test_opened_cosignatures_are_read_only() -> None:
+    w = witness(1)
+    opened = open_checkpoint(cosign(signed(), w, timestamp=3), log_key=LOG_VKEY, witnesses=[w.verifier_key])
+    with pytest.raises(TypeError):
+        opened.cosignatures[w.name] = 4  # type: ignore[index]
