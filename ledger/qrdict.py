@@ -69,4 +69,4 @@ _GROUPS = (
 #: The preset dictionary (UTF-8).
 PRESET_DICTIONARY: bytes = "".join(_GROUPS).encode("utf-8")
 #: Its SHA-256, which pins the CL1 format (hex).
-PRESET_DICTIONARY_SHA256 = "to be computed"
+PRESET_DICTIONARY_SHA256 = "597e94d2cfbbc89990432b34bb0d1e50d2a3d506afb4908ceb39b2be3082ee45"
