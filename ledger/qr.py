@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 
 import segno
@@ -89,7 +90,11 @@ def _open(data: bytes) -> Image.Image:
     if len(data) > MAX_IMAGE_BYTES:
         raise TooLargeError(f"image: {len(data)} bytes is over the {MAX_IMAGE_BYTES}-byte limit")
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own cap is lower
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise TooLargeError(f"image: over the {MAX_IMAGE_PIXELS}-pixel limit") from None
     except Exception as e:  # Pillow raises many types for unreadable files
         raise MalformedError(f"image: not an image this reader understands ({type(e).__name__})") from None
     w, h = img.size
