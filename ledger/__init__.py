@@ -6,6 +6,11 @@ Modules:
 * :mod:`ledger.keys` — Ed25519 keys, key files, C2SP key IDs and verifier-key strings
 * :mod:`ledger.certid` — GB/T 36904-style certificate identifiers
 * :mod:`ledger.statement` — signed statements and hash-chained log entries
+* :mod:`ledger.claims` — claim values, salts and digests
+* :mod:`ledger.credential` — what a holder keeps: credentials, issued and saved as JSON
+* :mod:`ledger.presentation` — ``CL1:`` QR texts, full or selective, and their offline check
+* :mod:`ledger.qr` — QR images out (segno) and in (zxing-cpp)
+* :mod:`ledger.base45`, :mod:`ledger.qrdict` — strict Base45; the preset deflate dictionary
 * :mod:`ledger.errors` — the one error tree (drawn in its docstring)
 
 This package imports no web framework.

@@ -137,6 +137,11 @@ _MAX_TIME = 2**40
 _U64 = 2**64 - 1
 
 
+def _serial_is_integer(serial: str) -> bool:
+    """True when a serial travels as an integer: no leading zero, and it fits in 64 bits."""
+    return serial == str(int(serial)) and int(serial) <= _U64
+
+
 def _fail(message: str) -> MalformedError:
     return MalformedError(f"presentation: {message}")
 
@@ -315,9 +320,7 @@ class Presentation:
 
     def to_map(self) -> dict[int, Any]:
         """The msgpack map (before canonical encoding)."""
-        serial: int | str = self.serial
-        if self.serial == str(int(self.serial)) and int(self.serial) <= _U64:
-            serial = int(self.serial)
+        serial: int | str = int(self.serial) if _serial_is_integer(self.serial) else self.serial
         out: dict[int, Any] = {
             _K_KIND: int(self.kind),
             _K_KEY_ID: self.key_id,
@@ -385,7 +388,7 @@ class Presentation:
         if type(serial) is int:
             serial = str(serial)
         elif type(serial) is str:
-            if _SERIAL.fullmatch(serial) and serial[0] != "0" and int(serial) <= _U64:
+            if _SERIAL.fullmatch(serial) and _serial_is_integer(serial):
                 raise _fail("serial is not canonical: it must be encoded as an integer")
         else:
             raise _fail("serial must be an integer or a string of digits")

@@ -10,10 +10,18 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ledger.cli import cli
-from ledger.credential import Credential
+from ledger.credential import Credential, issue_credential
 from ledger.presentation import check_presentation
 from ledger.qr import read_qr_file, render_png
-from tests.fixtures.consortium import POLICY, T0, issue_food_permit, issue_reference
+from tests.fixtures.consortium import (
+    AMR,
+    AMR_KEY,
+    BUSINESS_LICENCE,
+    POLICY,
+    T0,
+    issue_food_permit,
+    issue_reference,
+)
 
 
 @pytest.fixture
@@ -133,3 +141,25 @@ def test_help() -> None:
     assert code == 0 and "--reveal NAMES" in out and "certledger present licence.json --png" in out
     code, out, _ = _run("qr", "decode", "--help")
     assert code == 0 and "Print the CL1 text" in out
+
+
+def test_dense_codes_get_a_warning(tmp_path: Path) -> None:
+    cred = issue_reference()
+    scope = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(300))  # does not compress
+    dense = issue_credential(
+        cert_type=BUSINESS_LICENCE,
+        issuer=AMR,
+        key=AMR_KEY,
+        serial="77",
+        claims={**cred.claims, "business_scope": scope},
+        operator="op:1",
+        time=T0,
+        valid_from=T0,
+    )
+    path = tmp_path / "dense.json"
+    dense.save(path)
+    code, _, err = _run("present", str(path))
+    assert code == 0, err
+    assert "warning: QR version" in err and "is dense" in err
+    code, _, err = _run("present", str(path), "--reveal", "name")
+    assert code == 0 and "warning" not in err

@@ -567,6 +567,7 @@ def test_non_canonical_msgpack_is_rejected() -> None:
         (lambda m: m.update({12: b"x" * 63}), "signature must be 64 bytes"),
         (lambda m: m.update({3: "Business"}), "certificate type 'Business' is not a valid type code"),
         (lambda m: m.update({4: "2430599"}), "serial is not canonical: it must be encoded as an integer"),
+        (lambda m: m.update({4: "0"}), "serial is not canonical: it must be encoded as an integer"),
         (lambda m: m.update({4: "24a"}), "serial '24a' must be 1 to 20 digits"),
         (lambda m: m.update({4: -1}), "serial '-1' must be 1 to 20 digits"),
         (lambda m: m.update({5: 1000}), "edition must be an integer 0..999"),

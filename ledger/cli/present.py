@@ -11,6 +11,9 @@ from ledger.qr import make_qr, render_png, render_svg
 
 __all__ = ["present"]
 
+#: Above this QR version a code shown on a phone screen is hard for another phone to read.
+DENSE_VERSION = 25
+
 
 def _write(path: Path, data: bytes) -> None:
     try:
@@ -78,6 +81,12 @@ def present(
         f"(level {error_level.upper()})",
         err=True,
     )
+    if qr.version is not None and int(qr.version) > DENSE_VERSION:
+        click.echo(
+            f"warning: QR version {qr.version} is dense; show it large, use a lower error level "
+            "or disclose fewer claims if phones cannot read it",
+            err=True,
+        )
     if png is not None:
         _write(png, render_png(text, error=error_level, scale=scale))
         click.echo(f"wrote {png}", err=True)
