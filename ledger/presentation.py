@@ -568,9 +568,9 @@ def verify_presentation(
     3. the signing key (found by key ID) belongs to a member and was valid at the
        statement's time;
     4. the certificate type lets that member issue it;
-    5. the issuer's signature over the rebuilt statement verifies;
-    6. the disclosed values fit the type's schema (their digests are part of what was
-       signed) and, for ``purpose``, every claim the type needs for it is disclosed.
+    5. the disclosed values fit their claims' kinds, and the issuer's signature over
+       the rebuilt statement (which holds every claim digest) verifies;
+    6. for ``purpose``, every claim the type needs for it is disclosed.
 
     Raises PolicyError, SignatureError, SchemaError or ClaimMismatchError; each message
     says which step failed and what had been checked before it.
@@ -616,7 +616,11 @@ def verify_presentation(
     )
     signed = SignedStatement(statement_bytes=statement.to_bytes(), key_id=p.key_id, signature=p.signature)
     if not log_key.public_key.is_valid(p.signature, statement_message(signed.statement_bytes)):
-        what = "the disclosed values, salt secret or signature" if p.full else "a value, salt, digest"
+        what = (
+            "a disclosed value, the salt secret or the signature"
+            if p.full
+            else "a disclosed value, a salt, a digest or the signature"
+        )
         raise SignatureError(
             f"statement signature does not verify: {what} was altered, or the certificate is forged "
             f"(issuer {member.id}, key {p.key_id.hex()} and mandate checked)"
