@@ -57,7 +57,10 @@ COSE_ALG, COSE_KID, ES256 = 1, 4, -7
 def hc1_encode(
     document: dict[str, Any], *, iss: str, iat: int, exp: int | None, key: ec.EllipticCurvePrivateKey
 ) -> str:
-    """CWT {iss, iat, exp?, hcert: {1: document}} in COSE_Sign1/ES256, zlib, Base45, HC1:."""
+    """CWT {iss, iat, exp?, hcert: {1: document}} in COSE_Sign1/ES256, zlib, Base45, HC1:.
+
+    ES256 uses RFC 6979 deterministic nonces, so the length is the same in every run.
+    """
     claims: dict[int, Any] = {CWT_ISS: iss, CWT_IAT: iat, CWT_HCERT: {1: document}}
     if exp is not None:
         claims[CWT_EXP] = exp
@@ -65,7 +68,7 @@ def hc1_encode(
     spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     protected = cbor2.dumps({COSE_ALG: ES256, COSE_KID: hashlib.sha256(spki).digest()[:8]})
     to_sign = cbor2.dumps(["Signature1", protected, b"", payload])
-    r, s = decode_dss_signature(key.sign(to_sign, ec.ECDSA(hashes.SHA256())))
+    r, s = decode_dss_signature(key.sign(to_sign, ec.ECDSA(hashes.SHA256(), deterministic_signing=True)))
     signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
     cose = cbor2.dumps(cbor2.CBORTag(18, [protected, {}, payload, signature]))
     return "HC1:" + b45encode(zlib.compress(cose, 9))
@@ -125,7 +128,8 @@ def main() -> None:
             f"ISO/IEC 7064 MOD 37,36 check character; recomputed: {ref['cert_id'][-1]!r}"
         )
         print(f"  id used: {ref['cert_id']}")
-    print(f"  {len(ref['claims'])} claims; valid_until: {ref['valid_until']} (open-ended)")
+    until = "null (open-ended)" if ref["valid_until"] is None else ref["valid_until"]
+    print(f"  {len(ref['claims'])} claims; valid_until: {until}")
 
     credential = issue_reference(salt_secret=hashlib.sha256(b"bench salt secret").digest()[:16])
     full = credential.present()
