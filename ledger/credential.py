@@ -95,10 +95,9 @@ class Credential:
             raise SchemaError(f"credential: a {stmt.kind.label} statement carries no claims")
         if type(self.salt_secret) is not bytes or len(self.salt_secret) != SECRET_SIZE:
             raise SchemaError(f"credential: the salt secret must be {SECRET_SIZE} bytes")
+        if not all(isinstance(s, ClaimSpec) for s in self.schema):
+            raise SchemaError("credential: schema entries must be claim specs")
         schema = tuple(sorted(self.schema, key=lambda s: s.key))
-        for s in schema:
-            if not isinstance(s, ClaimSpec):
-                raise SchemaError("credential: schema entries must be claim specs")
         if len({s.key for s in schema}) != len(schema) or len({s.name for s in schema}) != len(schema):
             raise SchemaError("credential: claim keys and names in the schema must be unique")
         object.__setattr__(self, "schema", schema)
@@ -290,7 +289,10 @@ class Credential:
         except OSError as e:
             raise LedgerError(f"{path}: cannot create the credential file: {e.strerror}") from None
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(fd, 0o600)
             f.write(self.dumps())
+            f.flush()
+            os.fsync(fd)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Credential:

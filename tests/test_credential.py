@@ -152,7 +152,10 @@ def test_json_round_trip(code: str, tmp_path: Path) -> None:
     assert Credential.load(path) == cred
     with pytest.raises(LedgerError, match="file exists; refusing to overwrite"):
         cred.save(path)
+    path.chmod(0o644)
     cred.save(path, overwrite=True)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert Credential.load(path) == cred
 
 
 def test_json_is_readable() -> None:
