@@ -18,11 +18,17 @@ for each policy: :func:`parse_text` rebuilds the policy, renders it again with
 :func:`render` and rejects the text unless the two are identical, so what a
 department reviews is exactly what it signs and what every verifier parses.
 
+The governance signatures are the note's signature lines (Ed25519, signature type
+0x01, key name = the governance key's name), made over the exact text bytes. An
+unsigned proposal is just the text (a file without the blank line and signatures);
+the first governance key holder to sign turns it into a signed note.
+
 Parsing is strict: the size is capped before anything else, the JSON nesting depth is
 capped, duplicate keys, unknown or missing fields, floats and non-canonical forms are
-rejected. Every failure is a :class:`~ledger.errors.MalformedError` (a
-:class:`~ledger.errors.TooLargeError` for a cap, a
-:class:`~ledger.errors.SchemaError` for a value the policy model refuses).
+rejected, and at most :data:`MAX_SIGNATURES` signatures are accepted. Every failure is
+a :class:`~ledger.errors.MalformedError` (a :class:`~ledger.errors.TooLargeError` for a
+cap, a :class:`~ledger.errors.SchemaError` for a value the policy model refuses).
+Nothing here verifies a signature: :mod:`ledger.trust` does.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ledger import note
 from ledger.errors import MalformedError, SchemaError, TooLargeError
-from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, VerifierKey
+from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, SigningKey, VerifierKey
 from ledger.policy import (
     MAX_TIME,
     CertificateType,
@@ -49,9 +57,16 @@ __all__ = [
     "FORMAT_LINE",
     "MAX_DEPTH",
     "MAX_DOCUMENT_SIZE",
+    "MAX_SIGNATURES",
+    "PolicyDocument",
+    "add_signature",
+    "from_json",
+    "parse_document",
+    "parse_proposal",
     "parse_text",
     "parse_time",
     "render",
+    "sign_proposal",
     "to_json",
 ]
 
@@ -59,6 +74,8 @@ __all__ = [
 FORMAT_LINE = "certledger/policy/v1"
 #: Cap on a policy document's size in bytes (text and signatures).
 MAX_DOCUMENT_SIZE = 1024 * 1024
+#: Cap on the number of signature lines on one policy document.
+MAX_SIGNATURES = 64
 #: Cap on the JSON nesting depth (a policy needs 5).
 MAX_DEPTH = 8
 _MAX_INT_DIGITS = 20
@@ -178,6 +195,8 @@ def _scalar(value: Any) -> str:
         # unassigned code points) is escaped too, so the text stays readable and free
         # of characters a signed note forbids.
         out = json.dumps(value, ensure_ascii=False)
+        if out.isprintable():
+            return out
         return "".join(ch if ch.isprintable() else _escape(ch) for ch in out)
     raise MalformedError(f"cannot render a {type(value).__name__} in a policy document")
 
@@ -472,3 +491,71 @@ def parse_text(text: str) -> Policy:
             "spacing, key order, escapes and time formats are fixed)"
         )
     return policy
+
+
+# -- documents ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyDocument:
+    """A well-formed policy document: its exact bytes, its policy and its signature
+    lines. Nothing about it has been verified."""
+
+    data: bytes
+    text: str
+    policy: Policy
+    signatures: tuple[note.Signature, ...]
+
+
+def _check_size(data: object, max_size: int) -> bytes:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedError("policy document: expected bytes")
+    if len(data) > max_size:
+        raise TooLargeError(f"policy document: {len(data)} bytes is over the {max_size}-byte limit")
+    return bytes(data)
+
+
+def parse_document(data: bytes, *, max_size: int = MAX_DOCUMENT_SIZE) -> PolicyDocument:
+    """Parse a signed policy document strictly, without verifying its signatures."""
+    data = _check_size(data, max_size)
+    try:
+        parsed = note.parse(data, max_size=max_size)
+    except TooLargeError as e:
+        raise TooLargeError(f"policy document: {e}") from None
+    except MalformedError as e:
+        raise MalformedError(f"policy document: {e}") from None
+    if len(parsed.signatures) > MAX_SIGNATURES:
+        raise TooLargeError(
+            f"policy document: {len(parsed.signatures)} signatures; at most {MAX_SIGNATURES} are accepted"
+        )
+    policy = parse_text(parsed.text)
+    return PolicyDocument(data=data, text=parsed.text, policy=policy, signatures=parsed.signatures)
+
+
+def parse_proposal(data: bytes, *, max_size: int = MAX_DOCUMENT_SIZE) -> Policy:
+    """Parse an unsigned proposal: the UTF-8 text of a policy document alone."""
+    data = _check_size(data, max_size)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MalformedError(f"policy text: not valid UTF-8 (byte offset {e.start})") from None
+    return parse_text(text)
+
+
+def sign_proposal(policy: Policy, signers: list[tuple[str, SigningKey]]) -> bytes:
+    """A signed policy document: ``policy`` rendered and signed by each ``(name, key)``."""
+    if not signers:
+        raise MalformedError("a policy document needs at least one signature")
+    return note.sign(render(policy), [note.Ed25519Signer(name=n, key=k) for n, k in signers])
+
+
+def add_signature(data: bytes, name: str, key: SigningKey) -> bytes:
+    """``data`` (a signed policy document) with one more signature appended.
+
+    The document is parsed strictly first, so nobody signs a malformed policy; its
+    existing bytes are kept exactly.
+    """
+    doc = parse_document(data)
+    if len(doc.signatures) >= MAX_SIGNATURES:
+        raise TooLargeError(f"policy document already carries {MAX_SIGNATURES} signatures")
+    return note.add_signatures(doc.data, [note.Ed25519Signer(name=name, key=key)])

@@ -116,3 +116,45 @@ def make_policy(
         governance_threshold=threshold,
     )
     return dataclasses.replace(p, **changes) if changes else p
+
+
+def sign(policy: Policy, *gov: int) -> bytes:
+    """The policy's signed document, signed by the governance keys numbered ``gov``."""
+    from ledger.policy_doc import sign_proposal
+
+    return sign_proposal(policy, [(gov_name(n), gov_key(n)) for n in gov])
+
+
+def rotate(p: Policy, version: int) -> Policy:
+    """Version ``version`` of a chain: governance keys slide by one (k-1, k, k+1) and
+    hz-amr's log key is rotated, so every step changes keys."""
+    at = T0 + version * DAY
+    amr = p.members[0]
+    old = tuple(dataclasses.replace(k, valid_until=at) if k.valid_until is None else k for k in amr.log_keys)
+    new = LogKey(public_key=log_signing_key("hz-amr", version).public_key, valid_from=at)
+    amr = dataclasses.replace(amr, log_keys=(*old, new))
+    return dataclasses.replace(
+        p,
+        version=version,
+        members=(amr, *p.members[1:]),
+        governance_keys=tuple(gov_verifier(n) for n in (version - 1, version, version + 1)),
+    )
+
+
+def make_chain(n: int) -> tuple[list[Policy], list[bytes]]:
+    """Policies 1..n and their documents; version k is signed by keys k-1, k and k+1."""
+    policies = [make_policy(gov=(0, 1, 2))]
+    docs = [sign(policies[0], 0, 1, 2)]
+    for v in range(2, n + 1):
+        policies.append(rotate(policies[-1], v))
+        docs.append(sign(policies[-1], v - 1, v, v + 1))
+    return policies, docs
+
+
+def docs_example() -> bytes:
+    """The signed example shown in docs/trust-policy.md (Ed25519 signatures are
+    deterministic, so this is byte-for-byte reproducible)."""
+    amr, psb = members()[:2]
+    licence = dataclasses.replace(business_licence(revokers=("hz-amr", "hz-psb")), max_validity_days=1825)
+    p = make_policy(members=(amr, psb), types=(licence,), expires=T0 + YEAR)
+    return sign(p, 0, 1)
