@@ -38,6 +38,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring  # the C encoder json.dumps uses for str
 from typing import Any
 
 from ledger import note
@@ -81,7 +82,6 @@ MAX_DEPTH = 8
 _MAX_INT_DIGITS = 20
 _FLAT_WIDTH = 120
 _TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
-_SPECIAL = re.compile(r'["\\\[\]{}]')
 
 _POLICY_FIELDS = (
     "version",
@@ -194,7 +194,7 @@ def _scalar(value: Any) -> str:
         # not printable (DEL, C1 controls, format characters, line separators,
         # unassigned code points) is escaped too, so the text stays readable and free
         # of characters a signed note forbids.
-        out = json.dumps(value, ensure_ascii=False)
+        out: str = encode_basestring(value)
         if out.isprintable():
             return out
         return "".join(ch if ch.isprintable() else _escape(ch) for ch in out)
@@ -269,45 +269,26 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
-def _check_depth(body: str) -> None:
-    # One linear pass over the characters that matter: quotes and backslashes decide
-    # what is inside a string; brackets outside strings change the depth.
-    depth = 0
-    in_string = False
-    skip = -1
-    for m in _SPECIAL.finditer(body):
-        pos, ch = m.start(), m.group()
-        if pos == skip:
-            continue
-        if in_string:
-            if ch == "\\":
-                skip = pos + 1
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise TooLargeError(f"JSON is nested deeper than {MAX_DEPTH} levels")
-        elif ch in "]}":
-            depth -= 1
-
-
-def _check_strings(value: Any) -> None:
-    stack = [value]
+def _check_value(value: Any) -> None:
+    """Cap the nesting depth and refuse strings with unpaired surrogate escapes."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
-        v = stack.pop()
+        v, depth = stack.pop()
         if isinstance(v, str):
             try:
                 v.encode("utf-8")
             except UnicodeEncodeError:
                 raise MalformedError("a string holds an unpaired surrogate escape") from None
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
+            continue
+        if isinstance(v, dict):
+            children: list[Any] = [*v.keys(), *v.values()]
         elif isinstance(v, list):
-            stack.extend(v)
+            children = v
+        else:
+            continue
+        if depth + 1 > MAX_DEPTH:
+            raise TooLargeError(f"JSON is nested deeper than {MAX_DEPTH} levels")
+        stack.extend((c, depth + 1) for c in children)
 
 
 def _fields(value: Any, names: tuple[str, ...], where: str) -> dict[str, Any]:
@@ -465,7 +446,6 @@ def parse_text(text: str) -> Policy:
     if not sep or not body.endswith("\n"):
         raise MalformedError("policy text: must end with a newline")
     try:
-        _check_depth(body)
         value = json.loads(
             body,
             object_pairs_hook=_reject_duplicates,
@@ -473,7 +453,7 @@ def parse_text(text: str) -> Policy:
             parse_int=_parse_int,
             parse_constant=_reject_constant,
         )
-        _check_strings(value)
+        _check_value(value)
         policy = from_json(value)
     except TooLargeError as e:
         raise TooLargeError(f"policy text: {e}") from None
@@ -483,7 +463,9 @@ def parse_text(text: str) -> Policy:
         raise MalformedError(f"policy text: {e}") from None
     except json.JSONDecodeError as e:
         raise MalformedError(f"policy text: not valid JSON ({e.msg} at line {e.lineno + 1})") from None
-    except (ValueError, RecursionError) as e:
+    except RecursionError:  # json's scanner guards its recursion; deep input ends here
+        raise TooLargeError(f"policy text: JSON is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as e:
         raise MalformedError(f"policy text: not valid JSON ({type(e).__name__})") from None
     if render(policy) != text:
         raise MalformedError(
