@@ -85,11 +85,11 @@ _KEY_ID = re.compile(r"[0-9a-f]{8}")
 
 #: Every change ``propose`` understands: ``kind=value`` and what it does.
 CHANGES: dict[str, str] = {
-    "add-member": "add-member=FILE.toml: add the member described in FILE (a [[members]] table's fields)",
+    "add-member": "add-member=FILE.toml: add the member in FILE (fields of a [[members]] table)",
     "rotate-log-key": "rotate-log-key=MEMBER:KEY[@TIME]: new log key from TIME (default now); "
-    "the member's open-ended keys end at TIME",
+    "older keys end then",
     "compromise": "compromise=MEMBER:KEYID@TIME: mark a log key compromised at TIME",
-    "add-type": "add-type=FILE.toml: add the certificate type described in FILE (a [[types]] table's fields)",
+    "add-type": "add-type=FILE.toml: add the certificate type in FILE (fields of a [[types]] table)",
     "issuers": "issuers=TYPE:ID,ID…: set who may issue (and replace) TYPE",
     "revokers": "revokers=TYPE:ID,ID…: set who may revoke, suspend and reinstate TYPE",
     "witness-key": "witness-key=MEMBER:VERIFIERKEY: replace a member's witness key",

@@ -334,3 +334,17 @@ def test_docs_example_is_what_the_code_produces() -> None:
     block = text.split("<!-- example:begin -->\n```text\n", 1)[1].split("```\n<!-- example:end -->", 1)[0]
     assert block.encode() == docs_example()
     assert TrustedPolicy(block.encode()).version == 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=3 * MAX_DOCUMENT_SIZE),
+    st.sampled_from([b"x", b"\n", b"[", b"\xe2\x80\x94 ", b"\x00"]),
+)
+def test_huge_documents(extra: int, filler: bytes) -> None:
+    data = (DOC1 + filler * (MAX_DOCUMENT_SIZE // len(filler) + extra))[: MAX_DOCUMENT_SIZE + extra]
+    assert len(data) > MAX_DOCUMENT_SIZE
+    with pytest.raises(TooLargeError, match="byte limit"):
+        TrustedPolicy(data)
+    with pytest.raises(TooLargeError, match="byte limit"):
+        TrustedPolicy(DOC1).update(data, now=NOW)

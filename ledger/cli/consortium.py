@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import inspect
 import os
 import re
 import tempfile
@@ -297,7 +298,7 @@ def propose(current: Path, changes: tuple[str, ...], out: Path, now_text: str | 
     click.echo(f"review with: certledger consortium diff {current} {out}")
 
 
-propose.help = (propose.help or "") + "".join(f"\n  {text}" for text in CHANGES.values())
+propose.help = inspect.cleandoc(propose.help or "") + "".join(f"\n  {text}" for text in CHANGES.values())
 
 
 @consortium.command()
