@@ -14,7 +14,7 @@ from ledger.consortium import KeyRequest, apply_changes, genesis, parse_change, 
 from ledger.errors import LedgerError, MalformedError, TooLargeError
 from ledger.keys import PublicKey, SigningKey
 from ledger.policy import Policy
-from tests.policy_helpers import T0, make_policy
+from tests.policy_fixtures import T0, make_policy
 
 SPEC = tomllib.loads((Path(__file__).parent / "data" / "consortium-spec.toml").read_text(encoding="utf-8"))
 

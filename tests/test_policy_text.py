@@ -12,7 +12,7 @@ from ledger.errors import LedgerError, MalformedError, SchemaError, TooLargeErro
 from ledger.keys import SIG_TYPE_COSIGNATURE, VerifierKey
 from ledger.policy import Policy
 from ledger.policy_doc import FORMAT_LINE, MAX_DEPTH, MAX_DOCUMENT_SIZE, parse_text, parse_time, render
-from tests.policy_helpers import gov_key, make_policy
+from tests.policy_fixtures import gov_key, make_policy
 
 POLICY = make_policy()
 TEXT = render(POLICY)

@@ -15,7 +15,7 @@ from ledger.keys import VerifierKey
 from ledger.policy import Policy
 from ledger.policy_doc import MAX_DOCUMENT_SIZE, MAX_SIGNATURES, add_signature, parse_document, render
 from ledger.trust import MAX_CHAIN, TrustedPolicy, signed_by, verify_chain
-from tests.policy_helpers import (
+from tests.policy_fixtures import (
     DAY,
     T0,
     YEAR,
@@ -328,7 +328,7 @@ def test_deeply_nested(depth: int) -> None:
 def test_docs_example_is_what_the_code_produces() -> None:
     from pathlib import Path
 
-    from tests.policy_helpers import docs_example
+    from tests.policy_fixtures import docs_example
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "trust-policy.md").read_text(encoding="utf-8")
     block = text.split("<!-- example:begin -->\n```text\n", 1)[1].split("```\n<!-- example:end -->", 1)[0]
