@@ -130,7 +130,7 @@ def read_toml(data: bytes, *, what: str = "spec") -> dict[str, Any]:
         raise TooLargeError(f"{what}: nested too deeply") from None
 
 
-# -- fields ---------------------------------------------------------------------
+# -- fields ----------------------------------------------------------------------------
 
 
 def _table(value: Any, where: str, required: set[str], optional: set[str]) -> dict[str, Any]:

@@ -51,7 +51,7 @@ _PASSPHRASE_ENV = "CERTLEDGER_KEY_PASSPHRASE"  # noqa: S105 (the variable's name
 _SIGNATURE_BLOCK = "\n\n\u2014 ".encode()
 
 
-# -- reading and writing files -----------------------------------------------------------------------
+# -- reading and writing files ---------------------------------------------------------
 
 
 def _read(path: Path, limit: int = MAX_DOCUMENT_SIZE) -> bytes:
