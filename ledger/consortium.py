@@ -375,11 +375,15 @@ def _at(text: str, *, now: int) -> tuple[str, int | None]:
     return text, None
 
 
-def _replace_member(p: Policy, member_id: str, **changes: Any) -> Policy:
+def _member(p: Policy, member_id: str) -> Member:
     m = p.member(member_id)
     if m is None:
         raise MalformedError(f"no member {member_id!r} in version {p.version}")
-    new = dataclasses.replace(m, **changes)
+    return m
+
+
+def _replace_member(p: Policy, member_id: str, **changes: Any) -> Policy:
+    new = dataclasses.replace(_member(p, member_id), **changes)
     return dataclasses.replace(p, members=tuple(new if x.id == member_id else x for x in p.members))
 
 
@@ -411,9 +415,7 @@ def _apply(p: Policy, change: Change, *, now: int, read_file: Callable[[str], by
         member_id, rest = _split(change)
         key_text, when = _at(rest, now=now)
         start = now if when is None else when
-        owner = p.member(member_id)
-        if owner is None:
-            raise MalformedError(f"no member {member_id!r} in version {p.version}")
+        owner = _member(p, member_id)
         new = _public_key(key_text, f"change {change}", name=owner.origin, sig_type=SIG_TYPE_ED25519)
         ended = tuple(
             dataclasses.replace(k, valid_until=start) if k.valid_until is None or k.valid_until > start else k
@@ -432,9 +434,7 @@ def _apply(p: Policy, change: Change, *, now: int, read_file: Callable[[str], by
         kid, when = _at(rest, now=now)
         if when is None or not _KEY_ID.fullmatch(kid):
             raise MalformedError(f"change {change}: see `{CHANGES[kind]}`")
-        owner = p.member(member_id)
-        if owner is None:
-            raise MalformedError(f"no member {member_id!r} in version {p.version}")
+        owner = _member(p, member_id)
         hits = [k for k in owner.log_keys if owner.log_key_id(k).hex() == kid]
         if len(hits) != 1:
             raise MalformedError(

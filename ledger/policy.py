@@ -42,6 +42,7 @@ __all__ = [
     "Member",
     "Policy",
     "format_time",
+    "rule_error",
 ]
 
 _MEMBER_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -86,9 +87,13 @@ RULES: Mapping[str, str] = MappingProxyType(
 )
 
 
-def _fail(rule: str, detail: str) -> PolicyError:
-    assert rule in RULES, rule
+def rule_error(rule: str, detail: str) -> PolicyError:
+    """A PolicyError for ``rule`` (one of :data:`RULES`): message ``"<rule>: <detail>"``."""
+    assert rule in RULES, f"unknown policy rule {rule!r}"
     return PolicyError(f"{rule}: {detail}", rule=rule)
+
+
+_fail = rule_error
 
 
 def _require(cond: bool, message: str) -> None:

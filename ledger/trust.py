@@ -32,6 +32,7 @@ from ledger import note
 from ledger.errors import MalformedError, PolicyError, SignatureError
 from ledger.keys import PublicKey, VerifierKey
 from ledger.policy import Policy, format_time
+from ledger.policy import rule_error as _fail
 from ledger.policy_doc import PolicyDocument, parse_document
 
 __all__ = [
@@ -45,10 +46,6 @@ __all__ = [
 
 #: Most documents one walk verifies.
 MAX_CHAIN = 1000
-
-
-def _fail(rule: str, detail: str) -> PolicyError:
-    return PolicyError(f"{rule}: {detail}", rule=rule)
 
 
 def signed_by(doc: PolicyDocument, keys: Sequence[VerifierKey]) -> tuple[VerifierKey, ...]:
