@@ -14,6 +14,10 @@ Modules:
 * :mod:`ledger.presentation` — ``CL1:`` QR texts, full or selective, and their offline check
 * :mod:`ledger.qr` — QR images out (segno) and in (zxing-cpp)
 * :mod:`ledger.base45`, :mod:`ledger.qrdict` — strict Base45; the preset deflate dictionary
+* :mod:`ledger.policy` — the consortium trust policy and its queries
+* :mod:`ledger.policy_doc` — the policy document (canonical text in a signed note)
+* :mod:`ledger.trust` — the policy update rules (TUF root rules) over documents
+* :mod:`ledger.consortium` — policy genesis, changes and summaries for the ceremony
 * :mod:`ledger.errors` — the one error tree (drawn in its docstring)
 
 This package imports no web framework.
