@@ -23,7 +23,7 @@ from ledger.errors import (
     SignatureError,
     TooLargeError,
 )
-from ledger.policy import LogKey
+from ledger.policy import LogKey, Member
 from ledger.presentation import (
     MAX_INFLATED_SIZE,
     MAX_TEXT_LENGTH,
@@ -386,14 +386,13 @@ def test_expired_policy() -> None:
 
 def test_ambiguous_key_id(monkeypatch: pytest.MonkeyPatch) -> None:
     # Key IDs hash the (unique) log origin, so two members share one only by a 32-bit
-    # collision; simulate one by making key IDs ignore the origin.
-    twin = dataclasses.replace(PSB, log_keys=AMR.log_keys)
-    shared = policy(members=(AMR, HEALTH, twin))
+    # collision; simulate one by making a key of another member report the same ID.
+    shared = policy(members=(AMR, HEALTH, PSB))
     text = REFERENCE.to_qr_text()
     check_presentation(text, policy=shared, now=NOW)
-    monkeypatch.setattr(
-        type(AMR), "log_key_id", lambda self, k: AMR.log_keys[1] is k and REFERENCE.signed.key_id
-    )
+    kid = REFERENCE.signed.key_id
+    real = Member.log_key_id
+    monkeypatch.setattr(Member, "log_key_id", lambda self, k: kid if k is PSB.log_keys[0] else real(self, k))
     with pytest.raises(
         PolicyError, match="is ambiguous in trust policy version 1 \\(hangzhou-psb, hangzhou-xihu-amr\\)"
     ):
