@@ -25,6 +25,9 @@ def test_bench_qr_runs() -> None:
         "CL1 selective disclosure (3 of 11 claims)",
         "HC1 (CWT in COSE_Sign1/ES256, zlib, Base45)",
         "full disclosure / HC1 = ",
+        "held-out licences: tests/fixtures/heldout_licences.json (13 licences)",
+        "CL1 full, deflate without the dictionary: chars",
+        "held-out CL1 full / HC1 <= 0.60 (target): ",
         "us per QR",
     ):
         assert expected in out.stdout, out.stdout

@@ -49,8 +49,11 @@ from tests.fixtures.consortium import (
     T0,
     TYPES,
     all_credentials,
+    heldout_licences,
+    heldout_policy,
     issue_food_permit,
     issue_health_certificate,
+    issue_heldout,
     issue_reference,
     policy,
 )
@@ -706,3 +709,37 @@ def test_mutated_qr_text_is_rejected_or_means_the_same(text: str, data: st.DataO
     # deflate ignores the padding bits of its last byte: the same presentation may
     # have more than one text, but never other content
     assert checked.presentation == Presentation.from_text(text)
+
+
+# -- the held-out licences --------------------------------------------------------------
+
+
+HELDOUT = heldout_licences()
+HELDOUT_POLICY = heldout_policy()
+
+
+def test_the_heldout_set_is_varied() -> None:
+    assert len(HELDOUT) >= 10
+    assert len({lic["issuer"] for lic in HELDOUT}) == len(HELDOUT)
+    kinds = " ".join(lic["claims"]["company_type"] for lic in HELDOUT)
+    for kind in ("有限责任公司", "股份有限公司", "个体工商户", "分公司", "合伙企业", "农民专业合作社"):
+        assert kind in kinds
+    assert {lic["valid_until"] is None for lic in HELDOUT} == {True, False}
+    scopes = sorted(len(lic["claims"]["business_scope"]) for lic in HELDOUT)
+    assert scopes[0] < 100 and scopes[-1] > 500
+
+
+@pytest.mark.parametrize("index", range(len(HELDOUT)), ids=[lic["issuer"] for lic in HELDOUT])
+def test_heldout_licences_round_trip(index: int) -> None:
+    lic = HELDOUT[index]
+    cred = issue_heldout(lic)
+    now = lic["valid_from"] + 86400
+    for reveal in (None, THREE):
+        checked = check_presentation(cred.to_qr_text(reveal), policy=HELDOUT_POLICY, now=now)
+        assert checked.cert_id == lic["licence_id"]
+        assert checked.signed.statement_bytes == cred.signed.statement_bytes
+        assert checked.issuer.id == lic["issuer"]
+    assert Credential.from_qr_text(cred.to_qr_text(), policy=HELDOUT_POLICY, now=now).claims == cred.claims
+    assert {k: v for k, v in cred.claims.items() if not isinstance(v, dt.date)} == {
+        k: v for k, v in lic["claims"].items() if k not in ("established", "issue_date")
+    }
