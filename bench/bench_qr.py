@@ -7,8 +7,8 @@ Run from the repository root (needs the ``bench`` extra for cbor2)::
 Both encodings are built in this run from the same content: the reference licence in
 ``tests/fixtures/business_licence.json``, and each of the held-out licences in
 ``tests/fixtures/heldout_licences.json`` (written before the compression was tuned and
-never edited since; the reference licence's own wording is in the preset dictionary,
-so only the held-out figures say how CL1 does on licences it was not tuned on):
+never edited since). The format was first tuned on the reference licence alone, so the
+held-out figures are the ones that say how CL1 does on licences in general:
 
 * CL1: the certledger credential issued from the fixture's claims, presented with full
   disclosure (which carries the salt secret selective disclosure needs) and with 3 of
