@@ -14,6 +14,7 @@ Modules:
 * :mod:`ledger.presentation` — ``CL1:`` QR texts, full or selective, and their offline check
 * :mod:`ledger.qr` — QR images out (segno) and in (zxing-cpp)
 * :mod:`ledger.base45`, :mod:`ledger.qrdict` — strict Base45; the preset deflate dictionary
+* :mod:`ledger.gbtext` — the GB 18030 transport form of text values in QR codes
 * :mod:`ledger.policy` — the consortium trust policy and its queries
 * :mod:`ledger.policy_doc` — the policy document (canonical text in a signed note)
 * :mod:`ledger.trust` — the policy update rules (TUF root rules) over documents

@@ -28,7 +28,9 @@ Text form: ``CL1:`` + Base45(raw deflate(canonical msgpack map), preset dictiona
     10 reason       replace only, optional: reason code
     11 replaces     replace only: the certificate id it supersedes
     12 signature    64-byte Ed25519 signature of the statement
-    13 values       {claim key: canonical value} of the disclosed claims
+    13 values       {claim key: value} of the disclosed claims: an integer, or text;
+                    text with a non-ASCII character travels as GB 18030 bytes (bin)
+                    when :mod:`ledger.gbtext` allows, else as UTF-8 (str)
     14 secret       full disclosure only: the 16-byte salt secret
     15 salts        selective only: {claim key: 16-byte salt}, the keys of ``values``
     16 digests      selective only: {claim key: 32-byte digest} of the hidden claims
@@ -37,9 +39,13 @@ The issuer's member id and the certificate id are not carried: the member is the
 whose log key has the key ID, and the id is rebuilt from the type's national code,
 the member's issuer code, the serial and edition, with its check character recomputed.
 
+The GB 18030 form is transport only: the claim's canonical value, which is hashed and
+signed, is the Unicode string, and the reader turns the bytes back into it first.
+
 The decoder caps the text at :data:`MAX_TEXT_LENGTH` characters (the most a QR code
 holds) and the inflated size at :data:`MAX_INFLATED_SIZE` bytes before inflating, and
-rejects non-canonical Base45 and msgpack, unknown versions and trailing data. Deflate
+rejects non-canonical Base45 and msgpack, a text value in the encoding that is not its
+one form (or GB 18030 bytes that do not decode), unknown versions and trailing data. Deflate
 itself has many encodings of the same bytes, so the QR text is not unique: identify a
 certificate by its id or its statement, never by its QR text.
 """
@@ -79,6 +85,7 @@ from ledger.errors import (
     SignatureError,
     TooLargeError,
 )
+from ledger.gbtext import from_gb18030, gb18030_form, is_gb18030_transportable
 from ledger.policy import CertificateType, LogKey, Member, Policy
 from ledger.qrdict import PRESET_DICTIONARY
 from ledger.statement import MAX_CLAIMS, Kind, Reason, SignedStatement, Statement, statement_message
@@ -171,6 +178,29 @@ def _check_value(k: int, v: Any) -> CanonicalValue:
     if type(v) is int:
         return v
     raise _fail(f"value of claim {k} must be a string or an integer")
+
+
+def _wire_value(v: CanonicalValue) -> CanonicalValue | bytes:
+    """The form a canonical value travels in: GB 18030 bytes for text that allows it."""
+    if type(v) is str:
+        data = gb18030_form(v)
+        if data is not None:
+            return data
+    return v
+
+
+def _value_from_wire(k: int, v: Any) -> CanonicalValue:
+    """The canonical value a travelling value carries, strictly (one form per value)."""
+    if type(v) is bytes:
+        if not v:
+            raise _fail(f"value of claim {k} is empty")
+        try:
+            return from_gb18030(v, what=f"value of claim {k}")
+        except MalformedError as e:
+            raise _fail(str(e)) from None
+    if type(v) is str and is_gb18030_transportable(v):
+        raise _fail(f"value of claim {k} is not canonical: this text travels as GB 18030 bytes")
+    return _check_value(k, v)
 
 
 def _bytes_of(size: int, what: str) -> Any:
@@ -319,7 +349,7 @@ class Presentation:
     # -- the wire form ------------------------------------------------------------
 
     def to_map(self) -> dict[int, Any]:
-        """The msgpack map (before canonical encoding)."""
+        """The msgpack map (before canonical encoding), text values in their travelling form."""
         serial: int | str = int(self.serial) if _serial_is_integer(self.serial) else self.serial
         out: dict[int, Any] = {
             _K_KIND: int(self.kind),
@@ -331,7 +361,7 @@ class Presentation:
             _K_OPERATOR: self.operator,
             _K_VALID_FROM: self.valid_from,
             _K_SIGNATURE: self.signature,
-            _K_VALUES: dict(self.values),
+            _K_VALUES: {k: _wire_value(v) for k, v in self.values.items()},
         }
         if self.valid_until is not None:
             out[_K_VALID_UNTIL] = self.valid_until
@@ -416,7 +446,7 @@ class Presentation:
             reason=reason,
             replaces=raw.get(_K_REPLACES),
             signature=raw[_K_SIGNATURE],
-            values=raw[_K_VALUES],
+            values=_claim_map(raw[_K_VALUES], "values", _value_from_wire),
             secret=raw.get(_K_SECRET),
             salts=raw.get(_K_SALTS),
             digests=raw.get(_K_DIGESTS),

@@ -49,6 +49,7 @@ def example() -> dict[str, str]:
         "salt_1": salt.hex(),
         "digest_input_1": packed.hex(),
         "digest_1": claim_digest(salt, name_key, "王小红").hex(),
+        "name_gb18030": "王小红".encode("gb18030").hex(),
         "statement_hex": _hex(cred.signed.statement_bytes),
         "statement_size": str(len(cred.signed.statement_bytes)),
         "signature": _hex(cred.signed.signature),

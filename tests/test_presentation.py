@@ -23,6 +23,7 @@ from ledger.errors import (
     SignatureError,
     TooLargeError,
 )
+from ledger.gbtext import gb18030_form
 from ledger.policy import LogKey, Member
 from ledger.presentation import (
     MAX_INFLATED_SIZE,
@@ -32,7 +33,14 @@ from ledger.presentation import (
     check_presentation,
     verify_presentation,
 )
-from ledger.qrdict import PRESET_DICTIONARY, PRESET_DICTIONARY_SHA256
+from ledger.qrdict import (
+    PRESET_DICTIONARY,
+    PRESET_DICTIONARY_SHA256,
+    STRUCTURE,
+    TYPE_WORDS,
+    VOCABULARY,
+    build_dictionary,
+)
 from ledger.statement import Kind, Reason
 from tests.fixtures.consortium import (
     AMR,
@@ -49,16 +57,22 @@ from tests.fixtures.consortium import (
     T0,
     TYPES,
     all_credentials,
+    heldout_licences,
+    heldout_policy,
     issue_food_permit,
     issue_health_certificate,
+    issue_heldout,
     issue_reference,
     policy,
+    reference_licence,
 )
 
 NOW = T0 + 86400
 CREDENTIALS = all_credentials()
 REFERENCE = CREDENTIALS["business_licence"]
 THREE = ["uscc", "name", "legal_representative"]
+HELDOUT = heldout_licences()
+HELDOUT_POLICY = heldout_policy()
 
 
 def _deflate(data: bytes) -> bytes:
@@ -264,14 +278,19 @@ def test_signature_of_another_certificate_is_detected() -> None:
 # -- nothing undisclosed leaks ----------------------------------------------------------
 
 
-def _byte_forms(value: Any) -> list[bytes]:
-    """The value, and every piece of it long enough not to occur by chance, as bytes."""
+def _byte_forms(value: Any) -> list[tuple[str, bytes]]:
+    """(text, bytes): the value, and every piece of it long enough not to occur by
+    chance, in every encoding a value could travel in (UTF-8, GB 18030, UTF-16)."""
     if isinstance(value, dt.date):
-        return [value.isoformat().encode(), msgpack.packb((value - dt.date(1970, 1, 1)).days)]
+        days = (value - dt.date(1970, 1, 1)).days
+        return [(value.isoformat(), value.isoformat().encode()), (value.isoformat(), msgpack.packb(days))]
     text = str(value)
-    width = 4 if text.isascii() else 3  # 4 ASCII bytes or 9 bytes of 3 CJK characters
+    width = 4 if text.isascii() else 3  # 4 ASCII bytes, or 3 CJK characters (6 or 9 bytes)
     pieces = [text[i : i + width] for i in range(max(1, len(text) - width + 1))]
-    return [msgpack.packb(value), text.encode("utf-16-le")] + [p.encode() for p in pieces]
+    forms = [(text, msgpack.packb(value)), (text, text.encode("utf-16-le"))]
+    for piece in pieces:
+        forms += [(piece, piece.encode()), (piece, piece.encode("gb18030"))]
+    return forms
 
 
 def _text_forms(value: Any) -> list[str]:
@@ -296,9 +315,9 @@ def test_undisclosed_values_do_not_appear_in_any_form(code: str) -> None:
             assert p.salts is not None and spec.key not in p.values and spec.key not in p.salts
             salt = claim_salt(cred.salt_secret, spec.key)
             assert salt not in payload
-            for form in _byte_forms(value):
-                if not any(form.decode("utf-8", "ignore") in v for v in shown):  # e.g. a shared "有限公司"
-                    assert form not in payload, (spec.name, form)
+            for piece, form in _byte_forms(value):
+                if not any(piece in v for v in shown):  # e.g. a shared "有限公司"
+                    assert form not in payload, (spec.name, piece, form)
             for piece in _text_forms(value):
                 assert piece not in text, (spec.name, piece)
             # not derivable: no 16-byte piece of the payload, used as the salt,
@@ -519,18 +538,37 @@ def test_trailing_data() -> None:
         Presentation.from_text("CL1:" + b45encode(deflated[:-3]))
 
 
+def _plain_text(data: bytes) -> str:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    return "CL1:" + b45encode(packer.compress(data) + packer.flush())
+
+
 def test_the_preset_dictionary_is_pinned_and_needed() -> None:
     assert hashlib.sha256(PRESET_DICTIONARY).hexdigest() == PRESET_DICTIONARY_SHA256
+    assert build_dictionary() == PRESET_DICTIONARY
     data = REFERENCE.present().to_bytes()
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
-    plain = packer.compress(data) + packer.flush()
     # a stream made without the dictionary never refers into it, so it reads the same;
     # the dictionary only makes the text shorter
-    assert Presentation.from_text("CL1:" + b45encode(plain)) == REFERENCE.present()
-    assert len(REFERENCE.to_qr_text()) < 0.6 * len("CL1:" + b45encode(plain))
+    assert Presentation.from_text(_plain_text(data)) == REFERENCE.present()
+    for cred in [REFERENCE, *(issue_heldout(lic) for lic in HELDOUT)]:
+        assert len(cred.to_qr_text()) < len(_plain_text(cred.present().to_bytes()))
     # CL1 streams refer into the dictionary: a reader without it cannot inflate them
     with pytest.raises(zlib.error, match="distance too far back"):
         zlib.decompressobj(-15).decompress(_deflate(data))
+
+
+def test_the_dictionary_is_general_vocabulary() -> None:
+    text = PRESET_DICTIONARY[: -len(TYPE_WORDS) - len(STRUCTURE)].decode("gb18030")
+    # no claim value of the reference licence is in it whole, except the
+    # catalogue's standard items and a province name
+    for name, value in reference_licence()["claims"].items():
+        if name in ("uscc", "established", "issue_date", "business_scope"):
+            continue
+        assert str(value) not in text, name
+    assert "有限责任公司(" not in text and "壹仟万元整" not in text and "数字科技有限公司" not in text
+    # and its vocabulary is what it says it is: GB 18030, then type words and structure
+    assert PRESET_DICTIONARY.endswith(TYPE_WORDS.encode() + STRUCTURE)
+    assert all(gb18030_form("".join(t + sep for t in terms)) for sep, terms in VOCABULARY)
 
 
 def test_non_canonical_msgpack_is_rejected() -> None:
@@ -579,7 +617,14 @@ def test_non_canonical_msgpack_is_rejected() -> None:
         (lambda m: m.update({13: {}}), "a full disclosure discloses at least one claim"),
         (lambda m: m.update({13: {256: "x"}}), "claim key 256 must be an integer 0..255"),
         (lambda m: m.update({13: {1: ""}}), "value of claim 1 is empty"),
-        (lambda m: m.update({13: {1: b"x"}}), "value of claim 1 must be a string or an integer"),
+        (lambda m: m.update({13: {1: True}}), "value of claim 1 must be a string or an integer"),
+        (lambda m: m.update({13: {1: b"x"}}), "value of claim 1 is not canonical: GB 18030 carries only"),
+        (lambda m: m.update({13: {1: b"\xff\xfe"}}), "value of claim 1 is not valid GB 18030 \\(byte 0\\)"),
+        (lambda m: m.update({13: {1: b""}}), "value of claim 1 is empty"),
+        (
+            lambda m: m.update({13: {1: "王小红"}}),
+            "value of claim 1 is not canonical: this text travels as GB",
+        ),
         (lambda m: m.update({13: {1: [1]}}), "presentation: nested deeper than 2 levels"),
         (lambda m: m.update({14: b"x" * 15}), "the salt secret must be 16 bytes"),
         (lambda m: m.update({15: {}}), "carries the salt secret, not salts or digests"),
@@ -706,3 +751,133 @@ def test_mutated_qr_text_is_rejected_or_means_the_same(text: str, data: st.DataO
     # deflate ignores the padding bits of its last byte: the same presentation may
     # have more than one text, but never other content
     assert checked.presentation == Presentation.from_text(text)
+
+
+# -- the held-out licences --------------------------------------------------------------
+
+
+def test_the_heldout_set_is_varied() -> None:
+    assert len(HELDOUT) >= 10
+    assert len({lic["issuer"] for lic in HELDOUT}) == len(HELDOUT)
+    kinds = " ".join(lic["claims"]["company_type"] for lic in HELDOUT)
+    for kind in ("有限责任公司", "股份有限公司", "个体工商户", "分公司", "合伙企业", "农民专业合作社"):
+        assert kind in kinds
+    assert {lic["valid_until"] is None for lic in HELDOUT} == {True, False}
+    scopes = sorted(len(lic["claims"]["business_scope"]) for lic in HELDOUT)
+    assert scopes[0] < 100 and scopes[-1] > 500
+
+
+@pytest.mark.parametrize("index", range(len(HELDOUT)), ids=[lic["issuer"] for lic in HELDOUT])
+def test_heldout_licences_round_trip(index: int) -> None:
+    lic = HELDOUT[index]
+    cred = issue_heldout(lic)
+    now = lic["valid_from"] + 86400
+    for reveal in (None, THREE):
+        checked = check_presentation(cred.to_qr_text(reveal), policy=HELDOUT_POLICY, now=now)
+        assert checked.cert_id == lic["licence_id"]
+        assert checked.signed.statement_bytes == cred.signed.statement_bytes
+        assert checked.issuer.id == lic["issuer"]
+    assert Credential.from_qr_text(cred.to_qr_text(), policy=HELDOUT_POLICY, now=now).claims == cred.claims
+    assert {k: v for k, v in cred.claims.items() if not isinstance(v, dt.date)} == {
+        k: v for k, v in lic["claims"].items() if k not in ("established", "issue_date")
+    }
+
+
+# -- GB 18030 transport of text ---------------------------------------------------------
+
+
+def test_text_values_travel_as_gb18030_while_digests_stay_over_the_unicode_value() -> None:
+    p = REFERENCE.present()
+    wire = p.to_map()[13]
+    assert wire[0] == "91330106MA2J8K7Q5L"  # ASCII: UTF-8 str
+    assert wire[1] == "杭州云栖数字科技有限公司".encode("gb18030")
+    assert type(wire[5]) is int  # a date
+    payload = _inflate(REFERENCE.to_qr_text())
+    assert canonical.decode(payload, max_size=MAX_INFLATED_SIZE)[13] == wire
+    assert "杭州云栖".encode() not in payload
+    # the statement (what is signed and logged) holds digests over the UTF-8 value
+    salt = claim_salt(REFERENCE.salt_secret, 1)
+    assert REFERENCE.statement.claim_digests[1] == claim_digest(salt, 1, "杭州云栖数字科技有限公司")
+    assert Presentation.from_text(REFERENCE.to_qr_text()).values[1] == "杭州云栖数字科技有限公司"
+
+
+def test_text_that_gb18030_cannot_carry_travels_as_utf8() -> None:
+    claims = {**REFERENCE.claims, "name": "杭州𠮷祥科技有限公司", "legal_representative": "林\ue000"}
+    cred = issue_credential(
+        cert_type=BUSINESS_LICENCE,
+        issuer=AMR,
+        key=AMR_KEY,
+        serial="77",
+        claims=claims,
+        operator="op:1",
+        time=T0,
+        valid_from=T0,
+    )
+    wire = cred.present().to_map()[13]
+    assert wire[1] == "杭州𠮷祥科技有限公司" and wire[3] == "林\ue000"
+    assert type(wire[2]) is bytes  # the other values still travel as GB 18030
+    for reveal in (None, ["name", "legal_representative"]):
+        checked = check_presentation(cred.to_qr_text(reveal), policy=POLICY, now=NOW)
+        assert checked.claim("name").value == "杭州𠮷祥科技有限公司"
+        assert checked.claim("legal_representative").value == "林\ue000"
+
+
+def test_selective_disclosure_carries_gb18030_too() -> None:
+    p = REFERENCE.present(THREE)
+    m = p.to_map()
+    assert m[13] == {
+        0: "91330106MA2J8K7Q5L",
+        1: "杭州云栖数字科技有限公司".encode("gb18030"),
+        3: b"\xc1\xd6\xcf\xfe\xc3\xf7",
+    }
+    assert Presentation.from_text(p.to_text()) == p
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "杭州云栖数字科技有限公司",
+            "value of claim 1 is not canonical: this text travels as GB 18030 bytes",
+        ),
+        (b"Hangzhou Yunqi", "value of claim 1 is not canonical: GB 18030 carries only text with a non-ASCII"),
+        ("王𠮷".encode("gb18030"), "value of claim 1 is not canonical"),
+        (b"\xfe\x59\xcd\xf5", "value of claim 1 is not canonical"),  # an edition-dependent code
+        (b"\xcd\xf5\xd0", "value of claim 1 is not valid GB 18030 \\(byte 2\\)"),
+        (b"\x80\x80", "value of claim 1 is not valid GB 18030 \\(byte 0\\)"),
+    ],
+)
+def test_each_value_has_one_encoding(value: Any, message: str) -> None:
+    for base in (REFERENCE.present(), REFERENCE.present(THREE)):
+        m = _map(base)
+        m[13] = {**m[13], 1: value}
+        with pytest.raises(MalformedError, match=message):
+            Presentation.from_text(_text(canonical.encode(m)))
+
+
+_TEXT_VALUE = st.text(min_size=1, max_size=30)
+
+
+@given(_TEXT_VALUE)
+def test_any_text_value_round_trips_in_its_one_form(value: str) -> None:
+    p = dataclasses.replace(REFERENCE.present(THREE), values={0: "X", 1: value, 3: "Y"})
+    wire = p.to_map()[13][1]
+    assert type(wire) is (bytes if gb18030_form(value) is not None else str)
+    assert Presentation.from_text(p.to_text()).values[1] == value
+
+
+@given(
+    st.one_of(
+        _TEXT_VALUE,
+        st.binary(min_size=1, max_size=30),
+        _TEXT_VALUE.map(lambda t: t.encode("gb18030", "replace")),
+    )
+)
+def test_an_accepted_wire_value_is_the_one_form_of_its_text(value: str | bytes) -> None:
+    m = _map(REFERENCE.present(THREE))
+    m[13] = {**m[13], 1: value}
+    try:
+        parsed = Presentation.from_bytes(canonical.encode(m))
+    except MalformedError:
+        return
+    assert parsed.to_map() == m  # one presentation, one encoding
