@@ -6,6 +6,9 @@ Modules:
 * :mod:`ledger.keys` — Ed25519 keys, key files, C2SP key IDs and verifier-key strings
 * :mod:`ledger.certid` — GB/T 36904-style certificate identifiers
 * :mod:`ledger.statement` — signed statements and hash-chained log entries
+* :mod:`ledger.note` — C2SP signed notes: parse, sign, open
+* :mod:`ledger.checkpoint` — C2SP checkpoints and Ed25519 witness cosignatures
+* :mod:`ledger.tlogproof` — C2SP tlog-proof: offline inclusion proofs with their checkpoint
 * :mod:`ledger.errors` — the one error tree (drawn in its docstring)
 
 This package imports no web framework.
