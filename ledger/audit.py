@@ -27,8 +27,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import merkle
-from ledger.errors import AuditError, LedgerError, MalformedError, StorageError
+from ledger import merkle, note
+from ledger.checkpoint import DEFAULT_MAX_SIZE as CHECKPOINT_MAX_SIZE
+from ledger.checkpoint import OpenedCheckpoint, open_checkpoint
+from ledger.errors import AuditError, LedgerError, MalformedError, SignatureError, StorageError
 from ledger.keys import SIG_TYPE_ED25519, PublicKey, VerifierKey, key_id
 from ledger.statement import GENESIS_PREV, Entry, statement_message
 from ledger.store import LogStore, StoredCheckpoint
@@ -107,19 +109,20 @@ class _Auditor:
         self.store = store
         self.keys = keys
         self.progress = progress
-        self.size = 0
 
     def run(self) -> AuditReport:
         t0 = time.monotonic()
         store = self.store
-        size = self.size = store.size
-        checkpoints = self._checkpoints(size)
+        size = store.size
+        checkpoints = store.checkpoints()
         next_cp = next(checkpoints, None)
-        while next_cp is not None and next_cp.size == 0:
-            self._check_checkpoint(next_cp, merkle.EMPTY_ROOT)
-            next_cp = next(checkpoints, None)
         n_checkpoints = 0
         latest_cp: int | None = None
+        while next_cp is not None and next_cp.size == 0:
+            self._check_checkpoint(next_cp, merkle.EMPTY_ROOT)
+            n_checkpoints += 1
+            latest_cp = 0
+            next_cp = next(checkpoints, None)
         # right edge: stored-hash index -> hash, and the subtree hashes largest first
         known: dict[int, bytes] = {}
         edge_levels: list[tuple[int, bytes]] = []  # (level, hash), largest subtree first
@@ -182,7 +185,7 @@ class _Auditor:
             prev = leaf
             expect = i + 1
             while next_cp is not None and next_cp.size == expect:
-                self._check_checkpoint(next_cp, _root_of_edge([h for _, h in edge_levels]), at=expect)
+                self._check_checkpoint(next_cp, _root_of_edge([h for _, h in edge_levels]))
                 n_checkpoints += 1
                 latest_cp = next_cp.size
                 next_cp = next(checkpoints, None)
@@ -192,9 +195,8 @@ class _Auditor:
             raise AuditError(f"entry {expect} is missing (the log should have {size} entries)", index=expect)
         last = store.last_hash_index()
         if last is not None and last >= merkle.stored_hash_count(size):
-            j = last
             raise AuditError(
-                f"stored hash {j} lies beyond the hashes of the {size} entries: the log was truncated "
+                f"stored hash {last} lies beyond the hashes of the {size} entries: the log was truncated "
                 "or a hash was added",
                 index=size,
             )
@@ -230,11 +232,39 @@ class _Auditor:
         i = ((n + 1) << level) - 1  # the entry that completes this subtree
         return f"entry {i}: stored hash {j} (level {level}, subtree {n}) is missing", i
 
-    def _checkpoints(self, size: int) -> Iterator[StoredCheckpoint]:
-        return self.store.checkpoints()
+    def _check_checkpoint(self, cp: StoredCheckpoint, root: bytes) -> None:
+        """Check one stored checkpoint against the root recomputed from the entries."""
+        what = f"checkpoint for size {cp.size} (signed at {cp.signed_at})"
+        data = cp.note
+        if type(data) is not bytes:
+            raise AuditError(f"{what} is stored as {type(data).__name__}, not bytes")
+        try:
+            opened = self._open(data)
+        except LedgerError as e:
+            raise AuditError(f"{what} does not verify: {e}") from None
+        signed = opened.checkpoint
+        if signed.size != cp.size or signed.root_hash != cp.root_hash:
+            raise AuditError(
+                f"{what}: the stored size and root do not match the signed note "
+                f"(it signs size {signed.size}, root {signed.root_hash.hex()})"
+            )
+        if signed.root_hash != root:
+            raise AuditError(
+                f"{what}: it signs root {signed.root_hash.hex()}, but the entries give {root.hex()}: "
+                f"the first {cp.size} entries were rewritten after it was signed"
+            )
 
-    def _check_checkpoint(self, cp: StoredCheckpoint, root: bytes, *, at: int = 0) -> None:
-        raise NotImplementedError
+    def _open(self, data: bytes) -> OpenedCheckpoint:
+        """Open a signed checkpoint with whichever given log key signed it."""
+        parsed = note.parse(data, max_size=CHECKPOINT_MAX_SIZE)
+        origin = self.store.origin
+        signers = {(s.name, s.key_id) for s in parsed.signatures}
+        for kid, public_key in self.keys.items():
+            if (origin, kid) in signers:
+                log_key = VerifierKey(name=origin, public_key=public_key)
+                return open_checkpoint(data, log_key=log_key)
+        seen = ", ".join(sorted({s.key for s in parsed.signatures}))
+        raise SignatureError(f"signed by {seen}, none of the {len(self.keys)} log key(s) given")
 
 
 def _edge_of(size: int) -> list[int]:

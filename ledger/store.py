@@ -52,7 +52,15 @@ from typing import Any
 import msgpack
 
 from ledger import merkle
-from ledger.errors import MalformedError, SignatureError, StorageError, TooLargeError
+from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.errors import (
+    ConflictError,
+    MalformedError,
+    ProofError,
+    SignatureError,
+    StorageError,
+    TooLargeError,
+)
 from ledger.keys import SIG_TYPE_ED25519, SigningKey, check_key_name, key_id
 from ledger.statement import (
     ENTRY_VERSION,
@@ -63,12 +71,14 @@ from ledger.statement import (
     Statement,
     statement_message,
 )
+from ledger.tlogproof import TlogProof, make_proof
 
 __all__ = [
     "APPLICATION_ID",
     "SCHEMA_VERSION",
     "LogStore",
     "StoredCheckpoint",
+    "pack_entry",
 ]
 
 #: ``PRAGMA application_id`` of a certledger log database ("CLG1").
@@ -238,7 +248,8 @@ class LogStore:
             if not readonly:
                 store._lock()
             store._configure()
-            store._load_state()
+            if not readonly:  # a reader reads the size live and checks nothing: audit does
+                store._load_state()
         except BaseException:
             store.close()
             raise
@@ -442,7 +453,7 @@ class LogStore:
                         f"item {n - start} of the batch is a {type(item).__name__}, "
                         "not a Statement or SignedStatement"
                     )
-                entry = pack({0: ENTRY_VERSION, 1: data, 2: kid, 3: sig, 4: prev})
+                entry = pack({0: ENTRY_VERSION, 1: data, 2: kid, 3: sig, 4: prev})  # = pack_entry
                 if len(entry) > max_entry:
                     raise TooLargeError(f"entry {n} would be {len(entry)} bytes, over {max_entry}")
                 prev = sha256(b"\x00" + entry).digest()
@@ -632,6 +643,102 @@ class LogStore:
                 yield StoredCheckpoint(size=size, root_hash=root, note=note, signed_at=signed_at)
                 last = (size, id_)
 
+    def checkpoint(self, key: SigningKey) -> bytes:
+        """Sign, store and return a C2SP checkpoint of the log's current size.
+
+        The note is signed with ``key`` under the origin as key name. Refuses with
+        :class:`~ledger.errors.ConflictError` to sign a root that contradicts a stored
+        checkpoint: one of the same size with another root, a stored checkpoint larger
+        than the log, or a latest checkpoint that the current tree does not extend
+        (checked by recomputing its root from the stored hashes and a consistency proof).
+        Signing the same checkpoint again with the same key returns the stored note.
+        """
+        with self._mutex:
+            self._check_open()
+            if self._readonly:
+                raise StorageError(f"{self._path}: the log is open read-only")
+            size = self._size
+            root = merkle.tree_hash(size, self._read)
+            self._check_consistent(size, root)
+            note = sign_checkpoint(Checkpoint(origin=self.origin, size=size, root_hash=root), key=key)
+            same = self._query(
+                "SELECT 1 FROM checkpoints WHERE size = ? AND note = ? LIMIT 1", (size, note)
+            ).fetchone()
+            if same is None:
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        self._conn.execute(
+                            "INSERT INTO checkpoints (size, root, note, signed_at) VALUES (?, ?, ?, ?)",
+                            (size, root, note, int(time.time())),
+                        )
+                        self._conn.execute("COMMIT")
+                    except BaseException:
+                        with contextlib.suppress(sqlite3.Error):
+                            self._conn.execute("ROLLBACK")
+                        raise
+                except sqlite3.Error as e:
+                    raise StorageError(f"{self._path}: cannot store the checkpoint: {e}") from None
+            return note
+
+    def _check_consistent(self, size: int, root: bytes) -> None:
+        """Raise ConflictError unless a checkpoint (size, root) agrees with every stored one."""
+        for (other,) in self._query("SELECT root FROM checkpoints WHERE size = ?", (size,)):
+            if other != root:
+                raise ConflictError(
+                    f"a checkpoint for size {size} was already signed with root {other.hex()}, but "
+                    f"the log's root at that size is now {root.hex()}: refusing to sign a "
+                    "contradicting checkpoint (the log was rewritten; run 'certledger log audit')"
+                )
+        latest = self.latest_checkpoint()
+        if latest is None or latest.size == size:
+            return
+        if latest.size > size:
+            raise ConflictError(
+                f"a checkpoint for size {latest.size} was already signed, but the log has only {size} "
+                "entries: entries were lost; refusing to sign a smaller tree"
+            )
+        if latest.size == 0:
+            return
+        old_root = merkle.tree_hash(latest.size, self._read)
+        if old_root != latest.root_hash:
+            raise ConflictError(
+                f"the latest signed checkpoint (size {latest.size}) has root {latest.root_hash.hex()}, "
+                f"but the stored hashes give {old_root.hex()}: the log was rewritten; refusing to sign"
+            )
+        proof = merkle.prove_tree(size, latest.size, self._read)
+        try:
+            merkle.check_tree(proof, size, root, latest.size, latest.root_hash)
+        except ProofError as e:
+            raise ConflictError(
+                f"the tree of size {size} is not consistent with the latest signed checkpoint "
+                f"(size {latest.size}): {e}; refusing to sign"
+            ) from None
+
+    def checkpoint_at(self, size: int) -> StoredCheckpoint | None:
+        """The last checkpoint signed for exactly ``size`` entries, or None."""
+        with self._mutex:
+            self._check_open()
+            row = self._query(
+                "SELECT size, root, note, signed_at FROM checkpoints WHERE size = ? ORDER BY id DESC LIMIT 1",
+                (size,),
+            ).fetchone()
+        if row is None:
+            return None
+        return StoredCheckpoint(size=row[0], root_hash=row[1], note=row[2], signed_at=row[3])
+
+    def tlog_proof(self, index: int, *, size: int | None = None) -> TlogProof:
+        """A C2SP tlog-proof of entry ``index`` against the stored checkpoint of ``size``
+        entries (default: the latest checkpoint)."""
+        cp = self.latest_checkpoint() if size is None else self.checkpoint_at(size)
+        if cp is None:
+            where = "yet" if size is None else f"for size {size}"
+            raise StorageError(f"no checkpoint has been signed {where}: sign one first ('log checkpoint')")
+        with self._mutex:
+            self._check_open()
+            self._check_index(index, cp.size)
+            return make_proof(index=index, signed_checkpoint=cp.note, read=self._read)
+
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         """The stored checkpoint of the largest size (the last signed among equals), or None."""
         with self._mutex:
@@ -642,6 +749,16 @@ class LogStore:
         if row is None:
             return None
         return StoredCheckpoint(size=row[0], root_hash=row[1], note=row[2], signed_at=row[3])
+
+
+def pack_entry(statement_bytes: bytes, key_id: bytes, signature: bytes, prev: bytes) -> bytes:
+    """Entry bytes as :meth:`LogStore.append` builds them: plain msgpack of the map with
+    keys 0..4 in order, which is the canonical form for these values (the tests check
+    it against :func:`ledger.statement.encode_entry`)."""
+    data: bytes = msgpack.packb(
+        {0: ENTRY_VERSION, 1: statement_bytes, 2: key_id, 3: signature, 4: prev}, use_bin_type=True
+    )
+    return data
 
 
 def _edge_indexes(size: int) -> list[int]:
