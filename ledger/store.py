@@ -737,7 +737,16 @@ class LogStore:
         with self._mutex:
             self._check_open()
             self._check_index(index, cp.size)
-            return make_proof(index=index, signed_checkpoint=cp.note, read=self._read)
+            proof = make_proof(index=index, signed_checkpoint=cp.note, read=self._read)
+            leaf = self._read([merkle.stored_hash_index(0, index)])[0]
+        try:  # never hand out a proof that does not check: the stored hashes may be damaged
+            merkle.check_record(proof.proof, cp.size, cp.root_hash, index, leaf)
+        except ProofError as e:
+            raise StorageError(
+                f"{self._path}: the stored hashes do not match the checkpoint for size {cp.size} ({e}); "
+                "run 'certledger log audit'"
+            ) from None
+        return proof
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         """The stored checkpoint of the largest size (the last signed among equals), or None."""

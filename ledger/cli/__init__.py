@@ -20,6 +20,7 @@ __all__ = ["cli", "main"]
 
 # name -> "module:attribute" of a click command or group
 _COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("ledger.cli.demo", "Run a small offline tour of a log: keys, appends, proofs, audit."),
     "log": ("ledger.cli.log", "Operate on a department's log database: audit, checkpoints, proofs."),
 }
 
