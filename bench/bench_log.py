@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -88,6 +89,18 @@ def raw_signing_rate(messages: list[bytes], rounds: int = 3) -> float:
             sign(m)
         best = max(best, len(messages) / (time.perf_counter() - start))
     return best
+
+
+def table_sizes(db: Path) -> list[tuple[str, int]]:
+    """Bytes per table and index, if this SQLite has the dbstat table."""
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+    except sqlite3.Error:
+        rows = []
+    finally:
+        conn.close()
+    return [(name, int(size)) for name, size in rows if size]
 
 
 def disk_bytes(db: Path) -> int:
@@ -203,14 +216,18 @@ def run(args: argparse.Namespace, work: Path) -> None:
     overall = n / t_append
     raw_median = statistics.median(raws)
     print()
-    print(
-        f"durable appends/s, all {n:,} entries:  {overall:10,.0f}  (batches of {batch:,}, signing included)"
-    )
-    print(f"raw Ed25519 signatures/s, one core:  {raw_median:10,.0f}  (median of {len(raws)} samples)")
-    print(f"ratio appends / raw signing:         {overall / raw_median:10.2f}")
-    print(
-        f"(building the Statement objects, the caller's work: {t_build / n * 1e6:.1f} µs each, not counted)"
-    )
+    rows = [
+        (
+            f"durable appends/s, all {n:,} entries",
+            f"{overall:10,.0f}",
+            f"batches of {batch:,}, signing included",
+        ),
+        ("raw Ed25519 signatures/s, one core", f"{raw_median:10,.0f}", f"median of {len(raws)} samples"),
+        ("ratio appends / raw signing", f"{overall / raw_median:10.2f}", ""),
+        ("building a Statement (caller's work)", f"{t_build / n * 1e6:10.1f}", "µs each, not counted above"),
+    ]
+    for label, value, comment in rows:
+        print(f"{label + ':':42s}{value}  {comment}".rstrip())
 
     t = time.perf_counter()
     note = store.checkpoint(key)
@@ -220,6 +237,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
     print()
     print(f"at {n:,} entries:")
     print(f"  bytes on disk per entry:   {on_disk / n:8.1f}  ({on_disk:,} bytes, after closing)")
+    for table, size in table_sizes(db):
+        if size / n >= 0.05:
+            print(f"    table {table:17s} {size / n:8.1f}")
     t = time.perf_counter()
     store = LogStore.open(db)
     print(f"  reopen for writing:        {(time.perf_counter() - t) * 1e3:8.2f} ms")

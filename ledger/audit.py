@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,13 +123,24 @@ class _Auditor:
             n_checkpoints += 1
             latest_cp = 0
             next_cp = next(checkpoints, None)
-        # right edge: stored-hash index -> hash, and the subtree hashes largest first
-        known: dict[int, bytes] = {}
-        edge_levels: list[tuple[int, bytes]] = []  # (level, hash), largest subtree first
+        # The right edge of the tree recomputed so far: (stored-hash index, hash) of each
+        # complete subtree, largest first. The siblings stored_hashes asks for when
+        # adding entry i are its smallest subtrees, in order; the last hash it returns
+        # is the subtree that replaces them.
+        edge: list[tuple[int, bytes]] = []
+
+        def read(want: Sequence[int]) -> list[bytes]:
+            out = []
+            for k, w in enumerate(want):
+                j, h = edge[-1 - k]
+                if j != w:  # pragma: no cover - merkle asks for the right edge only
+                    raise AuditError(f"internal error: stored hash {w} is not on the right edge")
+                out.append(h)
+            return out
+
         prev = GENESIS_PREV
         hashes = self._hash_rows(merkle.stored_hash_count(size))
-        expect = 0
-        signatures = 0
+        expect = hash_count = signatures = 0
         for idx, data in store.scan_entries(0, size):
             if idx != expect:
                 raise AuditError(f"entry {expect} is missing (next stored entry is {idx})", index=expect)
@@ -162,7 +173,8 @@ class _Auditor:
                 )
             signatures += 1
             leaf = merkle.leaf_hash(data)
-            for h in merkle.stored_hashes(i, leaf, lambda want: [known[w] for w in want]):
+            computed = merkle.stored_hashes(i, leaf, read)
+            for h in computed:
                 j, stored = next(hashes, (None, None))
                 if j is None or stored is None:
                     raise AuditError(f"entry {i}: its stored hashes are missing", index=i)
@@ -173,19 +185,13 @@ class _Auditor:
                         "the hash recomputed from the entries",
                         index=i,
                     )
-                known[j] = h
-            # update the right edge: merge equal-size subtrees the new leaf completes
-            edge_levels.append((0, leaf))
-            while len(edge_levels) >= 2 and edge_levels[-1][0] == edge_levels[-2][0]:
-                (level, right), (_, left) = edge_levels.pop(), edge_levels.pop()
-                edge_levels.append((level + 1, merkle.node_hash(left, right)))
-            keep = set(_edge_of(i + 1))
-            for stale in [k for k in known if k not in keep]:
-                del known[stale]
+            hash_count += len(computed)
+            del edge[len(edge) - (len(computed) - 1) :]
+            edge.append((hash_count - 1, computed[-1]))
             prev = leaf
             expect = i + 1
             while next_cp is not None and next_cp.size == expect:
-                self._check_checkpoint(next_cp, _root_of_edge([h for _, h in edge_levels]))
+                self._check_checkpoint(next_cp, _root_of_edge([h for _, h in edge]))
                 n_checkpoints += 1
                 latest_cp = next_cp.size
                 next_cp = next(checkpoints, None)
@@ -208,7 +214,7 @@ class _Auditor:
             )
         if self.progress is not None:
             self.progress(size, size)
-        root = _root_of_edge([h for _, h in edge_levels])
+        root = _root_of_edge([h for _, h in edge])
         return AuditReport(
             origin=store.origin,
             size=size,
@@ -265,18 +271,6 @@ class _Auditor:
                 return open_checkpoint(data, log_key=log_key)
         seen = ", ".join(sorted({s.key for s in parsed.signatures}))
         raise SignatureError(f"signed by {seen}, none of the {len(self.keys)} log key(s) given")
-
-
-def _edge_of(size: int) -> list[int]:
-    out = []
-    level = 0
-    m = size
-    while m:
-        if m & 1:
-            out.append(merkle.stored_hash_index(level, m - 1))
-        m >>= 1
-        level += 1
-    return out
 
 
 def audit(

@@ -285,3 +285,19 @@ def test_stored_checkpoint_columns_must_match_the_note(db: Path) -> None:
     err = _audit_error(db)
     assert f"checkpoint for size {size}" in str(err)
     assert "the stored size and root do not match the signed note" in str(err)
+
+
+def test_checkpoints_at_every_size_check_against_the_recomputed_root(tmp_path: Path) -> None:
+    key, _ = log_key()
+    path = tmp_path / "every.db"
+    with LogStore.create(path, origin=ORIGIN) as store:
+        store.checkpoint(key)
+        for i in range(70):
+            store.append(issue(i), key=key)
+            store.checkpoint(key)
+    report = audit(path, keys=_pub())
+    assert report.checkpoints_checked == 71 and report.latest_checkpoint_size == 70
+    # a wrong stored root at any one size is caught at that checkpoint
+    _sql(path, "UPDATE checkpoints SET root = ? WHERE size = 45", bytes(32))
+    err = _audit_error(path)
+    assert "checkpoint for size 45" in str(err) and "do not match the signed note" in str(err)
