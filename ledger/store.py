@@ -303,6 +303,10 @@ class LogStore:
             origin = meta.get("origin")
             if not isinstance(origin, str):
                 raise StorageError(f"{self._path}: log database is damaged: no origin")
+            try:
+                check_key_name(origin)
+            except MalformedError as e:
+                raise StorageError(f"{self._path}: log database is damaged: bad origin: {e}") from None
             self.origin = origin
             if not self._readonly:
                 mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -310,7 +314,7 @@ class LogStore:
                     raise StorageError(f"{self._path}: cannot switch the database to WAL mode ({mode})")
                 c.execute("PRAGMA synchronous=FULL")
                 c.execute("PRAGMA cache_size=-16384")  # 16 MiB
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.Error, UnicodeDecodeError) as e:  # a damaged file can hold invalid text
             raise StorageError(f"{self._path}: not a usable log database: {e}") from None
 
     def _load_state(self) -> None:
@@ -320,7 +324,7 @@ class LogStore:
             size = 0 if row[0] is None else int(row[0]) + 1
             row = self._conn.execute("SELECT max(idx) FROM hashes").fetchone()
             nhashes = 0 if row[0] is None else int(row[0]) + 1
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.Error, UnicodeDecodeError) as e:
             raise StorageError(f"{self._path}: cannot read the log database: {e}") from None
         if nhashes != merkle.stored_hash_count(size):
             raise StorageError(
@@ -352,7 +356,7 @@ class LogStore:
             return self._size
         with self._mutex:
             self._check_open()
-            row = self._query("SELECT max(idx) FROM entries").fetchone()
+            row = self._query_one("SELECT max(idx) FROM entries")
             return 0 if row[0] is None else int(row[0]) + 1
 
     def close(self) -> None:
@@ -383,11 +387,16 @@ class LogStore:
         if self._closed:
             raise StorageError(f"{self._path}: the log store is closed")
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """All rows of a query; any SQLite error (a damaged file too) is a StorageError."""
         try:
-            return self._conn.execute(sql, params)
-        except sqlite3.Error as e:
+            return self._conn.execute(sql, params).fetchall()
+        except (sqlite3.Error, UnicodeDecodeError) as e:
             raise StorageError(f"{self._path}: database error: {e}") from None
+
+    def _query_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self._query(sql, params)
+        return rows[0] if rows else None
 
     def key_id(self, key: SigningKey) -> bytes:
         """The 4-byte C2SP key ID of ``key`` as this log's key (name = origin, type 0x01)."""
@@ -538,7 +547,7 @@ class LogStore:
         with self._mutex:
             self._check_open()
             self._check_index(index, self.size)
-            row = self._query("SELECT data FROM entries WHERE idx = ?", (index,)).fetchone()
+            row = self._query_one("SELECT data FROM entries WHERE idx = ?", (index,))
         if row is None:
             raise StorageError(f"{self._path}: entry {index} is missing from the database")
         data: bytes = row[0]
@@ -553,7 +562,7 @@ class LogStore:
                     f"SELECT idx, {_VALUE_COLUMN[table]} FROM {table} "  # noqa: S608
                     "WHERE idx >= ? AND idx < ? ORDER BY idx",
                     (i, min(stop, i + _CHUNK)),
-                ).fetchall()
+                )
             yield from rows
             i += _CHUNK
 
@@ -573,7 +582,7 @@ class LogStore:
         """The largest stored-hash index present, or None if there are none."""
         with self._mutex:
             self._check_open()
-            row = self._query("SELECT max(idx) FROM hashes").fetchone()
+            row = self._query_one("SELECT max(idx) FROM hashes")
         return None if row[0] is None else int(row[0])
 
     def entries(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
@@ -638,7 +647,7 @@ class LogStore:
                     "SELECT size, id, root, note, signed_at FROM checkpoints "
                     "WHERE (size, id) > (?, ?) ORDER BY size, id LIMIT ?",
                     (*last, _CHUNK),
-                ).fetchall()
+                )
             if not rows:
                 return
             for size, id_, root, note, signed_at in rows:
@@ -663,9 +672,9 @@ class LogStore:
             root = merkle.tree_hash(size, self._read)
             self._check_consistent(size, root)
             note = sign_checkpoint(Checkpoint(origin=self.origin, size=size, root_hash=root), key=key)
-            same = self._query(
+            same = self._query_one(
                 "SELECT 1 FROM checkpoints WHERE size = ? AND note = ? LIMIT 1", (size, note)
-            ).fetchone()
+            )
             if same is None:
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
@@ -721,10 +730,10 @@ class LogStore:
         """The last checkpoint signed for exactly ``size`` entries, or None."""
         with self._mutex:
             self._check_open()
-            row = self._query(
+            row = self._query_one(
                 "SELECT size, root, note, signed_at FROM checkpoints WHERE size = ? ORDER BY id DESC LIMIT 1",
                 (size,),
-            ).fetchone()
+            )
         if row is None:
             return None
         return StoredCheckpoint(size=row[0], root_hash=row[1], note=row[2], signed_at=row[3])
@@ -754,9 +763,9 @@ class LogStore:
         """The stored checkpoint of the largest size (the last signed among equals), or None."""
         with self._mutex:
             self._check_open()
-            row = self._query(
+            row = self._query_one(
                 "SELECT size, root, note, signed_at FROM checkpoints ORDER BY size DESC, id DESC LIMIT 1"
-            ).fetchone()
+            )
         if row is None:
             return None
         return StoredCheckpoint(size=row[0], root_hash=row[1], note=row[2], signed_at=row[3])

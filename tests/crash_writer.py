@@ -3,8 +3,9 @@
 Usage: ``python crash_writer.py DB SEED``. Statement ``j`` is always ``issue(j)`` signed
 with the deterministic test key, so entry ``j``'s bytes depend only on ``j``. After
 opening (or creating) the log it prints ``ready SIZE``; after every ``append`` returns it
-prints ``ack START STOP`` (entries ``[START, STOP)`` are acknowledged). It never exits
-on its own: the test kills it.
+prints ``ack START STOP`` (entries ``[START, STOP)`` are acknowledged), and after every
+few batches it signs a checkpoint and prints ``cp SIZE`` once ``checkpoint`` returned.
+It never exits on its own: the test kills it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def main() -> None:
         assert indexes == list(range(n, n + count))
         print(f"ack {n} {n + count}", flush=True)
         n += count
+        if rng.random() < 0.2:
+            store.checkpoint(key)
+            print(f"cp {n}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 A writer process (``crash_writer.py``) appends random-size batches of deterministic
 statements and reports each batch on stdout only after ``append`` returned. The test
 kills it with SIGKILL at random instants — during start-up, creation, recovery, signing
-and commits — and after every kill checks that the log passes audit and that every
-acknowledged index is present with exactly the bytes a correct writer produces.
+and commits — and after every kill checks that the log passes audit (checkpoints included), that
+every acknowledged index is present with exactly the bytes a correct writer produces,
+and that no acknowledged checkpoint was lost.
 """
 
 from __future__ import annotations
@@ -62,12 +63,12 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_entry(tmp_path: Path) -
     expected = _Expected()
     env = _env()
     kills = during_appends = 0
-    acked = total_acked = 0
+    acked = total_acked = acked_cp = 0
     db = tmp_path / "log0.db"
     for cycle in range(KILLS):
         if cycle % KILLS_PER_LOG == 0:
             db = tmp_path / f"log{cycle // KILLS_PER_LOG}.db"
-            acked = 0
+            acked = acked_cp = 0
         proc = subprocess.Popen(
             [sys.executable, str(WRITER), str(db), str(rng.randrange(2**32))],
             stdout=subprocess.PIPE,
@@ -101,12 +102,15 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_entry(tmp_path: Path) -
                 assert start >= acked or stop <= acked
                 total_acked += max(0, stop - max(start, acked))
                 acked = max(acked, stop)
+            elif line.startswith("cp "):
+                acked_cp = max(acked_cp, int(line.split()[1]))
 
         if not db.exists():
             assert acked == 0, f"kill {kills}: log vanished after {acked} acknowledged entries"
             continue
         report = audit(db, keys=[expected.key.public_key])
         assert report.size >= acked, f"kill {kills}: {acked} acknowledged, only {report.size} present"
+        assert (report.latest_checkpoint_size or 0) >= acked_cp, f"kill {kills}: a signed checkpoint was lost"
         with LogStore.open(db, readonly=True) as store:
             for i, data in enumerate(store.entries()):
                 assert data == expected[i], f"kill {kills}: entry {i} differs from what was acknowledged"
