@@ -15,7 +15,8 @@ knows how to report and let real bugs surface::
     │   ├── ProofError              a Merkle inclusion or consistency proof failed
     │   ├── SignatureError          a signature is missing, unknown or invalid
     │   ├── ClaimMismatchError      a disclosed claim does not match its digest
-    │   ├── PolicyError             a trust-policy rule is broken (names the rule)
+    │   ├── PolicyError             a trust-policy rule is broken (names the rule;
+    │   │                           ``rule`` holds its identifier)
     │   └── AuditError              a stored log fails audit (names the first bad index)
     └── StorageError                the log store cannot do what was asked
         └── ConflictError           the request would contradict what was already
@@ -81,7 +82,16 @@ class ClaimMismatchError(VerificationError):
 
 
 class PolicyError(VerificationError):
-    """A trust-policy rule is broken; the message names the rule."""
+    """A trust-policy rule is broken; the message names the rule.
+
+    ``rule`` is the rule's short identifier (for example ``"rollback"`` or
+    ``"mandate"``; :data:`ledger.policy.RULES` lists them), so that a caller can turn it
+    into a verdict without parsing the message. It is ``None`` when not given.
+    """
+
+    def __init__(self, message: str, *, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 class AuditError(VerificationError):

@@ -33,6 +33,7 @@ __all__ = [
     "SigningKey",
     "VerifierKey",
     "check_key_name",
+    "is_valid_key_name",
     "key_id",
 ]
 
@@ -45,19 +46,24 @@ _MAX_KEY_FILE = 16 * 1024
 _MAX_NAME = 256
 
 
-def check_key_name(name: str) -> str:
-    """Return ``name`` if it is a valid signed-note key name, else raise MalformedError.
+def is_valid_key_name(name: object) -> bool:
+    """True if ``name`` is a valid C2SP signed-note key name: a non-empty string of
+    Unicode scalar values with no Unicode space, no ``+`` and no ASCII control
+    character (below U+0020)."""
+    if not isinstance(name, str) or not name:
+        return False
+    return not any(ch == "+" or ch.isspace() or ch < " " or "\ud800" <= ch <= "\udfff" for ch in name)
 
-    Key names are non-empty, at most 256 characters, and contain no Unicode spaces,
-    no ``+`` and no control characters.
-    """
+
+def check_key_name(name: str) -> str:
+    """Return ``name`` if it is a valid key name of at most 256 characters (the names
+    this project creates and configures), else raise MalformedError."""
     if not isinstance(name, str) or not name:
         raise MalformedError("key name is empty")
     if len(name) > _MAX_NAME:
         raise MalformedError(f"key name is longer than {_MAX_NAME} characters")
-    for ch in name:
-        if ch == "+" or ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F:
-            raise MalformedError(f"key name {name!r} contains a space, '+' or a control character")
+    if not is_valid_key_name(name):
+        raise MalformedError(f"key name {name!r} contains a space, '+' or a control character")
     return name
 
 

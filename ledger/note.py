@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ledger.errors import MalformedError, SignatureError, TooLargeError
-from ledger.keys import SIG_TYPE_ED25519, SigningKey, VerifierKey, key_id
+from ledger.keys import SIG_TYPE_ED25519, SigningKey, VerifierKey, is_valid_key_name, key_id
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -74,14 +74,6 @@ MAX_SIGNATURES = 100
 SIG_PREFIX = "\u2014 "
 _KEY_ID_SIZE = 4
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
-
-
-def is_valid_key_name(name: object) -> bool:
-    """True if ``name`` is a valid key name: a non-empty str with no Unicode space, no
-    ``+`` and no ASCII control character."""
-    if not isinstance(name, str) or not name:
-        return False
-    return not any(ch == "+" or ch.isspace() or ch < " " for ch in name)
 
 
 def _check_key_name(name: object, what: str = "key name") -> str:

@@ -94,3 +94,15 @@ def test_public_key_length() -> None:
         PublicKey(raw=b"\x00" * 31)
     raw = base64.b64decode("ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")[1:]
     assert PublicKey(raw=raw).raw == raw
+
+
+def test_key_name_rules_follow_signed_note() -> None:
+    from ledger.keys import check_key_name, is_valid_key_name
+
+    assert is_valid_key_name("example.com/log\x7f")  # DEL is not an ASCII control character below U+0020
+    for bad in ("", "a b", "a+b", "a\u3000b", "a\nb", "a\ud800b", None):
+        assert not is_valid_key_name(bad)
+    with pytest.raises(MalformedError, match="control character"):
+        check_key_name("log\ud800")
+    with pytest.raises(MalformedError, match="longer than 256"):
+        check_key_name("x" * 257)

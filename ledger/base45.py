@@ -1,0 +1,52 @@
+"""Strict Base45 (RFC 9285), the QR-alphanumeric-friendly text encoding of QR payloads.
+
+Encoding uses the ``base45`` package. Decoding wraps it with the checks a strict
+reader needs and the package leaves out: only the 45 characters of the alphabet
+(the package strips a trailing newline from ``str`` input), a length that is not
+``1 (mod 3)``, and a size cap applied before any work. The package itself rejects
+groups whose value is out of range (``> 0xFFFF`` for three characters, ``> 0xFF`` for
+two), which is what makes the encoding canonical: every byte string has exactly one
+Base45 text, so a decoded text always re-encodes to itself.
+"""
+
+from __future__ import annotations
+
+import re
+
+import base45 as _base45
+
+from ledger.errors import MalformedError, TooLargeError
+
+__all__ = ["ALPHABET", "b45decode", "b45encode"]
+
+#: The Base45 alphabet, which is exactly the QR code alphanumeric character set.
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+_VALID = re.compile(r"[0-9A-Z $%*+\-./:]*")
+
+
+def b45encode(data: bytes) -> str:
+    """The Base45 text of ``data``."""
+    return _base45.b45encode(bytes(data)).decode("ascii")  # type: ignore[no-any-return]
+
+
+def b45decode(text: str, *, max_size: int, what: str = "Base45 text") -> bytes:
+    """Decode ``text`` strictly; ``max_size`` caps the decoded length.
+
+    Raises :class:`~ledger.errors.TooLargeError` when ``text`` would decode to more
+    than ``max_size`` bytes, and :class:`~ledger.errors.MalformedError` for characters
+    outside the alphabet, an impossible length, or an out-of-range group.
+    """
+    if not isinstance(text, str):
+        raise MalformedError(f"{what}: expected text, got {type(text).__name__}")
+    if len(text) > (max_size * 3 + 1) // 2:
+        raise TooLargeError(f"{what}: {len(text)} characters decode to more than {max_size} bytes")
+    if not _VALID.fullmatch(text):
+        bad = next(ch for ch in text if ch not in ALPHABET)
+        raise MalformedError(f"{what}: character {bad!r} is not in the Base45 alphabet")
+    if len(text) % 3 == 1:
+        raise MalformedError(f"{what}: {len(text)} characters is not a possible Base45 length")
+    try:
+        data: bytes = _base45.b45decode(text)
+    except ValueError:
+        raise MalformedError(f"{what}: a character group is out of range (not canonical Base45)") from None
+    return data

@@ -1,0 +1,483 @@
+"""``certledger consortium``: the trust-policy ceremony.
+
+init (genesis from a spec) → propose (next version from changes) → sign (each
+governance key holder) → verify (walk the chain from the pinned version) → distribute.
+``show``, ``diff`` and ``keygen`` help people review and take part.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from ledger.consortium import (
+    CHANGES,
+    KeyRequest,
+    apply_changes,
+    genesis,
+    parse_change,
+    read_toml,
+    spec_time,
+    summary,
+    warnings,
+)
+from ledger.errors import KeyFileError, LedgerError, MalformedError
+from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, SigningKey, VerifierKey
+from ledger.policy import Policy, format_time
+from ledger.policy_doc import (
+    MAX_DOCUMENT_SIZE,
+    PolicyDocument,
+    add_signature,
+    parse_document,
+    parse_proposal,
+    render,
+    sign_proposal,
+)
+from ledger.trust import TrustedPolicy, signed_by, verify_pinned
+
+__all__ = ["consortium"]
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_PASSPHRASE_ENV = "CERTLEDGER_KEY_PASSPHRASE"  # noqa: S105 (the variable's name, not a secret)
+#: A blank line and an em dash: where a signed note's signatures start.
+_SIGNATURE_BLOCK = "\n\n\u2014 ".encode()
+
+
+# -- reading and writing files ---------------------------------------------------------
+
+
+def _read(path: Path, limit: int = MAX_DOCUMENT_SIZE) -> bytes:
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise click.ClickException(f"{path}: cannot read: {e.strerror}") from None
+    if len(data) > limit:
+        raise click.ClickException(f"{path}: larger than the {limit}-byte limit")
+    return data
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` with ``data``; refuses to overwrite."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise click.ClickException(f"{path}: file exists; refusing to overwrite") from None
+    except OSError as e:
+        raise click.ClickException(f"{path}: cannot create: {e.strerror}") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data`` (write a temporary file, then rename)."""
+    directory = path.parent
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise click.ClickException(f"{directory}: cannot write: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise click.ClickException(f"{path}: cannot write: {e.strerror}") from None
+
+
+def _now(value: str | None) -> int:
+    real = int(time.time())
+    return real if value is None else spec_time(value, "--now", now=real)
+
+
+def _load_key(path: Path) -> SigningKey:
+    passphrase = os.environ.get(_PASSPHRASE_ENV)
+    try:
+        return SigningKey.load(path, passphrase=passphrase.encode() if passphrase else None)
+    except KeyFileError as e:
+        if passphrase or "passphrase is needed" not in str(e):
+            raise
+    typed = click.prompt(f"Passphrase for {path}", hide_input=True, err=True)
+    return SigningKey.load(path, passphrase=typed.encode())
+
+
+def _load_any(path: Path) -> tuple[Policy, PolicyDocument | None]:
+    """A policy file: a signed document, or an unsigned proposal (its text alone)."""
+    data = _read(path)
+    try:
+        if _SIGNATURE_BLOCK not in data:
+            return parse_proposal(data), None
+        doc = parse_document(data)
+    except LedgerError as e:
+        raise type(e)(f"{path}: {e}") from None
+    return doc.policy, doc
+
+
+def _digest(policy: Policy) -> str:
+    return hashlib.sha256(render(policy).encode()).hexdigest()
+
+
+def _signed_status(doc: PolicyDocument, signer: Policy, whose: str) -> str:
+    got = signed_by(doc, signer.governance_keys)
+    mark = "✓" if len(got) >= signer.governance_threshold else "✗"
+    return (
+        f"{mark} signed by {len(got)}/{len(signer.governance_keys)} of {whose} governance keys; "
+        f"threshold {signer.governance_threshold}"
+    )
+
+
+def _echo_summary(policy: Policy) -> None:
+    for line in summary(policy):
+        click.echo(line)
+
+
+# -- commands --------------------------------------------------------------------------
+
+_NOW_HELP = "Time to use instead of the clock: RFC 3339 UTC (2025-01-01T00:00:00Z)."
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def consortium() -> None:
+    """Create, change, sign and verify the consortium trust policy.
+
+    The policy says which departments belong, which keys speak for them, which
+    certificate types each may issue or revoke, the witness quorum, the freshness
+    limit and the governance keys. Each version is a signed note; version N+1 needs a
+    threshold of version N's governance keys and of its own.
+
+    \b
+    The ceremony:
+      1. certledger consortium init SPEC.toml --out DIR     (version 1, keys)
+      2. certledger consortium propose --current V1 CHANGE… --out V2
+      3. certledger consortium diff V1 V2                    (every holder reviews)
+      4. certledger consortium sign V2 --key KEY --name NAME (each holder)
+      5. certledger consortium verify --pinned V1 V2         (before distributing)
+    """
+
+
+@consortium.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for policy-v1 and the generated keys (created if missing).",
+)
+@click.option(
+    "--encrypt", is_flag=True, help="Encrypt generated governance keys with a passphrase (prompted)."
+)
+@click.option("--now", "now_text", metavar="TIME", help=_NOW_HELP)
+def init(spec: Path, out_dir: Path, encrypt: bool, now_text: str | None) -> None:
+    """Create policy version 1 from a SPEC file (TOML).
+
+    Keys the spec does not give (governance keys, members' log and witness keys) are
+    generated into DIR/keys as PEM files readable only by you (mode 0600); keep
+    governance keys offline and hand each department its own log and witness keys.
+    Version 1 is signed with the generated governance keys; if the spec names keys
+    held elsewhere, their holders sign with `certledger consortium sign`.
+    See docs/trust-policy.md for the spec format.
+    """
+    now = _now(now_text)
+    parsed = read_toml(_read(spec, 256 * 1024), what=str(spec))
+    made: list[tuple[KeyRequest, SigningKey]] = []
+
+    def make_key(request: KeyRequest) -> PublicKey:
+        key = SigningKey.generate()
+        made.append((request, key))
+        return key.public_key
+
+    try:
+        policy = genesis(parsed, now=now, make_key=make_key)
+    except LedgerError as e:
+        raise type(e)(f"{spec}: {e}") from None
+    if policy.is_expired(now):
+        raise click.ClickException(
+            f"{spec}: the policy would already be expired ({format_time(policy.expires)})"
+        )
+    passphrase = None
+    if encrypt and any(r.role == "governance" for r, _ in made):
+        passphrase = click.prompt(
+            "Passphrase for the governance keys", hide_input=True, confirmation_prompt=True, err=True
+        ).encode()
+    keys_dir = out_dir / "keys"
+    try:
+        out_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        keys_dir.mkdir(mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise click.ClickException(f"{out_dir}: cannot create: {e.strerror}") from None
+    governance = [(r.name, k) for r, k in made if r.role == "governance"]
+    if governance:
+        target, data = out_dir / "policy-v1.note", sign_proposal(policy, governance)
+    else:
+        target, data = out_dir / "policy-v1.proposal", render(policy).encode()
+    for existing in ("policy-v1.note", "policy-v1.proposal"):
+        if (out_dir / existing).exists():
+            raise click.ClickException(f"{out_dir / existing}: exists; refusing to overwrite a policy")
+    for request, key in made:
+        stem = f"governance-{request.name}" if request.member is None else f"{request.member}-{request.role}"
+        path = keys_dir / f"{_SAFE.sub('_', stem)}.pem"
+        key.save(path, passphrase=passphrase if request.role == "governance" else None)
+        sig_type = SIG_TYPE_COSIGNATURE if request.role == "witness" else SIG_TYPE_ED25519
+        vk = VerifierKey(name=request.name, public_key=key.public_key, sig_type=sig_type)
+        click.echo(f"key   {path}  ({request.role}) {vk}")
+    _write_new(target, data)
+    click.echo(f"wrote {target}")
+    if governance:
+        status = _signed_status(parse_document(data), policy, "its own")
+        click.echo(f"version 1: {status}")
+        if len(governance) < policy.governance_threshold:
+            click.echo("next: the other governance key holders run `certledger consortium sign`")
+    else:
+        click.echo("version 1 is unsigned: each governance key holder runs `certledger consortium sign`")
+    click.echo(f"text SHA-256: {_digest(policy)}")
+    click.echo("distribute version 1 to every node and verifier once signed; they pin it.")
+
+
+@consortium.command()
+@click.option(
+    "--current",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The current version's signed document.",
+)
+@click.argument("changes", nargs=-1, required=True, metavar="CHANGE...")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the unsigned proposal (not overwritten).",
+)
+@click.option("--now", "now_text", metavar="TIME", help=_NOW_HELP)
+def propose(current: Path, changes: tuple[str, ...], out: Path, now_text: str | None) -> None:
+    """Write version N+1: the --current version with each CHANGE applied.
+
+    \b
+    CHANGE is KIND=VALUE; times are RFC 3339 UTC, "now" or +DAYSd:
+    """
+    now = _now(now_text)
+    try:
+        doc = verify_pinned(_read(current))
+    except LedgerError as e:
+        raise type(e)(f"{current}: {e}") from None
+    parsed = [parse_change(c) for c in changes]
+    policy = apply_changes(doc.policy, parsed, now=now, read_file=lambda p: _read(Path(p), 256 * 1024))
+    if policy.is_expired(now):
+        raise click.ClickException(
+            f"version {policy.version} would already be expired at {format_time(policy.expires)}; "
+            "add a change such as expires=+365d"
+        )
+    _write_new(out, render(policy).encode())
+    old = doc.policy
+    click.echo(f"wrote {out}: unsigned proposal of version {policy.version} ({len(parsed)} change(s))")
+    click.echo(f"text SHA-256: {_digest(policy)}")
+    click.echo(
+        f"needs signatures from {old.governance_threshold} of version {old.version}'s governance keys "
+        f"and {policy.governance_threshold} of its own:"
+    )
+    names = {k.name: k for k in old.governance_keys} | {k.name: k for k in policy.governance_keys}
+    for name, key in names.items():
+        roles = [f"v{old.version}"] if key in old.governance_keys else []
+        roles += [f"v{policy.version}"] if key in policy.governance_keys else []
+        click.echo(f"  {name}+{key.key_id.hex()}  ({', '.join(roles)})")
+    for warning in warnings(policy, now=now):
+        click.echo(f"warning: {warning}")
+    click.echo(f"review with: certledger consortium diff {current} {out}")
+
+
+propose.help = inspect.cleandoc(propose.help or "") + "".join(f"\n  {text}" for text in CHANGES.values())
+
+
+@consortium.command()
+@click.argument("document", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Your governance key file (PEM, mode 0600).",
+)
+@click.option("--name", required=True, help="The governance key's name, as listed in the policy.")
+@click.option(
+    "--previous",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Version N-1's document, to sign with a key of the previous version only.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the signed document here instead of replacing DOCUMENT.",
+)
+def sign(document: Path, key_path: Path, name: str, previous: Path | None, out: Path | None) -> None:
+    """Add your governance signature to DOCUMENT (a proposal or a signed version).
+
+    Review the document first (`certledger consortium diff` or `show`): you sign its
+    exact text. An encrypted key's passphrase is asked for, or read from the
+    CERTLEDGER_KEY_PASSPHRASE environment variable.
+    """
+    policy, doc = _load_any(document)
+    key = _load_key(key_path)
+    mine = VerifierKey(name=name, public_key=key.public_key)
+    prev_policy: Policy | None = None
+    if previous is not None:
+        prev_policy = verify_pinned(_read(previous)).policy
+        if prev_policy.version != policy.version - 1:
+            raise click.ClickException(
+                f"{previous} is version {prev_policy.version}, not version {policy.version - 1}"
+            )
+    roles = [f"version {policy.version}"] if mine in policy.governance_keys else []
+    if prev_policy is not None and mine in prev_policy.governance_keys:
+        roles.append(f"version {prev_policy.version}")
+    if not roles:
+        hint = "" if previous else " (a key of the previous version only? pass --previous)"
+        raise click.ClickException(
+            f"{name}+{mine.key_id.hex()} is not a governance key of version {policy.version}"
+            f"{' or ' + str(prev_policy.version) if prev_policy else ''}{hint}"
+        )
+    data = sign_proposal(policy, [(name, key)]) if doc is None else add_signature(doc.data, name, key)
+    if out is None:
+        _replace(document, data)
+    else:
+        _write_new(out, data)
+    signed = parse_document(data)
+    click.echo(f"signed version {policy.version} as {name}+{mine.key_id.hex()} ({' and '.join(roles)})")
+    click.echo(f"wrote {out or document}")
+    click.echo(f"text SHA-256: {_digest(policy)}")
+    click.echo(f"  {_signed_status(signed, policy, 'its own')}")
+    if prev_policy is not None:
+        click.echo(
+            f"  {_signed_status(signed, prev_policy, f'version {prev_policy.version}' + chr(39) + 's')}"
+        )
+
+
+@consortium.command()
+@click.option(
+    "--pinned",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The version you trust already (usually version 1).",
+)
+@click.argument("documents", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--now", "now_text", metavar="TIME", help=_NOW_HELP)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the result line.")
+def verify(pinned: Path, documents: tuple[Path, ...], now_text: str | None, quiet: bool) -> None:
+    """Walk from the --pinned version along DOCUMENTS and print the newest policy.
+
+    DOCUMENTS may be given in any order and may include the pinned version and older
+    ones (they are skipped). Each step must be exactly the next version, signed by a
+    threshold of the previous version's governance keys and of its own; the newest
+    must not be expired. Exits with status 1 and the broken rule otherwise.
+    """
+    now = _now(now_text)
+    try:
+        trusted = TrustedPolicy(_read(pinned))
+    except LedgerError as e:
+        raise type(e)(f"{pinned}: {e}") from None
+    by_version: dict[int, tuple[Path, bytes]] = {}
+    skipped = 0
+    for path in documents:
+        data = _read(path)
+        try:
+            version = parse_document(data).policy.version
+        except LedgerError as e:
+            raise type(e)(f"{path}: {e}") from None
+        if version <= trusted.version:
+            skipped += 1
+            continue
+        seen = by_version.get(version)
+        if seen is not None and seen[1] != data:
+            raise click.ClickException(
+                f"{seen[0]} and {path} are different documents for version {version}; "
+                "a chain has exactly one document per version"
+            )
+        by_version[version] = (path, data)
+    chain = [by_version[v] for v in sorted(by_version)]
+    start = trusted.version
+    policy = trusted.walk([d for _, d in chain], now=now, names=[str(p) for p, _ in chain])
+    if not quiet:
+        if skipped:
+            click.echo(f"skipped {skipped} document(s) not newer than the pinned version {start}")
+        _echo_summary(policy)
+        click.echo(f"text SHA-256: {_digest(policy)}")
+    click.echo(
+        f"OK 验证通过: policy version {policy.version} verified from pinned version {start} "
+        f"({len(chain)} update(s)); expires {format_time(policy.expires)}"
+    )
+
+
+@consortium.command()
+@click.argument("document", type=click.Path(dir_okay=False, path_type=Path))
+def show(document: Path) -> None:
+    """Print a readable summary of DOCUMENT (a proposal or a signed version).
+
+    Signatures are listed but not verified: use `certledger consortium verify`.
+    """
+    policy, doc = _load_any(document)
+    if doc is None:
+        click.echo("未签名提案 Unsigned proposal")
+    _echo_summary(policy)
+    click.echo(f"text SHA-256: {_digest(policy)}")
+    if doc is not None:
+        click.echo(
+            f"签名 Signatures: {len(doc.signatures)} (not verified here; use `certledger consortium verify`)"
+        )
+        for s in doc.signatures:
+            click.echo(f"  {s.key}")
+
+
+@consortium.command()
+@click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+def diff(old: Path, new: Path) -> None:
+    """Show what changes from OLD to NEW, line by line (a unified diff of the texts)."""
+    a, _ = _load_any(old)
+    b, _ = _load_any(new)
+    lines = difflib.unified_diff(
+        render(a).splitlines(keepends=True),
+        render(b).splitlines(keepends=True),
+        fromfile=f"{old} (version {a.version})",
+        tofile=f"{new} (version {b.version})",
+    )
+    click.echo("".join(lines), nl=False)
+
+
+@consortium.command()
+@click.option(
+    "--name", required=True, help="The key's name: a governance key name, or a member's log origin."
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Key file to create (mode 0600, never overwritten).",
+)
+@click.option(
+    "--witness", is_flag=True, help="A witness cosignature key (type 0x04) instead of a signing key."
+)
+@click.option("--encrypt", is_flag=True, help="Encrypt the key file with a passphrase (prompted).")
+def keygen(name: str, out: Path, witness: bool, encrypt: bool) -> None:
+    """Generate a key and print its public verifier-key string to put in a policy."""
+    sig_type = SIG_TYPE_COSIGNATURE if witness else SIG_TYPE_ED25519
+    key = SigningKey.generate()
+    try:
+        vk = VerifierKey(name=name, public_key=key.public_key, sig_type=sig_type)
+    except MalformedError as e:
+        raise click.BadParameter(str(e), param_hint="--name") from None
+    passphrase = None
+    if encrypt:
+        passphrase = click.prompt("Passphrase", hide_input=True, confirmation_prompt=True, err=True).encode()
+    key.save(out, passphrase=passphrase)
+    click.echo(str(vk))

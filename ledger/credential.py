@@ -1,0 +1,490 @@
+"""Credentials: what an issuing department hands the holder of a certificate.
+
+A :class:`Credential` is the signed issue (or replace) statement, the claim values,
+the schema of those claims (compact key, name, label, kind), and the certificate's
+16-byte salt secret, from which every claim's salt is derived (see
+:mod:`ledger.claims`). With it the holder makes presentations: full disclosure, or
+any subset of the claims (:meth:`Credential.present`).
+
+:func:`issue_credential` validates the claims against the certificate type's schema
+(required claims, kinds, lengths), the issuer's mandate and signing key, and the
+type's longest validity, then signs.
+
+A credential is saved as readable JSON (``certledger-credential`` version 1,
+:meth:`Credential.dumps` / :meth:`Credential.loads`), read back strictly: a size cap,
+no duplicate keys, exact field sets, and every digest recomputed against the signed
+statement. Its QR form is its full-disclosure presentation
+(:meth:`Credential.to_qr_text`, :meth:`Credential.from_qr_text`), which carries the
+salt secret and so lets the holder make selective presentations later.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import secrets as _secrets
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ledger.certid import CertId
+from ledger.claims import (
+    SECRET_SIZE,
+    CanonicalValue,
+    ClaimValue,
+    canonical_value,
+    check_canonical,
+    claim_digest,
+    claim_salt,
+    display_value,
+    value_text,
+)
+from ledger.errors import (
+    ClaimMismatchError,
+    LedgerError,
+    MalformedError,
+    PolicyError,
+    SchemaError,
+    TooLargeError,
+)
+from ledger.keys import SigningKey
+from ledger.policy import CertificateType, ClaimSpec, Member, Policy
+from ledger.presentation import DEFAULT_CLOCK_SKEW, CheckedPresentation, Presentation, check_presentation
+from ledger.statement import Kind, Reason, SignedStatement, Statement
+
+__all__ = [
+    "CREDENTIAL_FORMAT",
+    "MAX_CREDENTIAL_FILE",
+    "Credential",
+    "issue_credential",
+]
+
+CREDENTIAL_FORMAT = "certledger-credential"
+CREDENTIAL_VERSION = 1
+#: Cap on the size of a credential file.
+MAX_CREDENTIAL_FILE = 256 * 1024
+_TOP_KEYS = frozenset({"format", "version", "statement", "signed", "claims", "schema", "salt_secret"})
+_SIGNED_KEYS = frozenset({"statement", "key_id", "signature"})
+_SPEC_KEYS = frozenset({"key", "name", "label", "kind", "required", "max_length"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credential:
+    """A holder's certificate: signed statement, claims, their schema and the salt secret.
+
+    ``schema`` lists the :class:`~ledger.policy.ClaimSpec` of every claim the
+    certificate has (copied from the certificate type when it was issued), so the
+    holder can present without the trust policy. Validated on construction: the
+    claims fit the schema and their digests are the ones in the signed statement.
+    The signature itself is checked by whoever trusts the issuer's key
+    (:func:`ledger.presentation.check_presentation`).
+    """
+
+    signed: SignedStatement
+    schema: tuple[ClaimSpec, ...]
+    claims: Mapping[str, ClaimValue]
+    salt_secret: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        stmt = self.signed.statement
+        if stmt.kind not in (Kind.ISSUE, Kind.REPLACE) or stmt.claim_digests is None:
+            raise SchemaError(f"credential: a {stmt.kind.label} statement carries no claims")
+        if type(self.salt_secret) is not bytes or len(self.salt_secret) != SECRET_SIZE:
+            raise SchemaError(f"credential: the salt secret must be {SECRET_SIZE} bytes")
+        if not all(isinstance(s, ClaimSpec) for s in self.schema):
+            raise SchemaError("credential: schema entries must be claim specs")
+        schema = tuple(sorted(self.schema, key=lambda s: s.key))
+        if len({s.key for s in schema}) != len(schema) or len({s.name for s in schema}) != len(schema):
+            raise SchemaError("credential: claim keys and names in the schema must be unique")
+        object.__setattr__(self, "schema", schema)
+        if not isinstance(self.claims, Mapping):
+            raise SchemaError("credential: claims must be a map of claim names to values")
+        names = [s.name for s in schema]
+        if set(self.claims) != set(names):
+            extra = sorted(set(self.claims) - set(names))
+            missing = sorted(set(names) - set(self.claims))
+            raise SchemaError(
+                f"credential: claims and schema differ (no schema for {extra}; no value for {missing})"
+            )
+        if {s.key for s in schema} != set(stmt.claim_digests):
+            raise ClaimMismatchError("credential: the schema's claim keys are not those of the statement")
+        claims: dict[str, ClaimValue] = {}
+        for s in schema:
+            value = self.claims[s.name]
+            canon = canonical_value(s, value)
+            digest = claim_digest(claim_salt(self.salt_secret, s.key), s.key, canon)
+            if digest != stmt.claim_digests[s.key]:
+                raise ClaimMismatchError(
+                    f"credential: claim {s.name!r} does not match the digest in the signed statement"
+                )
+            claims[s.name] = display_value(s, canon)
+        object.__setattr__(self, "claims", MappingProxyType(claims))
+
+    @property
+    def statement(self) -> Statement:
+        """The signed statement."""
+        return self.signed.statement
+
+    @property
+    def cert_id(self) -> str:
+        """The certificate id."""
+        return self.signed.statement.cert_id
+
+    def canonical_values(self) -> dict[int, CanonicalValue]:
+        """``{claim key: canonical value}`` of every claim."""
+        return {s.key: canonical_value(s, self.claims[s.name]) for s in self.schema}
+
+    # -- presentations --------------------------------------------------------------
+
+    def present(self, reveal: Collection[str] | None = None) -> Presentation:
+        """A presentation disclosing the claims named in ``reveal`` (all when None).
+
+        Disclosing every claim gives a full disclosure (it carries the salt secret and
+        no digests); anything less gives a selective one, which carries only the salts
+        of the disclosed claims and the digests of the others.
+        """
+        names = [s.name for s in self.schema]
+        if reveal is None:
+            wanted = set(names)
+        else:
+            if isinstance(reveal, str):
+                raise SchemaError("reveal must be a collection of claim names, not one string")
+            wanted = set(reveal)
+            unknown = sorted(wanted - set(names))
+            if unknown:
+                raise SchemaError(
+                    f"this certificate has no claim {', '.join(map(repr, unknown))}; "
+                    f"its claims are {', '.join(names)}"
+                )
+        stmt = self.signed.statement
+        cid = CertId.parse(stmt.cert_id)
+        values = self.canonical_values()
+        keys = {s.key for s in self.schema if s.name in wanted}
+        full = len(keys) == len(self.schema)
+        assert stmt.valid_from is not None and stmt.claim_digests is not None
+        return Presentation(
+            kind=stmt.kind,
+            key_id=self.signed.key_id,
+            cert_type=stmt.cert_type,
+            serial=cid.serial,
+            cert_version=cid.version,
+            time=stmt.time,
+            operator=stmt.operator,
+            valid_from=stmt.valid_from,
+            valid_until=stmt.valid_until,
+            reason=stmt.reason,
+            replaces=stmt.replaces,
+            signature=self.signed.signature,
+            values={k: v for k, v in values.items() if k in keys},
+            secret=self.salt_secret if full else None,
+            salts=None if full else {k: claim_salt(self.salt_secret, k) for k in keys},
+            digests=None if full else {k: d for k, d in stmt.claim_digests.items() if k not in keys},
+        )
+
+    def to_qr_text(self, reveal: Collection[str] | None = None) -> str:
+        """The ``CL1:`` text of :meth:`present`."""
+        return self.present(reveal).to_text()
+
+    @classmethod
+    def from_qr_text(
+        cls,
+        text: str,
+        *,
+        policy: Policy,
+        now: int | None = None,
+        skew: int = DEFAULT_CLOCK_SKEW,
+    ) -> Credential:
+        """Rebuild a credential from its full-disclosure QR text, checking it first."""
+        checked = check_presentation(text, policy=policy, now=now, skew=skew)
+        return cls.from_checked(checked)
+
+    @classmethod
+    def from_checked(cls, checked: CheckedPresentation) -> Credential:
+        """The credential behind a checked full-disclosure presentation."""
+        p = checked.presentation
+        if p.secret is None:
+            raise SchemaError("a credential can only be rebuilt from a full disclosure")
+        ctype = checked.certificate_type
+        return cls(
+            signed=checked.signed,
+            schema=tuple(ctype.claim_by_key(k) for k in p.values),
+            claims={c.name: c.value for c in checked.claims},
+            salt_secret=p.secret,
+        )
+
+    # -- JSON -----------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """The readable JSON object (see the module docstring)."""
+        return {
+            "format": CREDENTIAL_FORMAT,
+            "version": CREDENTIAL_VERSION,
+            "statement": self.signed.statement.to_json(),
+            "signed": {
+                "statement": base64.b64encode(self.signed.statement_bytes).decode(),
+                "key_id": self.signed.key_id.hex(),
+                "signature": base64.b64encode(self.signed.signature).decode(),
+            },
+            "claims": {s.name: _json_value(self.claims[s.name]) for s in self.schema},
+            "schema": [
+                {
+                    "key": s.key,
+                    "name": s.name,
+                    "label": s.label,
+                    "kind": s.kind,
+                    "required": s.required,
+                    "max_length": s.max_length,
+                }
+                for s in self.schema
+            ],
+            "salt_secret": self.salt_secret.hex(),
+        }
+
+    def dumps(self) -> str:
+        """The credential as indented JSON text (UTF-8, Chinese kept readable)."""
+        return json.dumps(self.to_json(), ensure_ascii=False, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Credential:
+        """Build from a parsed JSON object, strictly."""
+        return _from_json(obj)
+
+    @classmethod
+    def loads(cls, text: str | bytes) -> Credential:
+        """Parse credential JSON text strictly (size-capped, no duplicate keys)."""
+        if isinstance(text, bytes):
+            if len(text) > MAX_CREDENTIAL_FILE:
+                raise TooLargeError(
+                    f"credential: {len(text)} bytes is over the {MAX_CREDENTIAL_FILE}-byte limit"
+                )
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MalformedError("credential: the file is not UTF-8 text") from None
+        if not isinstance(text, str):
+            raise MalformedError("credential: expected JSON text")
+        if len(text) > MAX_CREDENTIAL_FILE:
+            raise TooLargeError(f"credential: {len(text)} characters is over the {MAX_CREDENTIAL_FILE} limit")
+        try:
+            obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        except MalformedError:
+            raise
+        except RecursionError:
+            raise TooLargeError("credential: JSON is nested too deeply") from None
+        except ValueError as e:
+            raise MalformedError(f"credential: not valid JSON ({e})") from None
+        return cls.from_json(obj)
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Write the JSON to ``path`` (mode 0600: it holds personal data)."""
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError:
+            raise LedgerError(f"{path}: file exists; refusing to overwrite a credential") from None
+        except OSError as e:
+            raise LedgerError(f"{path}: cannot create the credential file: {e.strerror}") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(fd, 0o600)
+            f.write(self.dumps())
+            f.flush()
+            os.fsync(fd)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Credential:
+        """Read a credential file written by :meth:`save`."""
+        p = Path(path)
+        try:
+            size = p.stat().st_size
+            if size > MAX_CREDENTIAL_FILE:
+                raise TooLargeError(f"{path}: {size} bytes is too large to be a credential")
+            data = p.read_bytes()
+        except OSError as e:
+            raise LedgerError(f"{path}: cannot read the credential: {e.strerror}") from None
+        try:
+            return cls.loads(data)
+        except (MalformedError, ClaimMismatchError) as e:
+            raise type(e)(f"{path}: {e}") from None
+
+
+def _json_value(value: ClaimValue) -> str | int:
+    return value if isinstance(value, int) else value_text(value)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise MalformedError(f"credential: duplicate JSON key {k!r}")
+        out[k] = v
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise MalformedError(f"credential: {name} is not allowed in JSON")
+
+
+def _b64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise MalformedError(f"{what} must be a base64 string")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error):
+        raise MalformedError(f"{what} is not valid base64") from None
+    if base64.b64encode(data).decode() != value:
+        raise MalformedError(f"{what} is not canonical base64")
+    return data
+
+
+def _hex(value: Any, what: str, size: int) -> bytes:
+    if not isinstance(value, str) or len(value) != 2 * size or value != value.lower():
+        raise MalformedError(f"{what} must be {2 * size} lower-case hex digits")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise MalformedError(f"{what} must be {2 * size} lower-case hex digits") from None
+
+
+def _keys(obj: Any, want: frozenset[str], what: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise MalformedError(f"{what} must be a JSON object")
+    if set(obj) != want:
+        extra, missing = sorted(set(obj) - want), sorted(want - set(obj))
+        detail = "; ".join(
+            part
+            for part in (
+                f"unknown {', '.join(extra)}" if extra else "",
+                f"missing {', '.join(missing)}" if missing else "",
+            )
+            if part
+        )
+        raise MalformedError(f"{what}: {detail}")
+    return obj
+
+
+def _from_json(obj: Any) -> Credential:
+    top = _keys(obj, _TOP_KEYS, "credential")
+    if top["format"] != CREDENTIAL_FORMAT:
+        raise MalformedError(f"credential: format must be {CREDENTIAL_FORMAT!r}")
+    if type(top["version"]) is not int or top["version"] != CREDENTIAL_VERSION:
+        raise MalformedError(f"credential: unknown version {top['version']!r}")
+    sig = _keys(top["signed"], _SIGNED_KEYS, "credential: signed")
+    signed = SignedStatement(
+        statement_bytes=_b64(sig["statement"], "credential: signed statement"),
+        key_id=_hex(sig["key_id"], "credential: key id", 4),
+        signature=_b64(sig["signature"], "credential: signature"),
+    )
+    if top["statement"] != signed.statement.to_json():
+        raise MalformedError("credential: the readable statement does not match the signed one")
+    if not isinstance(top["schema"], list) or len(top["schema"]) > 64:
+        raise MalformedError("credential: schema must be a list of at most 64 claims")
+    specs = []
+    for i, entry in enumerate(top["schema"]):
+        e = _keys(entry, _SPEC_KEYS, f"credential: schema entry {i}")
+        if type(e["key"]) is not int or type(e["max_length"]) is not int:
+            raise MalformedError(f"credential: schema entry {i}: key and max_length must be integers")
+        specs.append(ClaimSpec(**e))
+    if not isinstance(top["claims"], dict):
+        raise MalformedError("credential: claims must be a JSON object")
+    by_name = {s.name: s for s in specs}
+    claims: dict[str, ClaimValue] = {}
+    for name, value in top["claims"].items():
+        spec = by_name.get(name)
+        if spec is None:
+            raise SchemaError(f"credential: claim {name!r} is not in the credential's schema")
+        claims[name] = display_value(spec, canonical_value(spec, value))
+    return Credential(
+        signed=signed,
+        schema=tuple(specs),
+        claims=claims,
+        salt_secret=_hex(top["salt_secret"], "credential: salt secret", SECRET_SIZE),
+    )
+
+
+def issue_credential(
+    *,
+    cert_type: CertificateType,
+    issuer: Member,
+    key: SigningKey,
+    serial: str,
+    claims: Mapping[str, Any],
+    operator: str,
+    time: int,
+    valid_from: int,
+    valid_until: int | None = None,
+    cert_version: str = "001",
+    replaces: str | None = None,
+    reason: Reason | None = None,
+    salt_secret: bytes | None = None,
+) -> Credential:
+    """Validate the claims, build the issue (or, with ``replaces``, replace) statement and sign.
+
+    The certificate id is built from the type's national code, the issuer's code,
+    ``serial`` and ``cert_version``. ``key`` must be one of the issuer's log keys,
+    valid and not compromised at ``time``. ``salt_secret`` defaults to 16 fresh
+    random bytes; pass one only for reproducible tests. Raises SchemaError for claims
+    that do not fit the type (naming the claim), PolicyError for a missing mandate or
+    an unusable key.
+    """
+    if not isinstance(cert_type, CertificateType) or not isinstance(issuer, Member):
+        raise SchemaError("issue_credential needs a CertificateType and a Member")
+    if issuer.id not in cert_type.issuers:
+        raise PolicyError(f"not authorised: member {issuer.id} may not issue {cert_type.code} certificates")
+    log_key = next((k for k in issuer.log_keys if k.public_key == key.public_key), None)
+    if log_key is None:
+        raise PolicyError(f"the signing key is not one of {issuer.id}'s log keys")
+    if time < log_key.valid_from or (log_key.valid_until is not None and time >= log_key.valid_until):
+        raise PolicyError(f"the signing key of {issuer.id} is not valid at time {time}")
+    if log_key.compromised_at is not None and time >= log_key.compromised_at:
+        raise PolicyError(f"the signing key of {issuer.id} is marked compromised")
+    if cert_type.max_validity_days is not None:
+        limit = cert_type.max_validity_days
+        if valid_until is None:
+            raise SchemaError(
+                f"{cert_type.code} certificates are valid for at most {limit} days: give valid_until"
+            )
+        if valid_until - valid_from > limit * 86400:
+            raise SchemaError(f"{cert_type.code} certificates are valid for at most {limit} days")
+    if not isinstance(claims, Mapping):
+        raise SchemaError("claims must be a map of claim names to values")
+    unknown = sorted(set(claims) - {c.name for c in cert_type.claims}, key=str)
+    if unknown:
+        raise SchemaError(
+            f"{cert_type.code} has no claim {', '.join(map(repr, unknown))}; "
+            f"its claims are {', '.join(c.name for c in cert_type.claims)}"
+        )
+    missing = [c.name for c in cert_type.claims if c.required and c.name not in claims]
+    if missing:
+        raise SchemaError(f"{cert_type.code} needs the claim(s) {', '.join(missing)}")
+    schema = tuple(c for c in cert_type.claims if c.name in claims)
+    values = {c.key: check_canonical(c, canonical_value(c, claims[c.name])) for c in schema}
+    secret = _secrets.token_bytes(SECRET_SIZE) if salt_secret is None else salt_secret
+    if type(secret) is not bytes or len(secret) != SECRET_SIZE:
+        raise SchemaError(f"the salt secret must be {SECRET_SIZE} bytes")
+    cid = CertId(
+        type_code=cert_type.national_code, issuer_code=issuer.issuer_code, serial=serial, version=cert_version
+    )
+    statement = Statement(
+        kind=Kind.REPLACE if replaces is not None else Kind.ISSUE,
+        issuer=issuer.id,
+        cert_id=str(cid),
+        cert_type=cert_type.code,
+        time=time,
+        operator=operator,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        claim_digests={k: claim_digest(claim_salt(secret, k), k, v) for k, v in values.items()},
+        reason=reason,
+        replaces=replaces,
+    )
+    signed = SignedStatement.sign(statement, key=key, key_id=issuer.log_key_id(log_key))
+    return Credential(
+        signed=signed,
+        schema=schema,
+        claims={c.name: display_value(c, values[c.key]) for c in schema},
+        salt_secret=secret,
+    )

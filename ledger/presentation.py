@@ -1,0 +1,685 @@
+"""Presentations: what a holder shows, as ``CL1:`` QR text, and their offline check.
+
+A :class:`Presentation` carries everything a verifier needs to rebuild the exact bytes
+of the issue (or replace) statement the department signed, plus the disclosed claims:
+
+* **full disclosure** carries every claim value and the certificate's 16-byte salt
+  secret; the verifier derives each salt, recomputes each digest and so rebuilds the
+  statement without any digest travelling in the QR;
+* **selective disclosure** carries the disclosed values with their salts, and the
+  digests of the hidden claims. It never carries the secret.
+
+Either way the verifier rebuilds the canonical statement bytes and checks the issuer's
+Ed25519 signature over them, so a changed value, salt, digest or signature fails.
+
+Text form: ``CL1:`` + Base45(raw deflate(canonical msgpack map), preset dictionary
+:data:`ledger.qrdict.PRESET_DICTIONARY`). The map (keys are small integers)::
+
+    1  kind         1 issue, 5 replace
+    2  key id       4-byte C2SP key ID of the signing log key (identifies the issuer)
+    3  type         certificate type code
+    4  serial       certificate id serial: an integer, or a string only when it has
+                    a leading zero or does not fit in 64 bits
+    5  edition      certificate id version segment as an integer 0..999 ("001" is 1)
+    6  time         statement time (Unix seconds)
+    7  operator     the clerk's pseudonymous operator id
+    8  valid_from   Unix seconds
+    9  valid_until  Unix seconds; absent for open-ended certificates
+    10 reason       replace only, optional: reason code
+    11 replaces     replace only: the certificate id it supersedes
+    12 signature    64-byte Ed25519 signature of the statement
+    13 values       {claim key: canonical value} of the disclosed claims
+    14 secret       full disclosure only: the 16-byte salt secret
+    15 salts        selective only: {claim key: 16-byte salt}, the keys of ``values``
+    16 digests      selective only: {claim key: 32-byte digest} of the hidden claims
+
+The issuer's member id and the certificate id are not carried: the member is the one
+whose log key has the key ID, and the id is rebuilt from the type's national code,
+the member's issuer code, the serial and edition, with its check character recomputed.
+
+The decoder caps the text at :data:`MAX_TEXT_LENGTH` characters (the most a QR code
+holds) and the inflated size at :data:`MAX_INFLATED_SIZE` bytes before inflating, and
+rejects non-canonical Base45 and msgpack, unknown versions and trailing data. Deflate
+itself has many encodings of the same bytes, so the QR text is not unique: identify a
+certificate by its id or its statement, never by its QR text.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import time as _time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from ledger import canonical
+from ledger.base45 import b45decode, b45encode
+from ledger.certid import CertId
+from ledger.claims import (
+    DIGEST_SIZE,
+    SALT_SIZE,
+    SECRET_SIZE,
+    CanonicalValue,
+    ClaimValue,
+    check_canonical,
+    claim_digest,
+    claim_salt,
+    display_value,
+    value_text,
+)
+from ledger.errors import (
+    ClaimMismatchError,
+    MalformedError,
+    PolicyError,
+    SchemaError,
+    SignatureError,
+    TooLargeError,
+)
+from ledger.policy import CertificateType, LogKey, Member, Policy
+from ledger.qrdict import PRESET_DICTIONARY
+from ledger.statement import MAX_CLAIMS, Kind, Reason, SignedStatement, Statement, statement_message
+
+__all__ = [
+    "DEFAULT_CLOCK_SKEW",
+    "FORMAT_VERSION",
+    "MAX_INFLATED_SIZE",
+    "MAX_TEXT_LENGTH",
+    "PREFIX",
+    "CheckedPresentation",
+    "DisclosedClaim",
+    "Presentation",
+    "Validity",
+    "check_presentation",
+    "verify_presentation",
+]
+
+FORMAT_VERSION = 1
+PREFIX = f"CL{FORMAT_VERSION}:"
+#: The most characters a QR code holds (version 40, level L, alphanumeric mode).
+MAX_TEXT_LENGTH = 4296
+#: Cap on the inflated (msgpack) size of a presentation.
+MAX_INFLATED_SIZE = 16 * 1024
+_MAX_DEFLATED = (MAX_TEXT_LENGTH - len(PREFIX)) * 2 // 3
+#: Clock skew allowed when judging the validity window.
+DEFAULT_CLOCK_SKEW = 300
+
+_K_KIND, _K_KEY_ID, _K_TYPE, _K_SERIAL, _K_EDITION, _K_TIME, _K_OPERATOR = 1, 2, 3, 4, 5, 6, 7
+_K_VALID_FROM, _K_VALID_UNTIL, _K_REASON, _K_REPLACES, _K_SIGNATURE = 8, 9, 10, 11, 12
+_K_VALUES, _K_SECRET, _K_SALTS, _K_DIGESTS = 13, 14, 15, 16
+_FIELD_NAMES = {
+    _K_KIND: "kind",
+    _K_KEY_ID: "key_id",
+    _K_TYPE: "cert_type",
+    _K_SERIAL: "serial",
+    _K_EDITION: "edition",
+    _K_TIME: "time",
+    _K_OPERATOR: "operator",
+    _K_VALID_FROM: "valid_from",
+    _K_VALID_UNTIL: "valid_until",
+    _K_REASON: "reason",
+    _K_REPLACES: "replaces",
+    _K_SIGNATURE: "signature",
+    _K_VALUES: "values",
+    _K_SECRET: "secret",
+    _K_SALTS: "salts",
+    _K_DIGESTS: "digests",
+}
+_PREFIX_LIKE = re.compile(r"CL([0-9]+):")
+_SERIAL = re.compile(r"[0-9]{1,20}")
+_EDITION = re.compile(r"[0-9]{3}")
+_TYPE_CODE = re.compile(r"[a-z0-9][a-z0-9_]{0,62}")
+_OPERATOR = re.compile(r"[A-Za-z0-9:_.-]{1,64}")
+_MAX_TIME = 2**40
+_U64 = 2**64 - 1
+
+
+def _serial_is_integer(serial: str) -> bool:
+    """True when a serial travels as an integer: no leading zero, and it fits in 64 bits."""
+    return serial == str(int(serial)) and int(serial) <= _U64
+
+
+def _fail(message: str) -> MalformedError:
+    return MalformedError(f"presentation: {message}")
+
+
+def _time_field(value: Any, name: str) -> int:
+    if type(value) is not int or not 0 <= value < _MAX_TIME:
+        raise _fail(f"{name} must be a non-negative integer number of seconds")
+    return value
+
+
+def _claim_map(value: Any, name: str, check: Any) -> dict[int, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(f"{name} must be a map of claim keys")
+    out: dict[int, Any] = {}
+    for k, v in value.items():
+        if type(k) is not int or not 0 <= k <= 255:
+            raise _fail(f"{name}: claim key {k!r} must be an integer 0..255")
+        out[k] = check(k, v)
+    return dict(sorted(out.items()))
+
+
+def _check_value(k: int, v: Any) -> CanonicalValue:
+    if type(v) is str:
+        if not v:
+            raise _fail(f"value of claim {k} is empty")
+        return v
+    if type(v) is int:
+        return v
+    raise _fail(f"value of claim {k} must be a string or an integer")
+
+
+def _bytes_of(size: int, what: str) -> Any:
+    def check(k: int, v: Any) -> bytes:
+        if type(v) is not bytes or len(v) != size:
+            raise _fail(f"{what} of claim {k} must be {size} bytes")
+        return v
+
+    return check
+
+
+@dataclass(frozen=True, kw_only=True)
+class Presentation:
+    """A full or selective presentation of one certificate. Validated on construction.
+
+    ``cert_version`` is the certificate id's three-digit version segment. Exactly one
+    of ``secret`` (full disclosure) or ``salts`` + ``digests`` (selective) is given.
+    """
+
+    kind: Kind
+    key_id: bytes
+    cert_type: str
+    serial: str
+    cert_version: str
+    time: int
+    operator: str
+    valid_from: int
+    valid_until: int | None = None
+    reason: Reason | None = None
+    replaces: str | None = None
+    signature: bytes
+    values: Mapping[int, CanonicalValue]
+    secret: bytes | None = None
+    salts: Mapping[int, bytes] | None = None
+    digests: Mapping[int, bytes] | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            kind = Kind(self.kind)
+        except (ValueError, TypeError):
+            raise _fail(f"unknown statement kind {self.kind!r}") from None
+        if kind not in (Kind.ISSUE, Kind.REPLACE):
+            raise _fail(f"only issue and replace statements can be presented, not {kind.label}")
+        object.__setattr__(self, "kind", kind)
+        if type(self.key_id) is not bytes or len(self.key_id) != 4:
+            raise _fail("key id must be 4 bytes")
+        if type(self.signature) is not bytes or len(self.signature) != 64:
+            raise _fail("signature must be 64 bytes")
+        if not isinstance(self.cert_type, str) or not _TYPE_CODE.fullmatch(self.cert_type):
+            raise _fail(f"certificate type {self.cert_type!r} is not a valid type code")
+        if not isinstance(self.serial, str) or not _SERIAL.fullmatch(self.serial):
+            raise _fail(f"serial {self.serial!r} must be 1 to 20 digits")
+        if not isinstance(self.cert_version, str) or not _EDITION.fullmatch(self.cert_version):
+            raise _fail(f"certificate version {self.cert_version!r} must be three digits")
+        _time_field(self.time, "time")
+        if not isinstance(self.operator, str) or not _OPERATOR.fullmatch(self.operator):
+            raise _fail(f"operator id {self.operator!r} is not valid")
+        _time_field(self.valid_from, "valid_from")
+        if self.valid_until is not None:
+            _time_field(self.valid_until, "valid_until")
+            if self.valid_until <= self.valid_from:
+                raise _fail("valid_until must be after valid_from")
+        if kind == Kind.ISSUE and (self.reason is not None or self.replaces is not None):
+            raise _fail("an issue statement has no reason and replaces nothing")
+        if kind == Kind.REPLACE and self.replaces is None:
+            raise _fail("a replace statement needs the id of the certificate it replaces")
+        if self.reason is not None:
+            try:
+                object.__setattr__(self, "reason", Reason(self.reason))
+            except (ValueError, TypeError):
+                raise _fail(f"unknown reason code {self.reason!r}") from None
+        if self.replaces is not None:
+            if not isinstance(self.replaces, str):
+                raise _fail("replaces must be a certificate id")
+            CertId.parse(self.replaces)
+        values = _claim_map(self.values, "values", _check_value)
+        object.__setattr__(self, "values", MappingProxyType(values))
+        if self.secret is not None:
+            if type(self.secret) is not bytes or len(self.secret) != SECRET_SIZE:
+                raise _fail(f"the salt secret must be {SECRET_SIZE} bytes")
+            if self.salts is not None or self.digests is not None:
+                raise _fail("a full disclosure carries the salt secret, not salts or digests")
+            if not values:
+                raise _fail("a full disclosure discloses at least one claim")
+            total = len(values)
+        else:
+            if self.salts is None or self.digests is None:
+                raise _fail("a selective disclosure needs salts and digests (or the salt secret)")
+            salts = _claim_map(self.salts, "salts", _bytes_of(SALT_SIZE, "salt"))
+            digests = _claim_map(self.digests, "digests", _bytes_of(DIGEST_SIZE, "digest"))
+            if salts.keys() != values.keys():
+                raise _fail("a selective disclosure has exactly one salt per disclosed value")
+            if not digests:
+                raise _fail("a selective disclosure hides at least one claim (else it is a full one)")
+            both = digests.keys() & values.keys()
+            if both:
+                raise _fail(f"claim {min(both)} is both disclosed and hidden")
+            object.__setattr__(self, "salts", MappingProxyType(salts))
+            object.__setattr__(self, "digests", MappingProxyType(digests))
+            total = len(values) + len(digests)
+        if total > MAX_CLAIMS:
+            raise TooLargeError(f"presentation: {total} claims is over the limit of {MAX_CLAIMS}")
+
+    @property
+    def full(self) -> bool:
+        """True for full disclosure."""
+        return self.secret is not None
+
+    def claim_digests(self) -> dict[int, bytes]:
+        """Every claim digest of the statement: recomputed for disclosed claims."""
+        if self.secret is not None:
+            return {k: claim_digest(claim_salt(self.secret, k), k, v) for k, v in self.values.items()}
+        assert self.salts is not None and self.digests is not None
+        out = dict(self.digests)
+        for k, v in self.values.items():
+            out[k] = claim_digest(self.salts[k], k, v)
+        return dict(sorted(out.items()))
+
+    def cert_id(self, *, national_code: str, issuer_code: str) -> str:
+        """The certificate id, from the type's national code and the issuer's code."""
+        return str(
+            CertId(
+                type_code=national_code,
+                issuer_code=issuer_code,
+                serial=self.serial,
+                version=self.cert_version,
+            )
+        )
+
+    def statement(self, *, issuer: str, national_code: str, issuer_code: str) -> Statement:
+        """The statement the issuer signed, rebuilt (its bytes are what the signature covers)."""
+        return Statement(
+            kind=self.kind,
+            issuer=issuer,
+            cert_id=self.cert_id(national_code=national_code, issuer_code=issuer_code),
+            cert_type=self.cert_type,
+            time=self.time,
+            operator=self.operator,
+            valid_from=self.valid_from,
+            valid_until=self.valid_until,
+            claim_digests=self.claim_digests(),
+            reason=self.reason,
+            replaces=self.replaces,
+        )
+
+    # -- the wire form ------------------------------------------------------------
+
+    def to_map(self) -> dict[int, Any]:
+        """The msgpack map (before canonical encoding)."""
+        serial: int | str = int(self.serial) if _serial_is_integer(self.serial) else self.serial
+        out: dict[int, Any] = {
+            _K_KIND: int(self.kind),
+            _K_KEY_ID: self.key_id,
+            _K_TYPE: self.cert_type,
+            _K_SERIAL: serial,
+            _K_EDITION: int(self.cert_version),
+            _K_TIME: self.time,
+            _K_OPERATOR: self.operator,
+            _K_VALID_FROM: self.valid_from,
+            _K_SIGNATURE: self.signature,
+            _K_VALUES: dict(self.values),
+        }
+        if self.valid_until is not None:
+            out[_K_VALID_UNTIL] = self.valid_until
+        if self.reason is not None:
+            out[_K_REASON] = int(self.reason)
+        if self.replaces is not None:
+            out[_K_REPLACES] = self.replaces
+        if self.secret is not None:
+            out[_K_SECRET] = self.secret
+        else:
+            assert self.salts is not None and self.digests is not None
+            out[_K_SALTS] = dict(self.salts)
+            out[_K_DIGESTS] = dict(self.digests)
+        return out
+
+    def to_bytes(self) -> bytes:
+        """The canonical msgpack encoding (before deflate)."""
+        return canonical.encode(self.to_map())
+
+    def to_text(self) -> str:
+        """The ``CL1:`` QR text. TooLargeError if it would not fit in a QR code."""
+        data = self.to_bytes()
+        if len(data) > MAX_INFLATED_SIZE:
+            raise TooLargeError(
+                f"presentation: {len(data)} bytes is over the {MAX_INFLATED_SIZE}-byte limit; "
+                "disclose fewer or shorter claims"
+            )
+        packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=PRESET_DICTIONARY)
+        text = PREFIX + b45encode(packer.compress(data) + packer.flush())
+        if len(text) > MAX_TEXT_LENGTH:
+            raise TooLargeError(
+                f"presentation: {len(text)} characters is more than a QR code holds "
+                f"({MAX_TEXT_LENGTH}); disclose fewer or shorter claims"
+            )
+        return text
+
+    @classmethod
+    def from_map(cls, raw: Any) -> Presentation:
+        """Build from a decoded msgpack map, checking every field's type."""
+        if not isinstance(raw, dict):
+            raise _fail("not a map")
+        unknown = sorted((k for k in raw if k not in _FIELD_NAMES), key=repr)
+        if unknown:
+            raise _fail(f"unknown field {unknown[0]!r}")
+        for k in (_K_KIND, _K_KEY_ID, _K_TYPE, _K_SERIAL, _K_EDITION, _K_TIME, _K_OPERATOR):
+            if k not in raw:
+                raise _fail(f"missing field {k} ({_FIELD_NAMES[k]})")
+        for k in (_K_VALID_FROM, _K_SIGNATURE, _K_VALUES):
+            if k not in raw:
+                raise _fail(f"missing field {k} ({_FIELD_NAMES[k]})")
+        if type(raw[_K_KIND]) is not int:
+            raise _fail("kind must be an integer")
+        serial = raw[_K_SERIAL]
+        if type(serial) is int:
+            serial = str(serial)
+        elif type(serial) is str:
+            if _SERIAL.fullmatch(serial) and _serial_is_integer(serial):
+                raise _fail("serial is not canonical: it must be encoded as an integer")
+        else:
+            raise _fail("serial must be an integer or a string of digits")
+        edition = raw[_K_EDITION]
+        if type(edition) is not int or not 0 <= edition <= 999:
+            raise _fail("edition must be an integer 0..999")
+        reason: Reason | None = None
+        if _K_REASON in raw:
+            if type(raw[_K_REASON]) is not int:
+                raise _fail("reason must be an integer")
+            try:
+                reason = Reason(raw[_K_REASON])
+            except ValueError:
+                raise _fail(f"unknown reason code {raw[_K_REASON]}") from None
+        return cls(
+            kind=raw[_K_KIND],
+            key_id=raw[_K_KEY_ID],
+            cert_type=raw[_K_TYPE],
+            serial=serial,
+            cert_version=f"{edition:03d}",
+            time=raw[_K_TIME],
+            operator=raw[_K_OPERATOR],
+            valid_from=raw[_K_VALID_FROM],
+            valid_until=raw.get(_K_VALID_UNTIL),
+            reason=reason,
+            replaces=raw.get(_K_REPLACES),
+            signature=raw[_K_SIGNATURE],
+            values=raw[_K_VALUES],
+            secret=raw.get(_K_SECRET),
+            salts=raw.get(_K_SALTS),
+            digests=raw.get(_K_DIGESTS),
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Presentation:
+        """Parse canonical msgpack bytes strictly."""
+        raw = canonical.decode(data, max_size=MAX_INFLATED_SIZE, max_depth=2, what="presentation")
+        return cls.from_map(raw)
+
+    @classmethod
+    def from_text(cls, text: str) -> Presentation:
+        """Parse ``CL1:`` QR text strictly (step 1 of verification).
+
+        Raises :class:`~ledger.errors.TooLargeError` or
+        :class:`~ledger.errors.MalformedError`, naming the layer that failed.
+        """
+        if not isinstance(text, str):
+            raise _fail(f"expected text, got {type(text).__name__}")
+        if len(text) > MAX_TEXT_LENGTH:
+            raise TooLargeError(
+                f"presentation: {len(text)} characters is over the {MAX_TEXT_LENGTH}-character limit "
+                "(the most a QR code holds)"
+            )
+        if not text.startswith(PREFIX):
+            m = _PREFIX_LIKE.match(text)
+            if m:
+                raise _fail(f"unknown format version CL{m.group(1)} (this reader knows {PREFIX[:-1]})")
+            raise _fail(f"not a certledger presentation: the text must start with {PREFIX}")
+        deflated = b45decode(text[len(PREFIX) :], max_size=_MAX_DEFLATED, what="presentation: Base45")
+        inflater = zlib.decompressobj(-15, zdict=PRESET_DICTIONARY)
+        try:
+            data = inflater.decompress(deflated, MAX_INFLATED_SIZE + 1)
+        except zlib.error as e:
+            raise _fail(f"not valid deflate data ({e})") from None
+        if inflater.unconsumed_tail or len(data) > MAX_INFLATED_SIZE:
+            raise TooLargeError(f"presentation: inflates to more than {MAX_INFLATED_SIZE} bytes")
+        if not inflater.eof:
+            raise _fail("the deflate stream is truncated")
+        if inflater.unused_data:
+            raise _fail(f"{len(inflater.unused_data)} trailing bytes after the deflate stream")
+        return cls.from_bytes(data)
+
+
+# -- the offline check ------------------------------------------------------------
+
+
+class Validity(StrEnum):
+    """Where the verifier's clock falls in the certificate's validity window."""
+
+    VALID = "valid"
+    NOT_YET_VALID = "not_yet_valid"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisclosedClaim:
+    """One disclosed claim, named and labelled by the certificate type."""
+
+    key: int
+    name: str
+    label: str
+    kind: str
+    value: ClaimValue
+
+    @property
+    def text(self) -> str:
+        """The value as text (dates as ``YYYY-MM-DD``)."""
+        return value_text(self.value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckedPresentation:
+    """A presentation whose signature, issuer and mandate checked out.
+
+    ``signed`` is the rebuilt signed statement: byte-identical to what the issuer
+    signed and logged, so the verifier can look it up in the issuer's log.
+    ``validity`` is judged against ``now`` with ``skew`` seconds of allowance; it is
+    reported, not enforced. Key compromise, log inclusion and status are the
+    verifier's later steps.
+    """
+
+    presentation: Presentation
+    signed: SignedStatement
+    issuer: Member
+    log_key: LogKey
+    certificate_type: CertificateType
+    cert_id: str
+    claims: tuple[DisclosedClaim, ...]
+    hidden: tuple[str, ...]
+    valid_from: int
+    valid_until: int | None
+    validity: Validity
+    checked_at: int
+
+    @property
+    def statement(self) -> Statement:
+        """The rebuilt statement."""
+        return self.signed.statement
+
+    @property
+    def full(self) -> bool:
+        """True when every claim is disclosed."""
+        return self.presentation.full
+
+    def claim(self, name: str) -> DisclosedClaim:
+        """The disclosed claim called ``name``; SchemaError if it was not disclosed."""
+        for c in self.claims:
+            if c.name == name:
+                return c
+        raise SchemaError(f"claim {name!r} was not disclosed")
+
+    def values(self) -> dict[str, ClaimValue]:
+        """``{name: value}`` of the disclosed claims."""
+        return {c.name: c.value for c in self.claims}
+
+
+def _iso(t: int) -> str:
+    return _dt.datetime.fromtimestamp(t, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _find_key(policy: Policy, key_id: bytes) -> tuple[Member, LogKey]:
+    found = [(m, k) for m in policy.members for k in m.log_keys if m.log_key_id(k) == key_id]
+    if not found:
+        raise PolicyError(
+            f"unknown issuer: no member of trust policy version {policy.version} "
+            f"has a log key with id {key_id.hex()} (parsed; nothing verified)"
+        )
+    if len(found) > 1:
+        names = ", ".join(sorted({m.id for m, _ in found}))
+        raise PolicyError(
+            f"key id {key_id.hex()} is ambiguous in trust policy version {policy.version} ({names})"
+        )
+    return found[0]
+
+
+def verify_presentation(
+    presentation: Presentation,
+    *,
+    policy: Policy,
+    now: int | None = None,
+    purpose: str | None = None,
+    skew: int = DEFAULT_CLOCK_SKEW,
+) -> CheckedPresentation:
+    """Check a parsed presentation against the trust policy alone (steps 2 to 6).
+
+    2. the policy has not expired at ``now`` (default: the current time);
+    3. the signing key (found by key ID) belongs to a member and was valid at the
+       statement's time;
+    4. the certificate type lets that member issue it;
+    5. the disclosed values fit their claims' kinds, and the issuer's signature over
+       the rebuilt statement (which holds every claim digest) verifies;
+    6. for ``purpose``, every claim the type needs for it is disclosed.
+
+    Raises PolicyError, SignatureError, SchemaError or ClaimMismatchError; each message
+    says which step failed and what had been checked before it.
+    """
+    p = presentation
+    now = int(_time.time()) if now is None else now
+    if policy.expires <= now:
+        raise PolicyError(
+            f"trust policy version {policy.version} expired at {_iso(policy.expires)}; "
+            "get the current policy (parsed; nothing verified)"
+        )
+    member, log_key = _find_key(policy, p.key_id)
+    if p.time < log_key.valid_from or (log_key.valid_until is not None and p.time >= log_key.valid_until):
+        raise PolicyError(
+            f"log key {p.key_id.hex()} of {member.id} was not valid at the statement time "
+            f"{_iso(p.time)} (issuer found; signature not checked)"
+        )
+    ctype = policy.certificate_type(p.cert_type)
+    if ctype is None:
+        raise PolicyError(
+            f"unknown certificate type {p.cert_type!r} in trust policy version {policy.version} "
+            f"(issuer {member.id} found; signature not checked)"
+        )
+    if member.id not in ctype.issuers:
+        raise PolicyError(
+            f"not authorised: member {member.id} may not issue {ctype.code} certificates "
+            "(issuer found; signature not checked)"
+        )
+    disclosed: list[DisclosedClaim] = []
+    for key, value in p.values.items():
+        try:
+            spec = ctype.claim_by_key(key)
+            check_canonical(spec, value, check_length=False)
+        except SchemaError as e:
+            raise SchemaError(f"{e} (issuer and mandate checked; signature not checked)") from None
+        disclosed.append(
+            DisclosedClaim(
+                key=key, name=spec.name, label=spec.label, kind=spec.kind, value=display_value(spec, value)
+            )
+        )
+    statement = p.statement(
+        issuer=member.id, national_code=ctype.national_code, issuer_code=member.issuer_code
+    )
+    signed = SignedStatement(statement_bytes=statement.to_bytes(), key_id=p.key_id, signature=p.signature)
+    if not log_key.public_key.is_valid(p.signature, statement_message(signed.statement_bytes)):
+        what = (
+            "a disclosed value, the salt secret or the signature"
+            if p.full
+            else "a disclosed value, a salt, a digest or the signature"
+        )
+        raise SignatureError(
+            f"statement signature does not verify: {what} was altered, or the certificate is forged "
+            f"(issuer {member.id}, key {p.key_id.hex()} and mandate checked)"
+        )
+    hidden = tuple(_claim_name(ctype, k) for k in (p.digests or {}))
+    if purpose is not None:
+        wanted = ctype.purposes.get(purpose)
+        if wanted is None:
+            raise PolicyError(f"certificate type {ctype.code} has no purpose {purpose!r} (signature valid)")
+        shown = {c.name for c in disclosed}
+        missing = [n for n in wanted if n not in shown]
+        if missing:
+            raise ClaimMismatchError(
+                f"purpose {purpose} needs {', '.join(missing)} disclosed, but the presentation hides "
+                f"{'it' if len(missing) == 1 else 'them'} (signature valid)"
+            )
+    if now < p.valid_from - skew:
+        validity = Validity.NOT_YET_VALID
+    elif p.valid_until is not None and now >= p.valid_until + skew:
+        validity = Validity.EXPIRED
+    else:
+        validity = Validity.VALID
+    return CheckedPresentation(
+        presentation=p,
+        signed=signed,
+        issuer=member,
+        log_key=log_key,
+        certificate_type=ctype,
+        cert_id=statement.cert_id,
+        claims=tuple(disclosed),
+        hidden=hidden,
+        valid_from=p.valid_from,
+        valid_until=p.valid_until,
+        validity=validity,
+        checked_at=now,
+    )
+
+
+def _claim_name(ctype: CertificateType, key: int) -> str:
+    for c in ctype.claims:
+        if c.key == key:
+            return c.name
+    return f"claim {key}"
+
+
+def check_presentation(
+    text: str,
+    *,
+    policy: Policy,
+    now: int | None = None,
+    purpose: str | None = None,
+    skew: int = DEFAULT_CLOCK_SKEW,
+) -> CheckedPresentation:
+    """Parse ``CL1:`` text strictly and check it offline against the trust policy.
+
+    See :meth:`Presentation.from_text` (step 1) and :func:`verify_presentation`
+    (steps 2 to 6). The replica checks (log inclusion, status, freshness) are the
+    verifier's.
+    """
+    return verify_presentation(
+        Presentation.from_text(text), policy=policy, now=now, purpose=purpose, skew=skew
+    )

@@ -1,0 +1,708 @@
+import dataclasses
+import datetime as dt
+import hashlib
+import itertools
+import zlib
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger import canonical
+from ledger.base45 import ALPHABET, b45decode, b45encode
+from ledger.claims import claim_digest, claim_salt
+from ledger.credential import Credential, issue_credential
+from ledger.errors import (
+    ClaimMismatchError,
+    LedgerError,
+    MalformedError,
+    PolicyError,
+    SchemaError,
+    SignatureError,
+    TooLargeError,
+)
+from ledger.policy import LogKey, Member
+from ledger.presentation import (
+    MAX_INFLATED_SIZE,
+    MAX_TEXT_LENGTH,
+    Presentation,
+    Validity,
+    check_presentation,
+    verify_presentation,
+)
+from ledger.qrdict import PRESET_DICTIONARY, PRESET_DICTIONARY_SHA256
+from ledger.statement import Kind, Reason
+from tests.fixtures.consortium import (
+    AMR,
+    AMR_KEY,
+    AMR_OLD_KEY,
+    BUSINESS_LICENCE,
+    FOOD_PERMIT,
+    HEALTH,
+    HEALTH_CERTIFICATE,
+    POLICY,
+    PSB,
+    PSB_KEY,
+    ROTATION,
+    T0,
+    TYPES,
+    all_credentials,
+    issue_food_permit,
+    issue_health_certificate,
+    issue_reference,
+    policy,
+)
+
+NOW = T0 + 86400
+CREDENTIALS = all_credentials()
+REFERENCE = CREDENTIALS["business_licence"]
+THREE = ["uscc", "name", "legal_representative"]
+
+
+def _deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=PRESET_DICTIONARY)
+    return packer.compress(data) + packer.flush()
+
+
+def _text(data: bytes) -> str:
+    return "CL1:" + b45encode(_deflate(data))
+
+
+def _inflate(text: str) -> bytes:
+    inflater = zlib.decompressobj(-15, zdict=PRESET_DICTIONARY)
+    return inflater.decompress(b45decode(text[4:], max_size=10_000))
+
+
+# -- round trips ------------------------------------------------------------------------
+
+
+def _subsets(cred: Credential) -> list[list[str] | None]:
+    names = [s.name for s in cred.schema]
+    return [None, names[:3], names[-1:], [], names[1::2], names[:-1]]
+
+
+@pytest.mark.parametrize("code", [t.code for t in TYPES])
+def test_round_trip_every_type_full_and_selective(code: str) -> None:
+    cred = CREDENTIALS[code]
+    names = [s.name for s in cred.schema]
+    for reveal in _subsets(cred):
+        text = cred.to_qr_text(reveal)
+        assert text.startswith("CL1:") and len(text) <= MAX_TEXT_LENGTH
+        parsed = Presentation.from_text(text)
+        assert parsed == cred.present(reveal)
+        checked = check_presentation(text, policy=POLICY, now=NOW)
+        # the rebuilt statement is byte for byte the one the issuer signed
+        assert checked.signed.statement_bytes == cred.signed.statement_bytes
+        assert checked.signed.signature == cred.signed.signature
+        assert checked.signed.key_id == cred.signed.key_id
+        assert checked.cert_id == cred.cert_id
+        assert checked.issuer == (HEALTH if code == "health_certificate" else AMR)
+        assert checked.certificate_type.code == code
+        shown = names if reveal is None else [n for n in names if n in reveal]
+        assert [c.name for c in checked.claims] == shown
+        assert checked.values() == {n: cred.claims[n] for n in shown}
+        assert list(checked.hidden) == [n for n in names if n not in shown]
+        assert checked.full == (reveal is None or len(shown) == len(names))
+
+
+def test_revealing_three_of_eleven_shows_exactly_those_three() -> None:
+    checked = check_presentation(REFERENCE.to_qr_text(THREE), policy=POLICY, now=NOW)
+    assert [(c.name, c.label, c.text) for c in checked.claims] == [
+        ("uscc", "统一社会信用代码", "91330106MA2J8K7Q5L"),
+        ("name", "名称", "杭州云栖数字科技有限公司"),
+        ("legal_representative", "法定代表人", "林晓明"),
+    ]
+    assert len(checked.hidden) == 8 and not checked.full
+    with pytest.raises(SchemaError, match="claim 'address' was not disclosed"):
+        checked.claim("address")
+    assert checked.claim("name").value == "杭州云栖数字科技有限公司"
+
+
+def test_full_disclosure_carries_the_secret_and_no_digests() -> None:
+    raw = canonical.decode(_inflate(REFERENCE.to_qr_text()), max_size=MAX_INFLATED_SIZE)
+    assert raw[14] == REFERENCE.salt_secret
+    assert 15 not in raw and 16 not in raw
+    assert all(d not in _inflate(REFERENCE.to_qr_text()) for d in REFERENCE.statement.claim_digests.values())
+
+
+def test_claims_are_shown_typed() -> None:
+    checked = check_presentation(issue_health_certificate().to_qr_text(), policy=POLICY, now=NOW)
+    assert checked.claim("birth_date").value == dt.date(1995, 7, 9)
+    assert checked.claim("birth_date").text == "1995-07-09"
+    assert checked.claim("certificate_no").value == 202405200731
+    assert checked.claim("remarks").value == "无"
+
+
+def test_credential_rebuilt_from_its_qr() -> None:
+    for cred in CREDENTIALS.values():
+        assert Credential.from_qr_text(cred.to_qr_text(), policy=POLICY, now=NOW) == cred
+    with pytest.raises(SchemaError, match="only be rebuilt from a full disclosure"):
+        Credential.from_qr_text(REFERENCE.to_qr_text(THREE), policy=POLICY, now=NOW)
+
+
+def test_replace_statements_round_trip() -> None:
+    old = issue_food_permit()
+    cred = issue_credential(
+        cert_type=FOOD_PERMIT,
+        issuer=AMR,
+        key=AMR_KEY,
+        serial="0007",
+        cert_version="002",
+        claims={**{k: v for k, v in old.claims.items()}, "seats": 80},
+        operator="op:51c0de",
+        time=T0,
+        valid_from=T0,
+        valid_until=T0 + 86400 * 365,
+        replaces=old.cert_id,
+        reason=Reason.INFORMATION_CHANGED,
+    )
+    for reveal in (None, ["seats"]):
+        checked = check_presentation(cred.to_qr_text(reveal), policy=POLICY, now=NOW)
+        assert checked.statement.kind == Kind.REPLACE and checked.statement.replaces == old.cert_id
+        assert checked.statement.reason == Reason.INFORMATION_CHANGED
+        assert checked.signed.statement_bytes == cred.signed.statement_bytes
+    assert checked.claim("seats").value == 80
+
+
+def test_serials_with_leading_zeros_and_long_serials() -> None:
+    for serial in ("0007", "0", "18446744073709551615", "18446744073709551616", "99999999999999999999"):
+        p = dataclasses.replace(REFERENCE.present(), serial=serial)
+        raw = canonical.decode(p.to_bytes())
+        assert type(raw[4]) is (
+            str if (serial.startswith("0") and serial != "0") or int(serial) >= 2**64 else int
+        )
+        assert Presentation.from_text(p.to_text()).serial == serial
+
+
+# -- tampering --------------------------------------------------------------------------
+
+
+def _tampered(p: Presentation, **changes: Any) -> str:
+    return dataclasses.replace(p, **changes).to_text()
+
+
+def _expect_forged(text: str) -> None:
+    with pytest.raises(SignatureError, match="statement signature does not verify") as e:
+        check_presentation(text, policy=POLICY, now=NOW)
+    assert "issuer hangzhou-xihu-amr, key" in str(e.value) and "mandate checked" in str(e.value)
+
+
+@pytest.mark.parametrize("reveal", [None, THREE])
+def test_changing_one_disclosed_value_is_detected(reveal: list[str] | None) -> None:
+    p = REFERENCE.present(reveal)
+    for key in p.values:
+        value = p.values[key]
+        other = value + 1 if isinstance(value, int) else value[:-1] + ("X" if value[-1] != "X" else "Y")
+        _expect_forged(_tampered(p, values={**p.values, key: other}))
+
+
+def test_changing_one_digest_is_detected() -> None:
+    p = REFERENCE.present(THREE)
+    assert p.digests is not None
+    for key, digest in p.digests.items():
+        flipped = bytes([digest[0] ^ 1]) + digest[1:]
+        _expect_forged(_tampered(p, digests={**p.digests, key: flipped}))
+
+
+@pytest.mark.parametrize("reveal", [None, THREE])
+def test_changing_one_byte_of_the_signature_is_detected(reveal: list[str] | None) -> None:
+    p = REFERENCE.present(reveal)
+    for i in (0, 31, 63):
+        sig = bytearray(p.signature)
+        sig[i] ^= 0x80
+        _expect_forged(_tampered(p, signature=bytes(sig)))
+
+
+def test_swapping_salts_between_claims_is_detected() -> None:
+    p = REFERENCE.present(THREE)
+    assert p.salts is not None
+    for a, b in itertools.combinations(p.salts, 2):
+        _expect_forged(_tampered(p, salts={**p.salts, a: p.salts[b], b: p.salts[a]}))
+
+
+def test_swapping_values_between_claims_is_detected() -> None:
+    p = REFERENCE.present()
+    _expect_forged(_tampered(p, values={**p.values, 1: p.values[3], 3: p.values[1]}))
+
+
+def test_changing_the_salt_secret_is_detected() -> None:
+    p = REFERENCE.present()
+    _expect_forged(_tampered(p, secret=bytes(16)))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"time": REFERENCE.statement.time + 1},
+        {"operator": "op:000000"},
+        {"serial": "2430598"},
+        {"cert_version": "002"},
+        {"valid_from": T0 - 86400},
+        {"valid_until": T0 + 86400 * 365},
+    ],
+)
+def test_changing_statement_fields_is_detected(changes: dict[str, Any]) -> None:
+    _expect_forged(_tampered(REFERENCE.present(), **changes))
+
+
+def test_hiding_a_claim_without_its_digest_is_detected() -> None:
+    # dropping a claim from a full disclosure changes the statement's claim set
+    p = REFERENCE.present()
+    _expect_forged(_tampered(p, values={k: v for k, v in p.values.items() if k != 7}))
+    s = REFERENCE.present(THREE)
+    assert s.digests is not None
+    _expect_forged(_tampered(s, digests={k: v for k, v in s.digests.items() if k != 7}))
+
+
+def test_signature_of_another_certificate_is_detected() -> None:
+    other = issue_reference(salt_secret=bytes(16))
+    _expect_forged(_tampered(REFERENCE.present(), signature=other.signed.signature))
+
+
+# -- nothing undisclosed leaks ----------------------------------------------------------
+
+
+def _byte_forms(value: Any) -> list[bytes]:
+    """The value, and every piece of it long enough not to occur by chance, as bytes."""
+    if isinstance(value, dt.date):
+        return [value.isoformat().encode(), msgpack.packb((value - dt.date(1970, 1, 1)).days)]
+    text = str(value)
+    width = 4 if text.isascii() else 3  # 4 ASCII bytes or 9 bytes of 3 CJK characters
+    pieces = [text[i : i + width] for i in range(max(1, len(text) - width + 1))]
+    return [msgpack.packb(value), text.encode("utf-16-le")] + [p.encode() for p in pieces]
+
+
+def _text_forms(value: Any) -> list[str]:
+    """ASCII pieces of the value that could show in the Base45 text itself."""
+    text = value.isoformat() if isinstance(value, dt.date) else str(value)
+    return [text[i : i + 6] for i in range(len(text) - 5)] if text.isascii() else []
+
+
+@pytest.mark.parametrize("code", [t.code for t in TYPES])
+def test_undisclosed_values_do_not_appear_in_any_form(code: str) -> None:
+    cred = CREDENTIALS[code]
+    names = [s.name for s in cred.schema]
+    canon = cred.canonical_values()
+    for reveal in ([names[0]], names[:3], names[1:-1]):
+        text = cred.to_qr_text(reveal)
+        payload = _inflate(text)
+        p = Presentation.from_text(text)
+        assert p.secret is None and cred.salt_secret not in payload
+        shown = [str(cred.claims[n]) for n in reveal]
+        for spec in (s for s in cred.schema if s.name not in reveal):
+            value = cred.claims[spec.name]
+            assert p.salts is not None and spec.key not in p.values and spec.key not in p.salts
+            salt = claim_salt(cred.salt_secret, spec.key)
+            assert salt not in payload
+            for form in _byte_forms(value):
+                if not any(form.decode("utf-8", "ignore") in v for v in shown):  # e.g. a shared "有限公司"
+                    assert form not in payload, (spec.name, form)
+            for piece in _text_forms(value):
+                assert piece not in text, (spec.name, piece)
+            # not derivable: no 16-byte piece of the payload, used as the salt,
+            # reproduces the hidden claim's digest from its true value
+            digest = cred.statement.claim_digests[spec.key]
+            for i in range(len(payload) - 15):
+                assert claim_digest(payload[i : i + 16], spec.key, canon[spec.key]) != digest
+
+
+def test_selective_text_never_contains_the_secret_in_any_encoding() -> None:
+    cred = issue_reference(salt_secret=hashlib.sha256(b"x").digest()[:16])
+    text = cred.to_qr_text(THREE)
+    payload = _inflate(text)
+    for piece in (cred.salt_secret, cred.salt_secret.hex().encode(), cred.salt_secret.hex().upper().encode()):
+        assert piece not in payload
+    assert b45encode(cred.salt_secret) not in text
+
+
+# -- trust policy checks ----------------------------------------------------------------
+
+
+def test_unknown_issuer() -> None:
+    without_amr = policy(members=(HEALTH, PSB), types=(HEALTH_CERTIFICATE,))
+    with pytest.raises(
+        PolicyError, match="unknown issuer: no member of trust policy version 1 has a log key with id"
+    ):
+        check_presentation(REFERENCE.to_qr_text(), policy=without_amr, now=NOW)
+
+
+def test_key_not_valid_at_the_statement_time() -> None:
+    # signed with the key retired at ROTATION, under a policy that (wrongly) still allowed it
+    lax_amr = dataclasses.replace(AMR, log_keys=(LogKey(public_key=AMR_OLD_KEY.public_key, valid_from=0),))
+    lax = policy(members=(lax_amr, HEALTH, PSB))
+    cred = issue_credential(
+        cert_type=BUSINESS_LICENCE,
+        issuer=lax_amr,
+        key=AMR_OLD_KEY,
+        serial="1",
+        claims=dict(REFERENCE.claims),
+        operator="op:1",
+        time=ROTATION + 10,
+        valid_from=ROTATION,
+    )
+    assert check_presentation(cred.to_qr_text(), policy=lax, now=NOW).issuer == lax_amr
+    with pytest.raises(
+        PolicyError, match=r"log key [0-9a-f]{8} of hangzhou-xihu-amr was not valid at the statement"
+    ):
+        check_presentation(cred.to_qr_text(), policy=POLICY, now=NOW)
+
+
+def test_issuer_outside_its_mandate() -> None:
+    # the public security bureau signs a business licence; the policy does not allow it
+    licence_for_psb = dataclasses.replace(BUSINESS_LICENCE, issuers=frozenset({AMR.id, PSB.id}))
+    psb = dataclasses.replace(PSB, issuer_code=AMR.issuer_code)
+    cred = issue_credential(
+        cert_type=licence_for_psb,
+        issuer=psb,
+        key=PSB_KEY,
+        serial="2430599",
+        claims=dict(REFERENCE.claims),
+        operator="op:1",
+        time=T0,
+        valid_from=T0,
+    )
+    with pytest.raises(
+        PolicyError, match="not authorised: member hangzhou-psb may not issue business_licence"
+    ):
+        check_presentation(cred.to_qr_text(), policy=POLICY, now=NOW)
+
+
+def test_unknown_certificate_type() -> None:
+    without = policy(types=(FOOD_PERMIT, HEALTH_CERTIFICATE))
+    with pytest.raises(PolicyError, match="unknown certificate type 'business_licence'"):
+        check_presentation(REFERENCE.to_qr_text(), policy=without, now=NOW)
+
+
+def test_expired_policy() -> None:
+    old = policy(expires=NOW)
+    with pytest.raises(
+        PolicyError, match="trust policy version 1 expired at 2024-06-01T16:00:00Z; get the current policy"
+    ):
+        check_presentation(REFERENCE.to_qr_text(), policy=old, now=NOW)
+    assert check_presentation(REFERENCE.to_qr_text(), policy=old, now=NOW - 1).validity == Validity.VALID
+
+
+def test_ambiguous_key_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Key IDs hash the (unique) log origin, so two members share one only by a 32-bit
+    # collision; simulate one by making a key of another member report the same ID.
+    shared = policy(members=(AMR, HEALTH, PSB))
+    text = REFERENCE.to_qr_text()
+    check_presentation(text, policy=shared, now=NOW)
+    kid = REFERENCE.signed.key_id
+    real = Member.log_key_id
+    monkeypatch.setattr(Member, "log_key_id", lambda self, k: kid if k is PSB.log_keys[0] else real(self, k))
+    with pytest.raises(
+        PolicyError, match="is ambiguous in trust policy version 1 \\(hangzhou-psb, hangzhou-xihu-amr\\)"
+    ):
+        check_presentation(text, policy=shared, now=NOW)
+
+
+def test_disclosed_claim_unknown_to_the_type() -> None:
+    fewer = dataclasses.replace(BUSINESS_LICENCE, claims=BUSINESS_LICENCE.claims[:-1])
+    shrunk = policy(types=(fewer, FOOD_PERMIT, HEALTH_CERTIFICATE))
+    with pytest.raises(SchemaError, match=r"has no claim with key 10 .*signature not checked"):
+        check_presentation(REFERENCE.to_qr_text(), policy=shrunk, now=NOW)
+    # hidden, it is only a digest
+    assert check_presentation(REFERENCE.to_qr_text(THREE), policy=shrunk, now=NOW).hidden[-1] == "claim 10"
+
+
+def test_disclosed_value_of_the_wrong_kind() -> None:
+    p = REFERENCE.present()
+    with pytest.raises(SchemaError, match=r"claim 'established'.*expected a day number, got str"):
+        check_presentation(_tampered(p, values={**p.values, 5: "2021-03-15"}), policy=POLICY, now=NOW)
+
+
+def test_purposes() -> None:
+    text = REFERENCE.to_qr_text(THREE)
+    assert check_presentation(text, policy=POLICY, now=NOW, purpose="identity").full is False
+    with pytest.raises(
+        ClaimMismatchError, match="purpose contracting needs business_scope disclosed, but the"
+    ):
+        check_presentation(text, policy=POLICY, now=NOW, purpose="contracting")
+    with pytest.raises(
+        ClaimMismatchError, match=r"needs uscc, name disclosed.*hides them \(signature valid\)"
+    ):
+        check_presentation(REFERENCE.to_qr_text(["term"]), policy=POLICY, now=NOW, purpose="identity")
+    with pytest.raises(PolicyError, match="has no purpose 'banking'"):
+        check_presentation(text, policy=POLICY, now=NOW, purpose="banking")
+
+
+def test_validity_window_with_skew() -> None:
+    cred = issue_health_certificate()
+    start, end = cred.statement.valid_from, cred.statement.valid_until
+    assert start is not None and end is not None
+    text = cred.to_qr_text()
+    cases = [
+        (start - 301, Validity.NOT_YET_VALID),
+        (start - 300, Validity.VALID),
+        (end + 299, Validity.VALID),
+        (end + 300, Validity.EXPIRED),
+    ]
+    for now, want in cases:
+        assert check_presentation(text, policy=POLICY, now=now).validity == want
+    assert check_presentation(text, policy=POLICY, now=end, skew=0).validity == Validity.EXPIRED
+    # open-ended certificates never expire
+    assert (
+        check_presentation(REFERENCE.to_qr_text(), policy=POLICY, now=T0 + 10**8).validity == Validity.VALID
+    )
+
+
+def test_verify_presentation_accepts_parsed_presentations() -> None:
+    checked = verify_presentation(REFERENCE.present(THREE), policy=POLICY, now=NOW)
+    assert checked.checked_at == NOW and checked.log_key in AMR.log_keys
+
+
+# -- the strict decoder -----------------------------------------------------------------
+
+
+def _map(p: Presentation) -> dict[int, Any]:
+    return p.to_map()
+
+
+def _raw_text(m: dict[Any, Any]) -> str:
+    return _text(msgpack.packb(m, use_bin_type=True))
+
+
+def test_zip_bomb_is_stopped_by_the_inflated_size_cap() -> None:
+    bomb = _text(bytes(2 * 1024 * 1024))
+    assert len(bomb) < MAX_TEXT_LENGTH
+    with pytest.raises(TooLargeError, match=f"inflates to more than {MAX_INFLATED_SIZE} bytes"):
+        Presentation.from_text(bomb)
+    # a payload of exactly the cap passes the inflater and fails later, as msgpack
+    with pytest.raises(MalformedError, match="trailing bytes") as e:
+        Presentation.from_text(_text(bytes(MAX_INFLATED_SIZE)))
+    assert not isinstance(e.value, TooLargeError)
+
+
+def test_one_megabyte_of_base45_is_refused_before_decoding() -> None:
+    with pytest.raises(TooLargeError, match="1000004 characters is over the 4296-character limit"):
+        Presentation.from_text("CL1:" + "A" * 1_000_000)
+
+
+def test_every_truncation_is_rejected() -> None:
+    text = REFERENCE.to_qr_text()
+    for n in range(len(text)):
+        with pytest.raises(MalformedError):
+            Presentation.from_text(text[:n])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "must start with CL1:"),
+        ("HC1:NCFOXN%TS3DH", "not a certledger presentation: the text must start with CL1:"),
+        ("cl1:BB8", "must start with CL1:"),
+        ("CL2:BB8", "unknown format version CL2 \\(this reader knows CL1\\)"),
+        ("CL10:BB8", "unknown format version CL10"),
+        ("CL1:", "not valid msgpack|empty input|truncated"),
+        ("CL1:GGW", "out of range"),
+        ("CL1:bb8", "not in the Base45 alphabet"),
+        ("CL1:BB8 ", "not a possible Base45 length"),
+        ("CL1:" + b45encode(b"\xff\xff\xff\xff"), "not valid deflate data"),
+    ],
+)
+def test_hostile_texts(text: str, message: str) -> None:
+    with pytest.raises(MalformedError, match=message):
+        Presentation.from_text(text)
+
+
+def test_trailing_data() -> None:
+    good = REFERENCE.present()
+    deflated = _deflate(good.to_bytes())
+    with pytest.raises(MalformedError, match="3 trailing bytes after the deflate stream"):
+        Presentation.from_text("CL1:" + b45encode(deflated + b"abc"))
+    with pytest.raises(MalformedError, match="trailing bytes after the encoded value"):
+        Presentation.from_text(_text(good.to_bytes() + b"\x00"))
+    with pytest.raises(MalformedError, match="deflate stream is truncated"):
+        Presentation.from_text("CL1:" + b45encode(deflated[:-3]))
+
+
+def test_the_preset_dictionary_is_pinned_and_needed() -> None:
+    assert hashlib.sha256(PRESET_DICTIONARY).hexdigest() == PRESET_DICTIONARY_SHA256
+    data = REFERENCE.present().to_bytes()
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    plain = packer.compress(data) + packer.flush()
+    # a stream made without the dictionary never refers into it, so it reads the same;
+    # the dictionary only makes the text shorter
+    assert Presentation.from_text("CL1:" + b45encode(plain)) == REFERENCE.present()
+    assert len(REFERENCE.to_qr_text()) < 0.6 * len("CL1:" + b45encode(plain))
+    # CL1 streams refer into the dictionary: a reader without it cannot inflate them
+    with pytest.raises(zlib.error, match="distance too far back"):
+        zlib.decompressobj(-15).decompress(_deflate(data))
+
+
+def test_non_canonical_msgpack_is_rejected() -> None:
+    m = _map(REFERENCE.present())
+    good = canonical.encode(m)
+    assert Presentation.from_text(_text(good)) == REFERENCE.present()
+    # a wider integer for the kind (0xcc 0x01 instead of 0x01)
+    wide = good.replace(b"\x01\x01\x02\xc4\x04", b"\x01\xcc\x01\x02\xc4\x04", 1)
+    assert wide != good
+    with pytest.raises(MalformedError, match="presentation: encoding is not canonical"):
+        Presentation.from_text(_text(wide))
+    # the same map with keys out of order
+    unordered = msgpack.packb(dict(reversed(list(m.items()))), use_bin_type=True)
+    with pytest.raises(MalformedError, match="not canonical"):
+        Presentation.from_text(_text(unordered))
+    # bytes sent as a str
+    as_str = msgpack.packb({**m, 7: m[7]}, use_bin_type=False)
+    with pytest.raises(MalformedError):
+        Presentation.from_text(_text(as_str))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.update({17: 1}), "unknown field 17"),
+        (lambda m: m.update({"x": 1}), "unknown field 'x'"),
+        (lambda m: m.pop(12), "missing field 12 \\(signature\\)"),
+        (lambda m: m.pop(2), "missing field 2 \\(key_id\\)"),
+        (lambda m: m.update({1: 2}), "only issue and replace statements can be presented, not revoke"),
+        (lambda m: m.update({1: 9}), "unknown statement kind 9"),
+        (lambda m: m.update({1: "1"}), "kind must be an integer"),
+        (lambda m: m.update({2: b"abc"}), "key id must be 4 bytes"),
+        (lambda m: m.update({12: b"x" * 63}), "signature must be 64 bytes"),
+        (lambda m: m.update({3: "Business"}), "certificate type 'Business' is not a valid type code"),
+        (lambda m: m.update({4: "2430599"}), "serial is not canonical: it must be encoded as an integer"),
+        (lambda m: m.update({4: "0"}), "serial is not canonical: it must be encoded as an integer"),
+        (lambda m: m.update({4: "24a"}), "serial '24a' must be 1 to 20 digits"),
+        (lambda m: m.update({4: -1}), "serial '-1' must be 1 to 20 digits"),
+        (lambda m: m.update({5: 1000}), "edition must be an integer 0..999"),
+        (lambda m: m.update({6: -5}), "time must be a non-negative integer"),
+        (lambda m: m.update({9: m[8]}), "valid_until must be after valid_from"),
+        (lambda m: m.update({10: 1}), "an issue statement has no reason"),
+        (lambda m: m.update({1: 5}), "a replace statement needs the id"),
+        (lambda m: m.update({1: 5, 11: "x", 10: 99}), "unknown reason code 99"),
+        (lambda m: m.update({1: 5, 11: "1.2.3"}), "certificate id must start with"),
+        (lambda m: m.update({13: {}}), "a full disclosure discloses at least one claim"),
+        (lambda m: m.update({13: {256: "x"}}), "claim key 256 must be an integer 0..255"),
+        (lambda m: m.update({13: {1: ""}}), "value of claim 1 is empty"),
+        (lambda m: m.update({13: {1: b"x"}}), "value of claim 1 must be a string or an integer"),
+        (lambda m: m.update({13: {1: [1]}}), "presentation: nested deeper than 2 levels"),
+        (lambda m: m.update({14: b"x" * 15}), "the salt secret must be 16 bytes"),
+        (lambda m: m.update({15: {}}), "carries the salt secret, not salts or digests"),
+        (lambda m: m.pop(14), "needs salts and digests"),
+        (lambda m: m.update({13: {i: "x" for i in range(65)}}), "65 claims is over the limit of 64"),
+    ],
+)
+def test_malformed_fields(change: Any, message: str) -> None:
+    m = _map(REFERENCE.present())
+    change(m)
+    with pytest.raises(MalformedError, match=message):
+        Presentation.from_text(_text(canonical.encode(m)))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m[15].pop(0), "exactly one salt per disclosed value"),
+        (lambda m: m[16].update({0: b"d" * 32}), "claim 0 is both disclosed and hidden"),
+        (lambda m: m.update({16: {}}), "hides at least one claim"),
+        (lambda m: m[15].update({0: b"s" * 15}), "salt of claim 0 must be 16 bytes"),
+        (lambda m: m[16].update({10: b"d" * 31}), "digest of claim 10 must be 32 bytes"),
+        (lambda m: m.update({14: b"s" * 16}), "carries the salt secret, not salts or digests"),
+        (lambda m: m.update({16: [b"d" * 32]}), "digests must be a map of claim keys"),
+    ],
+)
+def test_malformed_selective_fields(change: Any, message: str) -> None:
+    m = _map(REFERENCE.present(THREE))
+    change(m)
+    with pytest.raises(MalformedError, match=message):
+        Presentation.from_text(_text(canonical.encode(m)))
+
+
+def test_presentations_too_large_for_a_qr_code_are_refused() -> None:
+    long_scope = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(2000))
+    claims = {**REFERENCE.claims, "business_scope": long_scope}
+    cred = issue_credential(
+        cert_type=BUSINESS_LICENCE,
+        issuer=AMR,
+        key=AMR_KEY,
+        serial="5",
+        claims=claims,
+        operator="op:1",
+        time=T0,
+        valid_from=T0,
+    )
+    with pytest.raises(TooLargeError, match="more than a QR code holds \\(4296\\); disclose fewer"):
+        cred.to_qr_text()
+    # without the long claim it fits
+    assert check_presentation(cred.to_qr_text(THREE), policy=POLICY, now=NOW).values()["name"]
+
+
+# -- hypothesis -------------------------------------------------------------------------
+
+
+@given(st.text(max_size=300))
+def test_random_text_gives_only_ledger_errors(text: str) -> None:
+    with pytest.raises(MalformedError):
+        check_presentation(text, policy=POLICY, now=NOW)
+
+
+@given(st.text(alphabet=ALPHABET, max_size=600))
+def test_random_base45_gives_only_ledger_errors(text: str) -> None:
+    with pytest.raises(MalformedError):
+        check_presentation("CL1:" + text, policy=POLICY, now=NOW)
+
+
+@given(st.binary(max_size=600))
+def test_valid_base45_of_random_bytes_gives_only_ledger_errors(data: bytes) -> None:
+    with pytest.raises(MalformedError):
+        check_presentation("CL1:" + b45encode(data), policy=POLICY, now=NOW)
+
+
+_MSGPACK = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.text(max_size=20)
+    | st.binary(max_size=70),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.integers(0, 20) | st.text(max_size=3), children, max_size=8)
+    ),
+    max_leaves=30,
+)
+
+
+@given(_MSGPACK)
+def test_deflated_random_msgpack_gives_only_ledger_errors(value: Any) -> None:
+    with pytest.raises(LedgerError):
+        check_presentation(_text(msgpack.packb(value, use_bin_type=True)), policy=POLICY, now=NOW)
+
+
+@given(st.dictionaries(st.integers(1, 16), _MSGPACK, max_size=16))
+def test_deflated_random_presentation_like_maps_give_only_ledger_errors(m: dict[int, Any]) -> None:
+    base = _map(REFERENCE.present(THREE))
+    base.update(m)
+    try:
+        check_presentation(_text(msgpack.packb(base, use_bin_type=True)), policy=POLICY, now=NOW)
+    except LedgerError:
+        return
+    assert not m or all(base[k] == _map(REFERENCE.present(THREE))[k] for k in m)
+
+
+_FULL = REFERENCE.to_qr_text()
+_SELECTIVE = REFERENCE.to_qr_text(THREE)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
+@given(st.sampled_from([_FULL, _SELECTIVE]), st.data())
+def test_mutated_qr_text_is_rejected_or_means_the_same(text: str, data: st.DataObject) -> None:
+    pos = data.draw(st.integers(4, len(text) - 1))
+    how = data.draw(st.sampled_from(["replace", "insert", "delete"]))
+    ch = data.draw(st.sampled_from(ALPHABET))
+    mutated = {
+        "replace": text[:pos] + ch + text[pos + 1 :],
+        "insert": text[:pos] + ch + text[pos:],
+        "delete": text[:pos] + text[pos + 1 :],
+    }[how]
+    try:
+        checked = check_presentation(mutated, policy=POLICY, now=NOW)
+    except LedgerError:
+        return
+    # deflate ignores the padding bits of its last byte: the same presentation may
+    # have more than one text, but never other content
+    assert checked.presentation == Presentation.from_text(text)
