@@ -1,0 +1,279 @@
+"""Durable log appends next to raw Ed25519 signing, proofs, disk use and memory.
+
+Not a test. Prints, measured in the same run on this machine:
+
+* durable appends per second (``LogStore.append`` in batches of 1,000: signing,
+  chaining, hashing, one fsync'ed SQLite transaction per batch), per block of entries
+  and overall, up to ``--entries`` (default 1,000,000);
+* the raw single-core Ed25519 signing rate for messages of the same size, sampled
+  between the blocks, and the ratio of the two;
+* where an append's time goes (statement encoding, signing, entry + Merkle hashing,
+  the database transaction), measured separately;
+* at the final size: proof generation time (inclusion, consistency, tlog-proof),
+  bytes on disk per entry, and the time to sign a checkpoint and reopen the log;
+* resident memory (current and peak) at every block, so that "flat as the log grows"
+  is visible; then a full audit of the log with its rate and peak memory.
+
+Statements are issue statements with 11 claim digests, like the reference business
+licence. Building them is the caller's work: it is timed separately and not counted
+in the append rate.
+
+Usage, with the package installed (``pip install -e .``):
+``python bench/bench_log.py [--entries N] [--batch B] [--every K] [--dir DIR] [--no-audit]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger import merkle
+from ledger.audit import audit
+from ledger.certid import CertId
+from ledger.keys import SigningKey, VerifierKey
+from ledger.statement import STATEMENT_CONTEXT, Kind, Statement
+from ledger.store import LogStore, _statement_bytes
+
+ORIGIN = "ledger.example.gov.cn/hangzhou-xihu-amr"
+T0 = 1_717_171_200
+CLAIMS = 11
+
+
+def statement(serial: int) -> Statement:
+    return Statement(
+        kind=Kind.ISSUE,
+        issuer="hangzhou-xihu-amr",
+        cert_id=str(
+            CertId(
+                type_code="11100000000013338W032",
+                issuer_code="11330106MB1234567X",
+                serial=str(serial),
+                version="001",
+            )
+        ),
+        cert_type="business_licence",
+        time=T0 + serial,
+        operator="op:7f3a9c",
+        valid_from=T0,
+        valid_until=T0 + 5 * 365 * 86400,
+        claim_digests={k: hashlib.sha256(b"%d/%d" % (serial, k)).digest() for k in range(CLAIMS)},
+    )
+
+
+def memory() -> tuple[float, float]:
+    """(current, peak) resident set size in MiB, from /proc/self/status."""
+    values = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            name, kb, _ = line.split()
+            values[name] = int(kb) / 1024
+    return values["VmRSS:"], values["VmHWM:"]
+
+
+def raw_signing_rate(messages: list[bytes], rounds: int = 3) -> float:
+    """Ed25519 signatures per second with ``cryptography`` directly, one core (best of rounds)."""
+    key = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
+    sign = key.sign
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for m in messages:
+            sign(m)
+        best = max(best, len(messages) / (time.perf_counter() - start))
+    return best
+
+
+def table_sizes(db: Path) -> list[tuple[str, int]]:
+    """Bytes per table and index, if this SQLite has the dbstat table."""
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+    except sqlite3.Error:
+        rows = []
+    finally:
+        conn.close()
+    return [(name, int(size)) for name, size in rows if size]
+
+
+def disk_bytes(db: Path) -> int:
+    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*") if p.is_file())
+
+
+def breakdown(work: Path, key: SigningKey, batch: int, batches: int = 5) -> None:
+    """Time the parts of an append separately, on a scratch log."""
+    store = LogStore.create(work / "breakdown.db", origin=ORIGIN)
+    kid = store.key_id(key)
+    t_encode = t_sign = t_entry = t_db = 0.0
+    n = 0
+    prev = bytes(32)
+    for b in range(batches):
+        stmts = [statement(10_000_000 + b * batch + i) for i in range(batch)]
+        t = time.perf_counter()
+        datas = [_statement_bytes(s) for s in stmts]
+        t_encode += time.perf_counter() - t
+        t = time.perf_counter()
+        sigs = [key.sign(STATEMENT_CONTEXT + d) for d in datas]
+        t_sign += time.perf_counter() - t
+        t = time.perf_counter()
+        known = dict(store._edge)
+        entry_rows, hash_rows = [], []
+        hi = merkle.stored_hash_count(n)
+        for data, sig in zip(datas, sigs, strict=True):
+            entry = store._packer.pack({0: 1, 1: data, 2: kid, 3: sig, 4: prev})
+            prev = hashlib.sha256(b"\x00" + entry).digest()
+            entry_rows.append((n, entry))
+            for h in merkle.stored_hashes(n, prev, lambda idx: [known[i] for i in idx]):  # noqa: B023
+                known[hi] = h
+                hash_rows.append((hi, h))
+                hi += 1
+            n += 1
+        t_entry += time.perf_counter() - t
+        t = time.perf_counter()
+        store._commit(entry_rows, hash_rows)
+        t_db += time.perf_counter() - t
+        store.close()
+        store = LogStore.open(work / "breakdown.db")  # reload the right edge for the next batch
+    store.close()
+    total = t_encode + t_sign + t_entry + t_db
+    print(f"where an append's time goes (µs per entry, {n} entries in batches of {batch}):")
+    for name, t in (
+        ("statement canonical encoding", t_encode),
+        ("Ed25519 signing", t_sign),
+        ("entry encoding + leaf + Merkle hashes", t_entry),
+        ("SQLite insert + fsync'ed commit", t_db),
+    ):
+        print(f"  {name:40s} {t / n * 1e6:7.1f}   {t / total:5.1%}")
+    print(f"  {'total':40s} {total / n * 1e6:7.1f}   (= {n / total:,.0f} appends/s)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--entries", type=int, default=1_000_000, help="log size to reach (default 1,000,000)")
+    ap.add_argument("--batch", type=int, default=1000, help="statements per append (default 1,000)")
+    ap.add_argument("--every", type=int, default=100_000, help="report every this many entries")
+    ap.add_argument("--dir", type=Path, help="where to put the log (default: a temporary directory)")
+    ap.add_argument("--no-audit", action="store_true", help="skip the final full audit")
+    args = ap.parse_args()
+    if args.dir:
+        args.dir.mkdir(parents=True, exist_ok=True)
+        run(args, args.dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-log-") as tmp:
+            run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    n_total, batch, every = args.entries, args.batch, max(args.every, args.batch)
+    key = SigningKey.from_seed(b"\x01" * 32)
+    sample = [statement(i) for i in range(2000)]
+    messages = [STATEMENT_CONTEXT + s.to_bytes() for s in sample]
+    size = statistics.mean(len(m) for m in messages)
+    print(f"statements: issue with {CLAIMS} claim digests, {size:.0f}-byte signed messages")
+    breakdown(work, key, batch)
+    print()
+
+    db = work / "bench.db"
+    store = LogStore.create(db, origin=ORIGIN)
+    raws = [raw_signing_rate(messages)]
+    print(
+        f"{'entries':>9} {'appends/s':>10} {'cumulative':>10} {'raw sign/s':>10} {'ratio':>6} "
+        f"{'RSS MiB':>8} {'peak MiB':>8} {'disk B/entry':>12}"
+    )
+    t_append = t_build = 0.0
+    block_t, block_n = 0.0, 0
+    n = 0
+    while n < n_total:
+        count = min(batch, n_total - n)
+        t = time.perf_counter()
+        stmts = [statement(i) for i in range(n, n + count)]
+        t_build += time.perf_counter() - t
+        t = time.perf_counter()
+        store.append(stmts, key=key)
+        dt = time.perf_counter() - t
+        t_append += dt
+        block_t += dt
+        block_n += count
+        n += count
+        if n % every == 0 or n == n_total:
+            raw = raw_signing_rate(messages)
+            raws.append(raw)
+            rate = block_n / block_t
+            rss, peak = memory()
+            print(
+                f"{n:9,d} {rate:10,.0f} {n / t_append:10,.0f} {raw:10,.0f} {rate / raw:6.2f} "
+                f"{rss:8.1f} {peak:8.1f} {disk_bytes(db) / n:12.0f}",
+                flush=True,
+            )
+            block_t, block_n = 0.0, 0
+    overall = n / t_append
+    raw_median = statistics.median(raws)
+    print()
+    rows = [
+        (
+            f"durable appends/s, all {n:,} entries",
+            f"{overall:10,.0f}",
+            f"batches of {batch:,}, signing included",
+        ),
+        ("raw Ed25519 signatures/s, one core", f"{raw_median:10,.0f}", f"median of {len(raws)} samples"),
+        ("ratio appends / raw signing", f"{overall / raw_median:10.2f}", ""),
+        ("building a Statement (caller's work)", f"{t_build / n * 1e6:10.1f}", "µs each, not counted above"),
+    ]
+    for label, value, comment in rows:
+        print(f"{label + ':':42s}{value}  {comment}".rstrip())
+
+    t = time.perf_counter()
+    note = store.checkpoint(key)
+    t_cp = time.perf_counter() - t
+    store.close()
+    on_disk = db.stat().st_size
+    print()
+    print(f"at {n:,} entries:")
+    print(f"  bytes on disk per entry:   {on_disk / n:8.1f}  ({on_disk:,} bytes, after closing)")
+    for table, size in table_sizes(db):
+        if size / n >= 0.05:
+            print(f"    table {table:17s} {size / n:8.1f}")
+    t = time.perf_counter()
+    store = LogStore.open(db)
+    print(f"  reopen for writing:        {(time.perf_counter() - t) * 1e3:8.2f} ms")
+    print(f"  sign a checkpoint:         {t_cp * 1e3:8.2f} ms  ({len(note)}-byte note)")
+    rng = random.Random(1)
+    trials = 2000
+    cases = {
+        "inclusion proof": lambda: store.inclusion_proof(rng.randrange(n), n),
+        "consistency proof": lambda: store.consistency_proof(rng.randrange(1, n), n),
+        "tlog-proof (checked)": lambda: store.tlog_proof(rng.randrange(n)),
+    }
+    for name, fn in cases.items():
+        t = time.perf_counter()
+        for _ in range(trials):
+            fn()
+        per = (time.perf_counter() - t) / trials
+        print(f"  {name + ':':26s} {per * 1e6:8.1f} µs each (mean of {trials:,} random ones)")
+    idx = n // 3
+    proof = store.inclusion_proof(idx, n)
+    merkle.check_record(proof, n, store.root(), idx, merkle.leaf_hash(store.entry(idx)))
+    print(f"  inclusion proof length:    {len(proof):8d} hashes (checked)")
+    rss, peak = memory()
+    print(f"  memory: {rss:.1f} MiB resident, {peak:.1f} MiB peak")
+    store.close()
+
+    if not args.no_audit:
+        print()
+        t = time.perf_counter()
+        report = audit(db, keys=[VerifierKey(name=ORIGIN, public_key=key.public_key)])
+        dt = time.perf_counter() - t
+        rss, peak = memory()
+        print(f"audit of {report.size:,} entries: {dt:.1f} s ({report.size / dt:,.0f} entries/s), passed")
+        print(f"  memory after the audit: {rss:.1f} MiB resident, {peak:.1f} MiB peak")
+
+
+if __name__ == "__main__":
+    main()
