@@ -39,8 +39,8 @@ from ledger import merkle
 from ledger.audit import audit
 from ledger.certid import CertId
 from ledger.keys import SigningKey, VerifierKey
-from ledger.statement import STATEMENT_CONTEXT, Kind, Statement
-from ledger.store import LogStore, _statement_bytes
+from ledger.statement import STATEMENT_CONTEXT, Kind, Statement, encode_entry
+from ledger.store import LogStore
 
 ORIGIN = "ledger.example.gov.cn/hangzhou-xihu-amr"
 T0 = 1_717_171_200
@@ -117,7 +117,7 @@ def breakdown(work: Path, key: SigningKey, batch: int, batches: int = 5) -> None
     for b in range(batches):
         stmts = [statement(10_000_000 + b * batch + i) for i in range(batch)]
         t = time.perf_counter()
-        datas = [_statement_bytes(s) for s in stmts]
+        datas = [s.to_bytes() for s in stmts]
         t_encode += time.perf_counter() - t
         t = time.perf_counter()
         sigs = [key.sign(STATEMENT_CONTEXT + d) for d in datas]
@@ -127,7 +127,7 @@ def breakdown(work: Path, key: SigningKey, batch: int, batches: int = 5) -> None
         entry_rows, hash_rows = [], []
         hi = merkle.stored_hash_count(n)
         for data, sig in zip(datas, sigs, strict=True):
-            entry = store._packer.pack({0: 1, 1: data, 2: kid, 3: sig, 4: prev})
+            entry = encode_entry(statement_bytes=data, key_id=kid, signature=sig, prev=prev)
             prev = hashlib.sha256(b"\x00" + entry).digest()
             entry_rows.append((n, entry))
             for h in merkle.stored_hashes(n, prev, lambda idx: [known[i] for i in idx]):  # noqa: B023

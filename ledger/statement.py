@@ -34,6 +34,8 @@ from enum import IntEnum
 from types import MappingProxyType
 from typing import Any
 
+import msgpack
+
 from ledger import canonical
 from ledger.certid import CertId
 from ledger.errors import MalformedError, SignatureError
@@ -240,8 +242,14 @@ class Statement:
         }
 
     def to_bytes(self) -> bytes:
-        """The canonical encoding (what is signed)."""
-        return canonical.encode({k: v for k, v in self._fields().items() if v is not None})
+        """The canonical encoding (what is signed).
+
+        A validated statement's fields are already canonical values, its integer keys
+        come in order and its claim digests are sorted, so plain msgpack of the map is
+        the canonical encoding (this is the append hot path; the tests check it against
+        :func:`ledger.canonical.encode`).
+        """
+        return _pack({k: v for k, v in self._fields().items() if v is not None})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Statement:
@@ -354,5 +362,13 @@ class Entry:
 
 
 def encode_entry(*, statement_bytes: bytes, key_id: bytes, signature: bytes, prev: bytes) -> bytes:
-    """Canonical entry bytes from their parts (no parsing; the writer's fast path)."""
-    return canonical.encode({0: ENTRY_VERSION, 1: statement_bytes, 2: key_id, 3: signature, 4: prev})
+    """Canonical entry bytes from their parts (no parsing; the writer's fast path).
+
+    Integer keys in order and byte-string values: plain msgpack is the canonical form.
+    """
+    return _pack({0: ENTRY_VERSION, 1: statement_bytes, 2: key_id, 3: signature, 4: prev})
+
+
+def _pack(value: dict[int, Any]) -> bytes:
+    data: bytes = msgpack.packb(value, use_bin_type=True)
+    return data

@@ -35,7 +35,6 @@ root from the stored hashes.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import os
@@ -50,8 +49,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import msgpack
-
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import (
@@ -64,12 +61,12 @@ from ledger.errors import (
 )
 from ledger.keys import SIG_TYPE_ED25519, SigningKey, check_key_name, key_id
 from ledger.statement import (
-    ENTRY_VERSION,
     GENESIS_PREV,
     MAX_ENTRY_SIZE,
     STATEMENT_CONTEXT,
     SignedStatement,
     Statement,
+    encode_entry,
     statement_message,
 )
 from ledger.tlogproof import TlogProof, make_proof
@@ -79,7 +76,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "LogStore",
     "StoredCheckpoint",
-    "pack_entry",
 ]
 
 #: ``PRAGMA application_id`` of a certledger log database ("CLG1").
@@ -155,7 +151,6 @@ class LogStore:
         self._lock_fd: int | None = None
         self._closed = False
         self._key_ids: dict[bytes, bytes] = {}
-        self._packer = msgpack.Packer(use_bin_type=True)
         self.origin = ""
         # Writer state, valid after _load_state(): the size, the last leaf hash (next
         # entry's prev) and the stored hashes of the tree's right edge.
@@ -430,10 +425,8 @@ class LogStore:
                 statements = (statements,)
             kid = self.key_id(key)
             sign = key.sign
-            pack = self._packer.pack
             sha256 = hashlib.sha256
             stored_hashes = merkle.stored_hashes
-            encode_statement = _statement_bytes
             context = STATEMENT_CONTEXT
             max_entry = MAX_ENTRY_SIZE
             start = n = self._size
@@ -444,8 +437,8 @@ class LogStore:
             entry_rows: list[tuple[int, bytes]] = []
             hash_rows: list[tuple[int, bytes]] = []
             for item in statements:
-                if type(item) is Statement:
-                    data = encode_statement(item)
+                if isinstance(item, Statement):
+                    data = item.to_bytes()
                     sig = sign(context + data)
                 elif isinstance(item, SignedStatement):
                     data, sig = item.statement_bytes, item.signature
@@ -456,15 +449,12 @@ class LogStore:
                         )
                     if not key.public_key.is_valid(sig, statement_message(data)):
                         raise SignatureError(f"statement {n - start} of the batch: signature does not verify")
-                elif isinstance(item, Statement):
-                    data = item.to_bytes()
-                    sig = sign(context + data)
                 else:
                     raise MalformedError(
                         f"item {n - start} of the batch is a {type(item).__name__}, "
                         "not a Statement or SignedStatement"
                     )
-                entry = pack({0: ENTRY_VERSION, 1: data, 2: kid, 3: sig, 4: prev})  # = pack_entry
+                entry = encode_entry(statement_bytes=data, key_id=kid, signature=sig, prev=prev)
                 if len(entry) > max_entry:
                     raise TooLargeError(f"entry {n} would be {len(entry)} bytes, over {max_entry}")
                 prev = sha256(b"\x00" + entry).digest()
@@ -769,67 +759,6 @@ class LogStore:
         if row is None:
             return None
         return StoredCheckpoint(size=row[0], root_hash=row[1], note=row[2], signed_at=row[3])
-
-
-# The statement layout of ledger.statement (documented there and in docs/statements.md).
-# _statement_bytes relies on it; if Statement grows a field, refuse to run rather than
-# silently leave the field out of what is signed.
-_STATEMENT_FIELDS = frozenset(
-    {
-        "version",
-        "kind",
-        "issuer",
-        "cert_id",
-        "cert_type",
-        "time",
-        "operator",
-        "valid_from",
-        "valid_until",
-        "claim_digests",
-        "reason",
-        "replaces",
-    }
-)
-if {f.name for f in dataclasses.fields(Statement)} != _STATEMENT_FIELDS:  # pragma: no cover
-    raise ImportError("ledger.store's statement encoder does not match ledger.statement.Statement")
-
-
-def _statement_bytes(st: Statement, packb: Any = msgpack.packb) -> bytes:
-    """``st.to_bytes()``, faster: a validated Statement's fields are already canonical
-    values, its integer keys go in order and its claim digests are sorted, so plain
-    msgpack of this map is the canonical encoding (the tests check it against
-    :meth:`Statement.to_bytes` on generated statements of every kind)."""
-    d: dict[int, Any] = {
-        0: st.version,
-        1: int(st.kind),
-        2: st.issuer,
-        3: st.cert_id,
-        4: st.cert_type,
-        5: st.time,
-        6: st.operator,
-    }
-    if st.valid_from is not None:
-        d[7] = st.valid_from
-    if st.valid_until is not None:
-        d[8] = st.valid_until
-    if st.claim_digests is not None:
-        d[9] = dict(st.claim_digests)
-    if st.reason is not None:
-        d[10] = int(st.reason)
-    if st.replaces is not None:
-        d[11] = st.replaces
-    data: bytes = packb(d, use_bin_type=True)
-    return data
-
-
-def pack_entry(statement_bytes: bytes, key_id: bytes, signature: bytes, prev: bytes) -> bytes:
-    """Entry bytes as :meth:`LogStore.append` builds them: plain msgpack of the map with
-    keys 0..4 in order, which is the canonical form for these values (the tests check
-    it against :func:`ledger.statement.encode_entry`)."""
-    data: bytes = msgpack.packb(
-        {0: ENTRY_VERSION, 1: statement_bytes, 2: key_id, 3: signature, 4: prev}, use_bin_type=True
-    )
-    return data
 
 
 def _edge_indexes(size: int) -> list[int]:

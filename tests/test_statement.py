@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from ledger import canonical
 from ledger.errors import LedgerError, MalformedError, SignatureError
-from ledger.statement import GENESIS_PREV, Entry, Kind, Reason, SignedStatement, Statement
+from ledger.statement import GENESIS_PREV, Entry, Kind, Reason, SignedStatement, Statement, encode_entry
 from tests.helpers import ISSUER, T0, cert_id, issue, log_key, revoke
 
 
@@ -140,3 +140,66 @@ def test_mutated_entry_bytes(data: st.DataObject) -> None:
             assert e.prev != GENESIS_PREV or e.signed.key_id != kid
         except SignatureError:
             pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(min_size=0, max_size=9000),
+    st.binary(min_size=4, max_size=4),
+    st.binary(min_size=64, max_size=64),
+    st.binary(min_size=32, max_size=32),
+)
+def test_encode_entry_is_canonical(data: bytes, kid: bytes, sig: bytes, prev: bytes) -> None:
+    assert encode_entry(statement_bytes=data, key_id=kid, signature=sig, prev=prev) == canonical.encode(
+        {0: 1, 1: data, 2: kid, 3: sig, 4: prev}
+    )
+
+
+@st.composite
+def statements(draw: st.DrawFn) -> Statement:
+    kind = draw(st.sampled_from(list(Kind)))
+    time_ = draw(st.integers(0, 2**40 - 2))
+    fields: dict[str, object] = {}
+    if kind in (Kind.ISSUE, Kind.REPLACE):
+        fields["valid_from"] = draw(st.integers(0, 2**40 - 2))
+        if draw(st.booleans()):
+            fields["valid_until"] = draw(st.integers(fields["valid_from"] + 1, 2**40 - 1))  # type: ignore[operator]
+        keys = draw(st.lists(st.integers(0, 255), min_size=1, max_size=64, unique=True))
+        fields["claim_digests"] = {k: draw(st.binary(min_size=32, max_size=32)) for k in keys}
+    if kind == Kind.REPLACE:
+        fields["replaces"] = cert_id(draw(st.integers(0, 10**6)) + 10**7)
+        if draw(st.booleans()):
+            fields["reason"] = draw(st.sampled_from(list(Reason)))
+    elif kind != Kind.ISSUE:
+        fields["reason"] = draw(st.sampled_from(list(Reason)))
+    return Statement(
+        kind=kind,
+        issuer=draw(st.from_regex(r"[a-z0-9][a-z0-9-]{0,62}", fullmatch=True)),
+        cert_id=cert_id(draw(st.integers(0, 10**6))),
+        cert_type=draw(st.from_regex(r"[a-z0-9][a-z0-9_]{0,62}", fullmatch=True)),
+        time=time_,
+        operator=draw(st.from_regex(r"[A-Za-z0-9:_.-]{1,64}", fullmatch=True)),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(statements())
+def test_to_bytes_is_the_canonical_encoding(statement: Statement) -> None:
+    fields = {
+        0: statement.version,
+        1: int(statement.kind),
+        2: statement.issuer,
+        3: statement.cert_id,
+        4: statement.cert_type,
+        5: statement.time,
+        6: statement.operator,
+        7: statement.valid_from,
+        8: statement.valid_until,
+        9: dict(statement.claim_digests) if statement.claim_digests is not None else None,
+        10: int(statement.reason) if statement.reason is not None else None,
+        11: statement.replaces,
+    }
+    data = statement.to_bytes()
+    assert data == canonical.encode({k: v for k, v in fields.items() if v is not None})
+    assert Statement.from_bytes(data) == statement

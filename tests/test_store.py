@@ -20,10 +20,10 @@ from ledger.audit import audit
 from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.errors import AuditError, ConflictError, LedgerError, MalformedError, SignatureError, StorageError
 from ledger.keys import SigningKey, VerifierKey, key_id
-from ledger.statement import GENESIS_PREV, Entry, Kind, Reason, SignedStatement, Statement, encode_entry
-from ledger.store import APPLICATION_ID, LogStore, _statement_bytes, pack_entry
+from ledger.statement import GENESIS_PREV, Entry, SignedStatement
+from ledger.store import APPLICATION_ID, LogStore
 from ledger.tlogproof import TlogProof, verify
-from tests.helpers import ORIGIN, cert_id, issue, log_key, revoke
+from tests.helpers import ORIGIN, issue, log_key, revoke
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -171,53 +171,6 @@ def test_append_signs_chains_and_returns_indexes(store: LogStore) -> None:
         assert store.entry(i) == data
         assert store.leaf_hash(i) == merkle.leaf_hash(data)
         prev = merkle.leaf_hash(data)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.binary(min_size=0, max_size=9000),
-    st.binary(min_size=4, max_size=4),
-    st.binary(min_size=64, max_size=64),
-    st.binary(min_size=32, max_size=32),
-)
-def test_entry_fast_path_matches_encode_entry(data: bytes, kid: bytes, sig: bytes, prev: bytes) -> None:
-    assert pack_entry(data, kid, sig, prev) == encode_entry(
-        statement_bytes=data, key_id=kid, signature=sig, prev=prev
-    )
-
-
-@st.composite
-def statements(draw: st.DrawFn) -> Statement:
-    kind = draw(st.sampled_from(list(Kind)))
-    time_ = draw(st.integers(0, 2**40 - 2))
-    fields: dict[str, object] = {}
-    if kind in (Kind.ISSUE, Kind.REPLACE):
-        fields["valid_from"] = draw(st.integers(0, 2**40 - 2))
-        if draw(st.booleans()):
-            fields["valid_until"] = draw(st.integers(fields["valid_from"] + 1, 2**40 - 1))  # type: ignore[operator]
-        keys = draw(st.lists(st.integers(0, 255), min_size=1, max_size=64, unique=True))
-        fields["claim_digests"] = {k: draw(st.binary(min_size=32, max_size=32)) for k in keys}
-    if kind == Kind.REPLACE:
-        fields["replaces"] = cert_id(draw(st.integers(0, 10**6)) + 10**7)
-        if draw(st.booleans()):
-            fields["reason"] = draw(st.sampled_from(list(Reason)))
-    elif kind != Kind.ISSUE:
-        fields["reason"] = draw(st.sampled_from(list(Reason)))
-    return Statement(
-        kind=kind,
-        issuer=draw(st.from_regex(r"[a-z0-9][a-z0-9-]{0,62}", fullmatch=True)),
-        cert_id=cert_id(draw(st.integers(0, 10**6))),
-        cert_type=draw(st.from_regex(r"[a-z0-9][a-z0-9_]{0,62}", fullmatch=True)),
-        time=time_,
-        operator=draw(st.from_regex(r"[A-Za-z0-9:_.-]{1,64}", fullmatch=True)),
-        **fields,  # type: ignore[arg-type]
-    )
-
-
-@settings(max_examples=300, deadline=None)
-@given(statements())
-def test_statement_fast_path_is_the_canonical_encoding(statement: Statement) -> None:
-    assert _statement_bytes(statement) == statement.to_bytes()
 
 
 def test_append_accepts_presigned_statements(store: LogStore) -> None:
