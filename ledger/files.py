@@ -83,45 +83,29 @@ def write_file(
     is left behind: no partial new file, no temporary file.
     """
     p = Path(path)
-    directory = p.parent
-    if not overwrite:
-        try:
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-        except FileExistsError:
-            raise FileError(f"{p}: file exists; refusing to overwrite it with the {what}") from None
-        except (OSError, ValueError) as e:
-            raise FileError(f"{p}: cannot create the {what}: {_reason(e)}") from None
-        try:
-            try:
-                _write_all(fd, data, mode)
-            finally:
-                os.close(fd)
-            fsync_path(directory)
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                p.unlink()  # ours: O_EXCL created it
-            raise FileError(f"{p}: cannot write the {what}: {_reason(e)}") from None
-        return
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{p.name}.", suffix=".tmp")
+        if overwrite:
+            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+        else:
+            fd, tmp = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), str(p)
     except (OSError, ValueError) as e:
-        raise FileError(f"{p}: cannot write the {what}: {_reason(e)}") from None
+        if isinstance(e, FileExistsError) and not overwrite:
+            raise FileError(f"{p}: file exists; refusing to overwrite it with the {what}") from None
+        raise FileError(
+            f"{p}: cannot {'write' if overwrite else 'create'} the {what}: {_reason(e)}"
+        ) from None
     try:
         try:
             _write_all(fd, data, mode)
         finally:
             os.close(fd)
-        os.replace(tmp, p)
+        if overwrite:
+            os.replace(tmp, p)
+        fsync_path(p.parent)
     except OSError as e:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp)  # the temporary file, or the new file O_EXCL made ours
         raise FileError(f"{p}: cannot write the {what}: {_reason(e)}") from None
-    try:
-        fsync_path(directory)
-    except OSError as e:
-        raise FileError(
-            f"{p}: the {what} was written, but its directory cannot be synced: {_reason(e)}"
-        ) from None
 
 
 # -- strict JSON ---------------------------------------------------------------------

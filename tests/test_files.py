@@ -202,6 +202,25 @@ def test_write_file_syncs_the_file_and_its_directory(tmp_path: Path, monkeypatch
     assert synced == ["file"]
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_failed_directory_sync_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overwrite: bool
+) -> None:
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    p = tmp_path / "k.pem"
+    with pytest.raises(FileError, match=rf"^{p}: cannot write the key: Input/output error$"):
+        write_file(p, b"x", mode=0o600, overwrite=overwrite, what="key")
+    # a new file is removed; a replacement has already happened and stays
+    assert [q.name for q in tmp_path.iterdir()] == (["k.pem"] if overwrite else [])
+
+
 def test_relative_paths_write_in_the_current_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
