@@ -21,7 +21,6 @@ salt secret and so lets the holder make selective presentations later.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
 import secrets as _secrets
@@ -45,6 +44,7 @@ from ledger.claims import (
 from ledger.errors import ClaimMismatchError, MalformedError, PolicyError, SchemaError
 from ledger.files import loads_json, read_capped, write_file
 from ledger.keys import SigningKey
+from ledger.note import decode_base64
 from ledger.policy import CertificateType, ClaimSpec, Member, Policy
 from ledger.presentation import DEFAULT_CLOCK_SKEW, CheckedPresentation, Presentation, check_presentation
 from ledger.statement import Kind, Reason, SignedStatement, Statement
@@ -278,13 +278,7 @@ def _json_value(value: ClaimValue) -> str | int:
 def _b64(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
         raise MalformedError(f"{what} must be a base64 string")
-    try:
-        data = base64.b64decode(value, validate=True)
-    except (ValueError, binascii.Error):
-        raise MalformedError(f"{what} is not valid base64") from None
-    if base64.b64encode(data).decode() != value:
-        raise MalformedError(f"{what} is not canonical base64")
-    return data
+    return decode_base64(value, what=what)
 
 
 def _hex(value: Any, what: str, size: int) -> bytes:
