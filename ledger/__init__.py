@@ -19,6 +19,7 @@ Modules:
 * :mod:`ledger.policy_doc` — the policy document (canonical text in a signed note)
 * :mod:`ledger.trust` — the policy update rules (TUF root rules) over documents
 * :mod:`ledger.consortium` — policy genesis, changes and summaries for the ceremony
+* :mod:`ledger.files` — size-capped reads, durable writes and strict JSON
 * :mod:`ledger.errors` — the one error tree (drawn in its docstring)
 
 This package imports no web framework.
@@ -28,6 +29,7 @@ from ledger.errors import (
     AuditError,
     ClaimMismatchError,
     ConflictError,
+    FileError,
     KeyFileError,
     LedgerError,
     MalformedError,
@@ -46,6 +48,7 @@ __all__ = [
     "AuditError",
     "ClaimMismatchError",
     "ConflictError",
+    "FileError",
     "KeyFileError",
     "LedgerError",
     "MalformedError",

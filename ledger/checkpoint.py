@@ -34,7 +34,7 @@ from types import MappingProxyType
 
 from ledger import note
 from ledger.errors import MalformedError, SignatureError, TooLargeError
-from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey, key_id
+from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
 
 __all__ = [
     "COSIGNATURE_HEADER",
@@ -165,34 +165,20 @@ def _check_timestamp(timestamp: object) -> int:
     return timestamp
 
 
-class CosignatureSigner:
+class CosignatureSigner(note.KeySigner):
     """A witness that cosigns checkpoints with an Ed25519 key (signature type 0x04).
 
     ``clock`` gives the current POSIX time in seconds; the timestamp is its integer part.
     """
 
-    __slots__ = ("_clock", "_key", "_key_id", "_name")
+    SIG_TYPE = SIG_TYPE_COSIGNATURE
+    _ROLE = "witness name"
+
+    __slots__ = ("_clock",)
 
     def __init__(self, *, name: str, key: SigningKey, clock: Callable[[], float] = time.time) -> None:
-        if not note.is_valid_key_name(name):
-            raise MalformedError(f"witness name {name!r} is empty or contains a space, '+' or a control char")
-        self._name = name
-        self._key = key
-        self._key_id = key_id(name, SIG_TYPE_COSIGNATURE, key.public_key.raw)
+        super().__init__(name=name, key=key)
         self._clock = clock
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> bytes:
-        return self._key_id
-
-    @property
-    def verifier_key(self) -> VerifierKey:
-        """The matching type 0x04 verifier key."""
-        return VerifierKey(name=self._name, public_key=self._key.public_key, sig_type=SIG_TYPE_COSIGNATURE)
 
     def sign(self, message: bytes) -> bytes:
         """Cosign the checkpoint text ``message`` now."""
@@ -202,9 +188,6 @@ class CosignatureSigner:
         """Cosign the checkpoint text ``message`` with the given timestamp."""
         t = _check_timestamp(timestamp)
         return t.to_bytes(8, "big") + self._key.sign(cosignature_message(message, t))
-
-    def __repr__(self) -> str:
-        return f"CosignatureSigner({self._name}+{self._key_id.hex()})"
 
 
 @dataclass(frozen=True)
@@ -224,25 +207,12 @@ class _AtTime:
         return self.signer.sign_at(message, timestamp=self.timestamp)
 
 
-@dataclass(frozen=True, kw_only=True)
-class CosignatureVerifier:
+class CosignatureVerifier(note.KeyVerifier):
     """Checks Ed25519 cosignatures (signature type 0x04) by one witness key."""
 
-    key: VerifierKey
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.key, VerifierKey) or self.key.sig_type != SIG_TYPE_COSIGNATURE:
-            raise MalformedError(
-                f"witness key {getattr(self.key, 'name', self.key)!r} is not a cosignature key (type 0x04)"
-            )
-
-    @property
-    def name(self) -> str:
-        return self.key.name
-
-    @property
-    def key_id(self) -> bytes:
-        return self.key.key_id
+    SIG_TYPE = SIG_TYPE_COSIGNATURE
+    _ROLE = "witness key"
+    _KIND = "a cosignature key"
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         if len(signature) != _COSIG_SIZE:

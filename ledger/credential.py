@@ -21,13 +21,11 @@ salt secret and so lets the holder make selective presentations later.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
 import secrets as _secrets
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -43,15 +41,10 @@ from ledger.claims import (
     display_value,
     value_text,
 )
-from ledger.errors import (
-    ClaimMismatchError,
-    LedgerError,
-    MalformedError,
-    PolicyError,
-    SchemaError,
-    TooLargeError,
-)
+from ledger.errors import ClaimMismatchError, MalformedError, PolicyError, SchemaError
+from ledger.files import loads_json, read_capped, write_file
 from ledger.keys import SigningKey
+from ledger.note import decode_base64
 from ledger.policy import CertificateType, ClaimSpec, Member, Policy
 from ledger.presentation import DEFAULT_CLOCK_SKEW, CheckedPresentation, Presentation, check_presentation
 from ledger.statement import Kind, Reason, SignedStatement, Statement
@@ -67,6 +60,7 @@ CREDENTIAL_FORMAT = "certledger-credential"
 CREDENTIAL_VERSION = 1
 #: Cap on the size of a credential file.
 MAX_CREDENTIAL_FILE = 256 * 1024
+_MAX_DEPTH = 4  # a credential needs 3: credential, statement, claim digests
 _TOP_KEYS = frozenset({"format", "version", "statement", "signed", "claims", "schema", "salt_secret"})
 _SIGNED_KEYS = frozenset({"statement", "key_id", "signature"})
 _SPEC_KEYS = frozenset({"key", "name", "label", "kind", "required", "max_length"})
@@ -256,55 +250,21 @@ class Credential:
     @classmethod
     def loads(cls, text: str | bytes) -> Credential:
         """Parse credential JSON text strictly (size-capped, no duplicate keys)."""
-        if isinstance(text, bytes):
-            if len(text) > MAX_CREDENTIAL_FILE:
-                raise TooLargeError(
-                    f"credential: {len(text)} bytes is over the {MAX_CREDENTIAL_FILE}-byte limit"
-                )
-            try:
-                text = text.decode("utf-8")
-            except UnicodeDecodeError:
-                raise MalformedError("credential: the file is not UTF-8 text") from None
-        if not isinstance(text, str):
-            raise MalformedError("credential: expected JSON text")
-        if len(text) > MAX_CREDENTIAL_FILE:
-            raise TooLargeError(f"credential: {len(text)} characters is over the {MAX_CREDENTIAL_FILE} limit")
-        try:
-            obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-        except MalformedError:
-            raise
-        except RecursionError:
-            raise TooLargeError("credential: JSON is nested too deeply") from None
-        except ValueError as e:
-            raise MalformedError(f"credential: not valid JSON ({e})") from None
+        obj = loads_json(text, what="credential", max_size=MAX_CREDENTIAL_FILE, max_depth=_MAX_DEPTH)
         return cls.from_json(obj)
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-        """Write the JSON to ``path`` (mode 0600: it holds personal data)."""
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
-        try:
-            fd = os.open(path, flags, 0o600)
-        except FileExistsError:
-            raise LedgerError(f"{path}: file exists; refusing to overwrite a credential") from None
-        except OSError as e:
-            raise LedgerError(f"{path}: cannot create the credential file: {e.strerror}") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(fd, 0o600)
-            f.write(self.dumps())
-            f.flush()
-            os.fsync(fd)
+        """Write the JSON to ``path`` (mode 0600: it holds personal data).
+
+        Refuses to overwrite an existing file unless ``overwrite``; then the old file
+        is replaced atomically.
+        """
+        write_file(path, self.dumps().encode("utf-8"), mode=0o600, overwrite=overwrite, what="credential")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Credential:
         """Read a credential file written by :meth:`save`."""
-        p = Path(path)
-        try:
-            size = p.stat().st_size
-            if size > MAX_CREDENTIAL_FILE:
-                raise TooLargeError(f"{path}: {size} bytes is too large to be a credential")
-            data = p.read_bytes()
-        except OSError as e:
-            raise LedgerError(f"{path}: cannot read the credential: {e.strerror}") from None
+        data = read_capped(path, limit=MAX_CREDENTIAL_FILE, what="credential")
         try:
             return cls.loads(data)
         except (MalformedError, ClaimMismatchError) as e:
@@ -315,29 +275,10 @@ def _json_value(value: ClaimValue) -> str | int:
     return value if isinstance(value, int) else value_text(value)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise MalformedError(f"credential: duplicate JSON key {k!r}")
-        out[k] = v
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise MalformedError(f"credential: {name} is not allowed in JSON")
-
-
 def _b64(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
         raise MalformedError(f"{what} must be a base64 string")
-    try:
-        data = base64.b64decode(value, validate=True)
-    except (ValueError, binascii.Error):
-        raise MalformedError(f"{what} is not valid base64") from None
-    if base64.b64encode(data).decode() != value:
-        raise MalformedError(f"{what} is not canonical base64")
-    return data
+    return decode_base64(value, what=what)
 
 
 def _hex(value: Any, what: str, size: int) -> bytes:

@@ -10,7 +10,9 @@ knows how to report and let real bugs surface::
     │   ├── TooLargeError           a size, depth or count cap was exceeded
     │   └── SchemaError             well-formed, but breaks a schema (e.g. claims
     │                               that do not fit their certificate type)
-    ├── KeyFileError                a key cannot be read, written or decrypted
+    ├── FileError                   a file cannot be read or written (names the
+    │   │                           path and the operating system's reason)
+    │   └── KeyFileError            a key cannot be read, written or decrypted
     ├── VerificationError           well-formed, but does not verify
     │   ├── ProofError              a Merkle inclusion or consistency proof failed
     │   ├── SignatureError          a signature is missing, unknown or invalid
@@ -32,6 +34,7 @@ __all__ = [
     "AuditError",
     "ClaimMismatchError",
     "ConflictError",
+    "FileError",
     "KeyFileError",
     "LedgerError",
     "MalformedError",
@@ -61,7 +64,11 @@ class SchemaError(MalformedError):
     """Well-formed input that breaks a schema."""
 
 
-class KeyFileError(LedgerError):
+class FileError(LedgerError):
+    """A file cannot be read or written; the message names the path and the reason."""
+
+
+class KeyFileError(FileError):
     """A key cannot be read, written or decrypted."""
 
 

@@ -18,13 +18,13 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger.errors import KeyFileError, MalformedError, SignatureError
+from ledger.errors import FileError, KeyFileError, MalformedError, SignatureError, TooLargeError
+from ledger.files import read_capped, write_file
 
 __all__ = [
     "SIG_TYPE_COSIGNATURE",
@@ -171,39 +171,27 @@ class SigningKey:
 
     def save(self, path: str | os.PathLike[str], *, passphrase: bytes | None = None) -> None:
         """Write the key to a new file with mode 0600; refuses to overwrite."""
-        data = self.to_pem(passphrase=passphrase)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise KeyFileError(f"{path}: file exists; refusing to overwrite a key") from None
-        except OSError as e:
-            raise KeyFileError(f"{path}: cannot create key file: {e.strerror}") from None
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            write_file(path, self.to_pem(passphrase=passphrase), mode=0o600, what="key")
+        except FileError as e:
+            raise KeyFileError(str(e)) from None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, passphrase: bytes | None = None) -> SigningKey:
         """Read a key saved by :meth:`save`; refuses files readable by group or others."""
-        p = Path(path)
         try:
-            st = p.stat()
+            mode = os.stat(path).st_mode
         except OSError as e:
-            raise KeyFileError(f"{path}: cannot read key file: {e.strerror}") from None
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(f"{path}: cannot read the key file: {e.strerror}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyFileError(
-                f"{path}: key file is accessible by others (mode {stat.S_IMODE(st.st_mode):04o}); "
+                f"{path}: key file is accessible by others (mode {stat.S_IMODE(mode):04o}); "
                 "run chmod 600 on it"
             )
-        if st.st_size > _MAX_KEY_FILE:
-            raise KeyFileError(f"{path}: key file is too large to be an Ed25519 key")
         try:
-            data = p.read_bytes()
-        except OSError as e:
-            raise KeyFileError(f"{path}: cannot read key file: {e.strerror}") from None
+            data = read_capped(path, limit=_MAX_KEY_FILE, what="key file")
+        except (FileError, TooLargeError) as e:
+            raise KeyFileError(str(e)) from None
         try:
             return cls.from_pem(data, passphrase=passphrase)
         except KeyFileError as e:

@@ -40,7 +40,7 @@ import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from ledger.errors import MalformedError, SignatureError, TooLargeError
 from ledger.keys import SIG_TYPE_ED25519, SigningKey, VerifierKey, is_valid_key_name, key_id
@@ -51,6 +51,8 @@ __all__ = [
     "SIG_PREFIX",
     "Ed25519Signer",
     "Ed25519Verifier",
+    "KeySigner",
+    "KeyVerifier",
     "Note",
     "Opened",
     "Signature",
@@ -233,15 +235,20 @@ class Verifier(Protocol):
         ...
 
 
-class Ed25519Signer:
-    """Signs notes with an Ed25519 key (signature type 0x01)."""
+class KeySigner:
+    """Base of the signers that hold one Ed25519 key under a key name: the name, the
+    key ID for :attr:`SIG_TYPE` and the matching verifier key. Subclasses sign."""
+
+    #: The signature type byte the key ID is computed for.
+    SIG_TYPE: ClassVar[int] = SIG_TYPE_ED25519
+    _ROLE: ClassVar[str] = "key name"  # how errors call the name
 
     __slots__ = ("_key", "_key_id", "_name")
 
     def __init__(self, *, name: str, key: SigningKey) -> None:
-        self._name = _check_key_name(name)
+        self._name = _check_key_name(name, self._ROLE)
         self._key = key
-        self._key_id = key_id(name, SIG_TYPE_ED25519, key.public_key.raw)
+        self._key_id = key_id(name, self.SIG_TYPE, key.public_key.raw)
 
     @property
     def name(self) -> str:
@@ -254,25 +261,36 @@ class Ed25519Signer:
     @property
     def verifier_key(self) -> VerifierKey:
         """The matching verifier key (``name+hexid+base64``)."""
-        return VerifierKey(name=self._name, public_key=self._key.public_key, sig_type=SIG_TYPE_ED25519)
+        return VerifierKey(name=self._name, public_key=self._key.public_key, sig_type=self.SIG_TYPE)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._name}+{self._key_id.hex()})"
+
+
+class Ed25519Signer(KeySigner):
+    """Signs notes with an Ed25519 key (signature type 0x01)."""
+
+    __slots__ = ()
 
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message)
 
-    def __repr__(self) -> str:
-        return f"Ed25519Signer({self._name}+{self._key_id.hex()})"
-
 
 @dataclass(frozen=True, kw_only=True)
-class Ed25519Verifier:
-    """Checks Ed25519 note signatures (signature type 0x01) by one verifier key."""
+class KeyVerifier:
+    """Base of the verifiers that check signatures by one verifier key of type
+    :attr:`SIG_TYPE` (refusing keys of another type). Subclasses verify."""
 
     key: VerifierKey
+    #: The signature type the key must have.
+    SIG_TYPE: ClassVar[int] = SIG_TYPE_ED25519
+    _ROLE: ClassVar[str] = "verifier key"  # how errors call the key
+    _KIND: ClassVar[str] = "an Ed25519 note key"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.key, VerifierKey) or self.key.sig_type != SIG_TYPE_ED25519:
+        if not isinstance(self.key, VerifierKey) or self.key.sig_type != self.SIG_TYPE:
             name = getattr(self.key, "name", self.key)
-            raise MalformedError(f"verifier key {name!r} is not an Ed25519 note key (type 0x01)")
+            raise MalformedError(f"{self._ROLE} {name!r} is not {self._KIND} (type 0x{self.SIG_TYPE:02x})")
 
     @property
     def name(self) -> str:
@@ -281,6 +299,10 @@ class Ed25519Verifier:
     @property
     def key_id(self) -> bytes:
         return self.key.key_id
+
+
+class Ed25519Verifier(KeyVerifier):
+    """Checks Ed25519 note signatures (signature type 0x01) by one verifier key."""
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         return len(signature) == 64 and self.key.public_key.is_valid(signature, message)

@@ -33,7 +33,6 @@ Nothing here verifies a signature: :mod:`ledger.trust` does.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from typing import Any
 
 from ledger import note
 from ledger.errors import MalformedError, SchemaError, TooLargeError
+from ledger.files import loads_json
 from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, SigningKey, VerifierKey
 from ledger.policy import (
     MAX_TIME,
@@ -246,51 +246,6 @@ def parse_time(value: object, where: str = "time") -> int:
     return t
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise MalformedError(f"duplicate JSON key {k!r}")
-        out[k] = v
-    return out
-
-
-def _reject_float(text: str) -> Any:
-    raise MalformedError(f"numbers must be integers, not {text[:20]!r}")
-
-
-def _reject_constant(text: str) -> Any:
-    raise MalformedError(f"{text} is not allowed")
-
-
-def _parse_int(text: str) -> int:
-    if len(text) > _MAX_INT_DIGITS:
-        raise MalformedError("an integer has too many digits")
-    return int(text)
-
-
-def _check_value(value: Any) -> None:
-    """Cap the nesting depth and refuse strings with unpaired surrogate escapes."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        v, depth = stack.pop()
-        if isinstance(v, str):
-            try:
-                v.encode("utf-8")
-            except UnicodeEncodeError:
-                raise MalformedError("a string holds an unpaired surrogate escape") from None
-            continue
-        if isinstance(v, dict):
-            children: list[Any] = [*v.keys(), *v.values()]
-        elif isinstance(v, list):
-            children = v
-        else:
-            continue
-        if depth + 1 > MAX_DEPTH:
-            raise TooLargeError(f"JSON is nested deeper than {MAX_DEPTH} levels")
-        stack.extend((c, depth + 1) for c in children)
-
-
 def _fields(value: Any, names: tuple[str, ...], where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise MalformedError(f"{where}: expected a JSON object")
@@ -445,15 +400,16 @@ def parse_text(text: str) -> Policy:
         raise MalformedError(f"policy text: must start with the line {FORMAT_LINE!r}")
     if not sep or not body.endswith("\n"):
         raise MalformedError("policy text: must end with a newline")
+    # The leading newline stands for the format line, so JSON errors give the line
+    # number in the whole text.
+    value = loads_json(
+        "\n" + body,
+        what="policy text",
+        max_size=MAX_DOCUMENT_SIZE,
+        max_depth=MAX_DEPTH,
+        max_int_digits=_MAX_INT_DIGITS,
+    )
     try:
-        value = json.loads(
-            body,
-            object_pairs_hook=_reject_duplicates,
-            parse_float=_reject_float,
-            parse_int=_parse_int,
-            parse_constant=_reject_constant,
-        )
-        _check_value(value)
         policy = from_json(value)
     except TooLargeError as e:
         raise TooLargeError(f"policy text: {e}") from None
@@ -461,12 +417,6 @@ def parse_text(text: str) -> Policy:
         raise SchemaError(f"policy text: {e}") from None
     except MalformedError as e:
         raise MalformedError(f"policy text: {e}") from None
-    except json.JSONDecodeError as e:
-        raise MalformedError(f"policy text: not valid JSON ({e.msg} at line {e.lineno + 1})") from None
-    except RecursionError:  # json's scanner guards its recursion; deep input ends here
-        raise TooLargeError(f"policy text: JSON is nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError as e:
-        raise MalformedError(f"policy text: not valid JSON ({type(e).__name__})") from None
     if render(policy) != text:
         raise MalformedError(
             "policy text: not in canonical form (render the policy with certledger; "

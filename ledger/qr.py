@@ -14,13 +14,13 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from pathlib import Path
 
 import segno
 import zxingcpp
 from PIL import Image
 
-from ledger.errors import LedgerError, MalformedError, TooLargeError
+from ledger.errors import MalformedError, TooLargeError
+from ledger.files import read_capped
 
 __all__ = [
     "DEFAULT_ERROR",
@@ -137,15 +137,8 @@ def read_qr_codes(image: bytes | Image.Image) -> list[str]:
 
 
 def read_qr_file(path: str | os.PathLike[str]) -> list[str]:
-    """:func:`read_qr_codes` of an image file."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > MAX_IMAGE_BYTES:
-            raise TooLargeError(f"{path}: {size} bytes is over the {MAX_IMAGE_BYTES}-byte image limit")
-        data = p.read_bytes()
-    except OSError as e:
-        raise LedgerError(f"{path}: cannot read the image: {e.strerror}") from None
+    """:func:`read_qr_codes` of an image file (at most :data:`MAX_IMAGE_BYTES`)."""
+    data = read_capped(path, limit=MAX_IMAGE_BYTES, what="image")
     try:
         return read_qr_codes(data)
     except MalformedError as e:

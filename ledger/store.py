@@ -59,6 +59,7 @@ from ledger.errors import (
     StorageError,
     TooLargeError,
 )
+from ledger.files import fsync_path
 from ledger.keys import SIG_TYPE_ED25519, SigningKey, check_key_name, key_id
 from ledger.statement import (
     GENESIS_PREV,
@@ -127,14 +128,6 @@ def _uri(path: Path, mode: str) -> str:
     return f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class LogStore:
     """One department's append-only log in a SQLite database.
 
@@ -199,13 +192,9 @@ class LogStore:
                 conn.execute("COMMIT")
             finally:
                 conn.close()  # the last connection checkpoints the WAL into the file
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(tmp)
             os.link(tmp, p)  # atomic, and never replaces an existing file
-            _fsync_dir(p.absolute().parent)
+            fsync_path(p.absolute().parent)
         except FileExistsError:
             raise StorageError(f"{p}: file exists; refusing to overwrite it with a new log") from None
         except sqlite3.Error as e:

@@ -72,7 +72,7 @@ def test_init_with_an_existing_key_and_refusals(tmp_path: Path) -> None:
     result = run("log", "init", tmp_path / "c.db", "--origin", "bad origin", "--key", key_file)
     assert result.exit_code == 1 and "contains a space" in result.output
     result = run("log", "init", tmp_path / "d.db", "--origin", ORIGIN, "--key", tmp_path / "none.pem")
-    assert result.exit_code == 1 and "cannot read key file" in result.output
+    assert result.exit_code == 1 and "none.pem: cannot read the key file: No such file" in result.output
 
 
 def test_init_encrypts_the_key_with_the_passphrase_variable(
@@ -112,7 +112,7 @@ def test_audit_passes_with_each_kind_of_public_key(
 
 
 def test_audit_refuses_bad_key_arguments(log: tuple[Path, Path, VerifierKey], tmp_path: Path) -> None:
-    db, key_file, _ = log
+    db, key_file, vkey = log
     result = run("log", "audit", db, "--key", key_file)
     assert result.exit_code == 1 and "is a private key; give the public key" in result.output
     result = run("log", "audit", db, "--key", "nonsense")
@@ -121,6 +121,11 @@ def test_audit_refuses_bad_key_arguments(log: tuple[Path, Path, VerifierKey], tm
     empty.write_text("# no keys here\n")
     result = run("log", "audit", db, "--key", empty)
     assert result.exit_code == 1 and "holds no verifier key" in result.output
+    huge = tmp_path / "huge.pub"
+    huge.write_text(f"{vkey}\n" * 2000)
+    result = run("log", "audit", db, "--key", huge)
+    assert result.exit_code == 1
+    assert f"Error: {huge}: the public key file is larger than the 65536-byte limit" in result.output
     result = run("log", "audit", db)
     assert result.exit_code == 2 and "Missing option '--key'" in result.output
 

@@ -2,6 +2,7 @@
 
 import io
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,18 @@ def test_selective_disclosure_with_images(licence: Path, tmp_path: Path) -> None
     assert f"wrote {png}" in err and f"wrote {svg}" in err
     assert read_qr_file(png) == [text]
     assert svg.read_bytes().startswith(b"<?xml")
+    assert stat.S_IMODE(png.stat().st_mode) == stat.S_IMODE(svg.stat().st_mode) == 0o644
+
+
+def test_full_disclosure_images_are_private_and_replaced(licence: Path, tmp_path: Path) -> None:
+    png = tmp_path / "code.png"
+    png.write_bytes(b"old")
+    png.chmod(0o666)
+    code, out, err = _run("present", str(licence), "--png", str(png))
+    assert code == 0, err
+    assert read_qr_file(png) == [out.strip()]
+    assert stat.S_IMODE(png.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["code.png", "licence.json"]  # no temporary file
 
 
 def test_error_level_and_scale(licence: Path, tmp_path: Path) -> None:
@@ -84,7 +97,9 @@ def test_present_errors(licence: Path, tmp_path: Path) -> None:
     code, _, err = _run("present", str(licence), "--reveal", "name,,uscc")
     assert code == 2 and "give claim names separated by commas" in err
     code, _, err = _run("present", str(tmp_path / "missing.json"))
-    assert code == 1 and "cannot read the credential" in err
+    assert (
+        code == 1 and f"Error: {tmp_path / 'missing.json'}: cannot read the credential: No such file" in err
+    )
     broken = tmp_path / "broken.json"
     obj = json.loads(licence.read_text())
     obj["claims"]["name"] = "别的公司"
@@ -92,7 +107,10 @@ def test_present_errors(licence: Path, tmp_path: Path) -> None:
     code, _, err = _run("present", str(broken))
     assert code == 1 and "credential: claim 'name' does not match the digest" in err
     code, _, err = _run("present", str(licence), "--png", str(tmp_path / "no-such-dir" / "x.png"))
-    assert code == 1 and "cannot write" in err
+    assert (
+        code == 1
+        and f"Error: {tmp_path / 'no-such-dir' / 'x.png'}: cannot write the PNG: No such file" in err
+    )
 
 
 def test_qr_decode(licence: Path, tmp_path: Path) -> None:

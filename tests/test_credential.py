@@ -14,6 +14,7 @@ from ledger.claims import claim_salt
 from ledger.credential import MAX_CREDENTIAL_FILE, Credential, issue_credential
 from ledger.errors import (
     ClaimMismatchError,
+    FileError,
     LedgerError,
     MalformedError,
     PolicyError,
@@ -150,7 +151,7 @@ def test_json_round_trip(code: str, tmp_path: Path) -> None:
     cred.save(path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert Credential.load(path) == cred
-    with pytest.raises(LedgerError, match="file exists; refusing to overwrite"):
+    with pytest.raises(FileError, match=f"{path}: file exists; refusing to overwrite it with the credential"):
         cred.save(path)
     path.chmod(0o644)
     cred.save(path, overwrite=True)
@@ -233,19 +234,27 @@ def test_loading_rejects_bad_json() -> None:
         Credential.loads('{"x": NaN}')
     with pytest.raises(MalformedError, match="not valid JSON"):
         Credential.loads(good[:-20])
-    with pytest.raises(MalformedError, match="not UTF-8"):
+    with pytest.raises(MalformedError, match="credential: not valid UTF-8 \\(byte offset 0\\)"):
         Credential.loads(b"\xff" + good.encode())
     with pytest.raises(TooLargeError, match="over the"):
         Credential.loads(" " * (MAX_CREDENTIAL_FILE + 1))
-    with pytest.raises(TooLargeError, match="nested too deeply"):
+    with pytest.raises(TooLargeError, match="credential: JSON is nested deeper than 4 levels"):
         Credential.loads("[" * 100_000)
+    with pytest.raises(TooLargeError, match="credential: JSON is nested deeper than 4 levels"):
+        Credential.loads(_mutated(lambda o: o.update(salt_secret=[[[["00"]]]])))  # 5 levels
+    with pytest.raises(MalformedError, match=r"credential: numbers must be integers, not '1\.5'"):
+        Credential.loads('{"version": 1.5}')
     with pytest.raises(MalformedError, match="credential must be a JSON object"):
         Credential.loads("[]")
 
 
 def test_load_reports_the_path(tmp_path: Path) -> None:
-    with pytest.raises(LedgerError, match="cannot read the credential"):
+    with pytest.raises(FileError, match=r"missing\.json: cannot read the credential: No such file"):
         Credential.load(tmp_path / "missing.json")
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (MAX_CREDENTIAL_FILE + 1))
+    with pytest.raises(TooLargeError, match=rf"{big}: the credential is larger than the 262144-byte limit"):
+        Credential.load(big)
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     with pytest.raises(MalformedError, match=f"{bad}: credential: missing"):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.errors import KeyFileError, MalformedError, SignatureError
+import ledger
+from ledger.errors import FileError, KeyFileError, LedgerError, MalformedError, SignatureError
 from ledger.keys import SIG_TYPE_COSIGNATURE, PublicKey, SigningKey, VerifierKey, key_id
 
 
@@ -52,6 +53,22 @@ def test_load_refuses_readable_key_and_garbage(tmp_path: Path) -> None:
         SigningKey.load(g)
     with pytest.raises(KeyFileError, match="cannot read"):
         SigningKey.load(tmp_path / "missing.pem")
+
+
+def test_key_file_errors_are_key_file_errors(tmp_path: Path) -> None:
+    big = tmp_path / "big.pem"
+    big.write_bytes(b"-" * (16 * 1024 + 1))
+    big.chmod(0o600)
+    with pytest.raises(KeyFileError, match=rf"^{big}: the key file is larger than the 16384-byte limit$"):
+        SigningKey.load(big)
+    tmp_path.chmod(0o700)  # passes the mode check, then cannot be read as a file
+    with pytest.raises(KeyFileError, match=rf"^{tmp_path}: cannot read the key file: Is a directory$"):
+        SigningKey.load(tmp_path)
+    out = tmp_path / "no-such-dir" / "k.pem"
+    with pytest.raises(KeyFileError, match=rf"^{out}: cannot create the key: No such file or directory$"):
+        SigningKey.generate().save(out)
+    assert issubclass(KeyFileError, FileError) and issubclass(FileError, LedgerError)
+    assert ledger.FileError is FileError
 
 
 def test_key_id_matches_c2sp_definition() -> None:

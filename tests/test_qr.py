@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from ledger.errors import LedgerError, MalformedError, TooLargeError
+import ledger.qr
+from ledger.errors import FileError, MalformedError, TooLargeError
 from ledger.presentation import check_presentation
 from ledger.qr import MAX_IMAGE_PIXELS, make_qr, read_qr_codes, read_qr_file, render_png, render_svg
 from tests.fixtures.consortium import POLICY, T0, issue_reference
@@ -170,9 +171,16 @@ def test_hostile_images() -> None:
         read_qr_codes("code.png")  # type: ignore[arg-type]
 
 
-def test_read_qr_file_errors(tmp_path: Path) -> None:
-    with pytest.raises(LedgerError, match="cannot read the image"):
+def test_read_qr_file_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(FileError, match=r"missing\.png: cannot read the image: No such file"):
         read_qr_file(tmp_path / "missing.png")
+    with pytest.raises(FileError, match=r": cannot read the image: Is a directory"):
+        read_qr_file(tmp_path)
+    big = tmp_path / "big.png"
+    big.write_bytes(render_png(FULL))
+    monkeypatch.setattr(ledger.qr, "MAX_IMAGE_BYTES", 100)
+    with pytest.raises(TooLargeError, match=r"big\.png: the image is larger than the 100-byte limit"):
+        read_qr_file(big)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     with pytest.raises(MalformedError, match=f"{bad}: image: not an image"):

@@ -12,7 +12,6 @@ import hashlib
 import inspect
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import click
 
 from ledger.consortium import (
     CHANGES,
+    MAX_SPEC_SIZE,
     KeyRequest,
     apply_changes,
     genesis,
@@ -30,6 +30,7 @@ from ledger.consortium import (
     warnings,
 )
 from ledger.errors import KeyFileError, LedgerError, MalformedError
+from ledger.files import read_capped, write_file
 from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, SigningKey, VerifierKey
 from ledger.policy import Policy, format_time
 from ledger.policy_doc import (
@@ -51,51 +52,15 @@ _PASSPHRASE_ENV = "CERTLEDGER_KEY_PASSPHRASE"  # noqa: S105 (the variable's name
 _SIGNATURE_BLOCK = "\n\n\u2014 ".encode()
 
 
-# -- reading and writing files ---------------------------------------------------------
+# -- policy document files -------------------------------------------------------------
 
 
-def _read(path: Path, limit: int = MAX_DOCUMENT_SIZE) -> bytes:
-    try:
-        with path.open("rb") as f:
-            data = f.read(limit + 1)
-    except OSError as e:
-        raise click.ClickException(f"{path}: cannot read: {e.strerror}") from None
-    if len(data) > limit:
-        raise click.ClickException(f"{path}: larger than the {limit}-byte limit")
-    return data
+def _read_document(path: Path) -> bytes:
+    return read_capped(path, limit=MAX_DOCUMENT_SIZE, what="policy document")
 
 
-def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` with ``data``; refuses to overwrite."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        raise click.ClickException(f"{path}: file exists; refusing to overwrite") from None
-    except OSError as e:
-        raise click.ClickException(f"{path}: cannot create: {e.strerror}") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Atomically replace ``path`` with ``data`` (write a temporary file, then rename)."""
-    directory = path.parent
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise click.ClickException(f"{directory}: cannot write: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise click.ClickException(f"{path}: cannot write: {e.strerror}") from None
+def _write_document(path: Path, data: bytes, *, overwrite: bool = False) -> None:
+    write_file(path, data, mode=0o644, overwrite=overwrite, what="policy document")
 
 
 def _now(value: str | None) -> int:
@@ -116,7 +81,7 @@ def _load_key(path: Path) -> SigningKey:
 
 def _load_any(path: Path) -> tuple[Policy, PolicyDocument | None]:
     """A policy file: a signed document, or an unsigned proposal (its text alone)."""
-    data = _read(path)
+    data = _read_document(path)
     try:
         if _SIGNATURE_BLOCK not in data:
             return parse_proposal(data), None
@@ -192,7 +157,7 @@ def init(spec: Path, out_dir: Path, encrypt: bool, now_text: str | None) -> None
     See docs/trust-policy.md for the spec format.
     """
     now = _now(now_text)
-    parsed = read_toml(_read(spec, 256 * 1024), what=str(spec))
+    parsed = read_toml(read_capped(spec, limit=MAX_SPEC_SIZE, what="spec"), what=str(spec))
     made: list[tuple[KeyRequest, SigningKey]] = []
 
     def make_key(request: KeyRequest) -> PublicKey:
@@ -234,7 +199,7 @@ def init(spec: Path, out_dir: Path, encrypt: bool, now_text: str | None) -> None
         sig_type = SIG_TYPE_COSIGNATURE if request.role == "witness" else SIG_TYPE_ED25519
         vk = VerifierKey(name=request.name, public_key=key.public_key, sig_type=sig_type)
         click.echo(f"key   {path}  ({request.role}) {vk}")
-    _write_new(target, data)
+    _write_document(target, data)
     click.echo(f"wrote {target}")
     if governance:
         status = _signed_status(parse_document(data), policy, "its own")
@@ -270,17 +235,22 @@ def propose(current: Path, changes: tuple[str, ...], out: Path, now_text: str | 
     """
     now = _now(now_text)
     try:
-        doc = verify_pinned(_read(current))
+        doc = verify_pinned(_read_document(current))
     except LedgerError as e:
         raise type(e)(f"{current}: {e}") from None
     parsed = [parse_change(c) for c in changes]
-    policy = apply_changes(doc.policy, parsed, now=now, read_file=lambda p: _read(Path(p), 256 * 1024))
+    policy = apply_changes(
+        doc.policy,
+        parsed,
+        now=now,
+        read_file=lambda p: read_capped(p, limit=MAX_SPEC_SIZE, what="change file"),
+    )
     if policy.is_expired(now):
         raise click.ClickException(
             f"version {policy.version} would already be expired at {format_time(policy.expires)}; "
             "add a change such as expires=+365d"
         )
-    _write_new(out, render(policy).encode())
+    _write_document(out, render(policy).encode())
     old = doc.policy
     click.echo(f"wrote {out}: unsigned proposal of version {policy.version} ({len(parsed)} change(s))")
     click.echo(f"text SHA-256: {_digest(policy)}")
@@ -333,7 +303,7 @@ def sign(document: Path, key_path: Path, name: str, previous: Path | None, out: 
     mine = VerifierKey(name=name, public_key=key.public_key)
     prev_policy: Policy | None = None
     if previous is not None:
-        prev_policy = verify_pinned(_read(previous)).policy
+        prev_policy = verify_pinned(_read_document(previous)).policy
         if prev_policy.version != policy.version - 1:
             raise click.ClickException(
                 f"{previous} is version {prev_policy.version}, not version {policy.version - 1}"
@@ -349,9 +319,9 @@ def sign(document: Path, key_path: Path, name: str, previous: Path | None, out: 
         )
     data = sign_proposal(policy, [(name, key)]) if doc is None else add_signature(doc.data, name, key)
     if out is None:
-        _replace(document, data)
+        _write_document(document, data, overwrite=True)
     else:
-        _write_new(out, data)
+        _write_document(out, data)
     signed = parse_document(data)
     click.echo(f"signed version {policy.version} as {name}+{mine.key_id.hex()} ({' and '.join(roles)})")
     click.echo(f"wrote {out or document}")
@@ -383,13 +353,13 @@ def verify(pinned: Path, documents: tuple[Path, ...], now_text: str | None, quie
     """
     now = _now(now_text)
     try:
-        trusted = TrustedPolicy(_read(pinned))
+        trusted = TrustedPolicy(_read_document(pinned))
     except LedgerError as e:
         raise type(e)(f"{pinned}: {e}") from None
     by_version: dict[int, tuple[Path, bytes]] = {}
     skipped = 0
     for path in documents:
-        data = _read(path)
+        data = _read_document(path)
         try:
             version = parse_document(data).policy.version
         except LedgerError as e:

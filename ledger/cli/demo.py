@@ -40,6 +40,10 @@ TYPE_CODE = "11100000000013338W032"
 _CLAIMS = ("name", "licence_no", "legal_rep", "address", "scope", "registered_capital")
 
 
+def _cert_id(serial: int) -> str:
+    return str(CertId(type_code=TYPE_CODE, issuer_code=ISSUER_CODE, serial=str(serial), version="001"))
+
+
 def _issue(serial: int, now: int) -> Statement:
     """An issue statement with salted claim digests (the claims themselves stay with the holder)."""
     digests = {
@@ -49,7 +53,7 @@ def _issue(serial: int, now: int) -> Statement:
     return Statement(
         kind=Kind.ISSUE,
         issuer=ISSUER,
-        cert_id=str(CertId(type_code=TYPE_CODE, issuer_code=ISSUER_CODE, serial=str(serial), version="001")),
+        cert_id=_cert_id(serial),
         cert_type="business_licence",
         time=now,
         operator="op:demo01",
@@ -63,7 +67,7 @@ def _revoke(serial: int, now: int) -> Statement:
     return Statement(
         kind=Kind.REVOKE,
         issuer=ISSUER,
-        cert_id=str(CertId(type_code=TYPE_CODE, issuer_code=ISSUER_CODE, serial=str(serial), version="001")),
+        cert_id=_cert_id(serial),
         cert_type="business_licence",
         time=now,
         operator="op:demo01",

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ledger import merkle
 from ledger.audit import audit as run_audit
 from ledger.errors import AuditError, KeyFileError, MalformedError, ProofError, StorageError
+from ledger.files import read_capped, write_file
 from ledger.keys import SIG_TYPE_ED25519, PublicKey, SigningKey, VerifierKey
 from ledger.store import LogStore
 
@@ -51,9 +52,7 @@ def load_public_keys(values: tuple[str, ...], *, origin: str) -> list[PublicKey 
                 raise KeyFileError(f"{value}: no such file, and not a verifier key string (name+id+key)")
             out.append(VerifierKey.parse(value))
             continue
-        if path.stat().st_size > _MAX_PUB_FILE:
-            raise KeyFileError(f"{path}: too large to be a public key file")
-        data = path.read_bytes()
+        data = read_capped(path, limit=_MAX_PUB_FILE, what="public key file")
         if b"PRIVATE KEY-----" in data:
             raise KeyFileError(
                 f"{path} is a private key; give the public key (KEYFILE.pub or its verifier key string)"
@@ -138,7 +137,7 @@ def init(db: Path, origin: str, key_file: Path, generate_key: bool) -> None:
     LogStore.create(db, origin=origin).close()
     if generate_key:
         key.save(key_file, passphrase=_passphrase())
-        pub_file.write_text(f"{vkey}\n", encoding="ascii")
+        write_file(pub_file, f"{vkey}\n".encode(), mode=0o644, what="verifier key file")
         click.echo(f"wrote the new log key to {key_file} (mode 0600) and {pub_file}")
     click.echo(f"created log {db} for origin {origin}")
     click.echo(f"log verifier key: {vkey}")

@@ -7,19 +7,13 @@ from pathlib import Path
 import click
 
 from ledger.credential import Credential
+from ledger.files import write_file
 from ledger.qr import make_qr, render_png, render_svg
 
 __all__ = ["present"]
 
 #: Above this QR version a code shown on a phone screen is hard for another phone to read.
 DENSE_VERSION = 25
-
-
-def _write(path: Path, data: bytes) -> None:
-    try:
-        path.write_bytes(data)
-    except OSError as e:
-        raise click.ClickException(f"{path}: cannot write: {e.strerror}") from None
 
 
 @click.command(name="present")
@@ -53,7 +47,9 @@ def present(
 
     The text goes to standard output; a summary (what is disclosed, the length and
     the QR version) goes to standard error. A full disclosure can be turned back
-    into the credential, so show it only where every claim may be seen.
+    into the credential, so show it only where every claim may be seen: its images
+    are written readable by you alone (mode 0600, like the credential file), those
+    of a selective disclosure with mode 0644. Existing image files are replaced.
 
     \b
     Examples:
@@ -87,9 +83,14 @@ def present(
             "or disclose fewer claims if phones cannot read it",
             err=True,
         )
+    mode = 0o600 if presentation.full else 0o644
     if png is not None:
-        _write(png, render_png(text, error=error_level, scale=scale))
+        write_file(
+            png, render_png(text, error=error_level, scale=scale), mode=mode, overwrite=True, what="PNG"
+        )
         click.echo(f"wrote {png}", err=True)
     if svg is not None:
-        _write(svg, render_svg(text, error=error_level, scale=scale))
+        write_file(
+            svg, render_svg(text, error=error_level, scale=scale), mode=mode, overwrite=True, what="SVG"
+        )
         click.echo(f"wrote {svg}", err=True)
