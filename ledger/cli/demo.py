@@ -225,10 +225,10 @@ class _Demo:
         m = self.member(member_id)
         return m.log_verifier_key(m.log_keys[-1])
 
-    def witness(self, member_id: str, note: bytes, *, source: LogStore | None = None) -> bytes:
+    def witness(self, member_id: str, note: bytes) -> bytes:
         """Have every other member's witness cosign ``note``; keep and return the result."""
         log = self.member(member_id)
-        prove = (source or self.stores[member_id]).consistency_proof
+        prove = self.stores[member_id].consistency_proof
         for wid in self.policy.witness_keys(member_id):
             note = self.witnesses[wid].cosign(
                 note, log=log, log_key=self.log_key(member_id), prove=prove, now=self.now
