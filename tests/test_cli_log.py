@@ -1,4 +1,4 @@
-"""``certledger log …`` and ``certledger demo``: output, files and exit codes."""
+"""``certledger log …``: output, files and exit codes (``certledger demo``: test_demo.py)."""
 
 from __future__ import annotations
 
@@ -241,29 +241,6 @@ def test_every_command_has_help(args: list[str]) -> None:
     assert result.exit_code == 0
     assert result.output.startswith("Usage: ")
     assert len(result.output.splitlines()) > 4
-
-
-def test_demo_runs_offline_and_explains_itself(tmp_path: Path) -> None:
-    result = run("demo", "--dir", tmp_path / "demo", "--entries", "120")
-    assert result.exit_code == 0, result.output
-    out = result.output
-    assert "Appended 120 signed, hash-chained statements" in out
-    assert "Signed checkpoints at sizes 60 and 120" in out
-    assert "verified offline against the signed checkpoint" in out
-    assert "Consistency proof: the tree of size 60 is a prefix of the tree of size 120" in out
-    assert "audit passed" in out
-    assert "the audit caught it:\n   entry 42: statement signature does not verify" in out
-    assert (tmp_path / "demo" / "demo-log.db").exists()
-    assert stat.S_IMODE((tmp_path / "demo" / "demo-log-key.pem").stat().st_mode) == 0o600
-    again = run("demo", "--dir", tmp_path / "demo")
-    assert again.exit_code == 1 and "already exists; use an empty --dir" in again.output
-
-
-def test_demo_in_a_temporary_directory() -> None:
-    result = run("demo")
-    assert result.exit_code == 0, result.output
-    assert "Appended 300 signed" in result.output
-    assert "in a temporary directory, now removed" in result.output
 
 
 def test_the_real_command_line_in_a_subprocess(log: tuple[Path, Path, VerifierKey]) -> None:

@@ -44,7 +44,7 @@ from ledger.policy_doc import (
 )
 from ledger.trust import TrustedPolicy, signed_by, verify_pinned
 
-__all__ = ["consortium"]
+__all__ = ["consortium", "key_file"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _PASSPHRASE_ENV = "CERTLEDGER_KEY_PASSPHRASE"  # noqa: S105 (the variable's name, not a secret)
@@ -89,6 +89,12 @@ def _load_any(path: Path) -> tuple[Policy, PolicyDocument | None]:
     except LedgerError as e:
         raise type(e)(f"{path}: {e}") from None
     return doc.policy, doc
+
+
+def key_file(keys_dir: Path, request: KeyRequest) -> Path:
+    """Where ``init`` saves a generated key: ``governance-NAME.pem`` or ``MEMBER-ROLE.pem``."""
+    stem = f"governance-{request.name}" if request.member is None else f"{request.member}-{request.role}"
+    return keys_dir / f"{_SAFE.sub('_', stem)}.pem"
 
 
 def _digest(policy: Policy) -> str:
@@ -193,8 +199,7 @@ def init(spec: Path, out_dir: Path, encrypt: bool, now_text: str | None) -> None
         if (out_dir / existing).exists():
             raise click.ClickException(f"{out_dir / existing}: exists; refusing to overwrite a policy")
     for request, key in made:
-        stem = f"governance-{request.name}" if request.member is None else f"{request.member}-{request.role}"
-        path = keys_dir / f"{_SAFE.sub('_', stem)}.pem"
+        path = key_file(keys_dir, request)
         key.save(path, passphrase=passphrase if request.role == "governance" else None)
         sig_type = SIG_TYPE_COSIGNATURE if request.role == "witness" else SIG_TYPE_ED25519
         vk = VerifierKey(name=request.name, public_key=key.public_key, sig_type=sig_type)
