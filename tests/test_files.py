@@ -44,11 +44,20 @@ def test_read_capped_unreadable_paths(tmp_path: Path) -> None:
         read_capped(tmp_path / "file" / "below", limit=10, what="spec")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_read_capped_permission_denied(tmp_path: Path) -> None:
+def test_read_capped_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     p = tmp_path / "secret"
     p.write_bytes(b"x")
     p.chmod(0)
+    if os.geteuid() == 0:
+        # root reads files whatever their mode: make open() refuse as the kernel would for others
+        real_open = open
+
+        def refusing_open(file: object, *args: object, **kwargs: object) -> object:
+            if file == p:
+                raise PermissionError(13, "Permission denied", str(p))
+            return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+        monkeypatch.setattr("builtins.open", refusing_open)
     with pytest.raises(FileError, match=rf"^{p}: cannot read the key: Permission denied$"):
         read_capped(p, limit=10, what="key")
 
