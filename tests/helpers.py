@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from hypothesis import strategies as st
+
 from ledger.certid import CertId
 from ledger.keys import SigningKey, key_id
 from ledger.statement import Kind, Reason, Statement
@@ -48,3 +50,20 @@ def revoke(serial: int, *, time: int = T0) -> Statement:
 def log_key(seed: int = 1) -> tuple[SigningKey, bytes]:
     k = SigningKey.from_seed(bytes([seed]) * 32)
     return k, key_id(ORIGIN, 1, k.public_key.raw)
+
+
+def mutate(data: st.DataObject, seed: bytes, *, max_ops: int = 3, max_insert: int = 3) -> bytes:
+    """``seed`` after 1..max_ops random edits: bit flips, insertions, deletions, truncation."""
+    msg = bytearray(seed)
+    for _ in range(data.draw(st.integers(1, max_ops))):
+        i = data.draw(st.integers(0, max(len(msg) - 1, 0)))
+        op = data.draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
+        if op == "flip" and msg:
+            msg[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "insert":
+            msg[i:i] = data.draw(st.binary(min_size=1, max_size=max_insert))
+        elif op == "delete" and msg:
+            del msg[i]
+        else:
+            del msg[i:]
+    return bytes(msg)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ledger import note
 from ledger.errors import LedgerError, MalformedError, SignatureError, TooLargeError
 from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
+from tests.helpers import mutate
 
 # --- published vectors -------------------------------------------------------------
 # golang.org/x/mod/sumdb/note: package documentation and note_test.go (TestOpen).
@@ -351,19 +352,7 @@ _SEED = (GO_TEXT + "\n" + PETER_SIG + ENOCH_SIG).encode()
 @_FUZZ
 @given(st.data())
 def test_fuzz_mutated_valid_notes(data: st.DataObject) -> None:
-    msg = bytearray(_SEED)
-    for _ in range(data.draw(st.integers(1, 4))):
-        op = data.draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
-        i = data.draw(st.integers(0, max(len(msg) - 1, 0)))
-        if op == "flip" and msg:
-            msg[i] ^= 1 << data.draw(st.integers(0, 7))
-        elif op == "insert":
-            msg[i:i] = data.draw(st.binary(min_size=1, max_size=4))
-        elif op == "delete" and msg:
-            del msg[i]
-        else:
-            del msg[i:]
-    mutated = bytes(msg)
+    mutated = mutate(data, _SEED, max_ops=4, max_insert=4)
     try:
         opened = note.open(mutated, _TRUSTED)
     except LedgerError:
