@@ -35,12 +35,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import merkle
-from ledger.audit import audit
-from ledger.certid import CertId
 from ledger.keys import SigningKey, VerifierKey
-from ledger.statement import STATEMENT_CONTEXT, Kind, Statement, encode_entry
-from ledger.store import LogStore
+from ledger.log import merkle
+from ledger.log.audit import audit
+from ledger.log.certid import CertId
+from ledger.log.statement import STATEMENT_CONTEXT, Kind, Statement, encode_entry
+from ledger.log.store import LogStore
 
 ORIGIN = "ledger.example.gov.cn/hangzhou-xihu-amr"
 T0 = 1_717_171_200

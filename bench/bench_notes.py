@@ -19,9 +19,9 @@ import argparse
 import time
 from collections.abc import Callable, Sequence
 
-from ledger import merkle, note, tlogproof
-from ledger.checkpoint import Checkpoint, CosignatureSigner, cosign, open_checkpoint, sign_checkpoint
 from ledger.keys import SigningKey
+from ledger.log import merkle, note, tlogproof
+from ledger.log.checkpoint import Checkpoint, CosignatureSigner, cosign, open_checkpoint, sign_checkpoint
 
 
 def rate(fn: Callable[[], object], seconds: float) -> float:

@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable
 
 from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
-from ledger.policy import CertificateType, ClaimSpec, LogKey, Member, Policy
-from ledger.policy_doc import MAX_DOCUMENT_SIZE, parse_document, sign_proposal
-from ledger.trust import TrustedPolicy, verify_next
+from ledger.trust.policy import CertificateType, ClaimSpec, LogKey, Member, Policy
+from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE, parse_document, sign_proposal
+from ledger.trust.trust import TrustedPolicy, verify_next
 
 T0 = 1_717_171_200
 

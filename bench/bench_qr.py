@@ -46,9 +46,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import (  # noqa: E402
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
 
-from ledger.base45 import b45decode, b45encode  # noqa: E402
-from ledger.presentation import PREFIX, Presentation, check_presentation  # noqa: E402
-from ledger.qr import make_qr, read_qr_codes, render_png  # noqa: E402
+from ledger.credential.base45 import b45decode, b45encode  # noqa: E402
+from ledger.credential.presentation import PREFIX, Presentation, check_presentation  # noqa: E402
+from ledger.credential.qr import make_qr, read_qr_codes, render_png  # noqa: E402
 from tests.fixtures.consortium import (  # noqa: E402
     POLICY,
     heldout_licences,

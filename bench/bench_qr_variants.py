@@ -36,10 +36,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_qr import ES256_KEY, hc1_encode  # noqa: E402
 
 from ledger import canonical  # noqa: E402
-from ledger.base45 import b45encode  # noqa: E402
-from ledger.gbtext import from_gb18030  # noqa: E402
-from ledger.presentation import PREFIX, Presentation  # noqa: E402
-from ledger.qrdict import PRESET_DICTIONARY, STRUCTURE, TYPE_WORDS, VOCABULARY, build_dictionary  # noqa: E402
+from ledger.credential.base45 import b45encode  # noqa: E402
+from ledger.credential.gbtext import from_gb18030  # noqa: E402
+from ledger.credential.presentation import PREFIX, Presentation  # noqa: E402
+from ledger.credential.qrdict import PRESET_DICTIONARY, STRUCTURE, TYPE_WORDS, VOCABULARY, build_dictionary  # noqa: E402
 from tests.fixtures.consortium import (  # noqa: E402
     heldout_licences,
     issue_heldout,

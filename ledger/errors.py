@@ -92,7 +92,7 @@ class PolicyError(VerificationError):
     """A trust-policy rule is broken; the message names the rule.
 
     ``rule`` is the rule's short identifier (for example ``"rollback"`` or
-    ``"mandate"``; :data:`ledger.policy.RULES` lists them), so that a caller can turn it
+    ``"mandate"``; :data:`ledger.trust.policy.RULES` lists them), so that a caller can turn it
     into a verdict without parsing the message. It is ``None`` when not given.
     """
 

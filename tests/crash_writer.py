@@ -14,7 +14,7 @@ import random
 import sys
 from pathlib import Path
 
-from ledger.store import LogStore
+from ledger.log.store import LogStore
 from tests.helpers import ORIGIN, issue, log_key
 
 

@@ -11,9 +11,9 @@ import textwrap
 import zlib
 
 from ledger import canonical
-from ledger.base45 import b45decode
-from ledger.claims import claim_digest, claim_salt
-from ledger.qrdict import PRESET_DICTIONARY
+from ledger.credential.base45 import b45decode
+from ledger.credential.claims import claim_digest, claim_salt
+from ledger.credential.qrdict import PRESET_DICTIONARY
 from tests.fixtures.consortium import HEALTH, issue_health_certificate
 
 REVEAL = ("holder_name", "occupation", "exam_date")

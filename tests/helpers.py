@@ -6,9 +6,9 @@ import hashlib
 
 from hypothesis import strategies as st
 
-from ledger.certid import CertId
 from ledger.keys import SigningKey, key_id
-from ledger.statement import Kind, Reason, Statement
+from ledger.log.certid import CertId
+from ledger.log.statement import Kind, Reason, Statement
 
 ORIGIN = "ledger.example.gov.cn/hangzhou-xihu-amr"
 ISSUER = "hangzhou-xihu-amr"

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
-from ledger.policy import CertificateType, ClaimSpec, LogKey, Member, Policy
+from ledger.trust.policy import CertificateType, ClaimSpec, LogKey, Member, Policy
 
 T0 = 1_717_171_200  # 2024-05-31T16:00:00Z
 DAY = 86_400
@@ -120,7 +120,7 @@ def make_policy(
 
 def sign(policy: Policy, *gov: int) -> bytes:
     """The policy's signed document, signed by the governance keys numbered ``gov``."""
-    from ledger.policy_doc import sign_proposal
+    from ledger.trust.policy_doc import sign_proposal
 
     return sign_proposal(policy, [(gov_name(n), gov_key(n)) for n in gov])
 

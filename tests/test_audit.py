@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ledger import merkle
-from ledger.audit import AuditReport, audit, log_key_map
 from ledger.errors import AuditError, MalformedError
 from ledger.keys import SIG_TYPE_COSIGNATURE, VerifierKey
-from ledger.statement import Entry, SignedStatement
-from ledger.store import LogStore
+from ledger.log import merkle
+from ledger.log.audit import AuditReport, audit, log_key_map
+from ledger.log.statement import Entry, SignedStatement
+from ledger.log.store import LogStore
 from tests.helpers import ORIGIN, issue, log_key, revoke
 
 N = 40

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.base45 import ALPHABET, b45decode, b45encode
+from ledger.credential.base45 import ALPHABET, b45decode, b45encode
 from ledger.errors import MalformedError, TooLargeError
 
 # RFC 9285 section 4.3 and 4.4 examples.

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.certid import CertId, check_character
 from ledger.errors import MalformedError
+from ledger.log.certid import CertId, check_character
 
 
 def test_iso7064_mod37_36_known_values() -> None:

@@ -11,8 +11,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import note
-from ledger.checkpoint import (
+from ledger.errors import LedgerError, MalformedError, SignatureError, TooLargeError
+from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
+from ledger.log import note
+from ledger.log.checkpoint import (
     COSIGNATURE_HEADER,
     Checkpoint,
     CosignatureSigner,
@@ -24,8 +26,6 @@ from ledger.checkpoint import (
     parse_uint63,
     sign_checkpoint,
 )
-from ledger.errors import LedgerError, MalformedError, SignatureError, TooLargeError
-from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
 from tests.helpers import mutate
 
 ORIGIN = "ledger.example.gov.cn/hangzhou-xihu-amr"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.claims import (
+from ledger.credential.claims import (
     canonical_value,
     check_canonical,
     claim_digest,
@@ -19,7 +19,7 @@ from ledger.claims import (
     value_text,
 )
 from ledger.errors import SchemaError
-from ledger.policy import ClaimSpec
+from ledger.trust.policy import ClaimSpec
 
 TEXT = ClaimSpec(key=1, name="name", label="名称", max_length=10)
 CODE = ClaimSpec(key=2, name="uscc", label="统一社会信用代码", kind="code", max_length=18)

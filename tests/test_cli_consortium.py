@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from ledger.cli import cli
+from certledger.cli import cli
 from ledger.keys import SigningKey, VerifierKey
-from ledger.policy_doc import parse_document, parse_proposal
+from ledger.trust.policy_doc import parse_document, parse_proposal
 
 SPEC = Path(__file__).parent / "data" / "consortium-spec.toml"
 NOW = "2025-01-20T00:00:00Z"
@@ -191,7 +191,7 @@ def test_removed_key_signs_only_with_previous(tmp_path: Path, v1: Path) -> None:
     run("sign", str(v3), "--key", gov_key(out, GOV[2]), "--name", GOV[2], "--previous", str(v1), ok=False)
     run("sign", str(v3), "--key", gov_key(out, GOV[0]), "--name", GOV[0])
     key3 = SigningKey.load(gov_key(out, GOV[2]))
-    from ledger.policy_doc import add_signature
+    from ledger.trust.policy_doc import add_signature
 
     v3.write_bytes(add_signature(v3.read_bytes(), GOV[2], key3))
     msg = fail("verify", "--pinned", str(v1), str(v2), str(v3), "--now", NOW)

@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 
-from ledger import merkle, tlogproof
-from ledger.cli import cli
+from certledger.cli import cli
 from ledger.keys import SigningKey, VerifierKey
-from ledger.store import LogStore
+from ledger.log import merkle, tlogproof
+from ledger.log.store import LogStore
 from tests.helpers import ORIGIN, issue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,7 +160,7 @@ def test_checkpoint_prints_or_signs(log: tuple[Path, Path, VerifierKey], tmp_pat
     db, key_file, vkey = log
     result = run("log", "checkpoint", db)
     assert result.exit_code == 0
-    from ledger.checkpoint import open_checkpoint
+    from ledger.log.checkpoint import open_checkpoint
 
     assert open_checkpoint(result.output.encode(), log_key=vkey).checkpoint.size == 25
     with LogStore.open(db) as store:
@@ -247,7 +247,7 @@ def test_the_real_command_line_in_a_subprocess(log: tuple[Path, Path, VerifierKe
     db, _, vkey = log
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     ok = subprocess.run(
-        [sys.executable, "-m", "ledger", "log", "audit", str(db), "--key", str(vkey)],
+        [sys.executable, "-m", "certledger", "log", "audit", str(db), "--key", str(vkey)],
         capture_output=True,
         text=True,
         env=env,
@@ -259,7 +259,7 @@ def test_the_real_command_line_in_a_subprocess(log: tuple[Path, Path, VerifierKe
     conn.commit()
     conn.close()
     bad = subprocess.run(
-        [sys.executable, "-m", "ledger", "log", "audit", str(db), "--key", str(vkey)],
+        [sys.executable, "-m", "certledger", "log", "audit", str(db), "--key", str(vkey)],
         capture_output=True,
         text=True,
         env=env,

@@ -10,10 +10,10 @@ import segno
 from click.testing import CliRunner
 from PIL import Image
 
-from ledger.cli import cli
-from ledger.credential import Credential, issue_credential
-from ledger.presentation import check_presentation
-from ledger.qr import read_qr_file, render_png
+from certledger.cli import cli
+from ledger.credential.credential import Credential, issue_credential
+from ledger.credential.presentation import check_presentation
+from ledger.credential.qr import read_qr_file, render_png
 from tests.fixtures.consortium import (
     AMR,
     AMR_KEY,

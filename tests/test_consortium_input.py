@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.consortium import KeyRequest, apply_changes, genesis, parse_change, read_toml, summary
 from ledger.errors import LedgerError, MalformedError, TooLargeError
 from ledger.keys import PublicKey, SigningKey
-from ledger.policy import Policy
+from ledger.trust.consortium import KeyRequest, apply_changes, genesis, parse_change, read_toml, summary
+from ledger.trust.policy import Policy
 from tests.policy_fixtures import T0, make_policy
 
 SPEC = tomllib.loads((Path(__file__).parent / "data" / "consortium-spec.toml").read_text(encoding="utf-8"))

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.claims import claim_salt
-from ledger.credential import MAX_CREDENTIAL_FILE, Credential, issue_credential
+from ledger.credential.claims import claim_salt
+from ledger.credential.credential import MAX_CREDENTIAL_FILE, Credential, issue_credential
+from ledger.credential.presentation import check_presentation
 from ledger.errors import (
     ClaimMismatchError,
     FileError,
@@ -21,9 +22,8 @@ from ledger.errors import (
     SchemaError,
     TooLargeError,
 )
-from ledger.policy import LogKey
-from ledger.presentation import check_presentation
-from ledger.statement import Kind, Reason
+from ledger.log.statement import Kind, Reason
+from ledger.trust.policy import LogKey
 from tests.fixtures.consortium import (
     AMR,
     AMR_KEY,

@@ -17,22 +17,22 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from ledger import checkpoint, tlogproof
-from ledger.certid import CertId
-from ledger.cli import cli
-from ledger.cli.demo import _Demo, _Out, _Witness
-from ledger.consortium import KeyRequest, genesis, read_toml
+from certledger.cli import cli
+from certledger.cli.demo import _Demo, _Out, _Witness
+from ledger.credential.presentation import check_presentation
 from ledger.errors import ProofError
 from ledger.keys import PublicKey, SigningKey
-from ledger.policy_doc import parse_document
-from ledger.presentation import check_presentation
-from ledger.store import LogStore
-from ledger.trust import TrustedPolicy
+from ledger.log import checkpoint, tlogproof
+from ledger.log.certid import CertId
+from ledger.log.store import LogStore
+from ledger.trust.consortium import KeyRequest, genesis, read_toml
+from ledger.trust.policy_doc import parse_document
+from ledger.trust.trust import TrustedPolicy
 from tests.fixtures.consortium import BUSINESS_LICENCE, HEALTH_CERTIFICATE, reference_licence
 from tests.helpers import issue
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "ledger" / "data"
+DATA = ROOT / "certledger" / "data"
 AMR, PSB, HEALTH = "hangzhou-xihu-amr", "hangzhou-psb", "hangzhou-health"
 
 
@@ -269,7 +269,7 @@ def test_help() -> None:
 def test_the_real_command_in_a_subprocess_in_a_temporary_directory(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "ledger", "demo"],
+        [sys.executable, "-m", "certledger", "demo"],
         capture_output=True,
         text=True,
         env=env,
@@ -355,7 +355,7 @@ def test_the_shipped_spec_has_the_tests_claim_schemas() -> None:
 
 def test_the_shipped_data_is_package_data() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    patterns = config["tool"]["setuptools"]["package-data"]["ledger"]
+    patterns = config["tool"]["setuptools"]["package-data"]["certledger"]
     shipped = sorted(p.name for p in DATA.iterdir() if p.is_file())
     assert shipped == ["business_licence.json", "demo-consortium.toml", "demo-food-permit.toml"]
     for name in shipped:

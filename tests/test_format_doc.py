@@ -3,8 +3,8 @@
 import re
 from pathlib import Path
 
-from ledger.presentation import Presentation
-from ledger.qr import make_qr
+from ledger.credential.presentation import Presentation
+from ledger.credential.qr import make_qr
 from tests.fixtures.consortium import issue_health_certificate
 from tests.format_example import REVEAL, example
 

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ledger.credential.gbtext import from_gb18030, gb18030_form, is_gb18030_transportable
 from ledger.errors import MalformedError
-from ledger.gbtext import from_gb18030, gb18030_form, is_gb18030_transportable
 
 # Two-byte codes that GB 18030-2000/-2005 map to private-use characters and a later
 # edition maps to standard characters (vertical forms, CJK components, U+1E3F).

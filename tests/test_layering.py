@@ -6,7 +6,7 @@ from pathlib import Path
 
 import ledger
 
-FORBIDDEN = ("fastapi", "uvicorn", "starlette", "node", "verifier")
+FORBIDDEN = ("fastapi", "uvicorn", "starlette", "node", "verifier", "certledger")
 
 
 def _ledger_modules() -> list[str]:

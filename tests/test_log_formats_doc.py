@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ledger import merkle, note, tlogproof
-from ledger.certid import CertId
-from ledger.checkpoint import (
+from ledger.keys import SIG_TYPE_ED25519, SigningKey, VerifierKey, key_id
+from ledger.log import merkle, note, tlogproof
+from ledger.log.certid import CertId
+from ledger.log.checkpoint import (
     Checkpoint,
     CosignatureSigner,
     cosign,
@@ -19,8 +20,7 @@ from ledger.checkpoint import (
     open_checkpoint,
     sign_checkpoint,
 )
-from ledger.keys import SIG_TYPE_ED25519, SigningKey, VerifierKey, key_id
-from ledger.statement import GENESIS_PREV, Entry, Kind, SignedStatement, Statement
+from ledger.log.statement import GENESIS_PREV, Entry, Kind, SignedStatement, Statement
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "log-formats.md"
 ORIGIN = "ledger.example.gov.cn/hangzhou-xihu-amr"

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger import merkle
 from ledger.errors import ProofError
+from ledger.log import merkle
 
 VECTORS = Path(__file__).resolve().parent / "vectors" / "merkle"
 

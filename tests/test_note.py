@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import note
 from ledger.errors import LedgerError, MalformedError, SignatureError, TooLargeError
 from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
+from ledger.log import note
 from tests.helpers import mutate
 
 # --- published vectors -------------------------------------------------------------

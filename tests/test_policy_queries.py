@@ -8,7 +8,7 @@ import pytest
 
 from ledger.errors import MalformedError, PolicyError, SchemaError
 from ledger.keys import SIG_TYPE_COSIGNATURE, PublicKey, VerifierKey
-from ledger.policy import RULES, LogKey, Policy, format_time
+from ledger.trust.policy import RULES, LogKey, Policy, format_time
 from tests.policy_fixtures import (
     DAY,
     T0,

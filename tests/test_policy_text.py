@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from ledger.errors import LedgerError, MalformedError, SchemaError, TooLargeError
 from ledger.keys import SIG_TYPE_COSIGNATURE, VerifierKey
-from ledger.policy import Policy
-from ledger.policy_doc import FORMAT_LINE, MAX_DEPTH, MAX_DOCUMENT_SIZE, parse_text, parse_time, render
+from ledger.trust.policy import Policy
+from ledger.trust.policy_doc import FORMAT_LINE, MAX_DEPTH, MAX_DOCUMENT_SIZE, parse_text, parse_time, render
 from tests.policy_fixtures import gov_key, make_policy
 
 POLICY = make_policy()

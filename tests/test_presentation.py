@@ -11,9 +11,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import canonical
-from ledger.base45 import ALPHABET, b45decode, b45encode
-from ledger.claims import claim_digest, claim_salt
-from ledger.credential import Credential, issue_credential
+from ledger.credential.base45 import ALPHABET, b45decode, b45encode
+from ledger.credential.claims import claim_digest, claim_salt
+from ledger.credential.credential import Credential, issue_credential
+from ledger.credential.gbtext import gb18030_form
+from ledger.credential.presentation import (
+    MAX_INFLATED_SIZE,
+    MAX_TEXT_LENGTH,
+    Presentation,
+    Validity,
+    check_presentation,
+    verify_presentation,
+)
+from ledger.credential.qrdict import (
+    PRESET_DICTIONARY,
+    PRESET_DICTIONARY_SHA256,
+    STRUCTURE,
+    TYPE_WORDS,
+    VOCABULARY,
+    build_dictionary,
+)
 from ledger.errors import (
     ClaimMismatchError,
     LedgerError,
@@ -23,25 +40,8 @@ from ledger.errors import (
     SignatureError,
     TooLargeError,
 )
-from ledger.gbtext import gb18030_form
-from ledger.policy import LogKey, Member
-from ledger.presentation import (
-    MAX_INFLATED_SIZE,
-    MAX_TEXT_LENGTH,
-    Presentation,
-    Validity,
-    check_presentation,
-    verify_presentation,
-)
-from ledger.qrdict import (
-    PRESET_DICTIONARY,
-    PRESET_DICTIONARY_SHA256,
-    STRUCTURE,
-    TYPE_WORDS,
-    VOCABULARY,
-    build_dictionary,
-)
-from ledger.statement import Kind, Reason
+from ledger.log.statement import Kind, Reason
+from ledger.trust.policy import LogKey, Member
 from tests.fixtures.consortium import (
     AMR,
     AMR_KEY,

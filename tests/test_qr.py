@@ -10,10 +10,17 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-import ledger.qr
+import ledger.credential.qr
+from ledger.credential.presentation import check_presentation
+from ledger.credential.qr import (
+    MAX_IMAGE_PIXELS,
+    make_qr,
+    read_qr_codes,
+    read_qr_file,
+    render_png,
+    render_svg,
+)
 from ledger.errors import FileError, MalformedError, TooLargeError
-from ledger.presentation import check_presentation
-from ledger.qr import MAX_IMAGE_PIXELS, make_qr, read_qr_codes, read_qr_file, render_png, render_svg
 from tests.fixtures.consortium import POLICY, T0, issue_reference
 
 CRED = issue_reference()
@@ -178,7 +185,7 @@ def test_read_qr_file_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         read_qr_file(tmp_path)
     big = tmp_path / "big.png"
     big.write_bytes(render_png(FULL))
-    monkeypatch.setattr(ledger.qr, "MAX_IMAGE_BYTES", 100)
+    monkeypatch.setattr(ledger.credential.qr, "MAX_IMAGE_BYTES", 100)
     with pytest.raises(TooLargeError, match=r"big\.png: the image is larger than the 100-byte limit"):
         read_qr_file(big)
     bad = tmp_path / "bad.png"

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from ledger import canonical
 from ledger.errors import LedgerError, MalformedError, SignatureError
-from ledger.statement import GENESIS_PREV, Entry, Kind, Reason, SignedStatement, Statement, encode_entry
+from ledger.log.statement import GENESIS_PREV, Entry, Kind, Reason, SignedStatement, Statement, encode_entry
 from tests.helpers import ISSUER, T0, cert_id, issue, log_key, revoke
 
 

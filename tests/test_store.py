@@ -15,14 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import merkle
-from ledger.audit import audit
-from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.errors import AuditError, ConflictError, LedgerError, MalformedError, SignatureError, StorageError
 from ledger.keys import SigningKey, VerifierKey, key_id
-from ledger.statement import GENESIS_PREV, Entry, SignedStatement
-from ledger.store import APPLICATION_ID, LogStore
-from ledger.tlogproof import TlogProof, verify
+from ledger.log import merkle
+from ledger.log.audit import audit
+from ledger.log.checkpoint import Checkpoint, open_checkpoint
+from ledger.log.statement import GENESIS_PREV, Entry, SignedStatement
+from ledger.log.store import APPLICATION_ID, LogStore
+from ledger.log.tlogproof import TlogProof, verify
 from tests.helpers import ORIGIN, issue, log_key, revoke
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -421,7 +421,7 @@ def test_a_second_writer_is_refused_readers_are_not(store: LogStore, db: Path) -
         LogStore.open(db)
     code = (
         "import sys\n"
-        "from ledger.store import LogStore\n"
+        "from ledger.log.store import LogStore\n"
         "from ledger.errors import StorageError\n"
         "try:\n"
         f"    LogStore.open({str(db)!r})\n"

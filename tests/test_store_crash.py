@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from ledger.audit import audit
-from ledger.merkle import leaf_hash
-from ledger.statement import GENESIS_PREV, Entry, SignedStatement
-from ledger.store import LogStore
+from ledger.log.audit import audit
+from ledger.log.merkle import leaf_hash
+from ledger.log.statement import GENESIS_PREV, Entry, SignedStatement
+from ledger.log.store import LogStore
 from tests.helpers import issue, log_key
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import merkle, note, tlogproof
-from ledger.checkpoint import Checkpoint, CosignatureSigner, cosign, sign_checkpoint
 from ledger.errors import LedgerError, MalformedError, ProofError, SignatureError, TooLargeError
 from ledger.keys import SigningKey
-from ledger.tlogproof import TlogProof, make_proof
+from ledger.log import merkle, note, tlogproof
+from ledger.log.checkpoint import Checkpoint, CosignatureSigner, cosign, sign_checkpoint
+from ledger.log.tlogproof import TlogProof, make_proof
 from tests.helpers import mutate
 
 ORIGIN = "ledger.example.gov.cn/hangzhou-xihu-amr"
@@ -28,7 +28,7 @@ W_KEYS = [w.verifier_key for w in W]
 
 
 class Log:
-    """A small in-memory log built with the stored-hash functions of ledger.merkle."""
+    """A small in-memory log built with the stored-hash functions of ledger.log.merkle."""
 
     def __init__(self, n: int) -> None:
         self.entries = [f"entry {i}".encode() for i in range(n)]

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import note
 from ledger.errors import LedgerError, MalformedError, PolicyError, SchemaError, TooLargeError
 from ledger.keys import VerifierKey
-from ledger.policy import Policy
-from ledger.policy_doc import MAX_DOCUMENT_SIZE, MAX_SIGNATURES, add_signature, parse_document, render
-from ledger.trust import MAX_CHAIN, TrustedPolicy, signed_by, verify_chain
+from ledger.log import note
+from ledger.trust.policy import Policy
+from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE, MAX_SIGNATURES, add_signature, parse_document, render
+from ledger.trust.trust import MAX_CHAIN, TrustedPolicy, signed_by, verify_chain
 from tests.policy_fixtures import (
     DAY,
     T0,

@@ -15,7 +15,7 @@ a chain of documents that each satisfy these rules:
 5. the newest version must not be expired at ``now`` (``expired``: the freeze
    attack). A chain walk checks expiry only for the version it ends at, as TUF does;
 6. one walk covers at most :data:`MAX_CHAIN` documents (``chain-too-long``); each
-   document is size- and signature-capped by :mod:`ledger.policy_doc`.
+   document is size- and signature-capped by :mod:`ledger.trust.policy_doc`.
 
 :class:`TrustedPolicy` holds the trusted version. :meth:`~TrustedPolicy.update` and
 :meth:`~TrustedPolicy.walk` either succeed, or raise and leave it unchanged. Broken
@@ -28,12 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ledger import note
 from ledger.errors import MalformedError, PolicyError, SignatureError
 from ledger.keys import PublicKey, VerifierKey
-from ledger.policy import Policy, format_time
-from ledger.policy import rule_error as _fail
-from ledger.policy_doc import PolicyDocument, parse_document
+from ledger.log import note
+from ledger.trust.policy import Policy, format_time
+from ledger.trust.policy import rule_error as _fail
+from ledger.trust.policy_doc import PolicyDocument, parse_document
 
 __all__ = [
     "MAX_CHAIN",

@@ -32,9 +32,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ledger import note
 from ledger.errors import MalformedError, SignatureError, TooLargeError
 from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
+from ledger.log import note
 
 __all__ = [
     "COSIGNATURE_HEADER",

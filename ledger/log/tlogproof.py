@@ -22,11 +22,11 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ledger import merkle, note
-from ledger.checkpoint import DEFAULT_MAX_SIZE as CHECKPOINT_MAX_SIZE
-from ledger.checkpoint import Checkpoint, OpenedCheckpoint, open_checkpoint, parse_uint63
 from ledger.errors import MalformedError, ProofError, SignatureError, TooLargeError
 from ledger.keys import VerifierKey
+from ledger.log import merkle, note
+from ledger.log.checkpoint import DEFAULT_MAX_SIZE as CHECKPOINT_MAX_SIZE
+from ledger.log.checkpoint import Checkpoint, OpenedCheckpoint, open_checkpoint, parse_uint63
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -158,7 +158,7 @@ def make_proof(
 ) -> TlogProof:
     """The proof that entry ``index`` is in the tree ``signed_checkpoint`` commits to.
 
-    ``read`` reads the log's stored hashes (see :mod:`ledger.merkle`); the checkpoint's
+    ``read`` reads the log's stored hashes (see :mod:`ledger.log.merkle`); the checkpoint's
     signature is not checked here.
     """
     cp = _check_checkpoint_note(signed_checkpoint)
@@ -182,7 +182,7 @@ def verify(
     ``quorum`` of ``witnesses``, and the inclusion proof. Returns the opened checkpoint.
 
     Raises SignatureError (signatures, quorum), ProofError (inclusion), or the errors
-    of :func:`~ledger.checkpoint.open_checkpoint`.
+    of :func:`~ledger.log.checkpoint.open_checkpoint`.
     """
     if (leaf is None) == (leaf_hash is None):
         raise MalformedError("give exactly one of leaf and leaf_hash")

@@ -28,7 +28,7 @@ capped, duplicate keys, unknown or missing fields, floats and non-canonical form
 rejected, and at most :data:`MAX_SIGNATURES` signatures are accepted. Every failure is
 a :class:`~ledger.errors.MalformedError` (a :class:`~ledger.errors.TooLargeError` for a
 cap, a :class:`~ledger.errors.SchemaError` for a value the policy model refuses).
-Nothing here verifies a signature: :mod:`ledger.trust` does.
+Nothing here verifies a signature: :mod:`ledger.trust.trust` does.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring  # the C encoder json.dumps uses for str
 from typing import Any
 
-from ledger import note
 from ledger.errors import MalformedError, SchemaError, TooLargeError
 from ledger.files import loads_json
 from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, SigningKey, VerifierKey
-from ledger.policy import (
+from ledger.log import note
+from ledger.trust.policy import (
     MAX_TIME,
     CertificateType,
     ClaimSpec,

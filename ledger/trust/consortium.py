@@ -50,7 +50,7 @@ from typing import Any
 
 from ledger.errors import LedgerError, MalformedError, SchemaError, TooLargeError
 from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, VerifierKey, check_key_name
-from ledger.policy import (
+from ledger.trust.policy import (
     MAX_TIME,
     CertificateType,
     ClaimSpec,
@@ -59,7 +59,7 @@ from ledger.policy import (
     Policy,
     format_time,
 )
-from ledger.policy_doc import parse_time
+from ledger.trust.policy_doc import parse_time
 
 __all__ = [
     "CHANGES",

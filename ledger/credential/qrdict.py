@@ -30,7 +30,7 @@ Only wording that recurs across many licences, never the text of one licence:
 Deflate codes a nearer match in fewer bits, so the groups run from the least to the
 most frequent (as estimated: no registration statistics were at hand), the structure
 bytes last (they are the first bytes of every presentation). The text is stored in
-the same encoding that carries claim values (GB 18030, :mod:`ledger.gbtext`), so a
+the same encoding that carries claim values (GB 18030, :mod:`ledger.credential.gbtext`), so a
 value matches it byte for byte.
 
 No term is there because one licence has it: phrases the earlier dictionary held only
@@ -44,7 +44,7 @@ prints how much that may flatter the figures.
 The dictionary is part of the CL1 format: every reader must use exactly these bytes
 (:data:`PRESET_DICTIONARY`, whose SHA-256 is :data:`PRESET_DICTIONARY_SHA256`).
 Changing one byte makes existing CL1 codes unreadable, so once CL1 is deployed a new
-dictionary needs a new format version. ``python -m ledger.qrdict`` writes the bytes
+dictionary needs a new format version. ``python -m ledger.credential.qrdict`` writes the bytes
 to standard output, for readers in other languages.
 """
 
@@ -53,8 +53,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from ledger.credential.gbtext import gb18030_form
 from ledger.errors import MalformedError
-from ledger.gbtext import gb18030_form
 
 __all__ = [
     "PRESET_DICTIONARY",
@@ -389,7 +389,9 @@ def build_dictionary(
         text = "".join(term + separator for term in terms)
         data = gb18030_form(text)
         if data is None:
-            raise MalformedError("dictionary: every term must travel as GB 18030 (see ledger.gbtext)")
+            raise MalformedError(
+                "dictionary: every term must travel as GB 18030 (see ledger.credential.gbtext)"
+            )
         parts.append(data)
     return b"".join(parts) + type_words.encode("ascii") + structure
 

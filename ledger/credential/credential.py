@@ -3,7 +3,7 @@
 A :class:`Credential` is the signed issue (or replace) statement, the claim values,
 the schema of those claims (compact key, name, label, kind), and the certificate's
 16-byte salt secret, from which every claim's salt is derived (see
-:mod:`ledger.claims`). With it the holder makes presentations: full disclosure, or
+:mod:`ledger.credential.claims`). With it the holder makes presentations: full disclosure, or
 any subset of the claims (:meth:`Credential.present`).
 
 :func:`issue_credential` validates the claims against the certificate type's schema
@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ledger.certid import CertId
-from ledger.claims import (
+from ledger.credential.claims import (
     SECRET_SIZE,
     CanonicalValue,
     ClaimValue,
@@ -41,13 +40,19 @@ from ledger.claims import (
     display_value,
     value_text,
 )
+from ledger.credential.presentation import (
+    DEFAULT_CLOCK_SKEW,
+    CheckedPresentation,
+    Presentation,
+    check_presentation,
+)
 from ledger.errors import ClaimMismatchError, MalformedError, PolicyError, SchemaError
 from ledger.files import loads_json, read_capped, write_file
 from ledger.keys import SigningKey
-from ledger.note import decode_base64
-from ledger.policy import CertificateType, ClaimSpec, Member, Policy
-from ledger.presentation import DEFAULT_CLOCK_SKEW, CheckedPresentation, Presentation, check_presentation
-from ledger.statement import Kind, Reason, SignedStatement, Statement
+from ledger.log.certid import CertId
+from ledger.log.note import decode_base64
+from ledger.log.statement import Kind, Reason, SignedStatement, Statement
+from ledger.trust.policy import CertificateType, ClaimSpec, Member, Policy
 
 __all__ = [
     "CREDENTIAL_FORMAT",
@@ -70,12 +75,12 @@ _SPEC_KEYS = frozenset({"key", "name", "label", "kind", "required", "max_length"
 class Credential:
     """A holder's certificate: signed statement, claims, their schema and the salt secret.
 
-    ``schema`` lists the :class:`~ledger.policy.ClaimSpec` of every claim the
+    ``schema`` lists the :class:`~ledger.trust.policy.ClaimSpec` of every claim the
     certificate has (copied from the certificate type when it was issued), so the
     holder can present without the trust policy. Validated on construction: the
     claims fit the schema and their digests are the ones in the signed statement.
     The signature itself is checked by whoever trusts the issuer's key
-    (:func:`ledger.presentation.check_presentation`).
+    (:func:`ledger.credential.presentation.check_presentation`).
     """
 
     signed: SignedStatement

@@ -18,12 +18,12 @@ import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger import merkle
-from ledger.audit import audit as run_audit
 from ledger.errors import AuditError, KeyFileError, MalformedError, ProofError, StorageError
 from ledger.files import read_capped, write_file
 from ledger.keys import SIG_TYPE_ED25519, PublicKey, SigningKey, VerifierKey
-from ledger.store import LogStore
+from ledger.log import merkle
+from ledger.log.audit import audit as run_audit
+from ledger.log.store import LogStore
 
 __all__ = ["load_public_keys", "load_signing_key", "log"]
 

@@ -15,8 +15,8 @@ are Unix seconds (UTC), from 1970 to the end of year 9999. A failed query raises
 :class:`~ledger.errors.PolicyError` whose ``rule`` names the broken rule (one of
 :data:`RULES`) and whose message says why.
 
-The signed document format is in :mod:`ledger.policy_doc`, the version-update rules in
-:mod:`ledger.trust`.
+The signed document format is in :mod:`ledger.trust.policy_doc`, the version-update rules in
+:mod:`ledger.trust.trust`.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ _MAX_URL = 2048
 #: Every rule a :class:`~ledger.errors.PolicyError` can name, with what it means.
 RULES: Mapping[str, str] = MappingProxyType(
     {
-        # version updates (ledger.trust)
+        # version updates (ledger.trust.trust)
         "rollback": "a version is never replaced by an older or equal one",
         "skipped-version": "version N is followed only by version N+1",
         "old-threshold": "version N+1 is signed by a threshold of version N's governance keys",

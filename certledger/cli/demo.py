@@ -1,14 +1,14 @@
 """``certledger demo``: the whole system, offline, in one run, explained step by step.
 
 1. A consortium of three Hangzhou departments agrees on a trust policy: version 1 from
-   the spec shipped in ``ledger/data/demo-consortium.toml``, built by the code
+   the spec shipped in ``certledger/data/demo-consortium.toml``, built by the code
    ``certledger consortium init`` runs (keys generated and saved the same way), signed
    by a threshold of governance keys and pinned; version 2 adds a certificate type
-   (``ledger/data/demo-food-permit.toml``), is signed by both thresholds and walked to.
+   (``certledger/data/demo-food-permit.toml``), is signed by both thresholds and walked to.
 2. Each department opens its own log, keyed by its log key in the policy; every
    checkpoint is cosigned by the other two departments' witnesses.
 3. The market regulator issues the reference business licence
-   (``ledger/data/business_licence.json``: the project's reference licence, with its
+   (``certledger/data/business_licence.json``: the project's reference licence, with its
    id's check character corrected), logs it and has the checkpoint witnessed.
 4. The holder makes a full and a selective ``CL1:`` presentation, writes them as PNG
    and SVG QR codes and reads the PNG back.
@@ -46,14 +46,11 @@ from typing import Any
 
 import click
 
-from ledger import merkle, tlogproof
-from ledger.audit import audit
-from ledger.certid import CertId
-from ledger.checkpoint import Checkpoint, CosignatureSigner, OpenedCheckpoint, cosign, open_checkpoint
-from ledger.claims import canonical_value, claim_digest, claim_salt
-from ledger.cli.consortium import key_file
-from ledger.consortium import KeyRequest, apply_changes, genesis, parse_change, read_toml
-from ledger.credential import issue_credential
+from certledger.cli.consortium import key_file
+from ledger.credential.claims import canonical_value, claim_digest, claim_salt
+from ledger.credential.credential import issue_credential
+from ledger.credential.presentation import Presentation, check_presentation
+from ledger.credential.qr import make_qr, read_qr_file, render_png, render_svg
 from ledger.errors import (
     AuditError,
     LedgerError,
@@ -64,13 +61,16 @@ from ledger.errors import (
 )
 from ledger.files import write_file
 from ledger.keys import PublicKey, SigningKey, VerifierKey
-from ledger.policy import Member, Policy, format_time
-from ledger.policy_doc import add_signature, parse_document, sign_proposal
-from ledger.presentation import Presentation, check_presentation
-from ledger.qr import make_qr, read_qr_file, render_png, render_svg
-from ledger.statement import Entry, Kind, Reason, SignedStatement, Statement, encode_entry
-from ledger.store import LogStore
-from ledger.trust import TrustedPolicy, signed_by
+from ledger.log import merkle, tlogproof
+from ledger.log.audit import audit
+from ledger.log.certid import CertId
+from ledger.log.checkpoint import Checkpoint, CosignatureSigner, OpenedCheckpoint, cosign, open_checkpoint
+from ledger.log.statement import Entry, Kind, Reason, SignedStatement, Statement, encode_entry
+from ledger.log.store import LogStore
+from ledger.trust.consortium import KeyRequest, apply_changes, genesis, parse_change, read_toml
+from ledger.trust.policy import Member, Policy, format_time
+from ledger.trust.policy_doc import add_signature, parse_document, sign_proposal
+from ledger.trust.trust import TrustedPolicy, signed_by
 
 __all__ = ["demo"]
 
@@ -88,8 +88,8 @@ _CHINA = dt.timezone(dt.timedelta(hours=8))
 
 
 def _data(name: str) -> bytes:
-    """A file shipped in ``ledger/data``."""
-    return resources.files("ledger").joinpath("data", name).read_bytes()
+    """A file shipped in ``certledger/data``."""
+    return resources.files("certledger").joinpath("data", name).read_bytes()
 
 
 def _midnight(day: str) -> int:

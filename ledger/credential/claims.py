@@ -36,7 +36,7 @@ from typing import Any
 
 from ledger import canonical
 from ledger.errors import SchemaError
-from ledger.policy import ClaimSpec
+from ledger.trust.policy import ClaimSpec
 
 __all__ = [
     "DIGEST_CONTEXT",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from ledger.credential import Credential
+from ledger.credential.credential import Credential
+from ledger.credential.qr import make_qr, render_png, render_svg
 from ledger.files import write_file
-from ledger.qr import make_qr, render_png, render_svg
 
 __all__ = ["present"]
 

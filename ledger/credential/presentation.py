@@ -13,7 +13,7 @@ Either way the verifier rebuilds the canonical statement bytes and checks the is
 Ed25519 signature over them, so a changed value, salt, digest or signature fails.
 
 Text form: ``CL1:`` + Base45(raw deflate(canonical msgpack map), preset dictionary
-:data:`ledger.qrdict.PRESET_DICTIONARY`). The map (keys are small integers)::
+:data:`ledger.credential.qrdict.PRESET_DICTIONARY`). The map (keys are small integers)::
 
     1  kind         1 issue, 5 replace
     2  key id       4-byte C2SP key ID of the signing log key (identifies the issuer)
@@ -30,7 +30,7 @@ Text form: ``CL1:`` + Base45(raw deflate(canonical msgpack map), preset dictiona
     12 signature    64-byte Ed25519 signature of the statement
     13 values       {claim key: value} of the disclosed claims: an integer, or text;
                     text with a non-ASCII character travels as GB 18030 bytes (bin)
-                    when :mod:`ledger.gbtext` allows, else as UTF-8 (str)
+                    when :mod:`ledger.credential.gbtext` allows, else as UTF-8 (str)
     14 secret       full disclosure only: the 16-byte salt secret
     15 salts        selective only: {claim key: 16-byte salt}, the keys of ``values``
     16 digests      selective only: {claim key: 32-byte digest} of the hidden claims
@@ -63,9 +63,8 @@ from types import MappingProxyType
 from typing import Any
 
 from ledger import canonical
-from ledger.base45 import b45decode, b45encode
-from ledger.certid import CertId
-from ledger.claims import (
+from ledger.credential.base45 import b45decode, b45encode
+from ledger.credential.claims import (
     DIGEST_SIZE,
     SALT_SIZE,
     SECRET_SIZE,
@@ -77,6 +76,8 @@ from ledger.claims import (
     display_value,
     value_text,
 )
+from ledger.credential.gbtext import from_gb18030, gb18030_form, is_gb18030_transportable
+from ledger.credential.qrdict import PRESET_DICTIONARY
 from ledger.errors import (
     ClaimMismatchError,
     MalformedError,
@@ -85,10 +86,9 @@ from ledger.errors import (
     SignatureError,
     TooLargeError,
 )
-from ledger.gbtext import from_gb18030, gb18030_form, is_gb18030_transportable
-from ledger.policy import CertificateType, LogKey, Member, Policy
-from ledger.qrdict import PRESET_DICTIONARY
-from ledger.statement import MAX_CLAIMS, Kind, Reason, SignedStatement, Statement, statement_message
+from ledger.log.certid import CertId
+from ledger.log.statement import MAX_CLAIMS, Kind, Reason, SignedStatement, Statement, statement_message
+from ledger.trust.policy import CertificateType, LogKey, Member, Policy
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
+from ledger.credential.presentation import PREFIX, Presentation
+from ledger.credential.qr import read_qr_file
 from ledger.errors import MalformedError
-from ledger.presentation import PREFIX, Presentation
-from ledger.qr import read_qr_file
 
 __all__ = ["qr"]
 

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import click
 
-from ledger.consortium import (
+from ledger.errors import KeyFileError, LedgerError, MalformedError
+from ledger.files import read_capped, write_file
+from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, SigningKey, VerifierKey
+from ledger.trust.consortium import (
     CHANGES,
     MAX_SPEC_SIZE,
     KeyRequest,
@@ -29,11 +32,8 @@ from ledger.consortium import (
     summary,
     warnings,
 )
-from ledger.errors import KeyFileError, LedgerError, MalformedError
-from ledger.files import read_capped, write_file
-from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, SigningKey, VerifierKey
-from ledger.policy import Policy, format_time
-from ledger.policy_doc import (
+from ledger.trust.policy import Policy, format_time
+from ledger.trust.policy_doc import (
     MAX_DOCUMENT_SIZE,
     PolicyDocument,
     add_signature,
@@ -42,7 +42,7 @@ from ledger.policy_doc import (
     render,
     sign_proposal,
 )
-from ledger.trust import TrustedPolicy, signed_by, verify_pinned
+from ledger.trust.trust import TrustedPolicy, signed_by, verify_pinned
 
 __all__ = ["consortium", "key_file"]
 

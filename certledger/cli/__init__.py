@@ -20,11 +20,17 @@ __all__ = ["cli", "main"]
 
 # name -> "module:attribute" of a click command or group
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "consortium": ("ledger.cli.consortium", "Create, change, sign and verify the consortium trust policy."),
-    "demo": ("ledger.cli.demo", "Run the whole system offline, step by step: policy to QR to attacks."),
-    "log": ("ledger.cli.log", "Operate on a department's log database: audit, checkpoints, proofs."),
-    "present": ("ledger.cli.present", "Make the QR text and images of a credential, fully or selectively."),
-    "qr": ("ledger.cli.qr", "Read certificate QR codes from images."),
+    "consortium": (
+        "certledger.cli.consortium",
+        "Create, change, sign and verify the consortium trust policy.",
+    ),
+    "demo": ("certledger.cli.demo", "Run the whole system offline, step by step: policy to QR to attacks."),
+    "log": ("certledger.cli.log", "Operate on a department's log database: audit, checkpoints, proofs."),
+    "present": (
+        "certledger.cli.present",
+        "Make the QR text and images of a credential, fully or selectively.",
+    ),
+    "qr": ("certledger.cli.qr", "Read certificate QR codes from images."),
 }
 
 

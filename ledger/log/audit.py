@@ -9,7 +9,7 @@ rows and the ``O(log n)`` right edge of the tree, and checks
 4. that every statement is signed by one of the caller's log keys: the key ID must be
    that key's (``key_id(origin, 0x01, key)``) and the signature must verify;
 5. every stored Merkle hash, recomputed from the entries with
-   :func:`ledger.merkle.stored_hashes`, and that no stored hash lies beyond the last entry;
+   :func:`ledger.log.merkle.stored_hashes`, and that no stored hash lies beyond the last entry;
 6. every stored checkpoint: it opens (signature by one of the log keys, origin of this
    log), its size and root are the stored ones, its size is within the log, and its
    root equals the root recomputed from the entries at that size.
@@ -27,13 +27,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import merkle, note
-from ledger.checkpoint import DEFAULT_MAX_SIZE as CHECKPOINT_MAX_SIZE
-from ledger.checkpoint import OpenedCheckpoint, open_checkpoint
 from ledger.errors import AuditError, LedgerError, MalformedError, SignatureError, StorageError
 from ledger.keys import SIG_TYPE_ED25519, PublicKey, VerifierKey, key_id
-from ledger.statement import GENESIS_PREV, Entry, statement_message
-from ledger.store import LogStore, StoredCheckpoint
+from ledger.log import merkle, note
+from ledger.log.checkpoint import DEFAULT_MAX_SIZE as CHECKPOINT_MAX_SIZE
+from ledger.log.checkpoint import OpenedCheckpoint, open_checkpoint
+from ledger.log.statement import GENESIS_PREV, Entry, statement_message
+from ledger.log.store import LogStore, StoredCheckpoint
 
 __all__ = ["AuditReport", "Progress", "audit", "log_key_map"]
 

@@ -37,9 +37,9 @@ from typing import Any
 import msgpack
 
 from ledger import canonical
-from ledger.certid import CertId
 from ledger.errors import MalformedError, SignatureError
 from ledger.keys import PublicKey, SigningKey
+from ledger.log.certid import CertId
 
 __all__ = [
     "ENTRY_VERSION",

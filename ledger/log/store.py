@@ -5,7 +5,7 @@ Schema (version 1; ``PRAGMA application_id`` marks the file as a certledger log)
     meta        (key TEXT PRIMARY KEY, value)           schema_version, origin, created
     entries     (idx INTEGER PRIMARY KEY, data BLOB)     entry i: its exact canonical bytes
     hashes      (idx INTEGER PRIMARY KEY, hash BLOB)     stored Merkle hash i (32 bytes),
-                                                         in ledger.merkle.stored_hash_index order
+                                                         in ledger.log.merkle.stored_hash_index order
     checkpoints (id INTEGER PRIMARY KEY, size, root, note, signed_at)
                                                          every checkpoint this log signed
 
@@ -18,7 +18,7 @@ a commit and reloaded from the database after any failure, so the database is th
 truth.
 
 An append hashes ``O(log n)``: each record stores its leaf hash and the hashes of the
-subtrees it completes (:func:`ledger.merkle.stored_hashes`), whose siblings are the
+subtrees it completes (:func:`ledger.log.merkle.stored_hashes`), whose siblings are the
 tree's right edge, kept in memory. A proof or root reads ``O(log n)`` stored hashes.
 
 One process writes: the writer holds an exclusive ``flock`` on ``<database>-lock`` for
@@ -26,7 +26,7 @@ as long as the store is open, and a second writer is refused. Readers
 (``LogStore.open(path, readonly=True)``) take no lock and may run alongside the writer.
 
 Checkpoints are C2SP tlog-checkpoints signed by the log key (see
-:mod:`ledger.checkpoint`). The store never signs two inconsistent checkpoints: before
+:mod:`ledger.log.checkpoint`). The store never signs two inconsistent checkpoints: before
 signing it checks the new root against every stored checkpoint of the same size and
 proves consistency with the latest stored checkpoint, recomputing that checkpoint's
 root from the stored hashes.
@@ -49,8 +49,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ledger import merkle
-from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import (
     ConflictError,
     MalformedError,
@@ -61,7 +59,9 @@ from ledger.errors import (
 )
 from ledger.files import fsync_path
 from ledger.keys import SIG_TYPE_ED25519, SigningKey, check_key_name, key_id
-from ledger.statement import (
+from ledger.log import merkle
+from ledger.log.checkpoint import Checkpoint, sign_checkpoint
+from ledger.log.statement import (
     GENESIS_PREV,
     MAX_ENTRY_SIZE,
     STATEMENT_CONTEXT,
@@ -70,7 +70,7 @@ from ledger.statement import (
     encode_entry,
     statement_message,
 )
-from ledger.tlogproof import TlogProof, make_proof
+from ledger.log.tlogproof import TlogProof, make_proof
 
 __all__ = [
     "APPLICATION_ID",
@@ -486,7 +486,7 @@ class LogStore:
     # ----------------------------------------------------------------- reading
 
     def _read(self, indexes: Sequence[int]) -> list[bytes]:
-        """Stored hashes by index, in the order asked (a :data:`ledger.merkle.HashReader`)."""
+        """Stored hashes by index, in the order asked (a :data:`ledger.log.merkle.HashReader`)."""
         out: dict[int, bytes] = {}
         wanted = sorted(set(indexes))
         for lo in range(0, len(wanted), _MAX_READ):
@@ -500,7 +500,7 @@ class LogStore:
             raise StorageError(f"{self._path}: stored hash {e.args[0]} is missing") from None
 
     def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
-        """Stored Merkle hashes by stored-hash index (see :mod:`ledger.merkle`)."""
+        """Stored Merkle hashes by stored-hash index (see :mod:`ledger.log.merkle`)."""
         with self._mutex:
             self._check_open()
             return self._read(indexes)
@@ -549,7 +549,7 @@ class LogStore:
         """Raw ``(index, data)`` rows of entries in ``[start, stop)``, as stored, in order.
 
         Missing rows are simply absent and values are not checked: this is what
-        :func:`ledger.audit.audit` reads.
+        :func:`ledger.log.audit.audit` reads.
         """
         return self._scan("entries", start, stop)
 

@@ -1,0 +1,5 @@
+"""``python -m certledger`` runs the certledger command line."""
+
+from certledger.cli import main
+
+main()
