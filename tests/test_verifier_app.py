@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from collections.abc import Iterator
@@ -72,8 +73,6 @@ def test_verify_plain_text_and_scanner_line_ends(client: TestClient) -> None:
 
 def test_forged_certificate_is_bad_signature(client: TestClient) -> None:
     other = CREDENTIALS["food_business_permit"].present(None)
-    import dataclasses
-
     forged = dataclasses.replace(LICENCE.present(None), signature=other.signature)
     r = client.post("/v1/verify", json={"text": forged.to_text()})
     assert r.status_code == 200

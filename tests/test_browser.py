@@ -1,0 +1,207 @@
+"""The verifier's page in real headless Chromium (Debian's package), driven by Playwright.
+
+The verifier runs under uvicorn on 127.0.0.1 (ephemeral port) in a thread. Chromium
+runs with background networking off, so the only address it contacts is that one.
+Outside CI the test skips when /usr/bin/chromium is absent; in CI it must run (the
+README's test command installs Chromium).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from PIL import Image
+
+from ledger.credential.qr import render_png
+from tests.fixtures.consortium import POLICY, T0, all_credentials
+from tests.verifier_offline import PolicyOnlyService
+from verifier.app import Limits, create_app
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
+    pytest.skip(
+        f"{CHROMIUM} is absent (install Debian's chromium package; the README's test command does)",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Page, sync_playwright  # noqa: E402
+
+NOW = T0 + 86400
+CREDENTIALS = all_credentials()
+LICENCE = CREDENTIALS["business_licence"]
+TEXT = LICENCE.to_qr_text(["uscc", "name", "legal_representative"])
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE = {"width": 390, "height": 844}
+
+
+class _Server:
+    """uvicorn serving ``app`` on 127.0.0.1 at an ephemeral port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> _Server:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the verifier did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.sock.close()
+        assert not self.thread.is_alive()
+
+
+def _y4m(png: bytes, path: Path, *, width: int = 640, height: int = 480, frames: int = 5) -> None:
+    """A YUV4MPEG2 (4:2:0) video of the QR code on a white frame, for Chromium's fake camera."""
+    from io import BytesIO
+
+    qr = Image.open(BytesIO(png)).convert("L")
+    side = min(width, height) - 40
+    qr = qr.resize((side, side), Image.Resampling.NEAREST)
+    frame = Image.new("L", (width, height), 255)
+    frame.paste(qr, ((width - side) // 2, (height - side) // 2))
+    y = frame.tobytes()
+    chroma = bytes([128]) * (width // 2) * (height // 2)
+    with path.open("wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            f.write(b"FRAME\n" + y + chroma + chroma)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[_Server]:
+    service = PolicyOnlyService(policy=POLICY, now=lambda: NOW)
+    with _Server(create_app(service=service, limits=Limits(rate=1000.0, burst=1000))) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("browser")
+    png = render_png(TEXT, scale=6)
+    (d / "licence.png").write_bytes(png)
+    _y4m(png, d / "licence.y4m")
+    return {"png": d / "licence.png", "y4m": d / "licence.y4m", "dir": d}
+
+
+def _verdict(page: Page) -> tuple[str, str]:
+    page.wait_for_function(
+        "() => { const c = document.getElementById('verdict').dataset.code; return c && c !== ''; }",
+        timeout=20_000,
+    )
+    return (
+        page.get_attribute("#verdict", "data-code") or "",
+        page.inner_text("#verdict-sub"),
+    )
+
+
+def _launch(p: Any, extra: list[str] = ()) -> Any:  # type: ignore[assignment]
+    return p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, *extra], headless=True)
+
+
+def test_upload_paste_and_mangled_input(server: _Server, files: dict[str, Path]) -> None:
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport=PHONE)
+            page.goto(server.url + "/")
+            assert page.inner_text("#verdict-title") == "请出示二维码"
+
+            page.set_input_files("#upload-input", str(files["png"]))
+            code, sub = _verdict(page)
+            assert code == "NOT_IN_LEDGER" and sub == "NOT IN LEDGER"
+            assert LICENCE.claims["name"] in page.inner_text("#d-claims")
+            assert "杭州市西湖区市场监督管理局" in page.inner_text("#d-issuer")
+            assert page.get_attribute("#verdict", "class") == "verdict unsure"
+            page.screenshot(path=str(files["dir"] / "upload.png"), full_page=True)
+
+            page.evaluate("document.getElementById('verdict').dataset.code = ''")
+            page.fill("#text-input", "not a certificate")
+            page.press("#text-input", "Enter")
+            assert _verdict(page) == ("MALFORMED", "MALFORMED")
+            assert page.get_attribute("#verdict", "class") == "verdict invalid"
+
+            # a keyboard-wedge scanner typing through a Chinese input method: full-width text
+            page.evaluate("document.getElementById('verdict').dataset.code = ''")
+            page.fill("#text-input", "ＣＬ１：" + TEXT[4:])
+            page.press("#text-input", "Enter")
+            assert _verdict(page)[0] == "MANGLED"
+            assert "输入被改动" in page.inner_text("#reason-zh")
+            assert "input mangled" in page.inner_text("#reason-en")
+
+            # the scanner types fast and ends with Enter
+            page.evaluate("document.getElementById('verdict').dataset.code = ''")
+            page.fill("#text-input", "")
+            page.type("#text-input", TEXT[:200], delay=0)
+            page.fill("#text-input", TEXT)
+            page.press("#text-input", "Enter")
+            assert _verdict(page)[0] == "NOT_IN_LEDGER"
+        finally:
+            browser.close()
+
+
+def test_consortium_page(server: _Server, files: dict[str, Path]) -> None:
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server.url + "/consortium")
+            page.wait_for_selector("#members tr")
+            rows = page.inner_text("#members")
+            for m in POLICY.members:
+                assert m.name in rows and m.id in rows
+            page.wait_for_function("() => window.Chart && Chart.getChart('chart') !== undefined")
+            labels = page.evaluate("Chart.getChart('chart').data.datasets.map(d => d.label)")
+            assert len(labels) == 2 * len(POLICY.members)
+            assert errors == []
+            page.screenshot(path=str(files["dir"] / "consortium.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_camera_reads_a_fake_video_stream(server: _Server, files: dict[str, Path]) -> None:
+    fake = [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={files['y4m']}",
+    ]
+    with sync_playwright() as p:
+        browser = _launch(p, fake)
+        try:
+            page = browser.new_page(viewport=PHONE)
+            page.goto(server.url + "/")
+            page.click("#camera-start")
+            code, _ = _verdict(page)
+            assert code == "NOT_IN_LEDGER", page.inner_text("#camera-note")
+            assert LICENCE.claims["name"] in page.inner_text("#d-claims")
+        finally:
+            browser.close()
