@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -62,9 +62,19 @@ _VERDICT_EXAMPLE = {
     "replaced_by": None,
     "warnings": [],
 }
-_VERDICT_RESPONSE: dict[str, Any] = {
-    "description": "The verdict (also for refused input: MALFORMED)",
-    "content": {"application/json": {"example": _VERDICT_EXAMPLE}},
+_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many requests from this address; see the Retry-After header"}
+}
+_VERDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The verdict",
+        "content": {"application/json": {"example": _VERDICT_EXAMPLE}},
+    },
+    400: {"description": "Not JSON, not UTF-8, or not {\"text\": ...}: a MALFORMED verdict"},
+    413: {"description": "Body or image too large: a MALFORMED verdict"},
+    415: {"description": "Unsupported content type or image format: a MALFORMED verdict"},
+    422: {"description": "No QR code, several certificate codes, or an undecodable image: MALFORMED"},
+    **_LIMITED,
 }
 
 
@@ -194,7 +204,7 @@ def create_app(*, service: VerificationService, limits: Limits | None = None) ->
         ),
     )
 
-    async def rate_limited(request: Request) -> None:
+    def rate_limited(request: Request) -> None:
         client = request.client.host if request.client else "unknown"
         wait = limiter.take(client)
         if wait > 0:
@@ -219,8 +229,7 @@ def create_app(*, service: VerificationService, limits: Limits | None = None) ->
 
     @app.post(
         "/v1/verify",
-        dependencies=[Depends(rate_limited)],
-        responses={200: _VERDICT_RESPONSE},
+        responses=_VERDICT_RESPONSES,
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -240,13 +249,13 @@ def create_app(*, service: VerificationService, limits: Limits | None = None) ->
         summary="Verify the text of a certificate QR code",
     )
     async def verify_text(request: Request) -> Response:
+        rate_limited(request)
         body = await _read_capped(request, lim.max_text_body)
         return await verify(_text_of(body, request.headers.get("content-type", "")))
 
     @app.post(
         "/v1/verify/image",
-        dependencies=[Depends(rate_limited)],
-        responses={200: _VERDICT_RESPONSE},
+        responses=_VERDICT_RESPONSES,
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -259,20 +268,23 @@ def create_app(*, service: VerificationService, limits: Limits | None = None) ->
         summary="Verify the certificate QR code in a PNG or JPEG photo or screenshot",
     )
     async def verify_image(request: Request) -> Response:
+        rate_limited(request)
         body = await _read_capped(request, lim.max_image_body)
         texts = await to_thread.run_sync(_qr_texts, body, lim)
         return await verify(_pick_code(texts))
 
-    @app.get("/v1/status", dependencies=[Depends(rate_limited)], summary="Replica freshness and alerts")
-    async def status() -> dict[str, Any]:
+    @app.get("/v1/status", responses=_LIMITED, summary="Replica freshness and alerts")
+    async def status(request: Request) -> dict[str, Any]:
+        rate_limited(request)
         return await to_thread.run_sync(service.status)
 
     @app.get(
         "/v1/stats",
-        dependencies=[Depends(rate_limited)],
+        responses=_LIMITED,
         summary="Certificates issued and revoked per day per member (counts only)",
     )
-    async def stats() -> dict[str, Any]:
+    async def stats(request: Request) -> dict[str, Any]:
+        rate_limited(request)
         return await to_thread.run_sync(service.stats)
 
     @app.get("/healthz", summary="Liveness")

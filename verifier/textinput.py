@@ -9,6 +9,7 @@ judging the certificate from it.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from ledger.credential.base45 import ALPHABET
@@ -19,6 +20,7 @@ __all__ = ["MANGLED_WARNING", "clean_text", "mangled_reason"]
 #: The warning a verdict carries when the input was altered on its way in.
 MANGLED_WARNING = "input_mangled"
 _ALLOWED = frozenset(ALPHABET)
+_BASE45_ONLY = re.compile(r"[0-9A-Z $%*+\-./:]*")
 _TRIM = "\r\n\t\ufeff"
 
 
@@ -36,9 +38,9 @@ def mangled_reason(text: str) -> tuple[str, str] | None:
     Base45 alphabet. Text that is not meant as a certledger code at all is not mangled.
     """
     if text.startswith(PREFIX):
-        bad = sorted({c for c in text[len(PREFIX) :] if c not in _ALLOWED})
-        if not bad:
+        if _BASE45_ONLY.fullmatch(text, len(PREFIX)):
             return None
+        bad = sorted({c for c in text[len(PREFIX) :] if c not in _ALLOWED})
         shown = " ".join(_describe(c) for c in bad[:5])
         if any(_is_wide(c) for c in bad):
             return (
