@@ -192,6 +192,9 @@ class Replica:
             if cp.size == m:
                 store.refresh(cp, verified_at=self._now())
             return
+        if cp.size == 0:
+            self._commit(src, cp, 0, [])
+            return
         reader = self._tile_reader(src, cp)
         if held is not None and m > 0:
             try:
