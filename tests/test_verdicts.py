@@ -76,9 +76,14 @@ def synced(store: ReplicaStore, net: Net, pol: Policy = POLICY) -> ReplicaStore:
 
 
 def check(
-    text: str | Presentation, store: ReplicaStore, *, pol: Policy = POLICY, now: int = NOW, **kw: str
+    text: str | Presentation,
+    store: ReplicaStore,
+    *,
+    pol: Policy = POLICY,
+    now: int = NOW,
+    purpose: str | None = None,
 ) -> Verdict:
-    v = verify(text, policy=pol, replica_view=store, now=now, **kw)
+    v = verify(text, policy=pol, replica_view=store, now=now, purpose=purpose)
     assert v.reason_zh and v.reason_en
     return v
 
