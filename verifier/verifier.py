@@ -13,11 +13,12 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import httpx
 
 from ledger.credential.presentation import DEFAULT_CLOCK_SKEW, Presentation
-from ledger.replica.fetch import Fetcher, HttpFetcher, mirror_prefix
+from ledger.replica.fetch import DirectoryFetcher, Fetcher, HttpFetcher, mirror_prefix
 from ledger.replica.store import ReplicaStore
 from ledger.replica.sync import Replica, SyncResult
 from ledger.trust.policy import Member, Policy
@@ -31,17 +32,23 @@ SourceMap = Callable[[Member], Sequence[Fetcher]]
 
 
 def node_sources(nodes: Sequence[str], *, client: httpx.Client | None = None) -> SourceMap:
-    """Sources for each member: its own node (the policy's base URL) when listed in
-    ``nodes``, then every other listed node's mirror of its log."""
-    shared = client if client is not None else httpx.Client(timeout=10.0)
+    """Sources for each member, in the order of ``nodes``: a node's own log when the node
+    is that member's (the policy's base URL), else the node's mirror of the member's log
+    under ``mirror/<origin hash>/``. An entry that is not an http(s) URL is a directory
+    holding a static copy of a node's public files (the same layout)."""
+    shared = client if client is not None else httpx.Client(timeout=5.0)
     bases = [n if n.endswith("/") else n + "/" for n in nodes]
 
     def sources(member: Member) -> list[Fetcher]:
         own = member.base_url if member.base_url.endswith("/") else member.base_url + "/"
-        out: list[Fetcher] = [HttpFetcher(base_url=own, client=shared)] if own in bases else []
-        out += [
-            HttpFetcher(base_url=b + mirror_prefix(member.origin), client=shared) for b in bases if b != own
-        ]
+        out: list[Fetcher] = []
+        for b in bases:
+            if not b.startswith(("http://", "https://")):
+                out.append(DirectoryFetcher(root=Path(b) / mirror_prefix(member.origin)))
+            elif b == own:
+                out.append(HttpFetcher(base_url=own, client=shared))
+            else:
+                out.append(HttpFetcher(base_url=b + mirror_prefix(member.origin), client=shared))
         return out
 
     return sources
