@@ -70,7 +70,7 @@ _VERDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "The verdict",
         "content": {"application/json": {"example": _VERDICT_EXAMPLE}},
     },
-    400: {"description": "Not JSON, not UTF-8, or not {\"text\": ...}: a MALFORMED verdict"},
+    400: {"description": 'Not JSON, not UTF-8, or not {"text": ...}: a MALFORMED verdict'},
     413: {"description": "Body or image too large: a MALFORMED verdict"},
     415: {"description": "Unsupported content type or image format: a MALFORMED verdict"},
     422: {"description": "No QR code, several certificate codes, or an undecodable image: MALFORMED"},
