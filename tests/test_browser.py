@@ -21,8 +21,9 @@ import uvicorn
 from PIL import Image
 
 from ledger.credential.qr import render_png
-from tests.fixtures.consortium import POLICY, T0, all_credentials
-from tests.verifier_offline import PolicyOnlyService
+from ledger.replica.store import ReplicaStore
+from tests.fixtures.consortium import POLICY, all_credentials
+from tests.verifier_world import REVOKED, UNLOGGED, World
 from verifier.app import Limits, create_app
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,6 @@ if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
-NOW = T0 + 86400
 CREDENTIALS = all_credentials()
 LICENCE = CREDENTIALS["business_licence"]
 TEXT = LICENCE.to_qr_text(["uscc", "name", "legal_representative"])
@@ -96,10 +96,15 @@ def _y4m(png: bytes, path: Path, *, width: int = 640, height: int = 480, frames:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[_Server]:
-    service = PolicyOnlyService(policy=POLICY, now=lambda: NOW)
-    with _Server(create_app(service=service, limits=Limits(rate=1000.0, burst=1000))) as s:
-        yield s
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]:
+    root = tmp_path_factory.mktemp("world")
+    world = World(root)
+    with ReplicaStore.open(root / "replica.db") as store:
+        service = world.service(store)
+        assert all(r.ok for r in service.sync())
+        with _Server(create_app(service=service, limits=Limits(rate=1000.0, burst=1000))) as s:
+            yield s
+    world.close()
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +112,28 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("browser")
     png = render_png(TEXT, scale=6)
     (d / "licence.png").write_bytes(png)
+    (d / "revoked.png").write_bytes(render_png(REVOKED.to_qr_text(["uscc", "name"]), scale=6))
+    (d / "unlogged.jpg").write_bytes(_jpeg(render_png(UNLOGGED.to_qr_text(["uscc", "name"]), scale=6)))
     _y4m(png, d / "licence.y4m")
-    return {"png": d / "licence.png", "y4m": d / "licence.y4m", "dir": d}
+    return {
+        "png": d / "licence.png",
+        "revoked": d / "revoked.png",
+        "unlogged": d / "unlogged.jpg",
+        "y4m": d / "licence.y4m",
+        "dir": d,
+    }
+
+
+def _jpeg(png: bytes) -> bytes:
+    from io import BytesIO
+
+    out = BytesIO()
+    Image.open(BytesIO(png)).convert("RGB").save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def _reset(page: Page) -> None:
+    page.evaluate("document.getElementById('verdict').dataset.code = ''")
 
 
 def _verdict(page: Page) -> tuple[str, str]:
@@ -126,7 +151,7 @@ def _launch(p: Any, extra: list[str] = ()) -> Any:  # type: ignore[assignment]
     return p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, *extra], headless=True)
 
 
-def test_upload_paste_and_mangled_input(server: _Server, files: dict[str, Path]) -> None:
+def test_upload_valid_then_revoked(server: _Server, files: dict[str, Path]) -> None:
     with sync_playwright() as p:
         browser = _launch(p)
         try:
@@ -135,34 +160,57 @@ def test_upload_paste_and_mangled_input(server: _Server, files: dict[str, Path])
             assert page.inner_text("#verdict-title") == "请出示二维码"
 
             page.set_input_files("#upload-input", str(files["png"]))
-            code, sub = _verdict(page)
-            assert code == "NOT_IN_LEDGER" and sub == "NOT IN LEDGER"
+            assert _verdict(page) == ("VALID", "VALID")
+            assert page.inner_text("#verdict-title") == "有效"
+            assert page.get_attribute("#verdict", "class") == "verdict valid"
             assert LICENCE.claims["name"] in page.inner_text("#d-claims")
             assert "杭州市西湖区市场监督管理局" in page.inner_text("#d-issuer")
-            assert page.get_attribute("#verdict", "class") == "verdict unsure"
-            page.screenshot(path=str(files["dir"] / "upload.png"), full_page=True)
+            assert "witnessed by hangzhou-health, hangzhou-psb" in page.inner_text("#d-ledger")
+            page.screenshot(path=str(files["dir"] / "valid.png"), full_page=True)
 
-            page.evaluate("document.getElementById('verdict').dataset.code = ''")
+            _reset(page)
+            page.set_input_files("#upload-input", str(files["revoked"]))
+            assert _verdict(page) == ("REVOKED", "REVOKED")
+            assert page.inner_text("#verdict-title") == "已撤销"
+            assert page.get_attribute("#verdict", "class") == "verdict invalid"
+            page.screenshot(path=str(files["dir"] / "revoked.png"), full_page=True)
+
+            _reset(page)
+            page.set_input_files("#upload-input", str(files["unlogged"]))
+            assert _verdict(page) == ("NOT_IN_LEDGER", "NOT IN LEDGER")
+            assert page.get_attribute("#verdict", "class") == "verdict unsure"
+        finally:
+            browser.close()
+
+
+def test_paste_scanner_and_mangled_input(server: _Server) -> None:
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport=PHONE)
+            page.goto(server.url + "/")
+            _reset(page)
             page.fill("#text-input", "not a certificate")
             page.press("#text-input", "Enter")
             assert _verdict(page) == ("MALFORMED", "MALFORMED")
             assert page.get_attribute("#verdict", "class") == "verdict invalid"
 
             # a keyboard-wedge scanner typing through a Chinese input method: full-width text
-            page.evaluate("document.getElementById('verdict').dataset.code = ''")
+            _reset(page)
             page.fill("#text-input", "ＣＬ１：" + TEXT[4:])
             page.press("#text-input", "Enter")
             assert _verdict(page)[0] == "MANGLED"
             assert "输入被改动" in page.inner_text("#reason-zh")
             assert "input mangled" in page.inner_text("#reason-en")
+            assert page.get_attribute("#verdict", "class") == "verdict unsure"
 
             # the scanner types fast and ends with Enter
-            page.evaluate("document.getElementById('verdict').dataset.code = ''")
+            _reset(page)
             page.fill("#text-input", "")
             page.type("#text-input", TEXT[:200], delay=0)
             page.fill("#text-input", TEXT)
             page.press("#text-input", "Enter")
-            assert _verdict(page)[0] == "NOT_IN_LEDGER"
+            assert _verdict(page)[0] == "VALID"
         finally:
             browser.close()
 
@@ -201,7 +249,7 @@ def test_camera_reads_a_fake_video_stream(server: _Server, files: dict[str, Path
             page.goto(server.url + "/")
             page.click("#camera-start")
             code, _ = _verdict(page)
-            assert code == "NOT_IN_LEDGER", page.inner_text("#camera-note")
+            assert code == "VALID", page.inner_text("#camera-note")
             assert LICENCE.claims["name"] in page.inner_text("#d-claims")
         finally:
             browser.close()

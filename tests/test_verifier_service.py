@@ -20,50 +20,24 @@ from fastapi.testclient import TestClient
 from certledger.cli import cli
 from certledger.cli.verifier import parse_listen
 from ledger.credential.qr import render_png
-from ledger.log.statement import Kind
-from ledger.replica.fetch import mirror_prefix
 from ledger.replica.store import ReplicaStore
 from ledger.trust.policy_doc import sign_proposal
-from tests.fixtures.consortium import AMR, GOVERNANCE_KEY, HEALTH, POLICY, PSB, T0, issue_reference
-from tests.replica_fixtures import NOW, Net, licence, status
+from tests.fixtures.consortium import AMR, GOVERNANCE_KEY, HEALTH, POLICY, PSB, issue_reference
+from tests.replica_fixtures import NOW, licence
+from tests.verifier_world import REVOKED, World
 from verifier.app import Limits, create_app
 from verifier.service import ReplicaService
-from verifier.verifier import Verifier
-
-REVOKED = licence("2024000777")
-
-
-class World:
-    """Three members' logs published as static tile copies, and a verifier service over them."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.net = Net(root / "net")
-        self.public = root / "public"
-        self.net.append(AMR.id, [issue_reference().signed, REVOKED.signed])
-        self.net.append(AMR.id, [status(AMR.id, REVOKED.cert_id, Kind.REVOKE, time=T0 + 86_000)])
-        self.publish(at=NOW - 60)
-
-    def publish(self, *, at: int) -> None:
-        for m in (AMR, HEALTH, PSB):
-            self.net.publish(m.id, at=at)
-            dest = self.public / mirror_prefix(m.origin)
-            shutil.rmtree(dest, ignore_errors=True)
-            self.net.copy_tiles(m.id, dest)
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     w = World(tmp_path)
     yield w
-    w.net.close()
+    w.close()
 
 
 def _service(world: World, store: ReplicaStore, now: int = NOW) -> ReplicaService:
-    from verifier.verifier import node_sources
-
-    v = Verifier(policy=POLICY, store=store, sources=node_sources([str(world.public)]), clock=lambda: now)
-    return ReplicaService(verifier=v, clock=lambda: now)
+    return world.service(store, now=now)
 
 
 def test_valid_and_revoked_over_http(world: World, tmp_path: Path) -> None:

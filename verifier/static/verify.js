@@ -82,6 +82,14 @@
     text("d-validity", from ? `${from} — ${until || "长期 open-ended"}` : null);
     text("d-asof", v.as_of ? fmtTime(v.as_of) + " " + fmtAge(v.as_of) : "未查询账本 · no ledger data used");
     text("d-checked", fmtTime(v.checked_at));
+    const e = v.evidence;
+    text(
+      "d-ledger",
+      e
+        ? `第 ${e.entry_index} 条 · entry ${e.entry_index} of ${e.checkpoint_size}; ` +
+            `见证 witnessed by ${e.cosigners.join(", ") || "—"}`
+        : null,
+    );
     const replaced = v.replaced_by || "";
     $("d-replaced").hidden = $("d-replaced-dt").hidden = !replaced;
     $("d-replaced").textContent = replaced;
