@@ -37,5 +37,7 @@ def test_bench_verify_http_runs() -> None:
     lines = out.stdout.splitlines()
     assert lines[0].startswith("verifier on 127.0.0.1 (uvicorn, one process), 4 concurrent clients")
     assert lines[1].startswith("POST /v1/verify (selective licence)") and "req/s" in lines[1]
-    assert lines[2].startswith("GET /healthz (trivial)") and "p99" in lines[2]
+    assert lines[2].startswith("POST /v1/verify, verdict precomputed")
+    assert lines[3].startswith("GET /healthz (trivial)") and "p99" in lines[3]
+    assert lines[-2].startswith("HTTP layer alone: precomputed verify / healthz = ")
     assert lines[-1].startswith("verify / healthz = ")

@@ -57,7 +57,13 @@
       who.appendChild(small);
       cell(tr, m.log_size, "num");
       cell(tr, m.witnessed_size, "num");
-      cell(tr, fmtTime(m.witnessed_at));
+      const cp = cell(tr, fmtTime(m.witnessed_at));
+      if (m.cosigners && m.cosigners.length) {
+        const by = document.createElement("div");
+        by.className = "en";
+        by.textContent = "见证 witnessed by " + m.cosigners.join(", ");
+        cp.appendChild(by);
+      }
       const fresh = cell(tr, (m.fresh ? "新鲜 fresh · " : "过旧 stale · ") + fmtAge(m.age_seconds), m.fresh ? "ok" : "bad");
       if (m.error) fresh.title = m.error;
       cell(tr, fmtTime(m.last_sync) + (m.error ? " ⚠ " + m.error : ""));
