@@ -48,7 +48,11 @@ class Case:
 
 def _messages(number: int) -> Callable[[], bytes]:
     counter = iter(range(10_000))
-    return lambda: f"speccheck case {number} try {next(counter)}".encode()
+
+    def nxt() -> bytes:
+        return f"speccheck case {number} try {next(counter)}".encode()
+
+    return nxt
 
 
 def _scalar() -> int:
@@ -303,12 +307,12 @@ def test_speccheck_case_is_refused(number: int) -> None:
     if case.a_problem is None:
         key = PublicKey(raw=case.a)
         assert not key.is_valid(case.signature, case.message)
-        with pytest.raises(SignatureError, match="^signature does not verify"):
+        with pytest.raises(SignatureError, match=r"^signature does not verify"):
             key.verify(case.signature, case.message)
 
 
 def test_speccheck_s_reduced_would_verify() -> None:
-    """Cases 6 and 7 are honest signatures but for S: reduced mod L they verify, so only S < L refuses them."""
+    """Cases 6 and 7 are honest but for S: reduced mod L they verify, so only S < L refuses them."""
     for case in (case6(), case7()):
         key = PublicKey(raw=case.a)
         fixed = case.r + (case.s % ed.L).to_bytes(32, "little")
@@ -366,7 +370,7 @@ def test_every_small_order_encoding_is_refused_naming_the_rule() -> None:
 
 def test_off_curve_key_is_refused() -> None:
     y = next(y for y in range(2, 100) if ed.recover_x(y, 0) is None)
-    with pytest.raises(MalformedError, match="^public key is not a point on the curve$"):
+    with pytest.raises(MalformedError, match=r"^public key is not a point on the curve$"):
         PublicKey(raw=y.to_bytes(32, "little"))
 
 
