@@ -329,7 +329,11 @@ class VerifierKey:
             raise MalformedError("verifier key data is not canonical base64")
         if len(data) != 33:
             raise MalformedError("verifier key data must be a type byte and a 32-byte Ed25519 key")
-        key = cls(name=name, public_key=PublicKey(raw=data[1:]), sig_type=data[0])
+        try:
+            public_key = PublicKey(raw=data[1:])
+        except MalformedError as e:
+            raise MalformedError(f"verifier key {name!r}: {e}") from None
+        key = cls(name=name, public_key=public_key, sig_type=data[0])
         if key.key_id != want_id:
             raise MalformedError("verifier key ID does not match the name and key")
         return key
