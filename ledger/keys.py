@@ -21,12 +21,14 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import stat
 from dataclasses import dataclass
 from functools import lru_cache
 
 import nacl.bindings
 import nacl.exceptions
+from asn1crypto import keys as asn1_keys
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -34,6 +36,7 @@ from ledger.errors import FileError, KeyFileError, MalformedError, SignatureErro
 from ledger.files import read_capped, write_file
 
 __all__ = [
+    "MAX_KDF_ITERATIONS",
     "SIG_TYPE_COSIGNATURE",
     "SIG_TYPE_ED25519",
     "PublicKey",
@@ -64,6 +67,11 @@ _Y_MASK = 2**255 - 1
 #: Each y < p stands for two encodings (x sign bit 0 and 1); every encoding whose
 #: low 255 bits are one of these values is a small-order point (for y = 1 and y = -1
 #: the sign-bit-1 form is also non-canonical, since x = 0).
+#: The most key-derivation iterations an encrypted key file may ask for (checked before decrypting).
+MAX_KDF_ITERATIONS = 1_000_000
+_ENCRYPTED_PEM = re.compile(
+    rb"-----BEGIN ENCRYPTED PRIVATE KEY-----(.*?)-----END ENCRYPTED PRIVATE KEY-----", re.DOTALL
+)
 _Y8 = 0x7A03AC9277FDC74EC6CC392CFA53202A0F67100D760B3CBA4FD84D3D706A17C7
 SMALL_ORDER_Y = frozenset({1, _P - 1, 0, _Y8, _P - _Y8})
 
@@ -147,6 +155,27 @@ def signature_problem(signature: bytes) -> str | None:
     return None
 
 
+def _check_work_factor(data: bytes) -> None:
+    """Refuse an encrypted PKCS#8 block whose key derivation is unknown or too costly."""
+    for m in _ENCRYPTED_PEM.finditer(data):
+        try:
+            der = base64.b64decode(b"".join(m.group(1).split()), validate=True)
+            algorithm = asn1_keys.EncryptedPrivateKeyInfo.load(der, strict=True)["encryption_algorithm"]
+            kdf = algorithm.kdf
+            iterations = algorithm.kdf_iterations
+        except (ValueError, TypeError, KeyError, binascii.Error):
+            raise KeyFileError(
+                "encrypted key: unsupported key derivation or malformed encryption parameters"
+            ) from None
+        if kdf not in ("pbkdf2", "pbkdf1", "pkcs12_kdf") or type(iterations) is not int:
+            raise KeyFileError(f"encrypted key: unsupported key derivation {kdf!r}")
+        if not 1 <= iterations <= MAX_KDF_ITERATIONS:
+            raise KeyFileError(
+                f"encrypted key: {iterations} key-derivation iterations is over the limit of "
+                f"{MAX_KDF_ITERATIONS}; re-encrypt the key with a smaller work factor"
+            )
+
+
 class PublicKey:
     """An Ed25519 public key (32 bytes, RFC 8032 encoding), checked on construction.
 
@@ -223,8 +252,10 @@ class SigningKey:
         return signed[:64]
 
     def to_pem(self, *, passphrase: bytes | None = None) -> bytes:
-        """PKCS#8 PEM, encrypted with ``passphrase`` when one is given."""
+        """PKCS#8 PEM, encrypted with ``passphrase`` when one is given (an empty one is refused)."""
         enc: serialization.KeySerializationEncryption
+        if passphrase is not None and not passphrase:
+            raise KeyFileError("an empty passphrase would leave the key unencrypted; give one, or none")
         enc = (
             serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
         )
@@ -232,9 +263,14 @@ class SigningKey:
 
     @classmethod
     def from_pem(cls, data: bytes, *, passphrase: bytes | None = None) -> SigningKey:
-        """Load a PKCS#8 PEM Ed25519 key; KeyFileError if it is not one or cannot be decrypted."""
+        """Load a PKCS#8 PEM Ed25519 key; KeyFileError if it is not one or cannot be decrypted.
+
+        An encrypted key's key-derivation work factor is checked before decrypting:
+        PBKDF2 (or PKCS#5/#12 PBE) with at most :data:`MAX_KDF_ITERATIONS` iterations.
+        """
         if len(data) > _MAX_KEY_FILE:
             raise KeyFileError("key file is too large to be an Ed25519 key")
+        _check_work_factor(data)
         try:
             key = serialization.load_pem_private_key(data, password=passphrase or None)
         except TypeError as e:
