@@ -62,6 +62,7 @@ _P = 2**255 - 19
 #: The order of the prime-order subgroup, L = 2^252 + 27742317777372353535851937790883648493.
 _L = 2**252 + 27742317777372353535851937790883648493
 _Y_MASK = 2**255 - 1
+_D = -121665 * pow(121666, -1, _P) % _P  # the curve constant d
 #: The y coordinates of the 8 points of small order (dividing 8): the identity (y = 1),
 #: the point of order 2 (y = -1), the two of order 4 (y = 0) and the four of order 8.
 #: Each y < p stands for two encodings (x sign bit 0 and 1); every encoding whose
@@ -111,8 +112,7 @@ def _y(encoding: bytes) -> int:
 def _on_curve(encoding: bytes) -> bool:
     """True if a canonical encoding decodes to a curve point (RFC 8032, 5.1.3)."""
     y = _y(encoding)
-    d = -121665 * pow(121666, -1, _P) % _P
-    u, v = (y * y - 1) % _P, (d * y * y + 1) % _P
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
     x = u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P) % _P
     return (v * x * x - u) % _P == 0 or (v * x * x + u) % _P == 0
 
@@ -186,12 +186,16 @@ class PublicKey:
     __slots__ = ("raw",)
 
     def __init__(self, *, raw: bytes) -> None:
-        problem = public_key_problem(raw) if type(raw) is bytes else "an Ed25519 public key is 32 bytes"
+        problem = (
+            public_key_problem(raw) if type(raw) is bytes else "an Ed25519 public key is exactly 32 bytes"
+        )
         if problem is not None:
             raise MalformedError(problem)
         self.raw = raw
 
     def _problem(self, signature: bytes, message: bytes) -> str | None:
+        if type(signature) is not bytes or type(message) is not bytes:
+            signature, message = bytes(signature), bytes(message)  # any bytes-like value
         problem = signature_problem(signature)
         if problem is not None:
             return problem

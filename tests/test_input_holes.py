@@ -304,3 +304,29 @@ def test_only_known_image_formats_are_opened() -> None:
     tiff = b"II*\x00" + bytes(100)
     with pytest.raises(MalformedError, match="not an image this reader understands"):
         qr.read_qr_codes(tiff)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_mutated_encrypted_key_files_raise_only_key_file_errors(data: st.DataObject) -> None:
+    """The work-factor check parses outside input too: any damage to the DER is a KeyFileError."""
+    pem = _KDF_FUZZ_KEY
+    body = bytearray(base64.b64decode(b"".join(pem.split(b"\n")[1:-2])))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(body) - 1))
+        body[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(len(body) // 2, len(body)))
+    text = (
+        b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
+        + base64.encodebytes(bytes(body[:cut]))
+        + b"-----END ENCRYPTED PRIVATE KEY-----\n"
+    )
+    try:
+        key = SigningKey.from_pem(text, passphrase=b"pw")
+    except KeyFileError as e:
+        assert str(e)
+        return
+    assert isinstance(key, SigningKey)  # a harmless mutation (say, in DER padding) still loads a key
+
+
+_KDF_FUZZ_KEY = SigningKey.from_seed(bytes(32)).to_pem(passphrase=b"pw")
