@@ -8,6 +8,24 @@ when the key is parsed, and a signature needs S < L and a canonical R that is no
 Cases 12–14 put the R-side edge cases under an honest (prime-order) key, where only the
 signature checks can refuse them.
 
+What we expect, and why (every case is refused; the first rule that fires is named):
+
+    0  S = 0, small A, small R            reject: A is a small-order point (R too)
+    1  small A, mixed R                   reject: A is a small-order point
+    2  mixed A, small R                   reject: A is a mixed-order point (R small-order too)
+    3  mixed A, mixed R, both equations   reject: A is a mixed-order point
+    4  mixed A, mixed R, cofactored only  reject: A is a mixed-order point
+    5  mixed A, order-L R, cofactored     reject: A is a mixed-order point
+    6  S > L                              reject: S is not canonical (S < L required)
+    7  S >> L                             reject: S is not canonical
+    8  non-canonical R, hashed reduced    reject: A mixed-order; R not canonically encoded
+    9  non-canonical R, hashed as sent    reject: A mixed-order; R not canonically encoded
+    10 non-canonical A, hashed reduced    reject: A is not canonically encoded
+    11 non-canonical A, hashed as sent    reject: A is not canonically encoded
+    12 honest A, R = identity             reject: R is a small-order point
+    13 honest A, mixed R                  reject: the cofactorless equation fails
+    14 honest A, non-canonical R          reject: R is not canonically encoded
+
 For comparison (measured when these tests were written, not asserted): libsodium's own
 verify accepts case 3 only; OpenSSL's accepts cases 0, 1, 2, 3, 11 and 12.
 """
