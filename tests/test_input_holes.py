@@ -330,3 +330,14 @@ def test_mutated_encrypted_key_files_raise_only_key_file_errors(data: st.DataObj
 
 
 _KDF_FUZZ_KEY = SigningKey.from_seed(bytes(32)).to_pem(passphrase=b"pw")
+
+
+def test_bool_as_int_tree_size_and_index_are_refused() -> None:
+    from ledger.log import merkle
+
+    leaf = merkle.leaf_hash(b"entry")
+    merkle.check_record([], 1, leaf, 0, leaf)  # one leaf: the root is the leaf hash
+    with pytest.raises(MalformedError, match=r"true is not 1"):
+        merkle.check_record([], True, leaf, 0, leaf)
+    with pytest.raises(MalformedError, match=r"true is not 1"):
+        merkle.check_tree([], True, leaf, True, leaf)
