@@ -64,7 +64,7 @@ __all__ = ["verify"]
 
 _UNKNOWN_ISSUER_RULES = frozenset({"unknown-member", "unknown-key"})
 _BAD_KEY_RULES = frozenset({"key-validity", "key-compromised"})
-_NOT_AUTHORISED_RULES = frozenset({"mandate", "unknown-type"})
+_NOT_AUTHORISED_RULES = frozenset({"mandate", "mandate-validity", "unknown-type", "max-validity"})
 
 
 def _age(seconds: int) -> tuple[str, str]:
@@ -178,6 +178,12 @@ def _from_policy_error(run: _Run, e: PolicyError) -> Verdict:
             Code.BAD_SIGNATURE,
             "签名所用密钥在签发时不受信任（不在有效期内或已泄露）",
             f"untrusted signing key: {e}",
+        )
+    if rule == "future-time":
+        return run.verdict(
+            Code.NOT_YET_VALID,
+            "证照的签发时间晚于本机时间：请检查本机时钟",
+            f"the statement is dated in the future; check this device's clock: {e}",
         )
     if rule in _NOT_AUTHORISED_RULES:
         return run.verdict(Code.NOT_AUTHORISED, "签发部门无权签发此类证照", f"not authorised: {e}")
