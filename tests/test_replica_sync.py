@@ -305,3 +305,14 @@ def test_on_demand_sync_is_rate_limited_per_member(net: Net, store: ReplicaStore
     clock[0] += 3
     v.verify(text)
     assert calls.count("checkpoint") == 2
+
+
+def test_a_lagging_mirror_does_not_end_the_sync(tmp_path: Path, net: Net, store: ReplicaStore) -> None:
+    fill(net, 3)
+    net.publish(AMR.id)
+    lagging = net.copy_tiles(AMR.id, tmp_path / "lagging")
+    replica(store).sync([DirectoryFetcher(root=lagging)])
+    fill(net, 2, start=3)
+    net.publish(AMR.id)
+    result = replica(store).sync([DirectoryFetcher(root=lagging), net.source(AMR.id)])
+    assert result.ok and result.size == 5 and result.source == net.source(AMR.id).name
