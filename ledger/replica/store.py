@@ -234,6 +234,7 @@ class ReplicaStore:
         self._path = _path
         self._mutex = threading.RLock()
         self._members: dict[str, str] = {}
+        self._origins: dict[str, str] = {}
         self._checkpoints: dict[tuple[str, int], WitnessedCheckpoint] = {}
 
     @classmethod
@@ -378,8 +379,13 @@ class ReplicaStore:
         return m
 
     def _origin_of(self, member_id: str) -> str | None:
-        rows = self._rows("SELECT origin FROM logs WHERE member_id = ?", (member_id,))
-        return str(rows[0][0]) if rows else None
+        origin = self._origins.get(member_id)
+        if origin is None:
+            rows = self._rows("SELECT origin FROM logs WHERE member_id = ?", (member_id,))
+            if not rows:
+                return None
+            origin = self._origins[member_id] = str(rows[0][0])
+        return origin
 
     def hash_reader(self, origin: str) -> merkle.HashReader:
         """Reads stored Merkle hashes of ``origin`` by index."""
@@ -640,14 +646,14 @@ class ReplicaStore:
         origin = self._origin_of(member_id)
         return None if origin is None else self.latest_checkpoint(origin)
 
-    def _logged(self, origin: str, idx: int, problem: str | None) -> LoggedEntry:
+    def _logged(self, origin: str, idx: int, problem: str | None, data: bytes | None = None) -> LoggedEntry:
         first = self._covering(origin, idx + 1)
         if first is None:
             raise StorageError(f"entry {idx} of {origin} is covered by no stored checkpoint")
         return LoggedEntry(
             member_id=self._member_of(origin),
             index=idx,
-            data=self.entry(origin, idx),
+            data=self.entry(origin, idx) if data is None else data,
             problem=problem,
             first_witnessed=first,
         )
@@ -659,10 +665,12 @@ class ReplicaStore:
         if origin is None:
             return None
         rows = self._rows(
-            "SELECT idx, problem FROM certs WHERE origin = ? AND stmt_hash = ? ORDER BY idx LIMIT 1",
+            "SELECT c.idx, c.problem, e.data FROM certs c "
+            "JOIN entries e ON e.origin = c.origin AND e.idx = c.idx "
+            "WHERE c.origin = ? AND c.stmt_hash = ? ORDER BY c.idx LIMIT 1",
             (origin, statement_hash(statement_bytes)),
         )
-        return self._logged(origin, rows[0][0], rows[0][1]) if rows else None
+        return self._logged(origin, rows[0][0], rows[0][1], bytes(rows[0][2])) if rows else None
 
     def inclusion_proof(self, member_id: str, index: int, size: int) -> list[bytes]:
         """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
