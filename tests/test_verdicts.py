@@ -506,3 +506,21 @@ def test_key_used_outside_its_validity_window(net: Net, store: ReplicaStore) -> 
 def test_unknown_purpose_is_a_claim_mismatch(net: Net, store: ReplicaStore) -> None:
     v = check(issue_reference().to_qr_text(), synced(store, net), purpose="fishing")
     assert v.code == Code.CLAIM_MISMATCH and "has no purpose 'fishing'" in v.reason_en
+
+
+def test_back_dated_revocation_with_a_compromised_key_is_ignored(net: Net, store: ReplicaStore) -> None:
+    compromised_at = NOW - 3600
+    amr = dataclasses.replace(
+        AMR, log_keys=(AMR.log_keys[0], dataclasses.replace(AMR.log_keys[1], compromised_at=compromised_at))
+    )
+    pol = policy(members=(amr, HEALTH, PSB))
+    net.publish(AMR.id, at=compromised_at - 600)
+    synced(store, net, pol)
+    ref = issue_reference()
+    # the thief revokes a competitor's licence, dated before the compromise, logged after it
+    net.append(AMR.id, [status(AMR.id, ref.cert_id, Kind.REVOKE, time=compromised_at - 7200)])
+    net.publish(AMR.id, at=NOW - 60)
+    synced(store, net, pol)
+    v = check(ref.to_qr_text(), store, pol=pol)
+    assert v.code == Code.VALID, v.reason_en
+    assert any("ignored the revoke" in w and "key-compromised" in w for w in v.warnings)
