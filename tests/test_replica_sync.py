@@ -7,6 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ledger.errors import FileError, StorageError
 from ledger.log.statement import Kind
@@ -15,7 +17,9 @@ from ledger.replica.store import ReplicaStore
 from ledger.replica.sync import Replica
 from tests.fixtures.consortium import AMR, HEALTH, POLICY, PSB, T0, issue_reference
 from tests.helpers import issue
-from tests.replica_fixtures import NOW, Net, outside_mandate, status, write_tiles
+from tests.replica_fixtures import NOW, Net, licence, outside_mandate, status, write_tiles
+from verifier.verdict import Code
+from verifier.verifier import Verifier
 
 
 class Flaky:
@@ -227,3 +231,88 @@ def test_directory_fetcher_refuses_paths_outside_its_root(tmp_path: Path) -> Non
 def test_replica_database_refuses_a_foreign_file(net: Net, tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="not a certledger replica database"):
         ReplicaStore.open(tmp_path / "logs" / f"{AMR.id}.db")
+
+
+class Hostile:
+    """A source that answers every path with the bytes hypothesis draws."""
+
+    def __init__(self, answers: dict[str, bytes], fallback: Fetcher) -> None:
+        self.answers = answers
+        self.fallback = fallback
+
+    @property
+    def name(self) -> str:
+        return "hostile"
+
+    def get(self, path: str, *, max_size: int) -> bytes:
+        key = "bundle" if path.startswith("tile/entries/") else "tile" if path.startswith("tile/") else path
+        if key in self.answers:
+            return self.answers[key][: max_size + 1]
+        return self.fallback.get(path, max_size=max_size)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    n = Net(tmp_path_factory.mktemp("published"))
+    n.append(AMR.id, [issue(i) for i in range(300)])
+    n.publish(AMR.id)
+    yield n
+    n.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    answers=st.dictionaries(
+        st.sampled_from(["checkpoint", "tile", "bundle"]),
+        st.one_of(st.binary(max_size=600), st.binary(min_size=32, max_size=32).map(lambda b: b * 8)),
+        min_size=1,
+    )
+)
+def test_hostile_source_is_refused_never_crashes(
+    answers: dict[str, bytes], published: Net, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with ReplicaStore.open(tmp_path_factory.mktemp("hostile") / "r.db") as s:
+        result = Replica(store=s, policy=POLICY, member_id=AMR.id, clock=lambda: NOW).sync(
+            [Hostile(answers, published.source(AMR.id))]
+        )
+        if result.ok:  # only if every answer it used happened to be the genuine bytes
+            assert result.size == 300
+            assert s.entries(AMR.origin, 0, 300) == list(published.stores[AMR.id].entries(0, 300))
+        else:
+            assert result.refused and result.size == 0 and s.latest(AMR.id) is None
+
+
+def test_on_demand_sync_is_rate_limited_per_member(net: Net, store: ReplicaStore) -> None:
+    fill(net, 1)
+    net.publish(AMR.id)
+    calls: list[str] = []
+
+    class Counting:
+        name = "counting"
+
+        def get(self, path: str, *, max_size: int) -> bytes:
+            calls.append(path)
+            return net.source(AMR.id).get(path, max_size=max_size)
+
+    clock = [float(NOW)]
+    v = Verifier(
+        policy=POLICY, store=store, sources=lambda m: [Counting()], clock=lambda: clock[0], min_interval=2.0
+    )
+    text = licence("2024000404").to_qr_text()
+    assert v.verify(text).code == Code.NOT_IN_LEDGER
+    assert v.verify(text).code == Code.NOT_IN_LEDGER
+    assert calls.count("checkpoint") == 1
+    clock[0] += 3
+    v.verify(text)
+    assert calls.count("checkpoint") == 2
+
+
+def test_a_lagging_mirror_does_not_end_the_sync(tmp_path: Path, net: Net, store: ReplicaStore) -> None:
+    fill(net, 3)
+    net.publish(AMR.id)
+    lagging = net.copy_tiles(AMR.id, tmp_path / "lagging")
+    replica(store).sync([DirectoryFetcher(root=lagging)])
+    fill(net, 2, start=3)
+    net.publish(AMR.id)
+    result = replica(store).sync([DirectoryFetcher(root=lagging), net.source(AMR.id)])
+    assert result.ok and result.size == 5 and result.source == net.source(AMR.id).name

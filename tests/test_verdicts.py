@@ -21,6 +21,7 @@ from ledger.replica.store import ReplicaStore
 from ledger.trust.policy import LogKey, Policy
 from tests.fixtures.consortium import (
     AMR,
+    AMR_OLD_KEY,
     BUSINESS_LICENCE,
     HEALTH,
     POLICY,
@@ -482,3 +483,44 @@ def test_every_verdict_code_has_a_case() -> None:
     assert set(covered) == set(Code)
     for fragment in covered.values():
         assert fragment in names
+
+
+def test_key_used_outside_its_validity_window(net: Net, store: ReplicaStore) -> None:
+    # the regulator's retired key, still in a thief's hands, signs a licence after the rotation
+    lenient = dataclasses.replace(AMR, log_keys=(dataclasses.replace(AMR.log_keys[0], valid_until=None),))
+    c = issue_credential(
+        cert_type=BUSINESS_LICENCE,
+        issuer=lenient,
+        key=AMR_OLD_KEY,
+        serial="2024000555",
+        claims=dict(issue_reference().claims),
+        operator="op:x",
+        time=T0,
+        valid_from=T0,
+    )
+    v = check(c.to_qr_text(), synced(store, net))
+    assert v.code == Code.BAD_SIGNATURE and "untrusted signing key" in v.reason_en
+    assert "was not valid at the statement time" in v.reason_en
+
+
+def test_unknown_purpose_is_a_claim_mismatch(net: Net, store: ReplicaStore) -> None:
+    v = check(issue_reference().to_qr_text(), synced(store, net), purpose="fishing")
+    assert v.code == Code.CLAIM_MISMATCH and "has no purpose 'fishing'" in v.reason_en
+
+
+def test_back_dated_revocation_with_a_compromised_key_is_ignored(net: Net, store: ReplicaStore) -> None:
+    compromised_at = NOW - 3600
+    amr = dataclasses.replace(
+        AMR, log_keys=(AMR.log_keys[0], dataclasses.replace(AMR.log_keys[1], compromised_at=compromised_at))
+    )
+    pol = policy(members=(amr, HEALTH, PSB))
+    net.publish(AMR.id, at=compromised_at - 600)
+    synced(store, net, pol)
+    ref = issue_reference()
+    # the thief revokes a competitor's licence, dated before the compromise, logged after it
+    net.append(AMR.id, [status(AMR.id, ref.cert_id, Kind.REVOKE, time=compromised_at - 7200)])
+    net.publish(AMR.id, at=NOW - 60)
+    synced(store, net, pol)
+    v = check(ref.to_qr_text(), store, pol=pol)
+    assert v.code == Code.VALID, v.reason_en
+    assert any("ignored the revoke" in w and "key-compromised" in w for w in v.warnings)

@@ -54,7 +54,7 @@ from ledger.errors import (
     StorageError,
 )
 from ledger.log import merkle
-from ledger.log.statement import Entry, Kind, statement_message
+from ledger.log.statement import Kind, encode_entry, statement_message
 from ledger.replica.checks import open_witnessed
 from ledger.replica.store import LoggedEntry, ReplicaView, WitnessedCheckpoint
 from ledger.trust.policy import Member, Policy, format_time
@@ -64,7 +64,7 @@ __all__ = ["verify"]
 
 _UNKNOWN_ISSUER_RULES = frozenset({"unknown-member", "unknown-key"})
 _BAD_KEY_RULES = frozenset({"key-validity", "key-compromised"})
-_NOT_AUTHORISED_RULES = frozenset({"mandate", "unknown-type"})
+_NOT_AUTHORISED_RULES = frozenset({"mandate", "mandate-validity", "unknown-type", "max-validity"})
 
 
 def _age(seconds: int) -> tuple[str, str]:
@@ -104,6 +104,8 @@ class _CheckpointCache:
 
 
 _CACHE = _CheckpointCache()
+#: Inclusion proofs that checked: (root, size, index, leaf hash).
+_PROVEN: set[tuple[bytes, int, int, bytes]] = set()
 
 
 class _Run:
@@ -176,6 +178,12 @@ def _from_policy_error(run: _Run, e: PolicyError) -> Verdict:
             Code.BAD_SIGNATURE,
             "签名所用密钥在签发时不受信任（不在有效期内或已泄露）",
             f"untrusted signing key: {e}",
+        )
+    if rule == "future-time":
+        return run.verdict(
+            Code.NOT_YET_VALID,
+            "证照的签发时间晚于本机时间：请检查本机时钟",
+            f"the statement is dated in the future; check this device's clock: {e}",
         )
     if rule in _NOT_AUTHORISED_RULES:
         return run.verdict(Code.NOT_AUTHORISED, "签发部门无权签发此类证照", f"not authorised: {e}")
@@ -294,7 +302,7 @@ def _verify(
         )
     try:
         wcp = _CACHE.open(latest.note, policy=policy, member=issuer, now=run.now)
-        _prove(view, entry, wcp, checked.signed.statement_bytes)
+        _prove(view, entry, wcp, checked)
     except (LedgerError, ValueError) as e:
         return run.verdict(
             Code.NOT_IN_LEDGER,
@@ -317,7 +325,7 @@ def _verify(
     # 10. Freshness of the issuer's log copy and of every log a revocation could be in.
     watched = [issuer.id, *sorted(checked.certificate_type.revokers - {issuer.id})]
     for member_id in watched:
-        cp = view.latest(member_id)
+        cp = latest if member_id == issuer.id else view.latest(member_id)
         member = policy.member(member_id)
         name = member.name if member is not None else member_id
         if cp is None:
@@ -345,14 +353,31 @@ def _verify(
     )
 
 
-def _prove(view: ReplicaView, entry: LoggedEntry, cp: WitnessedCheckpoint, statement_bytes: bytes) -> None:
-    """Check that ``entry`` holds ``statement_bytes`` and is leaf ``entry.index`` under ``cp``."""
-    if Entry.from_bytes(entry.data).signed.statement_bytes != statement_bytes:
+def _prove(
+    view: ReplicaView, entry: LoggedEntry, cp: WitnessedCheckpoint, checked: CheckedPresentation
+) -> None:
+    """Check that ``entry`` holds exactly the presented signed statement and is leaf
+    ``entry.index`` of the tree ``cp`` signs. A proof that checked once is remembered."""
+    signed = checked.signed
+    leaf_data = encode_entry(
+        statement_bytes=signed.statement_bytes,
+        key_id=signed.key_id,
+        signature=signed.signature,
+        prev=entry.data[-32:],
+    )
+    if leaf_data != entry.data:
         raise ProofError("the stored entry holds another statement")
     if entry.index >= cp.size:
         raise ProofError(f"entry {entry.index} is beyond the witnessed checkpoint of size {cp.size}")
+    leaf = merkle.leaf_hash(leaf_data)
+    key = (cp.root_hash, cp.size, entry.index, leaf)
+    if key in _PROVEN:
+        return
     proof = view.inclusion_proof(entry.member_id, entry.index, cp.size)
-    merkle.check_record(proof, cp.size, cp.root_hash, entry.index, merkle.leaf_hash(entry.data))
+    merkle.check_record(proof, cp.size, cp.root_hash, entry.index, leaf)
+    if len(_PROVEN) >= 65536:
+        _PROVEN.clear()
+    _PROVEN.add(key)
 
 
 def _status(run: _Run, checked: CheckedPresentation) -> Verdict | None:
@@ -423,13 +448,13 @@ def _ignored(policy: Policy, ev: LoggedEntry, type_code: str, checked: CheckedPr
     if member is None:
         return f"{ev.member_id} is not a member in policy version {policy.version}"
     try:
-        key = policy.log_key(member.id, ev.key_id, at=st.time, witnessed_at=ev.first_witnessed.witnessed_at)
+        key = policy.log_key(
+            member.id, ev.signed.key_id, at=st.time, witnessed_at=ev.first_witnessed.witnessed_at
+        )
     except (PolicyError, MalformedError) as e:
         return str(e)
-    signed = Entry.from_bytes(ev.data).signed
-    if signed.statement_bytes != ev.statement_bytes or not key.public_key.is_valid(
-        signed.signature, statement_message(signed.statement_bytes)
-    ):
+    signed = ev.signed
+    if not key.public_key.is_valid(signed.signature, statement_message(signed.statement_bytes)):
         return "its signature does not verify"
     try:
         policy.check_mandate(member.id, type_code, "issue" if st.kind == Kind.REPLACE else "revoke")

@@ -685,9 +685,7 @@ def verify_presentation(
     if purpose is not None:
         wanted = ctype.purposes.get(purpose)
         if wanted is None:
-            raise PolicyError(
-                f"certificate type {ctype.code} has no purpose {purpose!r} (signature valid)", rule="purpose"
-            )
+            raise PolicyError(f"certificate type {ctype.code} has no purpose {purpose!r} (signature valid)")
         shown = {c.name for c in disclosed}
         missing = [n for n in wanted if n not in shown]
         if missing:

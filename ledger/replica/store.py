@@ -35,6 +35,7 @@ log) but never count for a verdict.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import sqlite3
@@ -47,7 +48,7 @@ from typing import Any, Protocol
 
 from ledger.errors import StorageError
 from ledger.log import merkle
-from ledger.log.statement import Entry, Statement
+from ledger.log.statement import Entry, SignedStatement, Statement
 
 __all__ = [
     "Alert",
@@ -123,17 +124,25 @@ class WitnessedCheckpoint:
 
 @dataclass(frozen=True, kw_only=True)
 class LoggedEntry:
-    """One statement in a member's verified log copy, with the first witnessed
-    checkpoint that covers it and, if it is not to be trusted, why (``problem``)."""
+    """One entry in a member's verified log copy, with the first witnessed checkpoint
+    that covers it and, if it is not to be trusted, why (``problem``). The entry is
+    parsed only when its statement is asked for."""
 
     member_id: str
     index: int
     data: bytes
-    statement: Statement
-    statement_bytes: bytes
-    key_id: bytes
     problem: str | None
     first_witnessed: WitnessedCheckpoint
+
+    @functools.cached_property
+    def signed(self) -> SignedStatement:
+        """The signed statement the entry holds."""
+        return Entry.from_bytes(self.data).signed
+
+    @property
+    def statement(self) -> Statement:
+        """The statement the entry holds."""
+        return self.signed.statement
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,6 +221,7 @@ class ReplicaView(Protocol):
         ...
 
 
+@functools.lru_cache(maxsize=1024)
 def _cosigners(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
@@ -224,6 +234,7 @@ class ReplicaStore:
         self._path = _path
         self._mutex = threading.RLock()
         self._members: dict[str, str] = {}
+        self._origins: dict[str, str] = {}
         self._checkpoints: dict[tuple[str, int], WitnessedCheckpoint] = {}
 
     @classmethod
@@ -368,20 +379,31 @@ class ReplicaStore:
         return m
 
     def _origin_of(self, member_id: str) -> str | None:
-        rows = self._rows("SELECT origin FROM logs WHERE member_id = ?", (member_id,))
-        return str(rows[0][0]) if rows else None
+        origin = self._origins.get(member_id)
+        if origin is None:
+            rows = self._rows("SELECT origin FROM logs WHERE member_id = ?", (member_id,))
+            if not rows:
+                return None
+            origin = self._origins[member_id] = str(rows[0][0])
+        return origin
 
     def hash_reader(self, origin: str) -> merkle.HashReader:
         """Reads stored Merkle hashes of ``origin`` by index."""
 
         def read(indexes: Sequence[int]) -> list[bytes]:
-            out: list[bytes] = []
-            for i in indexes:
-                rows = self._rows("SELECT hash FROM hashes WHERE origin = ? AND idx = ?", (origin, i))
-                if not rows:
-                    raise StorageError(f"the replica of {origin} has no stored hash {i}")
-                out.append(rows[0][0])
-            return out
+            want = list(indexes)
+            found: dict[int, bytes] = {}
+            if want:
+                rows = self._rows(
+                    "SELECT idx, hash FROM hashes WHERE origin = ? "
+                    "AND idx IN (SELECT value FROM json_each(?))",
+                    (origin, json.dumps(want)),
+                )
+                found.update(rows)
+            missing = [i for i in want if i not in found]
+            if missing:
+                raise StorageError(f"the replica of {origin} has no stored hash {missing[0]}")
+            return [found[i] for i in want]
 
         return read
 
@@ -624,36 +646,31 @@ class ReplicaStore:
         origin = self._origin_of(member_id)
         return None if origin is None else self.latest_checkpoint(origin)
 
-    def _logged(self, origin: str, idx: int, problem: str | None) -> LoggedEntry:
-        data = self.entry(origin, idx)
-        entry = Entry.from_bytes(data)
+    def _logged(self, origin: str, idx: int, problem: str | None, data: bytes | None = None) -> LoggedEntry:
         first = self._covering(origin, idx + 1)
         if first is None:
             raise StorageError(f"entry {idx} of {origin} is covered by no stored checkpoint")
         return LoggedEntry(
             member_id=self._member_of(origin),
             index=idx,
-            data=data,
-            statement=entry.signed.statement,
-            statement_bytes=entry.signed.statement_bytes,
-            key_id=entry.signed.key_id,
+            data=self.entry(origin, idx) if data is None else data,
             problem=problem,
             first_witnessed=first,
         )
 
     def find_statement(self, member_id: str, statement_bytes: bytes) -> LoggedEntry | None:
-        """The first entry of the member's log holding exactly these statement bytes."""
+        """The first entry of the member's log whose statement hashes like ``statement_bytes``
+        (the caller compares the bytes)."""
         origin = self._origin_of(member_id)
         if origin is None:
             return None
         rows = self._rows(
-            "SELECT idx, problem FROM certs WHERE origin = ? AND stmt_hash = ? ORDER BY idx LIMIT 1",
+            "SELECT c.idx, c.problem, e.data FROM certs c "
+            "JOIN entries e ON e.origin = c.origin AND e.idx = c.idx "
+            "WHERE c.origin = ? AND c.stmt_hash = ? ORDER BY c.idx LIMIT 1",
             (origin, statement_hash(statement_bytes)),
         )
-        if not rows:
-            return None
-        found = self._logged(origin, rows[0][0], rows[0][1])
-        return found if found.statement_bytes == statement_bytes else None
+        return self._logged(origin, rows[0][0], rows[0][1], bytes(rows[0][2])) if rows else None
 
     def inclusion_proof(self, member_id: str, index: int, size: int) -> list[bytes]:
         """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""

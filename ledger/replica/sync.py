@@ -109,9 +109,16 @@ class Replica:
         return int(self._clock())
 
     def sync(self, sources: Sequence[Fetcher]) -> SyncResult:
-        """Bring the copy up to the newest checkpoint of the first source that verifies."""
+        """Bring the copy up to date from the sources, tried in turn.
+
+        The first source whose checkpoint verifies and adds entries ends the sync; a
+        source that verifies but has nothing new (a lagging mirror) is noted and the
+        next one is tried. ``source`` of the result names the last source that
+        verified; ``refused`` says why each other one failed.
+        """
         before = self.store.size(self.origin)
         refused: list[str] = []
+        verified: str | None = None
         for src in sources:
             try:
                 cp = self._checkpoint(src)
@@ -122,8 +129,10 @@ class Replica:
             except (_Refused, FileError, MalformedError, SignatureError, PolicyError, ProofError) as e:
                 refused.append(f"{src.name}: {e}")
                 continue
-            return self._result(before, src.name, refused, forked=False)
-        return self._result(before, None, refused, forked=False)
+            verified = src.name
+            if self.store.size(self.origin) > before:
+                break
+        return self._result(before, verified, refused, forked=False)
 
     def _result(self, before: int, source: str | None, refused: list[str], *, forked: bool) -> SyncResult:
         return SyncResult(

@@ -83,7 +83,6 @@ RULES: Mapping[str, str] = MappingProxyType(
         "key-compromised": "a key compromised at T is trusted only for entries witnessed before T",
         "witness-quorum": "a checkpoint counts as witnessed with cosignatures from a quorum of other members",
         "stale": "the newest witnessed checkpoint must be within the freshness limit",
-        "purpose": "a verification purpose is one the certificate type defines",
     }
 )
 
