@@ -218,7 +218,7 @@ def test_pixel_bomb_is_refused_from_its_header(service: ReplicaService) -> None:
     with _client(service) as c:
         r = c.post("/v1/verify/image", content=bomb.getvalue(), headers={"content-type": "image/png"})
     assert r.status_code == 413
-    assert "5000x5000 pixels is over the 16000000-pixel limit" in r.json()["reason"]["en"]
+    assert "5000x5000 pixels is over the 16777216-pixel limit" in r.json()["reason"]["en"]
 
 
 def test_image_body_over_the_cap_is_refused(service: ReplicaService) -> None:

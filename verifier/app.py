@@ -35,7 +35,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ledger.credential.qr import read_qr_codes
+from ledger.credential.qr import MAX_IMAGE_PIXELS, read_qr_codes
 from ledger.errors import LedgerError
 from verifier.ratelimit import RateLimiter
 from verifier.service import VerificationService, malformed
@@ -84,7 +84,7 @@ class Limits:
 
     max_text_body: int = 8 * 1024
     max_image_body: int = 8 * 1024 * 1024
-    max_pixels: int = 16_000_000
+    max_pixels: int = MAX_IMAGE_PIXELS  # 4096 x 4096
     rate: float = 5.0  # requests per second per client address on /v1/
     burst: int = 20
 
