@@ -78,11 +78,13 @@ class _Precomputed:
     """The same service, but ``verify_text`` returns a verdict computed once: what the HTTP
     layer costs by itself."""
 
+    on_demand_sync = False
+
     def __init__(self, service: Any, verdict: Any) -> None:
         self.service = service
         self.verdict = verdict
 
-    def verify_text(self, text: str) -> Any:
+    def verify_text(self, text: str, *, purpose: str | None = None, sync: bool = True) -> Any:
         return self.verdict
 
     def status(self) -> dict[str, Any]:

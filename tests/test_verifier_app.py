@@ -141,9 +141,9 @@ def test_text_body_over_the_cap_without_length_is_refused_while_streaming(client
     ("body", "ctype", "status", "message"),
     [
         (b"{not json", "application/json", 400, "not valid JSON"),
-        (b'{"text": "CL1:", "x": 1}', "application/json", 400, "and nothing else"),
-        (b'{"text": 5}', "application/json", 400, "and nothing else"),
-        (b"[]", "application/json", 400, "and nothing else"),
+        (b'{"text": "CL1:", "x": 1}', "application/json", 400, "purpose optional"),
+        (b'{"text": 5}', "application/json", 400, "purpose optional"),
+        (b"[]", "application/json", 400, "purpose optional"),
         (b"\xff\xfe", "text/plain", 400, "not UTF-8"),
         (b"CL1:", "application/xml", 415, "unsupported content type"),
     ],
@@ -301,3 +301,20 @@ def test_openapi_documents_the_api(client: TestClient) -> None:
     assert {"/v1/verify", "/v1/verify/image", "/v1/status", "/v1/stats", "/healthz"} <= set(spec["paths"])
     body = spec["paths"]["/v1/verify/image"]["post"]["requestBody"]["content"]
     assert set(body) == {"image/png", "image/jpeg"}
+
+
+def test_purpose_needs_its_claims_disclosed(client: TestClient) -> None:
+    shown = LICENCE.to_qr_text(["uscc", "name"])
+    ok = client.post("/v1/verify", json={"text": shown, "purpose": "identity"}).json()
+    assert ok["code"] == "VALID"
+    short = client.post("/v1/verify", json={"text": shown, "purpose": "contracting"}).json()
+    assert short["code"] == "CLAIM_MISMATCH"
+    plain = client.post(
+        "/v1/verify?purpose=contracting", content=shown, headers={"content-type": "text/plain"}
+    ).json()
+    assert plain["code"] == "CLAIM_MISMATCH"
+    png = render_png(shown, scale=4)
+    r = client.post("/v1/verify/image?purpose=identity", content=png, headers={"content-type": "image/png"})
+    assert r.json()["code"] == "VALID"
+    bad = client.post("/v1/verify", json={"text": shown, "purpose": "../x"})
+    assert bad.status_code == 400 and bad.json()["reason"]["en"].startswith("purpose must be")

@@ -24,7 +24,7 @@ from ledger.replica.store import ReplicaStore
 from ledger.trust.policy_doc import sign_proposal
 from tests.fixtures.consortium import AMR, GOVERNANCE_KEY, HEALTH, POLICY, PSB, issue_reference
 from tests.replica_fixtures import NOW, licence
-from tests.verifier_world import REVOKED, World
+from tests.verifier_world import REVOKED, UNLOGGED, World
 from verifier.app import Limits, create_app
 from verifier.service import ReplicaService
 
@@ -54,6 +54,21 @@ def test_valid_and_revoked_over_http(world: World, tmp_path: Path) -> None:
             png = render_png(REVOKED.to_qr_text())
             r = client.post("/v1/verify/image", content=png, headers={"content-type": "image/png"})
             assert r.json()["code"] == "REVOKED" and r.json()["class"] == "invalid"
+
+
+def test_a_certificate_issued_after_the_last_sync_is_found_on_demand(world: World, tmp_path: Path) -> None:
+    with ReplicaStore.open(tmp_path / "replica.db") as store:
+        service = world.service(store, min_interval=0)
+        service.sync()
+        with TestClient(create_app(service=service)) as client:
+            v = client.post("/v1/verify", json={"text": UNLOGGED.to_qr_text()}).json()
+            assert v["code"] == "NOT_IN_LEDGER" and v["class"] == "unsure"
+            assert any("on demand" in w and "not there either" in w for w in v["warnings"]), v
+            # issued seconds ago: in the issuer's log, but not yet in the replica
+            world.net.append(AMR.id, [UNLOGGED.signed])
+            world.publish(at=NOW - 30)
+            v = client.post("/v1/verify", json={"text": UNLOGGED.to_qr_text()}).json()
+            assert v["code"] == "VALID" and v["evidence"]["entry_index"] == 3
 
 
 def test_status_shows_sizes_freshness_and_sync_errors(world: World, tmp_path: Path) -> None:

@@ -46,10 +46,13 @@ class World:
             shutil.rmtree(dest, ignore_errors=True)
             self.net.copy_tiles(m.id, dest)
 
-    def service(self, store: ReplicaStore, *, now: int = NOW) -> ReplicaService:
-        """A service over ``store`` syncing from ``public``, its clock fixed at ``now``."""
+    def service(self, store: ReplicaStore, *, now: int = NOW, min_interval: float = 2.0) -> ReplicaService:
+        """A service over ``store`` syncing from ``public``, its clock fixed at ``now``
+        (so with the default ``min_interval`` no on-demand sync follows a scheduled one)."""
         sources = node_sources([str(self.public)])
-        verifier = Verifier(policy=POLICY, store=store, sources=sources, clock=lambda: now)
+        verifier = Verifier(
+            policy=POLICY, store=store, sources=sources, clock=lambda: now, min_interval=min_interval
+        )
         return ReplicaService(verifier=verifier, clock=lambda: now)
 
     def close(self) -> None:

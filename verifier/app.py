@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from ledger.errors import LedgerError
 from verifier.ratelimit import RateLimiter
 from verifier.service import VerificationService, malformed
 from verifier.textinput import MANGLED_WARNING, clean_text, mangled_reason
-from verifier.verdict import Verdict
+from verifier.verdict import Code, Verdict
 
 __all__ = ["Limits", "create_app"]
 
@@ -117,7 +118,18 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _text_of(body: bytes, content_type: str) -> str:
+_PURPOSE = re.compile(r"[a-z0-9][a-z0-9_]{0,62}")
+
+
+def _purpose(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _PURPOSE.fullmatch(value):
+        raise _Refused(400, "用途名称无效", "purpose must be a purpose name such as 'identity'")
+    return value
+
+
+def _text_of(body: bytes, content_type: str, purpose: str | None) -> tuple[str, str | None]:
     media = content_type.split(";", maxsplit=1)[0].strip().lower()
     try:
         raw = body.decode("utf-8")
@@ -128,15 +140,19 @@ def _text_of(body: bytes, content_type: str) -> str:
             obj = json.loads(raw)
         except ValueError:
             raise _Refused(400, "请求不是有效的 JSON", "request body is not valid JSON") from None
-        if not isinstance(obj, dict) or set(obj) != {"text"} or not isinstance(obj["text"], str):
+        if (
+            not isinstance(obj, dict)
+            or not {"text"} <= set(obj) <= {"text", "purpose"}
+            or not isinstance(obj["text"], str)
+        ):
             raise _Refused(
                 400,
-                '请求须为 {"text": "…"}',
-                'request body must be a JSON object {"text": "..."} and nothing else',
+                '请求须为 {"text": "…"}，可另加 "purpose"',
+                'request body must be a JSON object {"text": "...", "purpose": "..."} (purpose optional)',
             )
-        return str(obj["text"])
+        return str(obj["text"]), _purpose(obj.get("purpose", purpose))
     if media in ("text/plain", ""):
-        return raw
+        return raw, purpose
     raise _Refused(
         415,
         "不支持的内容类型：请发送 JSON 或纯文本",
@@ -219,12 +235,17 @@ def create_app(*, service: VerificationService, limits: Limits | None = None) ->
     async def refused(request: Request, exc: _Refused) -> Response:
         return JSONResponse(exc.verdict.to_json(), status_code=exc.status, headers=exc.headers)
 
-    async def verify(text: str) -> JSONResponse:
+    async def verify(text: str, purpose: str | None) -> JSONResponse:
         text = clean_text(text)
         how = mangled_reason(text)
         if how is not None:
             return _verdict_response(malformed(*how, warnings=(MANGLED_WARNING,)))
-        verdict = await to_thread.run_sync(service.verify_text, text)
+        # from local data on the event loop (CPU only: a thread would add a hand-off and no
+        # parallelism); only a certificate missing from the replica waits, in a thread, for
+        # its issuer's log to be synced
+        verdict = service.verify_text(text, purpose=purpose, sync=False)
+        if verdict.code is Code.NOT_IN_LEDGER and service.on_demand_sync:
+            verdict = await to_thread.run_sync(lambda: service.verify_text(text, purpose=purpose))
         return _verdict_response(verdict)
 
     @app.post(
@@ -238,7 +259,10 @@ def create_app(*, service: VerificationService, limits: Limits | None = None) ->
                         "schema": {
                             "type": "object",
                             "required": ["text"],
-                            "properties": {"text": {"type": "string", "maxLength": lim.max_text_body}},
+                            "properties": {
+                                "text": {"type": "string", "maxLength": lim.max_text_body},
+                                "purpose": {"type": "string", "pattern": _PURPOSE.pattern},
+                            },
                             "additionalProperties": False,
                         }
                     },
@@ -248,10 +272,11 @@ def create_app(*, service: VerificationService, limits: Limits | None = None) ->
         },
         summary="Verify the text of a certificate QR code",
     )
-    async def verify_text(request: Request) -> Response:
+    async def verify_text(request: Request, purpose: str | None = None) -> Response:
         rate_limited(request)
         body = await _read_capped(request, lim.max_text_body)
-        return await verify(_text_of(body, request.headers.get("content-type", "")))
+        text, wanted = _text_of(body, request.headers.get("content-type", ""), _purpose(purpose))
+        return await verify(text, wanted)
 
     @app.post(
         "/v1/verify/image",
@@ -267,11 +292,12 @@ def create_app(*, service: VerificationService, limits: Limits | None = None) ->
         },
         summary="Verify the certificate QR code in a PNG or JPEG photo or screenshot",
     )
-    async def verify_image(request: Request) -> Response:
+    async def verify_image(request: Request, purpose: str | None = None) -> Response:
         rate_limited(request)
+        wanted = _purpose(purpose)
         body = await _read_capped(request, lim.max_image_body)
         texts = await to_thread.run_sync(_qr_texts, body, lim)
-        return await verify(_pick_code(texts))
+        return await verify(_pick_code(texts), wanted)
 
     @app.get("/v1/status", responses=_LIMITED, summary="Replica freshness and alerts")
     async def status(request: Request) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from ledger.log.statement import Entry, Kind
 from ledger.replica.sync import SyncResult
+from verifier.core import verify
 from verifier.verdict import Code, Verdict
 from verifier.verifier import Verifier
 
@@ -27,6 +28,9 @@ class VerificationService(Protocol):
     """A verifier as the HTTP service sees it.
 
     ``verify_text`` never raises for bad input: every text ends in a :class:`Verdict`.
+    With ``sync=False`` it only reads local data and never waits on the network, so it
+    may run on the event loop; ``on_demand_sync`` says whether ``sync=True`` could do
+    more (fetch an issuer's log before answering NOT_IN_LEDGER).
 
     ``status()`` returns ``{"checked_at": int, "policy": {"version": int, "expires":
     int} | None, "members": [member], "alerts": [alert]}`` where a member is ``{"id",
@@ -39,8 +43,13 @@ class VerificationService(Protocol):
     ``days``, from the public logs.
     """
 
-    def verify_text(self, text: str) -> Verdict:
-        """The verdict for one presented QR text."""
+    @property
+    def on_demand_sync(self) -> bool:
+        """True when ``verify_text(..., sync=True)`` may fetch before NOT_IN_LEDGER."""
+        ...
+
+    def verify_text(self, text: str, *, purpose: str | None = None, sync: bool = True) -> Verdict:
+        """The verdict for one presented QR text (for ``purpose``, if given)."""
         ...
 
     def status(self) -> dict[str, Any]:
@@ -105,9 +114,19 @@ class ReplicaService:
         self._counted: dict[str, int] = {}
         self._counts: dict[tuple[str, int, str], int] = {}
 
-    def verify_text(self, text: str) -> Verdict:
-        """The verdict from the replica (the issuer's log is synced on demand if needed)."""
-        return self.verifier.verify(text, now=int(self._clock()))
+    @property
+    def on_demand_sync(self) -> bool:
+        """True when the verifier has sources to sync an issuer's log from."""
+        return not self.verifier.offline
+
+    def verify_text(self, text: str, *, purpose: str | None = None, sync: bool = True) -> Verdict:
+        """The verdict from the replica; with ``sync``, a certificate not found is looked up
+        again after syncing its issuer's log (see :meth:`Verifier.verify`)."""
+        now = int(self._clock())
+        if sync:
+            return self.verifier.verify(text, purpose=purpose, now=now)
+        v = self.verifier
+        return verify(text, policy=v.policy, replica_view=v.store, now=now, purpose=purpose)
 
     def sync(self) -> list[SyncResult]:
         """Sync every member's log from the sources, recording how each went."""
