@@ -181,3 +181,13 @@ def test_verifier_run_serves_verdicts_with_every_issuing_node_stopped(world: Wor
     # uvicorn shuts down gracefully, then re-raises the signal it caught
     assert proc.returncode in (0, -signal.SIGTERM)
     assert "Traceback" not in err
+
+
+def test_old_replica_data_is_stale_over_http_with_its_time(world: World, tmp_path: Path) -> None:
+    with ReplicaStore.open(tmp_path / "replica.db") as store:
+        world.service(store).sync()
+        later = world.service(store, now=NOW + POLICY.freshness_seconds + 3600)
+        with TestClient(create_app(service=later)) as client:
+            v = client.post("/v1/verify", json={"text": issue_reference().to_qr_text()}).json()
+    assert v["code"] == "STALE" and v["class"] == "unsure"
+    assert v["as_of"] == NOW - 60
