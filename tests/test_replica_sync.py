@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,13 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import FileError, StorageError
+from ledger.log.checkpoint import CosignatureSigner, cosign
 from ledger.log.statement import Kind
 from ledger.replica.fetch import DirectoryFetcher, Fetcher, HttpFetcher, NotFoundError, mirror_prefix
 from ledger.replica.store import ReplicaStore
 from ledger.replica.sync import Replica
 from tests.fixtures.consortium import AMR, HEALTH, POLICY, PSB, T0, issue_reference
 from tests.helpers import issue
-from tests.replica_fixtures import NOW, Net, licence, outside_mandate, status, write_tiles
+from tests.replica_fixtures import NOW, WITNESS_KEYS, Net, licence, outside_mandate, status, write_tiles
 from verifier.verdict import Code
 from verifier.verifier import Verifier
 
@@ -316,3 +318,16 @@ def test_a_lagging_mirror_does_not_end_the_sync(tmp_path: Path, net: Net, store:
     net.publish(AMR.id)
     result = replica(store).sync([DirectoryFetcher(root=lagging), net.source(AMR.id)])
     assert result.ok and result.size == 5 and result.source == net.source(AMR.id).name
+
+
+def test_one_witness_with_a_fast_clock_cannot_move_the_as_of_time(net: Net, store: ReplicaStore) -> None:
+    fill(net, 1)
+    note = net.publish(AMR.id, at=NOW - 60, witnesses=1)  # health cosigns a minute ago
+    psb = CosignatureSigner(name=PSB.witness_key.name, key=WITNESS_KEYS[PSB.id])
+    (net.tiles_dir(AMR.id) / "checkpoint").write_bytes(cosign(note, psb, timestamp=NOW + 86400))
+    two = dataclasses.replace(POLICY, witness_quorum=2)
+    result = Replica(store=store, policy=two, member_id=AMR.id, clock=lambda: NOW).sync([net.source(AMR.id)])
+    assert result.checkpoint is not None
+    # the quorum of two attests no later than a minute ago; it was complete only with the second
+    assert result.checkpoint.newest_at == NOW - 60 and result.checkpoint.witnessed_at == NOW + 86400
+    assert set(result.checkpoint.cosigners) == {HEALTH.id, PSB.id}

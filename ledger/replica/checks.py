@@ -19,9 +19,10 @@ def open_witnessed(data: bytes, *, policy: Policy, member: Member, now: int) -> 
     policy's quorum of other members' witness cosignatures.
 
     ``witnessed_at`` is when the quorum was reached (the quorum-th earliest counted
-    cosignature), ``newest_at`` the newest counted one; with a quorum of 0 and no
-    cosignature both are ``now``. Raises SignatureError, PolicyError
-    (``witness-quorum``) or MalformedError.
+    cosignature); ``newest_at`` the newest time a quorum attests (the quorum-th newest
+    counted cosignature, so one witness with a fast clock cannot move it); with a
+    quorum of 0, the earliest and newest cosignature, or ``now`` when there is none.
+    Raises SignatureError, PolicyError (``witness-quorum``) or MalformedError.
     """
     parsed = note.parse(data, max_size=DEFAULT_MAX_SIZE)
     signers = {(s.name, s.key_id) for s in parsed.signatures}
@@ -51,7 +52,7 @@ def open_witnessed(data: bytes, *, policy: Policy, member: Member, now: int) -> 
             root_hash=cp.root_hash,
             note=bytes(data),
             witnessed_at=witnessed_at,
-            newest_at=ordered[-1] if ordered else now,
+            newest_at=ordered[-q] if q >= 1 else (ordered[-1] if ordered else now),
             cosigners=tuple(sorted(times)),
         )
     assert last is not None

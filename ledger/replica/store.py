@@ -22,8 +22,9 @@ recomputed up to the signed root). Everything is stored per log origin::
                   source, created)                forks and refused data, kept as evidence
 
 ``witnessed_at`` of a checkpoint is the time its witness quorum was reached (the
-quorum-th earliest counted cosignature); ``newest_at`` the newest counted
-cosignature, which is the replica's "as of" time for that log. ``problem`` holds the
+quorum-th earliest counted cosignature); ``newest_at`` the newest time a quorum of
+witnesses attests (the quorum-th newest), which is the replica's "as of" time for
+that log. ``problem`` holds the
 rule and reason for which an entry is not to be trusted (a key used outside its
 window, a compromised key, a statement outside its member's mandate, a member
 writing in another's name); such entries stay in the copy (they are in the signed
