@@ -23,6 +23,7 @@ from ledger.files import read_capped, write_file
 from ledger.keys import SIG_TYPE_ED25519, PublicKey, SigningKey, VerifierKey
 from ledger.log import merkle
 from ledger.log.audit import audit as run_audit
+from ledger.log.signer import LogSigner
 from ledger.log.store import LogStore
 
 __all__ = ["load_public_keys", "load_signing_key", "log"]
@@ -201,21 +202,24 @@ def audit(db: Path, keys: tuple[str, ...], progress: bool | None) -> None:
     "Without it, print the latest stored checkpoint.",
 )
 def checkpoint(db: Path, key_file: Path | None) -> None:
-    """Print the latest signed checkpoint of DB, or sign a new one with --key.
+    """Print the latest signed checkpoint of DB (with the witness cosignatures kept for
+    it), or sign a new one with --key.
 
-    The store never signs a checkpoint that contradicts one it signed before: it
-    refuses if the log was rewritten or truncated since.
+    The key remembers the last checkpoint it signed in KEYFILE.last-checkpoint (written
+    before the new checkpoint is printed). Signing is refused if the log was rewritten,
+    truncated or restored from a backup since: neither the database's own checkpoints
+    nor the key's memory may be contradicted.
     """
     if key_file is None:
         with LogStore.open(db, readonly=True) as store:
             latest = store.latest_checkpoint()
         if latest is None:
             raise StorageError(f"{db}: no checkpoint has been signed yet; sign one with --key KEYFILE")
-        click.echo(latest.note.decode("utf-8"), nl=False)
+        click.echo(latest.full_note.decode("utf-8"), nl=False)
         return
-    key = load_signing_key(key_file)
+    signer = LogSigner.beside(key_file, key=load_signing_key(key_file))
     with LogStore.open(db) as store:
-        note = store.checkpoint(key)
+        note = store.checkpoint(signer)
     click.echo(note.decode("utf-8"), nl=False)
 
 
@@ -230,8 +234,9 @@ def checkpoint(db: Path, key_file: Path | None) -> None:
 def proof(db: Path, index: int, size: int | None) -> None:
     """Print a C2SP tlog-proof that entry INDEX is in the log DB.
 
-    The proof carries the signed checkpoint it is proved against, so anyone holding
-    the log's public key can check it offline.
+    The proof carries the signed checkpoint it is proved against, with the witness
+    cosignatures kept for it, so anyone holding the trust policy (or just the log's
+    public key) can check it offline.
     """
     with LogStore.open(db, readonly=True) as store:
         tlog_proof = store.tlog_proof(index, size=size)
