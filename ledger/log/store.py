@@ -459,10 +459,8 @@ class LogStore:
             if meta.get("schema_version") != version or type(meta.get("schema_version")) is not int:
                 raise StorageError(f"{self._path}: log database is damaged: no schema version")
             if set(meta) != {"schema_version", "origin", "created"}:
-                extra = ", ".join(sorted(str(k) for k in set(meta) - {"schema_version", "origin", "created"}))
-                raise StorageError(
-                    f"{self._path}: log database is damaged: meta holds {extra or 'too little'}"
-                )
+                keys = ", ".join(sorted(str(k) for k in meta))
+                raise StorageError(f"{self._path}: log database is damaged: meta holds keys {keys}")
             origin = meta.get("origin")
             if not isinstance(origin, str):
                 raise StorageError(f"{self._path}: log database is damaged: no origin")
