@@ -8,15 +8,25 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from certledger.cli import cli
-from ledger.errors import AuditError, ConflictError, MalformedError, PolicyError, SignatureError, StorageError
+from ledger.errors import (
+    AuditError,
+    ConflictError,
+    LedgerError,
+    MalformedError,
+    PolicyError,
+    SignatureError,
+    StorageError,
+)
 from ledger.keys import SigningKey, VerifierKey
 from ledger.log import note, tlogproof
 from ledger.log.audit import audit
 from ledger.log.checkpoint import Checkpoint, CosignatureSigner, cosign, open_checkpoint, sign_checkpoint
 from ledger.log.store import LogStore
-from tests.helpers import issue
+from tests.helpers import issue, mutate
 from tests.policy_fixtures import log_signing_key, make_policy, origin, witness_signing_key
 
 LOG = "hz-amr"
@@ -203,3 +213,18 @@ def test_audit_checks_the_stored_cosigned_notes(store: LogStore) -> None:
     tamper("UPDATE cosigned SET size = 12, note = ?", note.Note(text=good.text, signatures=(bad,)).to_bytes())
     with pytest.raises(AuditError, match="cosigned note for size 12 does not verify: signed by"):
         audit(db, keys=[key.public_key])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_cosigned_notes_are_kept_only_when_they_verify(store: LogStore, data: st.DataObject) -> None:
+    signed = store.checkpoint(log_signing_key(LOG))
+    good = cosign(signed, _witness("hz-psb")[0], timestamp=9)
+    blob = mutate(data, good)
+    try:
+        merged = store.add_cosignatures(blob, witnesses=_witness_keys())
+    except LedgerError:
+        return
+    opened = open_checkpoint(merged, log_key=_log_vkey(), witnesses=_witness_keys())
+    assert opened.checkpoint.size == 12
+    assert note.parse(merged).text == note.parse(signed).text

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from certledger.cli import cli
 from ledger.errors import ConflictError, FileError, MalformedError
@@ -19,7 +21,7 @@ from ledger.log import signer as signer_module
 from ledger.log.checkpoint import Checkpoint, sign_checkpoint
 from ledger.log.signer import STATE_SUFFIX, LogSigner, SignerState
 from ledger.log.store import LogStore
-from tests.helpers import ORIGIN, issue, log_key, revoke
+from tests.helpers import ORIGIN, issue, log_key, mutate, revoke
 
 
 @pytest.fixture
@@ -241,3 +243,15 @@ def test_cli_checkpoint_remembers_next_to_the_key_and_refuses_after_a_restore(tm
     r = runner.invoke(cli, ["log", "checkpoint", str(db), "--key", str(key_file)])
     assert r.exit_code == 1
     assert "already signed size 6 with root" in r.output and "signer-fork" in r.output
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_mutated_state_files_parse_exactly_or_raise_malformed(data: st.DataObject) -> None:
+    good = SignerState(origin=ORIGIN, key_id=b"\x01\x02\x03\x04", size=77, root_hash=bytes(range(32)))
+    blob = mutate(data, good.to_bytes())
+    try:
+        state = SignerState.from_bytes(blob, what="state")
+    except MalformedError:
+        return
+    assert state.to_bytes() == blob
