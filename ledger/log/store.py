@@ -1,6 +1,7 @@
 """The durable log store: one department's log in one SQLite database.
 
-Schema (version 1; ``PRAGMA application_id`` marks the file as a certledger log)::
+Schema (version 2; ``PRAGMA application_id`` marks the file as a certledger log; the
+exact SQL is :data:`_SCHEMA`)::
 
     meta        (key TEXT PRIMARY KEY, value)           schema_version, origin, created
     entries     (idx INTEGER PRIMARY KEY, data BLOB)     entry i: its exact canonical bytes
@@ -8,6 +9,13 @@ Schema (version 1; ``PRAGMA application_id`` marks the file as a certledger log)
                                                          in ledger.log.merkle.stored_hash_index order
     checkpoints (id INTEGER PRIMARY KEY, size, root, note, signed_at)
                                                          every checkpoint this log signed
+    cosigned    (size INTEGER PRIMARY KEY, note, updated_at)
+                                                         the checkpoint of that size with the
+                                                         witness cosignatures kept for it (v2)
+
+Opening checks the file holds exactly its version's objects and nothing else (no
+trigger, view, extra column or index), caps every value SQLite returns at 1 MiB, and
+a writer upgrades a version 1 file by creating the ``cosigned`` table.
 
 The database runs in WAL mode with ``synchronous=FULL``. :meth:`LogStore.append` writes
 a batch of entries and their stored hashes in one transaction and returns only after
@@ -21,15 +29,20 @@ An append hashes ``O(log n)``: each record stores its leaf hash and the hashes o
 subtrees it completes (:func:`ledger.log.merkle.stored_hashes`), whose siblings are the
 tree's right edge, kept in memory. A proof or root reads ``O(log n)`` stored hashes.
 
-One process writes: the writer holds an exclusive ``flock`` on ``<database>-lock`` for
-as long as the store is open, and a second writer is refused. Readers
-(``LogStore.open(path, readonly=True)``) take no lock and may run alongside the writer.
+One process writes: the writer holds an exclusive ``flock`` on the database file
+itself for as long as the store is open, so a second writer is refused through any
+name of the file (symlink, hard link, bind mount); a writer also refuses a file with
+more than one hard link, and records its process id in ``<database>-lock`` (never
+following a symlink there). Readers (``LogStore.open(path, readonly=True)``) take no
+lock and may run alongside the writer; :meth:`LogStore.snapshot` gives them one
+consistent view.
 
 Checkpoints are C2SP tlog-checkpoints signed by the log key (see
 :mod:`ledger.log.checkpoint`). The store never signs two inconsistent checkpoints: before
 signing it checks the new root against every stored checkpoint of the same size and
 proves consistency with the latest stored checkpoint, recomputing that checkpoint's
-root from the stored hashes.
+root from the stored hashes; signing with a :class:`~ledger.log.signer.LogSigner` also
+checks the checkpoint the key last signed, remembered outside the database.
 """
 
 from __future__ import annotations
