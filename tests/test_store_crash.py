@@ -23,8 +23,8 @@ import pytest
 
 from ledger.log.audit import audit
 from ledger.log.merkle import leaf_hash
-from ledger.log.statement import GENESIS_PREV, Entry, SignedStatement
 from ledger.log.signer import LogSigner
+from ledger.log.statement import GENESIS_PREV, Entry, SignedStatement
 from ledger.log.store import LogStore
 from tests.helpers import issue, log_key
 
