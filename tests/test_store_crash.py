@@ -120,4 +120,4 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_entry(tmp_path: Path) -
                 assert data == expected[i], f"kill {kills}: entry {i} differs from what was acknowledged"
     assert kills == KILLS
     assert during_appends >= 40
-    assert total_acked > 5000, f"only {total_acked} entries were acknowledged: the writer barely ran"
+    assert total_acked > 2500, f"only {total_acked} entries were acknowledged: the writer barely ran"
