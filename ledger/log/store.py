@@ -467,8 +467,13 @@ class LogStore:
                 raise StorageError(
                     f"{self._path}: not a certledger log database (SQLite application id {app_id:#x})"
                 )
-            version = self._check_schema()
-            meta = dict(c.execute("SELECT key, value FROM meta").fetchall())
+            c.execute("BEGIN")  # schema and meta from one state, should a writer upgrade meanwhile
+            try:
+                version = self._check_schema()
+                meta = dict(c.execute("SELECT key, value FROM meta").fetchall())
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    c.execute("COMMIT")
             if meta.get("schema_version") != version or type(meta.get("schema_version")) is not int:
                 raise StorageError(f"{self._path}: log database is damaged: no schema version")
             if set(meta) != {"schema_version", "origin", "created"}:
