@@ -228,3 +228,31 @@ def test_mutated_cosigned_notes_are_kept_only_when_they_verify(store: LogStore, 
     opened = open_checkpoint(merged, log_key=_log_vkey(), witnesses=_witness_keys())
     assert opened.checkpoint.size == 12
     assert note.parse(merged).text == note.parse(signed).text
+
+
+def test_cli_audit_checks_cosignatures_of_the_given_witnesses(store: LogStore) -> None:
+    key = log_signing_key(LOG)
+    signed = store.checkpoint(key)
+    psb, psb_key = _witness("hz-psb")
+    store.add_cosignatures(cosign(signed, psb, timestamp=9), witnesses=_witness_keys())
+    db = store.path
+    store.close()
+    args = ["log", "audit", str(db), "--key", str(_log_vkey()), "--no-progress"]
+    r = CliRunner().invoke(cli, [*args, "--witness", str(psb_key)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "1 cosigned checkpoint note(s) verified" in r.output
+    r = CliRunner().invoke(cli, [*args, "--witness", str(_log_vkey())], catch_exceptions=False)
+    assert r.exit_code == 1 and "is not a witness key" in r.output
+    good = note.parse(cosign(signed, psb, timestamp=9))
+    line = good.signatures[-1]
+    bad = note.Signature(name=line.name, key_id=line.key_id, data=bytes(len(line.data)))
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE cosigned SET note = ?",
+        (note.Note(text=good.text, signatures=(good.signatures[0], bad)).to_bytes(),),
+    )
+    conn.commit()
+    conn.close()
+    r = CliRunner().invoke(cli, [*args, "--witness", str(psb_key)], catch_exceptions=False)
+    assert r.exit_code == 1
+    assert "audit FAILED (not tied to one entry): cosigned note for size 12 does not verify" in r.output
