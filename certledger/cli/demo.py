@@ -5,25 +5,28 @@
    ``certledger consortium init`` runs (keys generated and saved the same way), signed
    by a threshold of governance keys and pinned; version 2 adds a certificate type
    (``certledger/data/demo-food-permit.toml``), is signed by both thresholds and walked to.
-2. Each department opens its own log, keyed by its log key in the policy; every
-   checkpoint is cosigned by the other two departments' witnesses.
+2. Each department opens its own log, keyed by its log key in the policy and signed
+   through a :class:`~ledger.log.signer.LogSigner` (which remembers the last checkpoint
+   it signed, beside the key file); every checkpoint is cosigned by the other two
+   departments' witnesses, the cosignatures are kept with it
+   (:meth:`~ledger.log.store.LogStore.add_cosignatures`), and the log is published as
+   a static copy of its tlog-tiles files under ``public/`` (the layout a node serves).
 3. The market regulator issues the reference business licence
    (``certledger/data/business_licence.json``: the project's reference licence, with its
    id's check character corrected), logs it and has the checkpoint witnessed.
 4. The holder makes a full and a selective ``CL1:`` presentation, writes them as PNG
    and SVG QR codes and reads the PNG back.
-5. Public security verifies the selective one offline with the policy and its mirror
-   of the regulator's log.
-6. Attacks, each refused with the project's own error.
-7. The regulator revokes the licence; the new checkpoint is witnessed; every log is
-   audited.
+5. Public security's verifier (:class:`~verifier.verifier.Verifier`) syncs its replica
+   from the static copy and checks the selective code: VALID. Its clock then moves on
+   past the policy's freshness limit with nothing synced: STALE. The witnesses cosign
+   the unchanged checkpoint again, the replica syncs: VALID.
+6. Attacks, each refused with the project's own error or the verdict a verifier gives.
+7. The regulator revokes the licence; the replica syncs: REVOKED. Every log is audited.
 
-Two stand-ins, because the node and the verifier service do not exist yet: a witness
-is :class:`_Witness` below (it checks the log's signature and the consistency with
-what it cosigned before, then cosigns), and a mirror is a copy of the log's database
-where a node would fetch the log's tiles. Turning a replica's later statements into
-REVOKED or STALE verdicts is the verifier service's job; the demo says so rather than
-doing it.
+The story starts :data:`LATER` seconds in the past, so that the verifier's clock can
+move on to the present; everything kept with ``--dir`` is then current. The witnesses
+run in this process (:class:`_Witness`: the log's signature and the consistency with
+what it cosigned before, then a cosignature).
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ import json
 import shlex
 import sqlite3
 import tempfile
-import textwrap
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -49,14 +52,14 @@ import click
 from certledger.cli.consortium import key_file
 from ledger.credential.claims import canonical_value, claim_digest, claim_salt
 from ledger.credential.credential import issue_credential
-from ledger.credential.presentation import Presentation, check_presentation
+from ledger.credential.presentation import Presentation
 from ledger.credential.qr import make_qr, read_qr_file, render_png, render_svg
 from ledger.errors import (
     AuditError,
+    ConflictError,
     LedgerError,
     PolicyError,
     ProofError,
-    SignatureError,
     StorageError,
 )
 from ledger.files import write_file
@@ -64,13 +67,19 @@ from ledger.keys import PublicKey, SigningKey, VerifierKey
 from ledger.log import merkle, tlogproof
 from ledger.log.audit import audit
 from ledger.log.certid import CertId
-from ledger.log.checkpoint import Checkpoint, CosignatureSigner, OpenedCheckpoint, cosign, open_checkpoint
+from ledger.log.checkpoint import Checkpoint, CosignatureSigner, cosign, open_checkpoint
+from ledger.log.signer import LogSigner
 from ledger.log.statement import Entry, Kind, Reason, SignedStatement, Statement, encode_entry
 from ledger.log.store import LogStore
+from ledger.replica import tiles
+from ledger.replica.fetch import DirectoryFetcher, mirror_prefix
+from ledger.replica.store import ReplicaStore
 from ledger.trust.consortium import KeyRequest, apply_changes, genesis, parse_change, read_toml
 from ledger.trust.policy import Member, Policy, format_time
 from ledger.trust.policy_doc import add_signature, parse_document, sign_proposal
 from ledger.trust.trust import TrustedPolicy, signed_by
+from verifier.verdict import Code, Verdict
+from verifier.verifier import Verifier, node_sources
 
 __all__ = ["demo"]
 
@@ -82,6 +91,9 @@ EARLIER = {AMR: 255, HEALTH: 40, PSB: 0}
 REVEAL = ("name", "uscc")
 PURPOSE = "identity"
 OPERATOR = "op:7f3a9c"
+#: How long before the present the story starts: the verifier's clock moves on by this
+#: much in step 5, past the policy's freshness limit (a day in the shipped spec).
+LATER = 25 * 3600
 #: Output width.
 WIDTH = 100
 _CHINA = dt.timezone(dt.timedelta(hours=8))
@@ -166,6 +178,47 @@ def _replace_entry(db: Path, index: int, entry: bytes) -> None:
         raise StorageError(f"{db}: {e}") from None
 
 
+def _columns(text: str) -> int:
+    """Terminal columns ``text`` takes: two for each wide (CJK) character."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _spaced(text: str) -> list[tuple[str, bool]]:
+    """The breakable pieces of ``text``: words, and each wide character on its own;
+    whether a space comes before each."""
+    out: list[tuple[str, bool]] = []
+    for word in text.split():
+        space = True
+        run = ""
+        for c in word:
+            if unicodedata.east_asian_width(c) in "WF":
+                if run:
+                    out.append((run, space))
+                    run, space = "", False
+                out.append((c, space))
+                space = False
+            else:
+                run += c
+        if run:
+            out.append((run, space))
+    return out
+
+
+def _pack(pieces: list[tuple[str, bool]], width: int, first: str, rest: str) -> list[str]:
+    """The pieces in lines of at most ``width`` columns (a longer piece gets a line of its own)."""
+    lines: list[str] = []
+    line, empty = first, True
+    for piece, space in pieces:
+        gap = " " if space and not empty else ""
+        if not empty and _columns(line + gap + piece) > width:
+            lines.append(line)
+            line, empty, gap = rest, True, ""
+        line += gap + piece
+        empty = False
+    lines.append(line)
+    return lines
+
+
 class _Out:
     """Prints the demo's lines wrapped at :data:`WIDTH` columns; nothing when quiet."""
 
@@ -178,16 +231,7 @@ class _Out:
         if not text or not wrap:
             click.echo(" " * indent + text if text else "")
             return
-        click.echo(
-            textwrap.fill(
-                text,
-                WIDTH,
-                initial_indent=" " * indent,
-                subsequent_indent=" " * (indent + 2),
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
-        )
+        click.echo("\n".join(_pack(_spaced(text), WIDTH, " " * indent, " " * (indent + 2))))
 
     def step(self, n: int, title: str) -> None:
         self()
@@ -195,20 +239,25 @@ class _Out:
 
 
 class _Demo:
-    """The demo's state: one consortium, its logs, witnesses and files under ``work``."""
+    """The demo's state: one consortium, its logs, witnesses, verifier and files under ``work``."""
 
     def __init__(self, work: Path, say: _Out) -> None:
         self.work = work
         self.say = say
-        self.now = int(time.time())
+        self.now = int(time.time()) - LATER  # the clock of the story; step 5 moves it on
         self.keys: dict[tuple[str, str], SigningKey] = {}  # (member id or key name, role) -> key
+        self.key_files: dict[tuple[str, str], Path] = {}
+        self.signers: dict[str, LogSigner] = {}
         self.stores: dict[str, LogStore] = {}
+        self.published: dict[str, int] = {}  # member id -> size of its static copy
         self.witnesses: dict[str, _Witness] = {}
-        self.witnessed: dict[str, bytes] = {}  # member id -> its latest cosigned checkpoint
         self.texts: dict[str, str] = {}  # "full" / "identity" -> CL1 text
         self.caught: set[str] = set()  # the attacks refused, by letter
+        self.verdicts: list[tuple[str, Verdict]] = []  # what the verifier answered, in order
         self.cosigned = 0  # witnesses that cosigned the licence's checkpoint
         self.audits = 0  # logs audited in step 7
+        self.replica: ReplicaStore | None = None
+        self._verifier: Verifier | None = None
 
     # -- shared steps ----------------------------------------------------------------
 
@@ -225,18 +274,48 @@ class _Demo:
         m = self.member(member_id)
         return m.log_verifier_key(m.log_keys[-1])
 
-    def witness(self, member_id: str, note: bytes) -> bytes:
-        """Have every other member's witness cosign ``note``; keep and return the result."""
+    def public(self, member_id: str) -> Path:
+        """Where the member's log is published: ``public/mirror/<origin hash>/``."""
+        return self.work / "public" / mirror_prefix(self.member(member_id).origin)
+
+    def witness(self, member_id: str, note: bytes | None = None) -> bytes:
+        """Have every other member's witness cosign ``note`` (default: a new checkpoint
+        signed now), keep the cosignatures with the checkpoint, publish, and return the
+        cosigned note."""
+        store = self.stores[member_id]
+        if note is None:
+            note = store.checkpoint(self.signers[member_id])
         log = self.member(member_id)
-        prove = self.stores[member_id].consistency_proof
-        for wid in self.policy.witness_keys(member_id):
-            note = self.witnesses[wid].cosign(
-                note, log=log, log_key=self.log_key(member_id), prove=prove, now=self.now
+        witnesses = self.policy.witness_keys(member_id)
+        cosigned = note
+        for wid in witnesses:
+            cosigned = self.witnesses[wid].cosign(
+                cosigned,
+                log=log,
+                log_key=self.log_key(member_id),
+                prove=store.consistency_proof,
+                now=self.now,
             )
-        self.witnessed[member_id] = note
-        path = self.work / "logs" / f"{member_id}.checkpoint"
-        write_file(path, note, mode=0o644, overwrite=True, what="checkpoint")
-        return note
+        kept = store.add_cosignatures(cosigned, witnesses=list(witnesses.values()))
+        self.publish(member_id, kept)
+        return kept
+
+    def publish(self, member_id: str, note: bytes) -> None:
+        """Write the tiles the log grew by since it was last published, then the checkpoint."""
+        store, directory = self.stores[member_id], self.public(member_id)
+        size = open_checkpoint(note, log_key=self.log_key(member_id)).checkpoint.size
+        for t in tiles.new_tiles(self.published.get(member_id, 0), size):
+            if t.is_entries:
+                first = t.index * tiles.TILE_WIDTH
+                data = tiles.encode_bundle(list(store.entries(first, first + t.width)))
+            else:
+                data = tiles.tile_from_hashes(t, store.read_hashes)
+            path = directory / t.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_file(path, data, mode=0o644, overwrite=True, what="tile")
+        directory.mkdir(parents=True, exist_ok=True)
+        write_file(directory / "checkpoint", note, mode=0o644, overwrite=True, what="checkpoint")
+        self.published[member_id] = size
 
     def quorum(self, member_id: str, note: bytes) -> list[str]:
         """The members whose cosignatures on ``note`` verify; PolicyError below the quorum."""
@@ -263,6 +342,56 @@ class _Demo:
             return
         raise click.ClickException(f"the demo expected {what} to be refused, but it was accepted")
 
+    @property
+    def verifier(self) -> Verifier:
+        """Public security's verifier: the policy, its replica (``verifier/replica.db``) and
+        the static copy to sync from; its clock is the story's. It syncs an issuer's log on
+        demand before every NOT_IN_LEDGER (no minimum interval: the story's clock stands still)."""
+        if self._verifier is None:
+            (self.work / "verifier").mkdir()
+            self.replica = ReplicaStore.open(self.work / "verifier" / "replica.db")
+            self._verifier = Verifier(
+                policy=self.policy,
+                store=self.replica,
+                sources=node_sources([str(self.work / "public")]),
+                clock=lambda: self.now,
+                min_interval=0.0,
+            )
+        return self._verifier
+
+    def check(
+        self, what: str, text: str, expected: Code, *, indent: int = 6, purpose: str | None = None
+    ) -> Verdict:
+        """Verify ``text`` at public security's verifier and show the verdict, which must be
+        ``expected`` (the demo fails otherwise)."""
+        v = self.verifier.verify(text, purpose=purpose)
+        mark = {"valid": "✓", "invalid": "✗", "unsure": "?"}[v.verdict_class]
+        self.say(f"→ {mark} {v.code.value}  {v.reason_zh}", indent)
+        self.say(v.reason_en, indent + 4)
+        for warning in v.warnings:
+            shown = warning
+            for m in self.policy.members:  # name the static copy, not its long path
+                shown = shown.replace(f"directory {self.public(m.id)}", "the static copy public/")
+            self.say(f"note: {shown}", indent + 4)
+        if v.code != expected:
+            raise click.ClickException(
+                f"the demo expected {what} to be {expected.value}, but the verifier answered {v.code.value}: "
+                f"{v.reason_en}"
+            )
+        self.verdicts.append((what, v))
+        return v
+
+    def sync(self) -> str:
+        """Sync the verifier's replica of every member's log; a line saying what it holds."""
+        held = []
+        for r in self.verifier.sync():
+            if not r.ok or r.checkpoint is None:
+                raise click.ClickException(
+                    f"the replica of {r.member_id} did not sync: {'; '.join(r.refused)}"
+                )
+            held.append(f"{r.member_id} {r.size}")
+        return ", ".join(held)
+
     # -- 1. the trust policy ---------------------------------------------------------
 
     def consortium(self) -> None:
@@ -282,8 +411,10 @@ class _Demo:
         keys_dir = work / "keys"
         keys_dir.mkdir(mode=0o700)
         for request, key in made:
-            key.save(key_file(keys_dir, request))
+            path = key_file(keys_dir, request)
+            key.save(path)
             self.keys[(request.member or request.name, request.role)] = key
+            self.key_files[(request.member or request.name, request.role)] = path
         governance = [(r.name, k) for r, k in made if r.role == "governance"]
         say("the spec consortium-spec.toml, shipped with certledger, names:")
         for m in v1.members:
@@ -335,17 +466,20 @@ class _Demo:
             self.witnesses[m.id] = _Witness(m, self.keys[(m.id, "witness")])
         say(
             f"a checkpoint counts once {policy.witness_quorum} other departments' witnesses cosign it; a "
-            "witness first checks that it extends what it cosigned before (logs/MEMBER.db, .checkpoint)"
+            "witness first checks that it extends what it cosigned before. Each log (logs/MEMBER.db) keeps "
+            "its cosignatures, its key remembers the last checkpoint it signed (keys/MEMBER-log.pem"
+            ".last-checkpoint), and it is published as tlog-tiles files (public/mirror/ORIGIN-HASH/)"
         )
         for m in policy.members:
             key = self.keys[(m.id, "log")]
             if m.log_keys[-1].public_key != key.public_key:
                 raise click.ClickException(f"the policy does not list {m.id}'s log key")
+            self.signers[m.id] = LogSigner.beside(self.key_files[(m.id, "log")], key=key)
             store = LogStore.create(work / "logs" / f"{m.id}.db", origin=m.origin)
             self.stores[m.id] = store
             earlier = [self._earlier(m, i) for i in range(EARLIER[m.id])]
             store.append(earlier, key=key)
-            ids = self.quorum(m.id, self.witness(m.id, store.checkpoint(key)))
+            ids = self.quorum(m.id, self.witness(m.id))
             what = f"{len(earlier)} earlier statements" if earlier else "no statements (issues none yet)"
             say(
                 f"{m.id:<18} key {self.log_key(m.id).key_id.hex()}  {what}; checkpoint {store.size} "
@@ -368,6 +502,7 @@ class _Demo:
             claim_digests={c.key: hashlib.sha256(f"{cid} {c.key}".encode()).digest() for c in ctype.claims},
         )
 
+    # -- 3. issuing ------------------------------------------------------------------
     # -- 3. issuing ------------------------------------------------------------------
 
     def issue(self) -> None:
@@ -405,7 +540,7 @@ class _Demo:
         )
         store = self.stores[AMR]
         [self.index] = store.append(cred.signed, key=key)
-        witnessed = self.witness(AMR, store.checkpoint(key))
+        witnessed = self.witness(AMR)
         say(
             f"appended at index {self.index}; checkpoint {store.size} signed; each witness checked a "
             f"consistency proof from size {self.index}, which it had cosigned, and cosigned. The witnessed "
@@ -419,6 +554,7 @@ class _Demo:
             f"witness quorum of policy version {self.trusted.version} met: "
             f"{len(ids)}/{self.policy.witness_quorum} ({', '.join(ids)})"
         )
+        self.prove(self.index, work / "licence.tlog-proof")
 
     # -- 4. presenting ---------------------------------------------------------------
 
@@ -454,80 +590,74 @@ class _Demo:
         )
 
     # -- 5. verifying ----------------------------------------------------------------
-
-    def verify(self) -> None:
-        say, work = self.say, self.work
-        psb = self.member(PSB)
-        say.step(5, f"Public security ({psb.name}) checks the selective QR offline")
-        policy = self.policy
-        say(
-            f"it has only policy version {policy.version} (walked to from its pin) and its mirror of the "
-            "regulator's log"
-        )
-        checked = check_presentation(self.scanned, policy=policy, now=self.now, purpose=PURPOSE)
-        kid = checked.signed.key_id.hex()
-        needs = ", ".join(checked.certificate_type.purposes[PURPOSE])
-        say(f"✓ parsed strictly; issuer {checked.issuer.id} (log key {kid}); mandate: may issue {LICENCE}")
-        say(
-            f"✓ signature over the rebuilt statement; {len(checked.claims)} disclosed claims match their "
-            f"digests, {len(checked.hidden)} stay hidden; purpose '{PURPOSE}' needs {needs}: disclosed"
-        )
-        mirror = work / "mirror" / f"{AMR}.db"
-        mirror.parent.mkdir()
-        _copy_database(self.stores[AMR].path, mirror)
-        report = audit(mirror, keys=[self.log_key(AMR)])
-        say(
-            f"✓ mirror/{mirror.name} audited against the policy's log key: {report.size} entries, "
-            f"{report.signatures_checked} signatures, {report.hashes_checked} hashes"
-        )
-        opened = self.prove(mirror, checked.signed, work / "licence.tlog-proof")
-        witnessed_at = max(opened.cosignatures.values())
-        policy.log_key(AMR, checked.signed.key_id, at=checked.statement.time, witnessed_at=witnessed_at)
-        say(
-            f"✓ log key {kid} was valid at the statement's time, and not marked compromised before the "
-            "entry was witnessed"
-        )
-        ctype = checked.certificate_type
-        say(f"核验通过 VERIFIED: a genuine {ctype.name} of {checked.issuer.name}, in its witnessed log:")
-        for c in checked.claims:
-            say(f"{c.label} {c.name}: {c.text}", 5)
-        say(
-            "(whether it has been revoked since, and whether the mirror is fresh enough, the verifier "
-            "service will judge: it is not built yet)"
-        )
-
-    def prove(self, mirror: Path, signed: SignedStatement, out: Path) -> OpenedCheckpoint:
-        """Find ``signed`` in the mirror, write its tlog-proof to ``out``, read it back, verify it."""
-        with LogStore.open(mirror, readonly=True) as log:
-            found = (i for i, data in enumerate(log.entries()) if Entry.from_bytes(data).signed == signed)
-            index = next(found, None)
-            if index is None:
-                raise click.ClickException("the statement is not in the mirrored log")
-            proof = tlogproof.make_proof(
-                index=index, signed_checkpoint=self.witnessed[AMR], read=log.read_hashes
-            )
-            entry = log.entry(index)
-        write_file(out, proof.to_bytes(), mode=0o644, overwrite=True, what="proof")
-        policy = self.policy
+    def prove(self, index: int, out: Path) -> None:
+        """Write the tlog-proof of the regulator's entry ``index`` under its newest cosigned
+        checkpoint to ``out``, read it back and verify it."""
+        store, policy = self.stores[AMR], self.policy
+        write_file(out, store.tlog_proof(index).to_bytes(), mode=0o644, overwrite=True, what="proof")
+        proof = tlogproof.parse(out.read_bytes())
         opened = tlogproof.verify(
-            tlogproof.parse(out.read_bytes()),
+            proof,
             log_key=self.log_key(AMR),
-            leaf=entry,
+            leaf=store.entry(index),
             witnesses=list(policy.witness_keys(AMR).values()),
             quorum=policy.witness_quorum,
         )
         self.say(
-            f"✓ entry {index} is in the tree of size {opened.checkpoint.size}: {out.name} "
-            f"(c2sp.org/tlog-proof, {_count(len(proof.proof), 'hash', 'hashes')}) verified against the "
-            f"checkpoint, cosigned by {len(opened.cosignatures)}/{policy.witness_quorum} witnesses"
+            f"✓ {out.name} (c2sp.org/tlog-proof, {_count(len(proof.proof), 'hash', 'hashes')}): "
+            f"entry {index} is in the tree of size {opened.checkpoint.size}, checked against the checkpoint "
+            "cosigned by "
+            f"{len(opened.cosignatures)}/{policy.witness_quorum} witnesses"
         )
-        return opened
+
+    # -- 5. verifying ----------------------------------------------------------------
+
+    def verify(self) -> None:
+        say, policy = self.say, self.policy
+        psb = self.member(PSB)
+        say.step(5, f"Public security ({psb.name}) checks the selective QR at its verifier")
+        if policy.freshness_seconds >= LATER:
+            raise click.ClickException("the demo's clock step must exceed the policy's freshness limit")
+        held = self.sync()
+        say(
+            f"its verifier holds only policy version {policy.version} (walked to from its pin) and a replica "
+            f"(verifier/replica.db) it synced from the static copy public/, never from the issuer: {held} "
+            "entries, every checkpoint, tile and signature checked. The verdict:"
+        )
+        v = self.check("the selective licence", self.scanned, Code.VALID, indent=3, purpose=PURPOSE)
+        for c in v.claims:
+            say(f"{c.label} {c.name}: {c.value}", 7)
+        say(f"(not disclosed: {', '.join(v.hidden)})", 7)
+        if v.evidence is not None:
+            e = v.evidence
+            say(
+                f"evidence: entry {e.entry_index} under checkpoint {e.checkpoint_size}, witnessed by "
+                f"{', '.join(e.cosigners)} at {format_time(e.witnessed_at)}",
+                7,
+            )
+        later = self.now + LATER
+        say(
+            f"{LATER // 3600} hours later ({format_time(later)}) the regulator's static copy has not changed "
+            f"and nothing was synced; the policy allows {policy.freshness_seconds // 3600} hours:"
+        )
+        self.now = later
+        self.check("the licence with an old replica", self.scanned, Code.STALE, indent=3, purpose=PURPOSE)
+        note = self.stores[AMR].checkpoint_at(self.published[AMR])
+        if note is None:
+            raise click.ClickException("the regulator's published checkpoint is not in its log")
+        self.witness(AMR, note.note)
+        self.sync()
+        say(
+            "the witnesses cosign the regulator's unchanged checkpoint again (now), the static copy is "
+            "updated and the replica syncs:"
+        )
+        self.check("the licence after a sync", self.scanned, Code.VALID, indent=3, purpose=PURPOSE)
 
     # -- 6. attacks ------------------------------------------------------------------
 
     def attacks(self) -> None:
         say, policy = self.say, self.policy
-        say.step(6, "Attacks, each refused")
+        say.step(6, "Attacks, each refused or answered with the verdict that says what is wrong")
         (self.work / "attacks").mkdir()
         licence = policy.require_type(LICENCE)
         # a) a changed claim value
@@ -537,12 +667,8 @@ class _Demo:
         forged = dataclasses.replace(p, values=values).to_text()
         write_file(self.work / "attacks" / "altered-name.png", render_png(forged), mode=0o644, what="PNG")
         say(f"a) the name in the QR is changed to {forged_name}; the verifier:")
-        self.refused(
-            "a",
-            "an altered claim",
-            SignatureError,
-            lambda: check_presentation(forged, policy=policy, now=self.now, purpose=PURPOSE),
-        )
+        self.check("an altered claim", forged, Code.BAD_SIGNATURE)
+        self.caught.add("a")
         # b) a department outside its mandate
         health = self.member(HEALTH)
         kwargs: dict[str, Any] = {
@@ -565,19 +691,53 @@ class _Demo:
             cert_type=dataclasses.replace(licence, issuers=frozenset({HEALTH})), **kwargs
         )
         say("a rogue build skips that check and signs one with the health log key; the verifier:")
-        self.refused(
-            "b",
-            "a certificate outside the mandate",
-            PolicyError,
-            lambda: check_presentation(rogue.to_qr_text(REVEAL), policy=policy, now=self.now),
+        self.check("a certificate outside the mandate", rogue.to_qr_text(REVEAL), Code.NOT_AUTHORISED)
+        # c) a licence signed but never logged
+        secret = issue_credential(
+            cert_type=licence,
+            issuer=self.member(AMR),
+            key=self.keys[(AMR, "log")],
+            serial="2430700",
+            claims={**self.licence["claims"], "name": "杭州影子贸易有限公司"},
+            operator="op:insider",
+            time=self.now,
+            valid_from=self.now,
         )
-        # c) policy rollback
-        say(f"c) policy version 1 is served again to a verifier that trusts version {self.trusted.version}:")
+        say(
+            "c) an insider signs a licence with the regulator's key but keeps it out of the log; the "
+            "verifier syncs the regulator's log again before saying so:"
+        )
+        self.check("a licence kept out of the log", secret.to_qr_text(REVEAL), Code.NOT_IN_LEDGER)
+        self.caught.add("c")
+        # d) a revocation by a member without the revoke mandate
+        revoke = self._revocation(HEALTH, Reason.ADMINISTRATIVE_PENALTY)
+        [index] = self.stores[HEALTH].append(revoke, key=self.keys[(HEALTH, "log")])
+        self.witness(HEALTH)
+        self.sync()
+        say(
+            f"d) the health commission, which may not revoke business licences, logs a revoke of the licence "
+            f"(its entry {index}, witnessed); the replica syncs, and the verifier ignores it:"
+        )
+        self.check("the licence revoked without the mandate", self.scanned, Code.VALID, purpose=PURPOSE)
+        self.caught.add("d")
+        # e) policy rollback
+        say(f"e) policy version 1 is served again to a verifier that trusts version {self.trusted.version}:")
         self.refused(
-            "c", "a policy rollback", PolicyError, lambda: self.trusted.update(self.v1_doc, now=self.now)
+            "e", "a policy rollback", PolicyError, lambda: self.trusted.update(self.v1_doc, now=self.now)
         )
         self.split_view()
         self.rewrite()
+
+    def _revocation(self, member_id: str, reason: Reason) -> Statement:
+        return Statement(
+            kind=Kind.REVOKE,
+            issuer=member_id,
+            cert_id=self.credential.cert_id,
+            cert_type=LICENCE,
+            time=self.now,
+            operator=OPERATOR,
+            reason=reason,
+        )
 
     def _altered_licence(self, capital: str) -> SignedStatement:
         """The licence's statement with another registered capital, re-signed by the regulator."""
@@ -590,20 +750,23 @@ class _Demo:
         return SignedStatement.sign(stmt, key=self.keys[(AMR, "log")], key_id=cred.signed.key_id)
 
     def split_view(self) -> None:
-        """d) The regulator signs a fork; a witness refuses it, and verifiers need the quorum."""
-        say, key, policy = self.say, self.keys[(AMR, "log")], self.policy
+        """f) The regulator signs a fork; its own signer and a witness refuse it, and a
+        replica refuses its uncosigned checkpoint."""
+        say, key = self.say, self.keys[(AMR, "log")]
         amr = self.stores[AMR]
         with LogStore.create(self.work / "attacks" / "fork.db", origin=amr.origin) as fork:
             fork.append([Entry.from_bytes(d).signed for d in amr.entries(0, self.index)], key=key)
             fork.append([self._altered_licence("壹亿元整"), self._earlier(self.member(AMR), 9999)], key=key)
-            note = fork.checkpoint(key)
             say(
-                f"d) split view: the regulator signs a forked log to show one verifier, with the same first "
-                f"{self.index} entries, then the licence with another registered capital (checkpoint "
-                f"{fork.size}); witness {PSB}:"
+                f"f) split view: the regulator builds a forked log to show one verifier, with the same "
+                f"first {self.index} entries, then the licence with another registered capital; its log "
+                "key's memory:"
             )
+            self.refused("f", "signing a fork", ConflictError, lambda: fork.checkpoint(self.signers[AMR]))
+            note = fork.checkpoint(key)
+            say(f"a rogue operator signs it with the bare key (checkpoint {fork.size}); witness {PSB}:")
             self.refused(
-                "d",
+                "f",
                 "a split view",
                 ProofError,
                 lambda: self.witnesses[PSB].cosign(
@@ -614,27 +777,26 @@ class _Demo:
                     now=self.now,
                 ),
             )
-            report = audit(fork, keys=[self.log_key(AMR)])
-            proof = fork.tlog_proof(self.index)
-            say(
-                f"the fork passes an audit on its own ({report.size} entries), but a verifier given a proof "
-                "against its uncosigned checkpoint:"
-            )
-            self.refused(
-                "d",
-                "a checkpoint without a witness quorum",
-                SignatureError,
-                lambda: tlogproof.verify(
-                    proof,
-                    log_key=self.log_key(AMR),
-                    leaf=fork.entry(self.index),
-                    witnesses=list(policy.witness_keys(AMR).values()),
-                    quorum=policy.witness_quorum,
-                ),
-            )
+            public = self.work / "attacks" / "fork-public"
+            for t in tiles.tiles_for_size(fork.size):
+                first = t.index * tiles.TILE_WIDTH
+                data = (
+                    tiles.encode_bundle(list(fork.entries(first, first + t.width)))
+                    if t.is_entries
+                    else tiles.tile_from_hashes(t, fork.read_hashes)
+                )
+                (public / t.path).parent.mkdir(parents=True, exist_ok=True)
+                write_file(public / t.path, data, mode=0o644, what="tile")
+            write_file(public / "checkpoint", note, mode=0o644, what="checkpoint")
+        result = self.verifier.replica(AMR).sync([DirectoryFetcher(root=public)])
+        say("the fork, published as a static copy (attacks/fork-public/) for the verifier to sync from:")
+        if result.ok:
+            raise click.ClickException("the demo expected the fork to be refused, but the replica took it")
+        why = "; ".join(result.refused).replace(f"directory {public}: ", "")
+        say(f"→ refused by the replica: {why}", 6)
 
     def rewrite(self) -> None:
-        """e) The regulator rewrites an entry in (a copy of) its database; the audit catches it."""
+        """g) The regulator rewrites an entry in (a copy of) its database; the audit catches it."""
         copy = self.work / "attacks" / "rewritten.db"
         _copy_database(self.stores[AMR].path, copy)
         old = Entry.from_bytes(self.stores[AMR].entry(self.index))
@@ -644,10 +806,10 @@ class _Demo:
         )
         _replace_entry(copy, self.index, entry)
         self.say(
-            f"e) the regulator rewrites entry {self.index} in a copy of its database (another registered "
+            f"g) the regulator rewrites entry {self.index} in a copy of its database (another registered "
             "capital, validly signed); the audit:"
         )
-        self.refused("e", "a rewritten log", AuditError, lambda: audit(copy, keys=[self.log_key(AMR)]))
+        self.refused("g", "a rewritten log", AuditError, lambda: audit(copy, keys=[self.log_key(AMR)]))
 
     # -- 7. revoking -----------------------------------------------------------------
 
@@ -657,40 +819,34 @@ class _Demo:
         policy = self.policy
         policy.check_mandate(AMR, LICENCE, "revoke")
         reason = Reason.HOLDER_CEASED
-        stmt = Statement(
-            kind=Kind.REVOKE,
-            issuer=AMR,
-            cert_id=self.credential.cert_id,
-            cert_type=LICENCE,
-            time=self.now,
-            operator=OPERATOR,
-            reason=reason,
-        )
-        store, key = self.stores[AMR], self.keys[(AMR, "log")]
-        [index] = store.append(stmt, key=key)
-        ids = self.quorum(AMR, self.witness(AMR, store.checkpoint(key)))
+        store = self.stores[AMR]
+        [index] = store.append(self._revocation(AMR, reason), key=self.keys[(AMR, "log")])
+        ids = self.quorum(AMR, self.witness(AMR))
         say(
             f"revoke statement (reason: {reason.label_zh}, {reason.label_en}) at index {index}; checkpoint "
             f"{store.size} cosigned by {', '.join(ids)}, each after a consistency proof from size {index}"
         )
-        mirror = self.work / "mirror" / f"{AMR}.db"
-        _copy_database(store.path, mirror)
-        self.prove(mirror, Entry.from_bytes(store.entry(index)).signed, self.work / "revocation.tlog-proof")
+        self.prove(index, self.work / "revocation.tlog-proof")
+        held = self.sync()
+        say(f"public security's replica syncs ({held} entries); the same selective QR:")
+        self.check("the revoked licence", self.scanned, Code.REVOKED, indent=3, purpose=PURPOSE)
         for m in policy.members:
-            report = audit(self.stores[m.id], keys=[m.log_verifier_key(k) for k in m.log_keys])
+            witnesses = list(policy.witness_keys(m.id).values())
+            report = audit(
+                self.stores[m.id], keys=[m.log_verifier_key(k) for k in m.log_keys], witnesses=witnesses
+            )
             self.audits += 1
             say(
                 f"audit of {m.id:<18} passed: {_count(report.size, 'entry', 'entries')}, "
-                f"{_count(report.checkpoints_checked, 'checkpoint')}, root {report.root_hash.hex()[:16]}…"
+                f"{_count(report.checkpoints_checked, 'checkpoint')} with their cosignatures, root "
+                f"{report.root_hash.hex()[:16]}…"
             )
-        say(
-            "not built yet: the verifier service, which keeps a replica in sync and turns this revoke "
-            "entry into a REVOKED verdict, and a replica older than the freshness limit into STALE"
-        )
 
     def close(self) -> None:
         for store in self.stores.values():
             store.close()
+        if self.replica is not None:
+            self.replica.close()
 
 
 @contextmanager
@@ -719,8 +875,9 @@ def demo(directory: Path | None, quiet: bool) -> None:
 
     Three departments agree on a trust policy, each opens a log, the market
     regulator issues a business licence that the others witness, the holder shows
-    it as a QR code, public security verifies it offline, attacks are refused, and
-    the licence is revoked. Takes a few seconds and needs no network.
+    it as a QR code, public security's verifier checks it against its replica
+    (VALID, then STALE when the replica is too old), attacks are refused, and the
+    licence is revoked (REVOKED). Takes a few seconds and needs no network.
     """
     say = _Out(quiet)
     t0 = time.monotonic()
@@ -751,16 +908,27 @@ def demo(directory: Path | None, quiet: bool) -> None:
                 ["log", "audit", work / "logs" / f"{AMR}.db", "--key", str(run.log_key(AMR))],
                 ["present", work / "licence.credential.json", "--reveal", ",".join(REVEAL)],
                 ["qr", "decode", work / "licence-identity.png"],
+                [
+                    "verify",
+                    "--offline",
+                    "--policy",
+                    work / "policy-v2.note",
+                    "--replica",
+                    work / "verifier",
+                    "--image",
+                    work / "licence-identity.png",
+                ],
             ):
                 say(shlex.join(["certledger", *map(str, args)]), 5, wrap=False)
         if quiet:
             policy = run.policy
             kept = f"; files in {work}" if directory is not None else ""
+            verdicts = ", ".join(v.code.value for _, v in run.verdicts)
             click.echo(
                 f"certledger demo: OK in {seconds:.1f}s: policy version {policy.version} "
                 f"({len(policy.members)} members, {len(policy.types)} types); licence issued, cosigned by "
                 f"{run.cosigned}/{policy.witness_quorum} witnesses, presented (QR of "
                 f"{len(run.texts['full'])} and {len(run.texts['identity'])} characters, read back) and "
-                f"verified offline; {len(run.caught)} attacks refused; revoked; {run.audits} log audits "
-                f"passed{kept}"
+                f"verified at another department's verifier; {len(run.caught)} attacks refused; revoked; "
+                f"verdicts {verdicts}; {run.audits} log audits passed{kept}"
             )
