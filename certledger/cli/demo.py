@@ -36,6 +36,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 import shlex
 import sqlite3
 import tempfile
@@ -183,33 +184,32 @@ def _columns(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
-def _spaced(text: str) -> list[tuple[str, bool]]:
-    """The breakable pieces of ``text``: words, and each wide character on its own;
-    whether a space comes before each."""
-    out: list[tuple[str, bool]] = []
-    for word in text.split():
-        space = True
-        run = ""
-        for c in word:
+def _spaced(text: str) -> list[tuple[str, str]]:
+    """The breakable pieces of ``text`` with the spaces before each: words, and each wide
+    character on its own."""
+    out: list[tuple[str, str]] = []
+    for m in re.finditer(r"(\s*)(\S+)", text):
+        gap, run = m.group(1), ""
+        for c in m.group(2):
             if unicodedata.east_asian_width(c) in "WF":
                 if run:
-                    out.append((run, space))
-                    run, space = "", False
-                out.append((c, space))
-                space = False
+                    out.append((run, gap))
+                    run, gap = "", ""
+                out.append((c, gap))
+                gap = ""
             else:
                 run += c
         if run:
-            out.append((run, space))
+            out.append((run, gap))
     return out
 
 
-def _pack(pieces: list[tuple[str, bool]], width: int, first: str, rest: str) -> list[str]:
+def _pack(pieces: list[tuple[str, str]], width: int, first: str, rest: str) -> list[str]:
     """The pieces in lines of at most ``width`` columns (a longer piece gets a line of its own)."""
     lines: list[str] = []
     line, empty = first, True
     for piece, space in pieces:
-        gap = " " if space and not empty else ""
+        gap = "" if empty else space
         if not empty and _columns(line + gap + piece) > width:
             lines.append(line)
             line, empty, gap = rest, True, ""
@@ -225,13 +225,14 @@ class _Out:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
 
-    def __call__(self, text: str = "", indent: int = 3, *, wrap: bool = True) -> None:
+    def __call__(self, text: str = "", indent: int = 3, *, wrap: bool = True, hang: int = 2) -> None:
+        """Print ``text`` indented, its further lines by ``hang`` more."""
         if self.quiet:
             return
         if not text or not wrap:
             click.echo(" " * indent + text if text else "")
             return
-        click.echo("\n".join(_pack(_spaced(text), WIDTH, " " * indent, " " * (indent + 2))))
+        click.echo("\n".join(_pack(_spaced(text), WIDTH, " " * indent, " " * (indent + hang))))
 
     def step(self, n: int, title: str) -> None:
         self()
@@ -366,7 +367,7 @@ class _Demo:
         ``expected`` (the demo fails otherwise)."""
         v = self.verifier.verify(text, purpose=purpose)
         mark = {"valid": "✓", "invalid": "✗", "unsure": "?"}[v.verdict_class]
-        self.say(f"→ {mark} {v.code.value}  {v.reason_zh}", indent)
+        self.say(f"→ {mark} {v.code.value}  {v.reason_zh}", indent, hang=4)
         self.say(v.reason_en, indent + 4)
         for warning in v.warnings:
             shown = warning
@@ -849,6 +850,22 @@ class _Demo:
             self.replica.close()
 
 
+def tell(work: Path, say: _Out) -> _Demo:
+    """Run the seven steps in the empty directory ``work``; the finished (closed) demo."""
+    run = _Demo(work, say)
+    try:
+        run.consortium()
+        run.logs()
+        run.issue()
+        run.present()
+        run.verify()
+        run.attacks()
+        run.revoke()
+    finally:
+        run.close()
+    return run
+
+
 @contextmanager
 def _workdir(directory: Path | None) -> Iterator[Path]:
     if directory is not None:
@@ -882,18 +899,8 @@ def demo(directory: Path | None, quiet: bool) -> None:
     say = _Out(quiet)
     t0 = time.monotonic()
     with _workdir(directory) as work:
-        say(f"certledger demo: the whole system in one offline run, files in {work}", 0)
-        run = _Demo(work, say)
-        try:
-            run.consortium()
-            run.logs()
-            run.issue()
-            run.present()
-            run.verify()
-            run.attacks()
-            run.revoke()
-        finally:
-            run.close()
+        say(f"certledger demo: the whole system in one offline run, files in {work}", 0, wrap=False)
+        run = tell(work, say)
         seconds = time.monotonic() - t0
         say()
         if directory is None:
@@ -902,7 +909,7 @@ def demo(directory: Path | None, quiet: bool) -> None:
                 0,
             )
         else:
-            say(f"Done in {seconds:.1f}s. The files are kept in {work}. Try:", 0)
+            say(f"Done in {seconds:.1f}s. The files are kept in {work}. Try:", 0, wrap=False)
             for args in (
                 ["consortium", "verify", "--pinned", work / "policy-v1.note", work / "policy-v2.note"],
                 ["log", "audit", work / "logs" / f"{AMR}.db", "--key", str(run.log_key(AMR))],
