@@ -883,7 +883,8 @@ def _workdir(directory: Path | None) -> Iterator[Path]:
     "--dir",
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Keep every file (policy, keys, logs, credential, QR images, proofs) in this new or empty "
+    help="Keep every file (policy, keys, logs, published tiles, the verifier's replica, credential, QR "
+    "images, proofs) in this new or empty "
     "directory. Default: a temporary directory, removed at the end.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only a one-line summary.")
