@@ -402,7 +402,8 @@ class LogStore:
 
         Each :class:`Statement` is signed with ``key`` (key ID
         ``key_id(origin, 0x01, public key)``). A pre-signed :class:`SignedStatement` is
-        accepted if it carries that key ID and its signature verifies. The batch is
+        accepted if it carries that key ID and its signature verifies (not checked
+        again when :meth:`SignedStatement.sign` made it in this process with ``key``). The batch is
         written in one transaction: either every entry is appended or none is. The
         call returns only once the batch is durable.
         """
@@ -413,6 +414,7 @@ class LogStore:
             if isinstance(statements, Statement | SignedStatement):
                 statements = (statements,)
             kid = self.key_id(key)
+            public = key.public_key
             sign = key.sign
             sha256 = hashlib.sha256
             stored_hashes = merkle.stored_hashes
@@ -436,7 +438,7 @@ class LogStore:
                             f"statement {n - start} of the batch is signed by key ID "
                             f"{item.key_id.hex()}, not by this log's key {kid.hex()}"
                         )
-                    if not key.public_key.is_valid(sig, statement_message(data)):
+                    if not item.signed_here_by(public) and not public.is_valid(sig, statement_message(data)):
                         raise SignatureError(f"statement {n - start} of the batch: signature does not verify")
                 else:
                     raise MalformedError(

@@ -1,0 +1,20 @@
+"""The issuing, verifying and log benchmarks run at a tiny size and print their ratios."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*argv: str) -> str:
+    out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_bench_issue_runs() -> None:
+    out = run("bench/bench_issue.py", "--batches", "2", "--batch", "20")
+    assert "issued end to end:" in out
+    assert "raw libsodium signing:" in out
+    assert "issuing / raw signing:" in out and "(median of 2 per-block ratios)" in out
