@@ -8,14 +8,16 @@ Schema (version 1; ``PRAGMA application_id`` marks the file as a certledger log)
                                                          in ledger.log.merkle.stored_hash_index order
     checkpoints (id INTEGER PRIMARY KEY, size, root, note, signed_at)
                                                          every checkpoint this log signed
+    cert_index  (cert, idx, kind, time, issuer)         certificate id → its statements
+                                                         (see ledger.log.index)
 
 The database runs in WAL mode with ``synchronous=FULL``. :meth:`LogStore.append` writes
-a batch of entries and their stored hashes in one transaction and returns only after
-the commit, i.e. after the write-ahead log has been fsync'ed: an acknowledged entry is
-durable, and a crash at any instant leaves either the whole batch or none of it. The
-in-memory state (size, last leaf hash, the right edge of the tree) is updated only after
-a commit and reloaded from the database after any failure, so the database is the only
-truth.
+a batch of entries, their stored hashes and their certificate-index rows in one
+transaction and returns only after the commit, i.e. after the write-ahead log has been
+fsync'ed: an acknowledged entry is durable, and a crash at any instant leaves either the
+whole batch or none of it. The in-memory state (size, last leaf hash, the right edge of
+the tree) is updated only after a commit and reloaded from the database after any
+failure, so the database is the only truth.
 
 An append hashes ``O(log n)``: each record stores its leaf hash and the hashes of the
 subtrees it completes (:func:`ledger.log.merkle.stored_hashes`), whose siblings are the
@@ -59,6 +61,7 @@ from ledger.errors import (
 )
 from ledger.files import fsync_path
 from ledger.keys import SIG_TYPE_ED25519, SigningKey, check_key_name, key_id
+from ledger.log import index as cert_index
 from ledger.log import merkle
 from ledger.log.checkpoint import Checkpoint, sign_checkpoint
 from ledger.log.statement import (
@@ -110,7 +113,7 @@ CREATE TABLE checkpoints (
 );
 CREATE INDEX checkpoints_by_size ON checkpoints (size, id);
 """
-_TABLES = frozenset({"meta", "entries", "hashes", "checkpoints"})
+_TABLES = frozenset({"meta", "entries", "hashes", "checkpoints", cert_index.TABLE})
 _VALUE_COLUMN = {"entries": "data", "hashes": "hash"}
 
 
@@ -183,6 +186,7 @@ class LogStore:
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
+                cert_index.create_table(conn)
                 conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
                     [("schema_version", SCHEMA_VERSION), ("origin", origin), ("created", int(time.time()))],
@@ -427,12 +431,16 @@ class LogStore:
             hash_index = merkle.stored_hash_count(n)
             entry_rows: list[tuple[int, bytes]] = []
             hash_rows: list[tuple[int, bytes]] = []
+            index_rows: list[cert_index.IndexRow] = []
+            index_rows_for = cert_index.rows_for_statement
             for item in statements:
                 if isinstance(item, Statement):
                     data = item.to_bytes()
                     sig = sign(context + data)
+                    index_rows += index_rows_for(n, item)
                 elif isinstance(item, SignedStatement):
                     data, sig = item.statement_bytes, item.signature
+                    index_rows += index_rows_for(n, item.statement)
                     if item.key_id != kid:
                         raise SignatureError(
                             f"statement {n - start} of the batch is signed by key ID "
@@ -457,19 +465,25 @@ class LogStore:
                 n += 1
             if n == start:
                 return []
-            self._commit(entry_rows, hash_rows)
+            self._commit(entry_rows, hash_rows, index_rows)
             self._size = n
             self._last_leaf = prev
             self._edge = {i: known[i] for i in _edge_indexes(n)}
             return list(range(start, n))
 
-    def _commit(self, entry_rows: list[tuple[int, bytes]], hash_rows: list[tuple[int, bytes]]) -> None:
+    def _commit(
+        self,
+        entry_rows: list[tuple[int, bytes]],
+        hash_rows: list[tuple[int, bytes]],
+        index_rows: Sequence[cert_index.IndexRow] = (),
+    ) -> None:
         c = self._conn
         try:
             c.execute("BEGIN IMMEDIATE")
             try:
                 c.executemany("INSERT INTO entries (idx, data) VALUES (?, ?)", entry_rows)
                 c.executemany("INSERT INTO hashes (idx, hash) VALUES (?, ?)", hash_rows)
+                cert_index.insert(c, index_rows)
                 c.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -558,6 +572,27 @@ class LogStore:
     def scan_hashes(self, start: int, stop: int) -> Iterator[tuple[int, Any]]:
         """Raw ``(stored-hash index, hash)`` rows in ``[start, stop)``, as stored, in order."""
         return self._scan("hashes", start, stop)
+
+    def cert_history(self, cert_id: str) -> list[cert_index.IndexedEvent]:
+        """Every statement about ``cert_id`` in this log, in log order, from the
+        certificate index (see :mod:`ledger.log.index`)."""
+        with self._mutex:
+            self._check_open()
+            return cert_index.CertIndex(self._conn).history(cert_id)
+
+    def scan_cert_index(self) -> Iterator[tuple[Any, ...]]:
+        """Raw rows of the certificate index, as stored, in key order (what audit reads)."""
+        rows = cert_index.scan(self._conn)
+        while True:
+            with self._mutex:
+                self._check_open()
+                try:
+                    row = next(rows, None)
+                except (sqlite3.Error, UnicodeDecodeError) as e:
+                    raise StorageError(f"{self._path}: database error: {e}") from None
+            if row is None:
+                return
+            yield row
 
     def last_hash_index(self) -> int | None:
         """The largest stored-hash index present, or None if there are none."""
