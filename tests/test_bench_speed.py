@@ -18,3 +18,12 @@ def test_bench_issue_runs() -> None:
     assert "issued end to end:" in out
     assert "raw libsodium signing:" in out
     assert "issuing / raw signing:" in out and "(median of 2 per-block ratios)" in out
+
+
+def test_bench_log_runs_with_the_yardstick_interleaved() -> None:
+    out = run("bench/bench_log.py", "--entries", "3000", "--every", "1000", "--batch", "500", "--no-audit")
+    assert "ratio appends / raw signing:" in out and "median of 3 per-block ratios" in out
+    assert "raw Ed25519 signatures/s (libsodium):" in out
+    assert "certificate index lookup:" in out
+    assert "table cert_index" in out
+    assert "certificate index rows:        1.00 per entry" in out
