@@ -640,6 +640,32 @@ class LogStore:
             self._check_index(index, n)
             return merkle.prove_record(n, index, self._read)
 
+    def entry_proof(self, index: int, size: int | None = None) -> tuple[bytes, list[bytes]]:
+        """``(prev, proof)`` for entry ``index``, read in one query.
+
+        ``prev`` is the leaf hash of entry ``index - 1`` (zeros for entry 0) and ``proof``
+        the RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries.
+        With them a verifier that holds a signed statement rebuilds the entry's exact
+        bytes (:func:`ledger.log.statement.encode_entry`) and checks that it is in the log
+        without reading the entry.
+        """
+        with self._mutex:
+            self._check_open()
+            n = self._check_size(size)
+            self._check_index(index, n)
+            prev_at = [merkle.stored_hash_index(0, index - 1)] if index else []
+            prev: list[bytes] = []
+
+            def read(indexes: Sequence[int]) -> list[bytes]:
+                hashes = self._read([*prev_at, *indexes])
+                prev.extend(hashes[: len(prev_at)])
+                return hashes[len(prev_at) :]
+
+            proof = merkle.prove_record(n, index, read)
+            if prev_at and not prev:  # pragma: no cover - entry index > 0 always needs proof hashes
+                prev = self._read(prev_at)
+        return (prev[0] if prev else GENESIS_PREV), proof
+
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
         """RFC 9162 consistency proof from the tree of ``old`` entries to that of ``new``."""
         with self._mutex:
