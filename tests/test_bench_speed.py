@@ -27,3 +27,10 @@ def test_bench_log_runs_with_the_yardstick_interleaved() -> None:
     assert "certificate index lookup:" in out
     assert "table cert_index" in out
     assert "certificate index rows:        1.00 per entry" in out
+
+
+def test_bench_verify_runs() -> None:
+    out = run("bench/bench_verify.py", "--certificates", "60", "--blocks", "2")
+    assert "full verifications:" in out
+    assert "raw libsodium verification:" in out
+    assert "verifying / raw verify:" in out and "(median of 2 per-block ratios)" in out
