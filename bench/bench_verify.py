@@ -21,7 +21,7 @@ order alternates) libsodium through PyNaCl verifies as many statement signatures
 the same messages: the yardstick. Prints per-block rates and ratios and their median.
 
 Usage, with the package installed (``pip install -e .``):
-``python bench/bench_verify.py [--certificates N] [--blocks B] [--dir DIR]``.
+``python bench/bench_verify.py [--certificates N] [--blocks B] [--full] [--dir DIR]``.
 """
 
 from __future__ import annotations
@@ -120,7 +120,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
         name = POLICY.witness_keys(AMR.id)[member_id].name
         witnessed = cosign(witnessed, CosignatureSigner(name=name, key=key(seed)), timestamp=at + 60)
     size = store.size
-    texts = [i.credential.to_qr_text(BUSINESS_LICENCE.purposes[PURPOSE]) for i in issued]
+    reveal = None if args.full else BUSINESS_LICENCE.purposes[PURPOSE]
+    texts = [i.credential.to_qr_text(reveal) for i in issued]
     messages = [
         (statement_message(i.credential.signed.statement_bytes), i.credential.signed.signature)
         for i in issued
@@ -138,10 +139,14 @@ def run(args: argparse.Namespace, work: Path) -> None:
     else:
         raise SystemExit("a forged presentation verified")
     print(
-        f"{len(texts):,} selective presentations "
-        f"({PURPOSE}: {', '.join(BUSINESS_LICENCE.purposes[PURPOSE])}), "
-        f"{statistics.mean(len(t) for t in texts):.0f} characters; log of {store.size:,} entries, checkpoint "
-        f"cosigned by {len(WITNESS_SEEDS)} witnesses (quorum {POLICY.witness_quorum})"
+        f"{len(texts):,} "
+        + (
+            f"full presentations ({len(BUSINESS_LICENCE.claims)} claims), "
+            if args.full
+            else f"selective presentations ({PURPOSE}: {', '.join(BUSINESS_LICENCE.purposes[PURPOSE])}), "
+        )
+        + f"{statistics.mean(len(t) for t in texts):.0f} characters; log of {store.size:,} entries, "
+        f"checkpoint cosigned by {len(WITNESS_SEEDS)} witnesses (quorum {POLICY.witness_quorum})"
     )
     print(f"{'block':>5} {'verified/s':>10} {'raw verify/s':>12} {'ratio':>6}")
     per_block = max(1, len(texts) // args.blocks)
@@ -181,6 +186,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--certificates", type=int, default=4000, help="certificates issued (default 4,000)")
     ap.add_argument("--blocks", type=int, default=8, help="measured blocks (default 8)")
+    ap.add_argument("--full", action="store_true", help="full disclosures (default: selective, 2 claims)")
     ap.add_argument("--dir", type=Path, help="where to put the log (default: a temporary directory)")
     args = ap.parse_args()
     if args.dir:
