@@ -309,6 +309,14 @@ class Presentation:
         """True for full disclosure."""
         return self.secret is not None
 
+    def __repr__(self) -> str:
+        """Ids, types and counts only: never a claim value, salt, digest or the salt secret."""
+        hidden = 0 if self.digests is None else len(self.digests)
+        return (
+            f"Presentation(kind={self.kind.label}, cert_type={self.cert_type!r}, key_id={self.key_id.hex()}, "
+            f"{'full' if self.full else 'selective'}, disclosed={sorted(self.values)}, hidden={hidden})"
+        )
+
     def claim_digests(self) -> dict[int, bytes]:
         """Every claim digest of the statement: recomputed for disclosed claims."""
         if self.secret is not None:
@@ -518,6 +526,10 @@ class DisclosedClaim:
         """The value as text (dates as ``YYYY-MM-DD``)."""
         return value_text(self.value)
 
+    def __repr__(self) -> str:
+        """The claim's key, name and kind; never its value."""
+        return f"DisclosedClaim(key={self.key}, name={self.name!r}, kind={self.kind!r})"
+
 
 @dataclass(frozen=True, kw_only=True)
 class CheckedPresentation:
@@ -553,6 +565,14 @@ class CheckedPresentation:
         """True when every claim is disclosed."""
         return self.presentation.full
 
+    def __repr__(self) -> str:
+        """Ids, names and the verdict only: never a claim value or secret."""
+        return (
+            f"CheckedPresentation(cert_id={self.cert_id!r}, issuer={self.issuer.id!r}, "
+            f"cert_type={self.certificate_type.code!r}, disclosed={[c.name for c in self.claims]}, "
+            f"hidden={list(self.hidden)}, validity={self.validity.value})"
+        )
+
     def claim(self, name: str) -> DisclosedClaim:
         """The disclosed claim called ``name``; SchemaError if it was not disclosed."""
         for c in self.claims:
@@ -574,12 +594,14 @@ def _find_key(policy: Policy, key_id: bytes) -> tuple[Member, LogKey]:
     if not found:
         raise PolicyError(
             f"unknown issuer: no member of trust policy version {policy.version} "
-            f"has a log key with id {key_id.hex()} (parsed; nothing verified)"
+            f"has a log key with id {key_id.hex()} (parsed; nothing verified)",
+            rule="unknown-key",
         )
     if len(found) > 1:
         names = ", ".join(sorted({m.id for m, _ in found}))
         raise PolicyError(
-            f"key id {key_id.hex()} is ambiguous in trust policy version {policy.version} ({names})"
+            f"key id {key_id.hex()} is ambiguous in trust policy version {policy.version} ({names})",
+            rule="unknown-key",
         )
     return found[0]
 
@@ -610,24 +632,28 @@ def verify_presentation(
     if policy.expires <= now:
         raise PolicyError(
             f"trust policy version {policy.version} expired at {_iso(policy.expires)}; "
-            "get the current policy (parsed; nothing verified)"
+            "get the current policy (parsed; nothing verified)",
+            rule="expired",
         )
     member, log_key = _find_key(policy, p.key_id)
     if p.time < log_key.valid_from or (log_key.valid_until is not None and p.time >= log_key.valid_until):
         raise PolicyError(
             f"log key {p.key_id.hex()} of {member.id} was not valid at the statement time "
-            f"{_iso(p.time)} (issuer found; signature not checked)"
+            f"{_iso(p.time)} (issuer found; signature not checked)",
+            rule="key-validity",
         )
     ctype = policy.certificate_type(p.cert_type)
     if ctype is None:
         raise PolicyError(
             f"unknown certificate type {p.cert_type!r} in trust policy version {policy.version} "
-            f"(issuer {member.id} found; signature not checked)"
+            f"(issuer {member.id} found; signature not checked)",
+            rule="unknown-type",
         )
     if member.id not in ctype.issuers:
         raise PolicyError(
             f"not authorised: member {member.id} may not issue {ctype.code} certificates "
-            "(issuer found; signature not checked)"
+            "(issuer found; signature not checked)",
+            rule="mandate",
         )
     disclosed: list[DisclosedClaim] = []
     for key, value in p.values.items():
