@@ -373,13 +373,13 @@ def issue_credential(
     ``serial`` and ``cert_version``. ``key`` must be one of the issuer's log keys,
     valid and not compromised at ``time``. ``salt_secret`` defaults to 16 fresh
     random bytes; pass one only for reproducible tests. Raises SchemaError for claims
-    that do not fit the type (naming the claim), PolicyError for a missing mandate or
-    an unusable key.
+    that do not fit the type (naming the claim), PolicyError for a missing mandate at
+    ``time`` (``mandate``, ``mandate-validity``), a validity longer than the type
+    allows (``max-validity``) or an unusable key.
     """
     if not isinstance(cert_type, CertificateType) or not isinstance(issuer, Member):
         raise SchemaError("issue_credential needs a CertificateType and a Member")
-    if issuer.id not in cert_type.issuers:
-        raise PolicyError(f"not authorised: member {issuer.id} may not issue {cert_type.code} certificates")
+    cert_type.check_mandate(issuer.id, "issue", at=time)
     log_key = next((k for k in issuer.log_keys if k.public_key == key.public_key), None)
     if log_key is None:
         raise PolicyError(f"the signing key is not one of {issuer.id}'s log keys")
@@ -387,14 +387,7 @@ def issue_credential(
         raise PolicyError(f"the signing key of {issuer.id} is not valid at time {time}")
     if log_key.compromised_at is not None and time >= log_key.compromised_at:
         raise PolicyError(f"the signing key of {issuer.id} is marked compromised")
-    if cert_type.max_validity_days is not None:
-        limit = cert_type.max_validity_days
-        if valid_until is None:
-            raise SchemaError(
-                f"{cert_type.code} certificates are valid for at most {limit} days: give valid_until"
-            )
-        if valid_until - valid_from > limit * 86400:
-            raise SchemaError(f"{cert_type.code} certificates are valid for at most {limit} days")
+    cert_type.check_validity(valid_from, valid_until)
     if not isinstance(claims, Mapping):
         raise SchemaError("claims must be a map of claim names to values")
     unknown = sorted(set(claims) - {c.name for c in cert_type.claims}, key=str)

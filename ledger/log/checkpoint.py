@@ -21,7 +21,9 @@ Ed25519 signature`` over::
 
 :func:`open_checkpoint` verifies the log's signature, parses the checkpoint, and
 returns the cosignatures that verify under the given witness keys, with their
-timestamps; other signatures are ignored, as the note spec requires.
+timestamps; other signatures are ignored, as the note spec requires. Given the
+verifier's clock (``now``), it refuses a cosignature timestamped more than the clock
+skew ahead of it (``future-time``): a time from the future never counts as fresh.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ledger.errors import MalformedError, SignatureError, TooLargeError
+from ledger.clock import CLOCK_SKEW, check_not_future
+from ledger.errors import MalformedError, PolicyError, SignatureError, TooLargeError
 from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
 from ledger.log import note
 
@@ -262,13 +265,17 @@ def open_checkpoint(
     log_key: VerifierKey,
     witnesses: Sequence[VerifierKey] = (),
     max_size: int = DEFAULT_MAX_SIZE,
+    now: int | None = None,
+    skew: int = CLOCK_SKEW,
 ) -> OpenedCheckpoint:
     """Verify and parse a signed checkpoint.
 
     The log key (type 0x01) must have signed the note and its name must equal the
     checkpoint origin; each witness key (type 0x04) that cosigned must verify. A bad
     signature from any of these keys rejects the checkpoint (SignatureError); other
-    signatures are ignored.
+    signatures are ignored. With ``now`` (the verifier's clock), a verified
+    cosignature timestamped more than ``skew`` seconds after ``now`` rejects the
+    checkpoint (PolicyError ``future-time``).
     """
     log_verifier = note.Ed25519Verifier(key=log_key)
     verifiers: list[note.Verifier] = [log_verifier]
@@ -290,5 +297,12 @@ def open_checkpoint(
         if s.name == log_key.name and s.key_id == log_key.key_id:
             continue
         t = cosignature_timestamp(s.data)
+        if now is not None:
+            try:
+                check_not_future(t, now=now, what=f"cosignature time of witness {s.name}", skew=skew)
+            except PolicyError as e:
+                raise PolicyError(
+                    f"{e} (checkpoint of {checkpoint.origin} at size {checkpoint.size})", rule=e.rule
+                ) from None
         cosigs[s.name] = max(t, cosigs.get(s.name, t))
     return OpenedCheckpoint(checkpoint=checkpoint, note=bytes(data), cosignatures=MappingProxyType(cosigs))
