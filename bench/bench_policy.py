@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
-from ledger.trust.policy import CertificateType, ClaimSpec, LogKey, Member, Policy
+from ledger.trust.policy import CertificateType, ClaimSpec, LogKey, Member, Policy, mandates
 from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE, parse_document, sign_proposal
 from ledger.trust.trust import TrustedPolicy, verify_next
 
@@ -85,16 +85,18 @@ def big_policy(version: int = 1, gov_ids: range = range(7)) -> Policy:
                 ClaimSpec(key=c, name=f"claim_{c}", label=f"字段{c}", kind="text", max_length=128)
                 for c in range(16)
             ),
-            issuers=frozenset({f"dept-{t % 80:03d}"}),
-            revokers=frozenset({f"dept-{t % 80:03d}", f"dept-{(t + 1) % 80:03d}"}),
+            issuers=mandates(f"dept-{t % 80:03d}"),
+            revokers=mandates(f"dept-{t % 80:03d}", f"dept-{(t + 1) % 80:03d}"),
             max_validity_days=1825,
             purposes={"window": ("claim_0", "claim_1", "claim_2")},
         )
         for t in range(100)
     )
     return Policy(
+        consortium="zhejiang.example.gov.cn",
         version=version,
-        expires=T0 + 10 * 365 * 86_400,
+        issued=T0,
+        expires=T0 + 365 * 86_400,
         members=members,
         types=types,
         witness_quorum=2,

@@ -326,8 +326,8 @@ def genesis(spec: dict[str, Any], *, now: int, make_key: KeyMaker, consortium: s
     named = _typed(t["consortium"], str, "consortium") if "consortium" in t else None
     if named is not None and consortium is not None and named != consortium:
         raise MalformedError(f"consortium: the spec names {named!r}, but {consortium!r} was given")
-    name = named if named is not None else consortium
-    if name is None:
+    consortium_name = named if named is not None else consortium
+    if consortium_name is None:
         raise MalformedError(
             'consortium: name the consortium (consortium = "…" in the spec); every version carries '
             "the name, and verifiers refuse versions of another consortium"
@@ -364,7 +364,7 @@ def genesis(spec: dict[str, Any], *, now: int, make_key: KeyMaker, consortium: s
     )
     quorum_default = 1 if len(built) > 1 else 0
     return Policy(
-        consortium=name,
+        consortium=consortium_name,
         version=1,
         issued=now,
         expires=spec_time(t.get("expires", "+365d"), "expires", now=now),
