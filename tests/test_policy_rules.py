@@ -13,8 +13,9 @@ import pytest
 
 from ledger.clock import CLOCK_SKEW
 from ledger.errors import PolicyError, SchemaError
-from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, VerifierKey, key_id
-from ledger.log import note
+from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, SigningKey, VerifierKey, key_id
+from ledger.log import note, tlogproof
+from ledger.log.checkpoint import Checkpoint, CosignatureSigner, cosign, open_checkpoint, sign_checkpoint
 from ledger.trust.consortium import apply_changes, parse_change
 from ledger.trust.policy import (
     MAX_FRESHNESS_SECONDS,
@@ -387,3 +388,59 @@ def test_every_rule_is_in_the_operators_documentation() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "trust-policy.md").read_text(encoding="utf-8")
     missing = [rule for rule in RULES if f"`{rule}`" not in doc]
     assert missing == []
+
+
+# -- times from the future --------------------------------------------------------------------
+
+TEN_YEARS = 10 * YEAR
+
+
+def test_a_checkpoint_from_ten_years_ahead_is_never_fresh() -> None:
+    p = make_policy()
+    p.check_fresh(NOW + CLOCK_SKEW, now=NOW)  # a witness clock a little ahead is fine
+    with pytest.raises(PolicyError) as e:
+        p.check_fresh(NOW + TEN_YEARS, now=NOW)
+    msg = _refused("future-time", e)
+    assert "the newest witnessed checkpoint's time is 315360000 s ahead of the verifier's clock" in msg
+    assert "at most 300 s of clock skew is allowed" in msg
+    with pytest.raises(PolicyError) as e:
+        p.check_fresh(NOW + CLOCK_SKEW + 1, now=NOW)
+    _refused("future-time", e)
+
+
+def _checkpoint(cosigned_at: int) -> tuple[bytes, VerifierKey, VerifierKey]:
+    log = SigningKey.from_seed(b"\x01" * 32)
+    origin = "ledger.example.gov.cn/hz-amr"
+    witness = CosignatureSigner(name="witness.example.gov.cn/hz-psb", key=SigningKey.from_seed(b"\x02" * 32))
+    data = sign_checkpoint(Checkpoint(origin=origin, size=1, root_hash=bytes(32)), key=log)
+    data = cosign(data, witness, timestamp=cosigned_at)
+    return data, VerifierKey(name=origin, public_key=log.public_key), witness.verifier_key
+
+
+def test_a_cosignature_from_the_future_is_refused_when_opened_against_a_clock() -> None:
+    data, log_key, witness = _checkpoint(NOW + TEN_YEARS)
+    # without a clock, opening only reports the time
+    assert open_checkpoint(data, log_key=log_key, witnesses=[witness]).cosignatures == {
+        witness.name: NOW + TEN_YEARS
+    }
+    with pytest.raises(PolicyError) as e:
+        open_checkpoint(data, log_key=log_key, witnesses=[witness], now=NOW)
+    msg = _refused("future-time", e)
+    assert "cosignature time of witness witness.example.gov.cn/hz-psb is 315360000 s ahead" in msg
+    assert "(checkpoint of ledger.example.gov.cn/hz-amr at size 1)" in msg
+    ok, _, _ = _checkpoint(NOW + CLOCK_SKEW)
+    assert open_checkpoint(ok, log_key=log_key, witnesses=[witness], now=NOW).cosignatures
+    proof = tlogproof.TlogProof(index=0, proof=(), checkpoint=data)
+    with pytest.raises(PolicyError) as e:
+        tlogproof.verify(proof, log_key=log_key, leaf_hash=bytes(32), witnesses=[witness], quorum=1, now=NOW)
+    _refused("future-time", e)
+
+
+def test_a_statement_dated_after_its_entry_was_witnessed_is_refused() -> None:
+    p = make_policy()
+    amr = p.require_member("hz-amr")
+    kid = amr.log_key_id(amr.log_keys[0])
+    assert p.log_key("hz-amr", kid, at=NOW + CLOCK_SKEW, witnessed_at=NOW) is amr.log_keys[0]
+    with pytest.raises(PolicyError) as e:
+        p.log_key("hz-amr", kid, at=NOW + TEN_YEARS, witnessed_at=NOW)
+    assert "is 315360000 s after its entry was first witnessed" in _refused("future-time", e)

@@ -41,7 +41,7 @@ from ledger.errors import (
     TooLargeError,
 )
 from ledger.log.statement import Kind, Reason
-from ledger.trust.policy import LogKey, Member, mandates
+from ledger.trust.policy import LogKey, Mandate, Member, mandates
 from tests.fixtures.consortium import (
     AMR,
     AMR_KEY,
@@ -343,7 +343,7 @@ def test_selective_text_never_contains_the_secret_in_any_encoding() -> None:
 def test_unknown_issuer() -> None:
     without_amr = policy(members=(HEALTH, PSB), types=(HEALTH_CERTIFICATE,))
     with pytest.raises(
-        PolicyError, match="unknown-key: no member has a log key with key ID [0-9a-f]{8} in policy version 1"
+        PolicyError, match=r"unknown-key: no member has a log key with key ID [0-9a-f]{8} in policy version 1"
     ) as e:
         check_presentation(REFERENCE.to_qr_text(), policy=without_amr, now=NOW)
     assert e.value.rule == "unknown-key"
@@ -904,3 +904,87 @@ def test_an_accepted_wire_value_is_the_one_form_of_its_text(value: str | bytes) 
     except MalformedError:
         return
     assert parsed.to_map() == m  # one presentation, one encoding
+
+
+# -- rules judged at the statement's time, and the type's longest validity ----------------------
+
+
+def test_a_statement_from_the_future_is_refused() -> None:
+    cred = issue_health_certificate()
+    made = cred.statement.time
+    assert check_presentation(cred.to_qr_text(), policy=POLICY, now=made - 300).cert_id == cred.cert_id
+    with pytest.raises(PolicyError) as e:
+        check_presentation(cred.to_qr_text(), policy=POLICY, now=made - 301)
+    assert e.value.rule == "future-time"
+    assert str(e.value).startswith("future-time: the statement time is 301 s ahead of the verifier's clock")
+    assert check_presentation(cred.to_qr_text(), policy=POLICY, now=made - 60, skew=60).cert_id
+    with pytest.raises(PolicyError, match=r"future-time: .* at most 60 s of clock skew"):
+        check_presentation(cred.to_qr_text(), policy=POLICY, now=made - 61, skew=60)
+
+
+def _health(valid_until: int | None, **changes: Any) -> Credential:
+    """A health certificate signed under a type that (wrongly) had no maximum validity."""
+    lax = dataclasses.replace(HEALTH_CERTIFICATE, max_validity_days=None)
+    start = issue_health_certificate().statement.valid_from
+    return issue_credential(
+        cert_type=lax,
+        issuer=HEALTH,
+        key=HEALTH_KEY,
+        serial="88003",
+        claims=dict(issue_health_certificate().claims),
+        operator="health:op-17",
+        time=start,
+        valid_from=start,
+        valid_until=valid_until,
+        **changes,
+    )
+
+
+def test_validity_beyond_the_types_maximum_is_refused() -> None:
+    start = issue_health_certificate().statement.valid_from
+    assert HEALTH_CERTIFICATE.max_validity_days == 366
+    at_most = _health(start + 366 * 86400)
+    assert (
+        check_presentation(at_most.to_qr_text(), policy=POLICY, now=start + 86400).validity == Validity.VALID
+    )
+    longer = _health(start + 367 * 86400)
+    with pytest.raises(PolicyError) as e:
+        check_presentation(longer.to_qr_text(), policy=POLICY, now=start + 86400)
+    assert e.value.rule == "max-validity"
+    assert "max-validity: health_certificate certificates are valid for at most 366 days, not 367.0" in str(
+        e.value
+    )
+    assert "(issuer hangzhou-health found; signature not checked)" in str(e.value)
+    open_ended = _health(None)
+    with pytest.raises(PolicyError) as e:
+        check_presentation(open_ended.to_qr_text(), policy=POLICY, now=start + 86400)
+    assert e.value.rule == "max-validity"
+    assert "at most 366 days; an open-ended one is refused" in str(e.value)
+
+
+def test_a_licence_issued_before_its_mandate_was_withdrawn_still_verifies() -> None:
+    made = REFERENCE.statement.time
+    withdrawn = dataclasses.replace(
+        BUSINESS_LICENCE,
+        issuers=(Mandate(member=AMR.id, valid_until=made + 1), Mandate(member=PSB.id, valid_from=made + 1)),
+    )
+    later = policy(types=(withdrawn, FOOD_PERMIT, HEALTH_CERTIFICATE))
+    assert check_presentation(REFERENCE.to_qr_text(), policy=later, now=NOW).issuer == AMR
+    # one issued after the withdrawal is refused by the verifier, and by the issuing code
+    kwargs: dict[str, Any] = {
+        "issuer": AMR,
+        "key": AMR_KEY,
+        "serial": "2430777",
+        "claims": dict(REFERENCE.claims),
+        "operator": "op:1",
+        "time": made + 1,
+        "valid_from": made + 1,
+    }
+    with pytest.raises(PolicyError) as e:
+        issue_credential(cert_type=withdrawn, **kwargs)
+    assert e.value.rule == "mandate-validity"
+    after = issue_credential(cert_type=BUSINESS_LICENCE, **kwargs)
+    with pytest.raises(PolicyError) as e:
+        check_presentation(after.to_qr_text(), policy=later, now=NOW)
+    assert e.value.rule == "mandate-validity"
+    assert "hangzhou-xihu-amr may issue business_licence only in statements made in [open, " in str(e.value)
