@@ -212,13 +212,13 @@ def test_keys_must_not_be_shared() -> None:
         make_policy(members=(ms[0], psb_with_amr_key, ms[2]))
     psb_with_amr_witness = dataclasses.replace(ms[1], witness_key=ms[0].witness_key)
     with pytest.raises(
-        PolicyError, match="key-reuse: .* the witness key of hz-amr and the witness key of hz-psb"
+        PolicyError, match=r"key-reuse: .* the witness key of hz-amr and the witness key of hz-psb"
     ):
         make_policy(members=(ms[0], psb_with_amr_witness, ms[2]))
     p = make_policy()
     renamed = VerifierKey(name="another-name", public_key=p.governance_keys[0].public_key)
     with pytest.raises(
-        PolicyError, match="key-reuse: .* governance key gov-0.* and the governance key another"
+        PolicyError, match=r"key-reuse: .* governance key gov-0.* and the governance key another"
     ):
         make_policy(governance_keys=(*p.governance_keys, renamed))
     same_name = VerifierKey(name=p.governance_keys[0].name, public_key=OLD)

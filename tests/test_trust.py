@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.errors import LedgerError, MalformedError, PolicyError, SchemaError, TooLargeError
+from ledger.errors import LedgerError, MalformedError, PolicyError, TooLargeError
 from ledger.keys import VerifierKey
 from ledger.log import note
 from ledger.trust.policy import Policy
