@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
-from ledger.trust.policy import CertificateType, ClaimSpec, LogKey, Member, Policy, mandates
+from ledger.trust.policy import CertificateType, ClaimSpec, LogKey, Mandate, Member, Policy, mandates
 
 #: The name every test policy gives its consortium.
 CONSORTIUM = "consortium.example.gov.cn"
@@ -161,6 +161,10 @@ def docs_example() -> bytes:
     """The signed example shown in docs/trust-policy.md (Ed25519 signatures are
     deterministic, so this is byte-for-byte reproducible)."""
     amr, psb = members()[:2]
-    licence = dataclasses.replace(business_licence(revokers=("hz-amr", "hz-psb")), max_validity_days=1825)
+    licence = dataclasses.replace(
+        business_licence(),
+        revokers=(Mandate(member="hz-amr"), Mandate(member="hz-psb", valid_from=T0 + 30 * DAY)),
+        max_validity_days=1825,
+    )
     p = make_policy(members=(amr, psb), types=(licence,), expires=T0 + YEAR)
     return sign(p, 0, 1)
