@@ -179,7 +179,7 @@ def test_expiry_and_freshness() -> None:
 
 
 def test_every_rule_is_documented() -> None:
-    assert len(RULES) == 25
+    assert len(RULES) == 26
     assert all(isinstance(v, str) and v for v in RULES.values())
 
 

@@ -594,7 +594,7 @@ def verify_presentation(
 
     Raises PolicyError (``rule`` names the rule: ``expired``, ``future-time``,
     ``unknown-key``, ``key-validity``, ``unknown-type``, ``mandate``,
-    ``mandate-validity``, ``max-validity``), SignatureError, SchemaError or
+    ``mandate-validity``, ``max-validity``, ``unknown-purpose``), SignatureError, SchemaError or
     ClaimMismatchError; each message says which step failed and what had been checked
     before it.
     """
@@ -653,7 +653,10 @@ def verify_presentation(
     if purpose is not None:
         wanted = ctype.purposes.get(purpose)
         if wanted is None:
-            raise PolicyError(f"certificate type {ctype.code} has no purpose {purpose!r} (signature valid)")
+            raise PolicyError(
+                f"unknown-purpose: certificate type {ctype.code} has no purpose {purpose!r} (signature valid)",
+                rule="unknown-purpose",
+            )
         shown = {c.name for c in disclosed}
         missing = [n for n in wanted if n not in shown]
         if missing:

@@ -106,6 +106,7 @@ RULES: Mapping[str, str] = MappingProxyType(
         "mandate": "a member issues or revokes only the types that name it",
         "mandate-validity": "a mandate is trusted only for statements made in its validity window",
         "max-validity": "a certificate is valid no longer than its type's maximum (never open-ended then)",
+        "unknown-purpose": "a verification purpose is one the certificate type defines",
         "unknown-key": "a statement's key ID must name one of its member's log keys",
         "key-validity": "a log key is trusted only for statements made in its validity window",
         "key-compromised": "a key compromised at T is trusted only for entries witnessed before T",
