@@ -103,7 +103,7 @@ def test_replace_statement() -> None:
             "mandate: hangzhou-psb may not issue food_business_permit",
         ),
         ({"key": HEALTH_KEY}, PolicyError, "not one of hangzhou-xihu-amr's log keys"),
-        ({"key": AMR_OLD_KEY}, PolicyError, "not valid at time"),
+        ({"key": AMR_OLD_KEY}, PolicyError, "key-validity: the signing key of hangzhou-xihu-amr is valid in"),
         (
             {"valid_until": None},
             PolicyError,

@@ -654,7 +654,8 @@ def verify_presentation(
         wanted = ctype.purposes.get(purpose)
         if wanted is None:
             raise PolicyError(
-                f"unknown-purpose: certificate type {ctype.code} has no purpose {purpose!r} (signature valid)",
+                f"unknown-purpose: certificate type {ctype.code} has no purpose {purpose!r} "
+                "(signature valid)",
                 rule="unknown-purpose",
             )
         shown = {c.name for c in disclosed}
