@@ -31,6 +31,7 @@ def check_not_future(t: int, *, now: int, what: str, skew: int = CLOCK_SKEW) -> 
     if t > now + skew:
         raise PolicyError(
             f"future-time: the {what} is {t - now} s ahead of the verifier's clock; "
-            f"at most {skew} s of clock skew is allowed",
+            f"at most {skew} s of clock skew is allowed (either the signer's clock or this "
+            "device's clock is wrong)",
             rule="future-time",
         )
