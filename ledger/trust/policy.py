@@ -44,6 +44,7 @@ __all__ = [
     "MAX_MANDATES",
     "MAX_TIME",
     "RULES",
+    "Action",
     "CertificateType",
     "ClaimSpec",
     "LogKey",
@@ -321,10 +322,8 @@ def mandates(*member_ids: str) -> tuple[Mandate, ...]:
 
 
 def _check_mandates(code: str, attr: str, given: object) -> tuple[Mandate, ...]:
-    _require(
-        isinstance(given, tuple | list | frozenset | set), f"type {code}: {attr} must be a tuple of Mandates"
-    )
-    assert isinstance(given, tuple | list | frozenset | set)
+    if not isinstance(given, tuple | list | frozenset | set):
+        raise SchemaError(f"type {code}: {attr} must be a tuple of Mandates")
     items = tuple(given)
     _require(len(items) <= MAX_MANDATES, f"type {code}: at most {MAX_MANDATES} {attr}")
     _require(all(isinstance(m, Mandate) for m in items), f"type {code}: {attr} must be Mandates")
@@ -339,6 +338,8 @@ def _check_mandates(code: str, attr: str, given: object) -> tuple[Mandate, ...]:
     return ordered
 
 
+#: What a mandate allows: ``"issue"`` (issue, replace) or ``"revoke"`` (revoke, suspend,
+#: reinstate).
 Action = Literal["issue", "revoke"]
 
 
