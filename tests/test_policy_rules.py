@@ -15,7 +15,9 @@ from ledger.clock import CLOCK_SKEW
 from ledger.errors import PolicyError, SchemaError
 from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, SigningKey, VerifierKey, key_id
 from ledger.log import note, tlogproof
+from ledger.log.certid import CertId
 from ledger.log.checkpoint import Checkpoint, CosignatureSigner, cosign, open_checkpoint, sign_checkpoint
+from ledger.log.statement import Kind, Reason, Statement
 from ledger.trust.consortium import apply_changes, parse_change
 from ledger.trust.policy import (
     MAX_FRESHNESS_SECONDS,
@@ -447,3 +449,29 @@ def test_a_statement_dated_after_its_entry_was_witnessed_is_refused() -> None:
     with pytest.raises(PolicyError) as e:
         p.log_key("hz-amr", kid, at=NOW + TEN_YEARS, witnessed_at=NOW)
     assert "is 315360000 s after its entry was first witnessed" in _refused("future-time", e)
+
+
+def test_a_revocation_is_judged_by_the_revoke_mandate_at_its_time() -> None:
+    p = _withdrawn_policy()
+    cid = str(
+        CertId(type_code="11100000000013338W032", issuer_code="11330100002489657X", serial="1", version="001")
+    )
+
+    def revoke(issuer: str, at: int) -> Statement:
+        return Statement(
+            kind=Kind.REVOKE,
+            issuer=issuer,
+            cert_id=cid,
+            cert_type="business_licence",
+            time=at,
+            operator="op:1",
+            reason=Reason.HOLDER_REQUEST,
+        )
+
+    assert p.check_statement_mandate(revoke("hz-amr", WITHDRAWN - 1)).code == "business_licence"
+    with pytest.raises(PolicyError) as e:
+        p.check_statement_mandate(revoke("hz-amr", WITHDRAWN))
+    assert "hz-amr may revoke business_licence only in statements made in" in _refused("mandate-validity", e)
+    with pytest.raises(PolicyError) as e:
+        p.check_statement_mandate(revoke("hz-psb", WITHDRAWN))  # may issue from then, not revoke
+    _refused("mandate", e)

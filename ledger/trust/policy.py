@@ -4,7 +4,8 @@ This module holds the policy's data model and the small, pure queries the rest o
 system asks of one policy version:
 
 * :meth:`Policy.check_mandate` / :meth:`Policy.may_issue` / :meth:`Policy.may_revoke`
-  — may member M issue (or revoke) certificate type T in a statement made at time t;
+  — may member M issue (or revoke) certificate type T in a statement made at time t
+  (:meth:`Policy.check_statement_mandate` asks it of a whole statement);
 * :meth:`Policy.log_key` / :meth:`Policy.find_log_key` — which log key of member M
   verifies key ID K for a statement made at time t, given when its entry was witnessed;
 * :meth:`Policy.witness_keys` / :meth:`Policy.check_quorum` — the witnesses of a log
@@ -35,6 +36,7 @@ from typing import Literal
 from ledger.clock import CLOCK_SKEW, check_not_future
 from ledger.errors import MalformedError, PolicyError, SchemaError
 from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, VerifierKey, check_key_name, key_id
+from ledger.log.statement import Kind, Statement
 
 __all__ = [
     "CLAIM_KINDS",
@@ -683,6 +685,16 @@ class Policy:
         t = self.require_type(type_code)
         t.check_mandate(member_id, action, at=at, version=self.version)
         return t
+
+    def check_statement_mandate(self, statement: Statement) -> CertificateType:
+        """The certificate type, if the statement's issuer may make it at its time.
+
+        Issue and replace statements need an ``"issue"`` mandate; revoke, suspend and
+        reinstate statements a ``"revoke"`` one, judged at ``statement.time``. Same
+        rules as :meth:`check_mandate`.
+        """
+        action: Action = "issue" if statement.kind in (Kind.ISSUE, Kind.REPLACE) else "revoke"
+        return self.check_mandate(statement.issuer, statement.cert_type, action, at=statement.time)
 
     # -- keys ------------------------------------------------------------------------
 
