@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ledger.clock import CLOCK_SKEW
-from ledger.errors import PolicyError, SchemaError
+from ledger.errors import MalformedError, PolicyError, SchemaError
 from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, SigningKey, VerifierKey, key_id
 from ledger.log import note, tlogproof
 from ledger.log.certid import CertId
@@ -475,3 +475,23 @@ def test_a_revocation_is_judged_by_the_revoke_mandate_at_its_time() -> None:
     with pytest.raises(PolicyError) as e:
         p.check_statement_mandate(revoke("hz-psb", WITHDRAWN))  # may issue from then, not revoke
     _refused("mandate", e)
+
+
+def test_changes_respect_the_bounds_and_earlier_windows() -> None:
+    p = make_policy()
+    later = apply_changes(p, [parse_change("issuers=business_licence:hz-amr,hz-psb")], now=WITHDRAWN)
+    # hz-psb's mandate starts at WITHDRAWN: it cannot be withdrawn before it starts
+    with pytest.raises(MalformedError, match=r"the mandate of hz-psb only starts at 2024-09-08T16:00:00Z"):
+        apply_changes(
+            later, [parse_change(f"issuers=business_licence:hz-amr@{format_time(T0)}")], now=WITHDRAWN
+        )
+    # a new version of an expired one: the expiry is applied first, whatever the order
+    expired_at = p.expires + DAY
+    v2 = apply_changes(p, [parse_change("freshness=3600"), parse_change("expires=+365d")], now=expired_at)
+    assert (v2.issued, v2.expires, v2.freshness_seconds) == (expired_at, expired_at + YEAR, 3600)
+    with pytest.raises(MalformedError, match="version 2 would already be expired"):
+        apply_changes(p, [parse_change("freshness=3600")], now=expired_at)
+    with pytest.raises(PolicyError) as e:
+        apply_changes(p, [parse_change("expires=+400d")], now=T0)
+    assert str(e.value).startswith("change expires=+400d: expiry-bound: version 2 expires at")
+    assert e.value.rule == "expiry-bound"
