@@ -495,3 +495,11 @@ def test_changes_respect_the_bounds_and_earlier_windows() -> None:
         apply_changes(p, [parse_change("expires=+400d")], now=T0)
     assert str(e.value).startswith("change expires=+400d: expiry-bound: version 2 expires at")
     assert e.value.rule == "expiry-bound"
+
+
+def test_an_empty_walk_from_a_pinned_version_from_the_future_is_refused() -> None:
+    later = dataclasses.replace(V1, issued=T0 + 10 * YEAR, expires=T0 + 11 * YEAR)
+    with pytest.raises(PolicyError) as e:
+        TrustedPolicy(sign(later, 0, 1)).walk([], now=NOW)
+    assert "[the pinned version 1]" in _refused("future-time", e)
+    assert TrustedPolicy(DOC1).walk([], now=NOW) == V1

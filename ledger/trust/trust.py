@@ -208,6 +208,11 @@ class TrustedPolicy:
                 if isinstance(e, PolicyError):
                     raise PolicyError(f"{e}{where}", rule=e.rule) from None
                 raise type(e)(f"{e}{where}") from None
+        if doc is start:
+            try:
+                start.policy.check_issued(now)
+            except PolicyError as e:
+                raise PolicyError(f"{e} [the pinned version {start.policy.version}]", rule=e.rule) from None
         if doc.policy.is_expired(now):
             raise _fail(
                 "expired",
