@@ -213,7 +213,7 @@ def test_step_6_attacks_get_their_verdicts(story: tuple[Path, str, _Demo]) -> No
     altered = by_name["an altered claim"]
     assert "statement signature does not verify" in altered.reason_en
     rogue = by_name["a certificate outside the mandate"]
-    assert "member hangzhou-health may not issue business_licence" in rogue.reason_en
+    assert "mandate: hangzhou-health may not issue business_licence" in rogue.reason_en
     secret = by_name["a licence kept out of the log"]
     assert secret.issuer_id == AMR and secret.cert_id != reference_licence()["cert_id"]
     assert "not in hangzhou-xihu-amr's log" in secret.reason_en
@@ -231,8 +231,8 @@ def test_step_6_every_attack_is_refused_with_the_projects_error(kept: tuple[Path
     out = flat(kept[1])
     expected = [
         "a) the name in the QR is changed to 杭州云栖数字科技集团有限公司; the verifier: → ✗ BAD_SIGNATURE",
-        "certledger's issuing code: → refused, PolicyError: not authorised: member hangzhou-health may not "
-        "issue business_licence certificates",
+        "certledger's issuing code: → refused, PolicyError: mandate: hangzhou-health may not issue "
+        "business_licence (allowed to issue: hangzhou-xihu-amr)",
         "signs one with the health log key; the verifier: → ✗ NOT_AUTHORISED",
         "keeps it out of the log; the verifier syncs the regulator's log again before saying so: → ? "
         "NOT_IN_LEDGER",

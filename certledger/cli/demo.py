@@ -76,7 +76,7 @@ from ledger.replica import tiles
 from ledger.replica.fetch import DirectoryFetcher, mirror_prefix
 from ledger.replica.store import ReplicaStore
 from ledger.trust.consortium import KeyRequest, apply_changes, genesis, parse_change, read_toml
-from ledger.trust.policy import Member, Policy, format_time
+from ledger.trust.policy import Member, Policy, format_time, mandates
 from ledger.trust.policy_doc import add_signature, parse_document, sign_proposal
 from ledger.trust.trust import TrustedPolicy, signed_by
 from verifier.verdict import Code, Verdict
@@ -321,7 +321,9 @@ class _Demo:
     def quorum(self, member_id: str, note: bytes) -> list[str]:
         """The members whose cosignatures on ``note`` verify; PolicyError below the quorum."""
         witnesses = self.policy.witness_keys(member_id)
-        opened = open_checkpoint(note, log_key=self.log_key(member_id), witnesses=list(witnesses.values()))
+        opened = open_checkpoint(
+            note, log_key=self.log_key(member_id), witnesses=list(witnesses.values()), now=self.now
+        )
         by_name = {k.name: mid for mid, k in witnesses.items()}
         ids = [by_name[name] for name in opened.cosignatures]
         self.policy.check_quorum(member_id, ids)
@@ -421,7 +423,7 @@ class _Demo:
         for m in v1.members:
             say(f"member {m.id:<18} {m.name}", 5)
         for t in v1.types:
-            issuers = ", ".join(sorted(t.issuers))
+            issuers = ", ".join(t.members_with("issue"))
             say(f"type   {t.code:<18} {t.name}, {len(t.claims)} claims, issued by {issuers}", 5)
         say(
             f"generated {len(governance)} governance keys, and a log key and a witness key per department "
@@ -489,7 +491,7 @@ class _Demo:
         say("(the earlier statements stand in for each register's history; their claim digests are random)")
 
     def _earlier(self, m: Member, i: int) -> Statement:
-        ctype = next(t for t in self.policy.types if m.id in t.issuers)
+        ctype = next(t for t in self.policy.types if m.id in t.members_with("issue"))
         serial = str(2_430_000 + i)
         cid = CertId(type_code=ctype.national_code, issuer_code=m.issuer_code, serial=serial, version="001")
         return Statement(
@@ -603,7 +605,9 @@ class _Demo:
             leaf=store.entry(index),
             witnesses=list(policy.witness_keys(AMR).values()),
             quorum=policy.witness_quorum,
+            now=self.now,
         )
+        policy.check_fresh(max(opened.cosignatures.values()), now=self.now)
         self.say(
             f"✓ {out.name} (c2sp.org/tlog-proof, {_count(len(proof.proof), 'hash', 'hashes')}): "
             f"entry {index} is in the tree of size {opened.checkpoint.size}, checked against the checkpoint "
@@ -688,9 +692,7 @@ class _Demo:
             PolicyError,
             lambda: issue_credential(cert_type=licence, **kwargs),
         )
-        rogue = issue_credential(
-            cert_type=dataclasses.replace(licence, issuers=frozenset({HEALTH})), **kwargs
-        )
+        rogue = issue_credential(cert_type=dataclasses.replace(licence, issuers=mandates(HEALTH)), **kwargs)
         say("a rogue build skips that check and signs one with the health log key; the verifier:")
         self.check("a certificate outside the mandate", rogue.to_qr_text(REVEAL), Code.NOT_AUTHORISED)
         # c) a licence signed but never logged
@@ -818,7 +820,7 @@ class _Demo:
         say = self.say
         say.step(7, "The regulator revokes the licence; every log is audited")
         policy = self.policy
-        policy.check_mandate(AMR, LICENCE, "revoke")
+        policy.check_mandate(AMR, LICENCE, "revoke", at=self.now)
         reason = Reason.HOLDER_CEASED
         store = self.stores[AMR]
         [index] = store.append(self._revocation(AMR, reason), key=self.keys[(AMR, "log")])
