@@ -1,0 +1,1 @@
+"""Fetching and checking another member's log: C2SP tiles and the verified replica."""
