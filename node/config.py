@@ -67,11 +67,12 @@ class PolicyChain:
             raise FileError(f"{self._dir}: no policy version installed (run 'certledger node init')")
         docs = [read_capped(self._dir / n, limit=MAX_DOCUMENT_SIZE, what="policy document") for n in names]
         trusted = TrustedPolicy(docs[0])
+        first = trusted.version
         now = int(self._now())
         policy = (
             trusted.walk(docs[1:], now=now, names=names[1:]) if len(docs) > 1 else trusted.current(now=now)
         )
-        chain = {trusted.version + i: d for i, d in enumerate(docs)}
+        chain = {first + i: d for i, d in enumerate(docs)}
         with self._lock:
             self._docs = chain
             self._policy = policy

@@ -110,7 +110,8 @@ class Sequencer:
                 timeout = max(0.0, self._last_sign + self._interval - time.monotonic())
             if not self._queue and not self._stopping:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
             self._wake.clear()
             while self._queue:
                 await self._commit()

@@ -106,7 +106,8 @@ class Submitter:
     async def _wait_new(self, name: str, timeout: float) -> None:
         event = self._events.setdefault(name, asyncio.Event())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
         event.clear()
 
     async def _quorum_zero(self) -> None:

@@ -45,7 +45,7 @@ def init_node(tmp: Path, member_id: str, doc: bytes) -> Path:
     """``certledger node init`` with the member's fixture keys imported; returns the data dir."""
     data = tmp / member_id
     keys = tmp / "keys"
-    keys.mkdir(exist_ok=True)
+    keys.mkdir(parents=True, exist_ok=True)
     lk, wk = KEYS[member_id]
     lpath, wpath = keys / f"{member_id}.log.pem", keys / f"{member_id}.witness.pem"
     if not lpath.exists():
@@ -55,8 +55,10 @@ def init_node(tmp: Path, member_id: str, doc: bytes) -> Path:
     policy_file.write_bytes(doc)
     result = CliRunner().invoke(
         cli,
-        ["node", "init", "--policy", str(policy_file), "--member", member_id, "--data", str(data)]
-        + ["--log-key", str(lpath), "--witness-key", str(wpath)],
+        [
+            *("node", "init", "--policy", str(policy_file), "--member", member_id, "--data", str(data)),
+            *("--log-key", str(lpath), "--witness-key", str(wpath)),
+        ],
     )
     assert result.exit_code == 0, result.output
     return data

@@ -1,0 +1,273 @@
+"""The node in process: public log (tiles), sequencing, witnessing by peers, policy, operations."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from certledger.cli import cli
+from ledger.errors import ConflictError, PolicyError
+from ledger.keys import SIG_TYPE_ED25519, SigningKey, key_id
+from ledger.log import merkle
+from ledger.log.checkpoint import open_checkpoint
+from ledger.log.store import LogStore
+from ledger.replica import tiles
+from node.app import IMMUTABLE, create_app
+from node.config import load_config
+from node.static import TilesDir
+from tests import nodes
+from tests.fixtures import consortium as fx
+from tests.helpers import issue
+
+pytestmark = pytest.mark.anyio
+
+A_KEY = nodes.KEYS[nodes.A][0]
+A_KID = key_id(fx.AMR.origin, SIG_TYPE_ED25519, A_KEY.public_key.raw)
+LOG_VKEY = fx.AMR.log_verifier_key(fx.AMR.log_keys[1])
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Net:
+    """Three nodes in one process, talking through a router."""
+
+    def __init__(self, tmp: Path, *, quorum: int = 1, tiles_dir: Path | None = None) -> None:
+        policy = nodes.policy_with_urls({})
+        if quorum != 1:
+            import dataclasses
+
+            policy = dataclasses.replace(policy, witness_quorum=quorum)
+        self.doc = nodes.sign_policy(policy)
+        self.router = nodes.Router()
+        self.apps = {}
+        for m in (nodes.A, nodes.B, nodes.C):
+            d = nodes.init_node(tmp, m, self.doc)
+            cfg = nodes.config(d, transport=self.router, tiles_dir=tiles_dir if m == nodes.A else None)
+            cfg.max_backoff = 0.2
+            app = create_app(config=cfg)
+            self.apps[m] = app
+            self.router.add(cfg.member.base_url, httpx.ASGITransport(app=app))
+
+    def client(self, member: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.apps[member]), base_url="http://node")
+
+
+@pytest.fixture
+async def net(tmp_path: Path) -> AsyncIterator[Net]:
+    n = Net(tmp_path, tiles_dir=tmp_path / "static")
+    a = n.apps[nodes.A]
+    async with a.router.lifespan_context(a):
+        yield n
+
+
+async def append(c: httpx.AsyncClient, serials: Sequence[int]) -> list[int]:
+    r = await c.post("/v1/statements", json=nodes.statements_body([issue(i) for i in serials], A_KEY, A_KID))
+    assert r.status_code == 200, r.text
+    indexes: list[int] = r.json()["indexes"]
+    return indexes
+
+
+async def wait_cosigned(c: httpx.AsyncClient, size: int, cosigners: int = 2) -> bytes:
+    for _ in range(200):
+        r = await c.get("/checkpoint")
+        if r.status_code == 200:
+            opened = open_checkpoint(
+                r.content, log_key=LOG_VKEY, witnesses=[fx.HEALTH.witness_key, fx.PSB.witness_key]
+            )
+            if opened.checkpoint.size >= size and len(opened.cosignatures) >= cosigners:
+                return r.content
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no checkpoint of size {size} with {cosigners} cosignatures")
+
+
+async def test_appends_are_witnessed_and_served_as_tiles(net: Net) -> None:
+    async with net.client(nodes.A) as c:
+        assert await append(c, range(300)) == list(range(300))
+        assert await append(c, range(300, 310)) == list(range(300, 310))
+        note = await wait_cosigned(c, 310)
+        cp = open_checkpoint(note, log_key=LOG_VKEY).checkpoint
+        r = await c.get("/checkpoint")
+        assert r.headers["cache-control"] == "no-cache"
+        assert r.headers["content-type"] == "text/plain; charset=utf-8"
+
+        async def fetch_all(ts: Sequence[tiles.Tile]) -> list[bytes]:
+            out = []
+            for t in ts:
+                resp = await c.get("/" + t.path)
+                assert resp.status_code == 200, t.path
+                assert resp.headers["content-type"] == "application/octet-stream"
+                want = IMMUTABLE if t.is_full else "no-cache"
+                assert resp.headers["cache-control"] == want
+                out.append(resp.content)
+            return out
+
+        # A client holding only the checkpoint checks every tile and entry bundle.
+        all_tiles = list(tiles.tiles_for_size(cp.size))
+        data = dict(zip(all_tiles, await fetch_all(all_tiles), strict=True))
+        read = tiles.tile_hash_reader(cp.size, cp.root_hash, lambda ts: [data[t] for t in ts])
+        assert merkle.tree_hash(cp.size, read) == cp.root_hash
+        for t in all_tiles:
+            if t.is_entries:
+                level0 = data[tiles.Tile(level=0, index=t.index, width=t.width)]
+                tiles.check_bundle(t, data[t], level0)
+        # Tiles beyond the log are 404, bad paths 400.
+        assert (await c.get("/tile/0/002")).status_code == 404
+        assert (await c.get("/tile/0/001.p/255")).status_code == 404
+        assert (await c.get("/tile/0/x000/001")).status_code == 400
+        assert (await c.get("/tile/entries/1")).status_code == 400
+
+
+async def test_the_static_copy_matches_what_is_served(net: Net, tmp_path: Path) -> None:
+    async with net.client(nodes.A) as c:
+        await append(c, range(520))
+        note = await wait_cosigned(c, 520)
+        static = tmp_path / "static"
+        for _ in range(100):
+            if (static / "checkpoint").exists() and (static / "checkpoint").read_bytes().startswith(
+                note.split(b"\n\n")[0]
+            ):
+                break
+            await asyncio.sleep(0.05)
+        cp = open_checkpoint((static / "checkpoint").read_bytes(), log_key=LOG_VKEY).checkpoint
+        assert cp.size == 520
+        for t in tiles.tiles_for_size(cp.size):
+            assert (static / t.path).read_bytes() == (await c.get("/" + t.path)).content, t.path
+
+
+async def test_witness_down_delays_only_the_quorum(tmp_path: Path) -> None:
+    n = Net(tmp_path, quorum=2)
+    n.router.down.add("hangzhou-psb.example.gov.cn")
+    a = n.apps[nodes.A]
+    async with a.router.lifespan_context(a), n.client(nodes.A) as c:
+        await append(c, range(5))  # issuing goes on
+        await asyncio.sleep(0.5)
+        r = await c.get("/checkpoint")
+        cosigs = open_checkpoint(r.content, log_key=LOG_VKEY, witnesses=[fx.HEALTH.witness_key]).cosignatures
+        assert len(cosigs) == 0  # not published yet: only the log-signed checkpoint is served
+        assert (
+            'certledger_witness_submissions_total{outcome="error",peer="hangzhou-psb"}'
+            in (await c.get("/metrics")).text
+        )
+        n.router.down.clear()
+        await wait_cosigned(c, 5, cosigners=2)
+
+
+async def test_graceful_shutdown_signs_what_it_acknowledged(tmp_path: Path) -> None:
+    n = Net(tmp_path)
+    a = n.apps[nodes.A]
+    a.state.node.config.checkpoint_interval = 3600.0  # only shutdown will sign
+    async with a.router.lifespan_context(a), n.client(nodes.A) as c:
+        await append(c, range(7))
+    with LogStore.open(tmp_path / nodes.A / "log.db", readonly=True) as store:
+        latest = store.latest_checkpoint()
+        assert latest is not None and latest.size == 7
+
+
+async def test_operations_endpoints(net: Net) -> None:
+    async with net.client(nodes.A) as c:
+        await append(c, range(3))
+        await wait_cosigned(c, 3, cosigners=1)
+        health = (await c.get("/healthz")).json()
+        assert health == {"status": "ok", "member": nodes.A, "size": 3}
+        text = (await c.get("/metrics")).text
+        assert "certledger_log_size 3.0" in text
+        assert re.search(r"certledger_checkpoint_cosignatures [12]\.0", text)
+        assert re.search(r"certledger_checkpoint_age_seconds \d", text)
+        assert "certledger_alerts 0.0" in text
+        r = await c.get("/policy/latest")
+        assert r.status_code == 200 and r.content == net.doc
+        assert (await c.get("/policy/1")).content == net.doc
+        assert (await c.get("/policy/2")).status_code == 404
+        assert (await c.get("/v1/alerts")).json() == []
+
+
+async def test_statements_must_carry_the_log_key(net: Net) -> None:
+    other = SigningKey.from_seed(b"o" * 32)
+    async with net.client(nodes.A) as c:
+        r = await c.post("/v1/statements", json=nodes.statements_body([issue(1)], other, A_KID))
+        assert r.status_code == 400 and "signature does not verify" in r.text
+        r = await c.post("/v1/statements", json=nodes.statements_body([issue(1)], other, b"abcd"))
+        assert r.status_code == 400 and "not signed with this log's key" in r.text
+        r = await c.post("/v1/statements", content=b"[1]")
+        assert r.status_code == 400
+        assert (await c.get("/healthz")).json()["size"] == 0
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.text(max_size=60))
+async def test_random_tile_paths(net: Net, path: str) -> None:
+    async with net.client(nodes.A) as c:
+        try:
+            r = await c.get("/tile/" + path)
+        except httpx.InvalidURL:
+            return
+        assert r.status_code in (400, 404)
+
+
+def test_tiles_are_written_once(tmp_path: Path) -> None:
+    with LogStore.create(tmp_path / "log.db", origin=fx.AMR.origin) as store:
+        store.append([issue(i) for i in range(257)], key=A_KEY)
+        d = TilesDir(tmp_path / "static")
+        assert d.write_tiles(store, 257) == 5  # bundles 000 and 001.p/1, tiles 0/000, 0/001.p/1, 1/000.p/1
+        assert d.write_tiles(store, 257) == 0
+        full = tmp_path / "static" / "tile" / "0" / "000"
+        full.write_bytes(bytes(8192))
+        d2 = TilesDir(tmp_path / "static")
+        with pytest.raises(ConflictError, match="a different full tile is already written"):
+            d2.write_tiles(store, 257)
+
+
+def test_refuses_expired_policy_and_unlisted_keys(tmp_path: Path) -> None:
+    expired = nodes.sign_policy(nodes.policy_with_urls({}, expires=fx.T0))
+    data = nodes.init_node(tmp_path / "x", nodes.A, expired)
+    with pytest.raises(PolicyError, match="expired"):
+        load_config(data)
+    # Keys the policy does not list for the member.
+    policy_file = tmp_path / "policy.note"
+    policy_file.write_bytes(nodes.sign_policy(nodes.policy_with_urls({})))
+    fresh = tmp_path / "fresh"
+    result = CliRunner().invoke(
+        cli, ["node", "init", "--policy", str(policy_file), "--member", nodes.A, "--data", str(fresh)]
+    )
+    assert result.exit_code == 0, result.output
+    assert re.search(r"log key:     ledger\.example\.gov\.cn/hangzhou-xihu-amr\+[0-9a-f]{8}\+", result.output)
+    assert "witness key: witness.example.gov.cn/hangzhou-xihu-amr+" in result.output
+    assert "not yet the member's keys" in result.output
+    assert oct((fresh / "log.key").stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(PolicyError, match="not one of hangzhou-xihu-amr's log keys"):
+        load_config(fresh)
+    result = CliRunner(env={"CERTLEDGER_DATA": str(fresh)}).invoke(
+        cli, ["node", "run", "--listen", "127.0.0.1:0"]
+    )
+    assert result.exit_code == 1 and "not one of hangzhou-xihu-amr's log keys" in result.output
+
+
+def test_update_policy(tmp_path: Path) -> None:
+    data = nodes.init_node(tmp_path, nodes.A, nodes.sign_policy(nodes.policy_with_urls({})))
+    v2 = tmp_path / "v2.note"
+    v2.write_bytes(nodes.sign_policy(nodes.policy_with_urls({}, version=2)))
+    result = CliRunner().invoke(cli, ["node", "update-policy", str(v2), "--data", str(data)])
+    assert result.exit_code == 0 and "installed policy version 2" in result.output
+    assert load_config(data).policy.versions() == [1, 2]
+    result = CliRunner().invoke(cli, ["node", "update-policy", str(v2), "--data", str(data)])
+    assert result.exit_code == 1 and "not newer than the trusted version 2" in result.output
+
+
+def test_help_for_every_command() -> None:
+    for args in (["node"], ["node", "init"], ["node", "run"], ["node", "update-policy"], ["node", "alerts"]):
+        result = CliRunner().invoke(cli, [*args, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output
+    run_help = CliRunner().invoke(cli, ["node", "run", "--help"]).output
+    for var in ("CERTLEDGER_DATA", "CERTLEDGER_LISTEN", "CERTLEDGER_TLS_CERT", "CERTLEDGER_TILES_DIR"):
+        assert var in run_help
