@@ -1,0 +1,166 @@
+"""Three nodes as separate processes on 127.0.0.1: witnessing, forks refused with evidence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ledger.keys import SIG_TYPE_ED25519, key_id
+from ledger.log import merkle
+from ledger.log.alert import check_alert
+from ledger.log.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from ledger.log.store import LogStore
+from ledger.log.witness import encode_add_checkpoint, origin_hash
+from tests import nodes
+from tests.fixtures import consortium as fx
+from tests.helpers import issue
+
+pytestmark = pytest.mark.slow
+
+MEMBERS = (nodes.A, nodes.B, nodes.C)
+WITNESSES = [fx.HEALTH.witness_key, fx.PSB.witness_key]
+LOG_VKEY = fx.AMR.log_verifier_key(fx.AMR.log_keys[1])
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_until(check: object, what: str, timeout: float = 30.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()  # type: ignore[operator]
+        except httpx.HTTPError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[dict[str, str]]:
+    ports = dict(zip(MEMBERS, free_ports(3), strict=True))
+    urls = {m: f"http://127.0.0.1:{p}/" for m, p in ports.items()}
+    doc = nodes.sign_policy(nodes.policy_with_urls(urls))
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    logs = {}
+    try:
+        for m in MEMBERS:
+            data = nodes.init_node(tmp_path, m, doc)
+            logs[m] = (tmp_path / f"{m}.log").open("wb")
+            procs[m] = subprocess.Popen(
+                [sys.executable, "-m", "certledger", "node", "run", "--checkpoint-interval", "0.2"],
+                env={
+                    **os.environ,
+                    "CERTLEDGER_DATA": str(data),
+                    "CERTLEDGER_LISTEN": f"127.0.0.1:{ports[m]}",
+                },
+                stdout=logs[m],
+                stderr=subprocess.STDOUT,
+            )
+        for m in MEMBERS:
+            wait_until(lambda m=m: httpx.get(urls[m] + "healthz").status_code == 200, f"{m} to start")
+        yield urls
+        for m in MEMBERS:  # a clean stop: SIGTERM, after which uvicorn re-raises the signal
+            procs[m].send_signal(signal.SIGTERM)
+            assert procs[m].wait(timeout=30) in (0, -signal.SIGTERM)
+        for m in MEMBERS:
+            logs[m].close()
+            assert '"message": "node stopped"' in (tmp_path / f"{m}.log").read_text()
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for f in logs.values():
+            f.close()
+
+
+def test_witnessing_and_forks_between_processes(network: dict[str, str], tmp_path: Path) -> None:
+    a, b, c = (network[m] for m in MEMBERS)
+    lk = nodes.KEYS[nodes.A][0]
+    kid = key_id(fx.AMR.origin, SIG_TYPE_ED25519, lk.public_key.raw)
+    r = httpx.post(a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(40)], lk, kid))
+    assert r.status_code == 200 and r.json()["indexes"] == list(range(40))
+
+    def witnessed() -> bytes | None:
+        note = httpx.get(a + "checkpoint").content
+        opened = open_checkpoint(note, log_key=LOG_VKEY, witnesses=WITNESSES)
+        return note if opened.checkpoint.size == 40 and len(opened.cosignatures) == 2 else None
+
+    note = wait_until(witnessed, "a checkpoint of size 40 cosigned by B and C")
+    assert isinstance(note, bytes)
+    # B and C serve what they cosigned to monitors.
+    for w in (b, c):
+        held = httpx.get(w + origin_hash(fx.AMR.origin) + "/checkpoint")
+        assert held.status_code == 200
+        assert open_checkpoint(held.content, log_key=LOG_VKEY).checkpoint.size == 40
+
+    # A's key signs a size-44 tree that rewrote entry 3 and sends it to B.
+    with LogStore.open(tmp_path / nodes.A / "log.db", readonly=True) as store:
+        leaves = [merkle.leaf_hash(e) for e in store.entries(0, 40)]
+        honest_proof = store.consistency_proof(40, 40)
+    leaves[3] = merkle.leaf_hash(b"a rewritten entry")
+    leaves += [merkle.leaf_hash(b"more %d" % i) for i in range(4)]
+    forked = sign_checkpoint(
+        Checkpoint(origin=fx.AMR.origin, size=44, root_hash=merkle.root_from_leaf_hashes(leaves)), key=lk
+    )
+    r = httpx.post(b + "add-checkpoint", content=encode_add_checkpoint(old_size=40, proof=[], note=forked))
+    assert r.status_code == 422 and "bad consistency proof" in r.text
+    assert honest_proof == []
+    # And the same size with another root, to C.
+    same_size = sign_checkpoint(
+        Checkpoint(origin=fx.AMR.origin, size=40, root_hash=merkle.root_from_leaf_hashes(leaves[:40])), key=lk
+    )
+    r = httpx.post(c + "add-checkpoint", content=encode_add_checkpoint(old_size=40, proof=[], note=same_size))
+    assert r.status_code == 422
+
+    policy = nodes.policy_with_urls({})
+    for w, kind in ((b, "inconsistent"), (c, "same-size")):
+        alerts = httpx.get(w + "v1/alerts").json()
+        assert [x["kind"] for x in alerts] == [kind]
+        check_alert(json.dumps(alerts[0]).encode(), policy)
+        assert "certledger_alerts 1.0" in httpx.get(w + "metrics").text
+        # The cosigned checkpoint did not move.
+        held = httpx.get(w + origin_hash(fx.AMR.origin) + "/checkpoint").content
+        assert open_checkpoint(held, log_key=LOG_VKEY).checkpoint.size == 40
+
+    out = subprocess.run(
+        [sys.executable, "-m", "certledger", "node", "alerts", "--data", str(tmp_path / nodes.B)],
+        capture_output=True,
+        check=True,
+    )
+    listed = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(listed) == 1 and listed[0]["verified"] is True and listed[0]["origin"] == fx.AMR.origin
+
+    # A's own log keeps growing and being witnessed after the refused fork.
+    r = httpx.post(
+        a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(40, 45)], lk, kid)
+    )
+    assert r.status_code == 200
+
+    def witnessed_45() -> bool:
+        note = httpx.get(a + "checkpoint").content
+        opened = open_checkpoint(note, log_key=LOG_VKEY, witnesses=WITNESSES)
+        return opened.checkpoint.size == 45 and len(opened.cosignatures) == 2
+
+    wait_until(witnessed_45, "a checkpoint of size 45 cosigned by B and C")
