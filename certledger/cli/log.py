@@ -65,7 +65,10 @@ def load_public_keys(values: tuple[str, ...], *, origin: str) -> list[PublicKey 
             if not isinstance(pem, Ed25519PublicKey):
                 raise KeyFileError(f"{path}: not an Ed25519 public key")
             raw = pem.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-            out.append(VerifierKey(name=origin, public_key=PublicKey(raw=raw)))
+            try:
+                out.append(VerifierKey(name=origin, public_key=PublicKey(raw=raw)))
+            except MalformedError as e:
+                raise KeyFileError(f"{path}: {e}") from None
             continue
         try:
             text = data.decode("utf-8")

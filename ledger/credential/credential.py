@@ -133,6 +133,14 @@ class Credential:
         """The certificate id."""
         return self.signed.statement.cert_id
 
+    def __repr__(self) -> str:
+        """Ids, type and claim names only: never a claim value or the salt secret."""
+        stmt = self.signed.statement
+        return (
+            f"Credential(cert_id={stmt.cert_id!r}, issuer={stmt.issuer!r}, cert_type={stmt.cert_type!r}, "
+            f"claims={[s.name for s in self.schema]})"
+        )
+
     def canonical_values(self) -> dict[int, CanonicalValue]:
         """``{claim key: canonical value}`` of every claim."""
         return {s.key: canonical_value(s, self.claims[s.name]) for s in self.schema}
@@ -333,6 +341,13 @@ def _from_json(obj: Any) -> Credential:
         e = _keys(entry, _SPEC_KEYS, f"credential: schema entry {i}")
         if type(e["key"]) is not int or type(e["max_length"]) is not int:
             raise MalformedError(f"credential: schema entry {i}: key and max_length must be integers")
+        if (
+            not all(isinstance(e[f], str) for f in ("name", "label", "kind"))
+            or type(e["required"]) is not bool
+        ):
+            raise MalformedError(
+                f"credential: schema entry {i}: name, label and kind must be strings, required true or false"
+            )
         specs.append(ClaimSpec(**e))
     if not isinstance(top["claims"], dict):
         raise MalformedError("credential: claims must be a JSON object")

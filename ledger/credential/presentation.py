@@ -309,6 +309,14 @@ class Presentation:
         """True for full disclosure."""
         return self.secret is not None
 
+    def __repr__(self) -> str:
+        """Ids, types and counts only: never a claim value, salt, digest or the salt secret."""
+        hidden = 0 if self.digests is None else len(self.digests)
+        return (
+            f"Presentation(kind={self.kind.label}, cert_type={self.cert_type!r}, key_id={self.key_id.hex()}, "
+            f"{'full' if self.full else 'selective'}, disclosed={sorted(self.values)}, hidden={hidden})"
+        )
+
     def claim_digests(self) -> dict[int, bytes]:
         """Every claim digest of the statement: recomputed for disclosed claims."""
         if self.secret is not None:
@@ -518,6 +526,10 @@ class DisclosedClaim:
         """The value as text (dates as ``YYYY-MM-DD``)."""
         return value_text(self.value)
 
+    def __repr__(self) -> str:
+        """The claim's key, name and kind; never its value."""
+        return f"DisclosedClaim(key={self.key}, name={self.name!r}, kind={self.kind!r})"
+
 
 @dataclass(frozen=True, kw_only=True)
 class CheckedPresentation:
@@ -552,6 +564,14 @@ class CheckedPresentation:
     def full(self) -> bool:
         """True when every claim is disclosed."""
         return self.presentation.full
+
+    def __repr__(self) -> str:
+        """Ids, names and the verdict only: never a claim value or secret."""
+        return (
+            f"CheckedPresentation(cert_id={self.cert_id!r}, issuer={self.issuer.id!r}, "
+            f"cert_type={self.certificate_type.code!r}, disclosed={[c.name for c in self.claims]}, "
+            f"hidden={list(self.hidden)}, validity={self.validity.value})"
+        )
 
     def claim(self, name: str) -> DisclosedClaim:
         """The disclosed claim called ``name``; SchemaError if it was not disclosed."""

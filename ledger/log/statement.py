@@ -179,8 +179,11 @@ class Statement:
     version: int = STATEMENT_VERSION
 
     def __post_init__(self) -> None:
-        if self.version != STATEMENT_VERSION:
-            raise MalformedError(f"statement: unknown version {self.version!r}")
+        if type(self.version) is not int or self.version != STATEMENT_VERSION:
+            raise MalformedError(f"statement: unknown version {self.version!r} (the integer 1 is expected)")
+        kind: object = self.kind  # a caller may pass anything; bool is an int subclass
+        if isinstance(kind, bool):
+            raise MalformedError("statement: kind must be an integer, not a boolean")
         try:
             object.__setattr__(self, "kind", Kind(self.kind))
         except (ValueError, TypeError):
@@ -216,6 +219,9 @@ class Statement:
                     raise MalformedError(f"statement: digest of claim {key} must be {DIGEST_SIZE} bytes")
             object.__setattr__(self, "claim_digests", MappingProxyType(dict(sorted(digests.items()))))
         if self.reason is not None:
+            reason: object = self.reason
+            if isinstance(reason, bool):
+                raise MalformedError("statement: reason must be an integer, not a boolean")
             try:
                 object.__setattr__(self, "reason", Reason(self.reason))
             except (ValueError, TypeError):
@@ -260,8 +266,9 @@ class Statement:
         unknown = [k for k in raw if k not in _FIELD_NAMES]
         if unknown:
             raise MalformedError(f"statement: unknown field {unknown[0]!r}")
-        if raw.get(_K_VERSION) != STATEMENT_VERSION:
-            raise MalformedError(f"statement: unknown version {raw.get(_K_VERSION)!r}")
+        version = raw.get(_K_VERSION)
+        if type(version) is not int or version != STATEMENT_VERSION:
+            raise MalformedError(f"statement: unknown version {version!r} (the integer 1 is expected)")
         kwargs = {_FIELD_NAMES[k]: v for k, v in raw.items()}
         kind = kwargs.get("kind")
         if type(kind) is not int:
@@ -352,8 +359,8 @@ class Entry:
         raw = canonical.decode(data, max_size=MAX_ENTRY_SIZE, max_depth=1, what="entry")
         if not isinstance(raw, dict) or set(raw) != {0, 1, 2, 3, 4}:
             raise MalformedError("entry: must be a map with exactly the keys 0..4")
-        if raw[0] != ENTRY_VERSION:
-            raise MalformedError(f"entry: unknown version {raw[0]!r}")
+        if type(raw[0]) is not int or raw[0] != ENTRY_VERSION:
+            raise MalformedError(f"entry: unknown version {raw[0]!r} (the integer 1 is expected)")
         for k in (1, 2, 3, 4):
             if type(raw[k]) is not bytes:
                 raise MalformedError("entry: fields 1..4 must be byte strings")

@@ -450,7 +450,7 @@ def _apply(p: Policy, change: Change, *, now: int, read_file: Callable[[str], by
         return _replace_type(p, code, **{kind: who})
     if kind == "witness-key":
         member_id, rest = _split(change)
-        key = VerifierKey.parse(rest)
+        key = _change_key(change, rest)
         if key.sig_type != SIG_TYPE_COSIGNATURE:
             raise SchemaError(f"change {change}: a witness key has signature type 0x04")
         return _replace_member(p, member_id, witness_key=key)
@@ -458,7 +458,7 @@ def _apply(p: Policy, change: Change, *, now: int, read_file: Callable[[str], by
         member_id, rest = _split(change)
         return _replace_member(p, member_id, base_url=rest)
     if kind == "add-governance-key":
-        key = VerifierKey.parse(change.value)
+        key = _change_key(change, change.value)
         return dataclasses.replace(p, governance_keys=(*p.governance_keys, key))
     if kind == "remove-governance-key":
         kept = tuple(k for k in p.governance_keys if k.name != change.value)
@@ -474,6 +474,14 @@ def _apply(p: Policy, change: Change, *, now: int, read_file: Callable[[str], by
     if kind == "expires":
         return dataclasses.replace(p, expires=spec_time(change.value, "expires", now=now))
     raise AssertionError(kind)  # parse_change admits only the kinds above
+
+
+def _change_key(change: Change, text: str) -> VerifierKey:
+    """The verifier key a change names; MalformedError naming the change and the broken rule."""
+    try:
+        return VerifierKey.parse(text)
+    except MalformedError as e:
+        raise MalformedError(f"change {change}: {e}") from None
 
 
 def _no_files(path: str) -> bytes:
