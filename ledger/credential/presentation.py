@@ -594,12 +594,14 @@ def _find_key(policy: Policy, key_id: bytes) -> tuple[Member, LogKey]:
     if not found:
         raise PolicyError(
             f"unknown issuer: no member of trust policy version {policy.version} "
-            f"has a log key with id {key_id.hex()} (parsed; nothing verified)"
+            f"has a log key with id {key_id.hex()} (parsed; nothing verified)",
+            rule="unknown-key",
         )
     if len(found) > 1:
         names = ", ".join(sorted({m.id for m, _ in found}))
         raise PolicyError(
-            f"key id {key_id.hex()} is ambiguous in trust policy version {policy.version} ({names})"
+            f"key id {key_id.hex()} is ambiguous in trust policy version {policy.version} ({names})",
+            rule="unknown-key",
         )
     return found[0]
 
@@ -630,24 +632,28 @@ def verify_presentation(
     if policy.expires <= now:
         raise PolicyError(
             f"trust policy version {policy.version} expired at {_iso(policy.expires)}; "
-            "get the current policy (parsed; nothing verified)"
+            "get the current policy (parsed; nothing verified)",
+            rule="expired",
         )
     member, log_key = _find_key(policy, p.key_id)
     if p.time < log_key.valid_from or (log_key.valid_until is not None and p.time >= log_key.valid_until):
         raise PolicyError(
             f"log key {p.key_id.hex()} of {member.id} was not valid at the statement time "
-            f"{_iso(p.time)} (issuer found; signature not checked)"
+            f"{_iso(p.time)} (issuer found; signature not checked)",
+            rule="key-validity",
         )
     ctype = policy.certificate_type(p.cert_type)
     if ctype is None:
         raise PolicyError(
             f"unknown certificate type {p.cert_type!r} in trust policy version {policy.version} "
-            f"(issuer {member.id} found; signature not checked)"
+            f"(issuer {member.id} found; signature not checked)",
+            rule="unknown-type",
         )
     if member.id not in ctype.issuers:
         raise PolicyError(
             f"not authorised: member {member.id} may not issue {ctype.code} certificates "
-            "(issuer found; signature not checked)"
+            "(issuer found; signature not checked)",
+            rule="mandate",
         )
     disclosed: list[DisclosedClaim] = []
     for key, value in p.values.items():
