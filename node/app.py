@@ -10,6 +10,8 @@ Endpoints (``create_app(config=...)``):
 ``POST /add-checkpoint``                   C2SP tlog-witness, for the other members' logs
 ``GET /<origin hash>/checkpoint``          the latest checkpoint this witness cosigned
 ``GET /policy/latest``, ``/policy/<N>``    the chain of signed policy documents
+``GET /mirror/<origin hash>/...``          the verified copy of another member's log:
+                                           ``checkpoint`` and tiles, as above
 ``GET /v1/alerts``                         fork evidence this node holds (JSON list)
 ``POST /v1/statements``                    append statements pre-signed with the log key
 ``GET /healthz``, ``GET /metrics``         liveness and Prometheus metrics
@@ -28,9 +30,10 @@ import contextlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
@@ -41,6 +44,7 @@ from ledger.log.store import LogStore
 from ledger.log.witness import MAX_BODY_SIZE, is_origin_hash, origin_hash
 from ledger.replica import tiles
 from node.config import NodeConfig
+from node.mirror import Mirrors
 from node.published import Published
 from node.sequencer import Sequencer
 from node.static import TilesDir, tile_bytes
@@ -74,6 +78,15 @@ class Node:
             clock=config.clock,
         )
         self.published = Published(d / "node.db")
+        self.mirrors = Mirrors(
+            path=d / "mirrors.db",
+            member_id=config.member_id,
+            policy=lambda: config.policy.policy,
+            client=config.mirror_client or httpx.Client(timeout=10.0, follow_redirects=False),
+            extra_sources=config.mirror_sources,
+            clock=config.clock,
+        )
+        self._mirror_task: asyncio.Task[None] | None = None
         self.tiles_dir = TilesDir(config.tiles_dir) if config.tiles_dir is not None else None
         self._full_tiles: OrderedDict[tiles.Tile, bytes] = OrderedDict()
         self.registry = CollectorRegistry()
@@ -119,6 +132,17 @@ class Node:
         Gauge(
             "certledger_policy_days_left", "Days until the current policy version expires.", registry=r
         ).set_function(lambda: (self.config.policy.policy.expires - self.config.clock()) / 86400)
+        lag = Gauge(
+            "certledger_mirror_lag_seconds",
+            "Seconds since the newest checkpoint of each mirrored log was witnessed (-1: none yet).",
+            ["member"],
+            registry=r,
+        )
+        size = Gauge("certledger_mirror_size", "Entries in each mirrored log's copy.", ["member"], registry=r)
+        for m in self.config.policy.policy.members:
+            if m.id != self.config.member_id:
+                lag.labels(member=m.id).set_function(self._lag_of(m.id))
+                size.labels(member=m.id).set_function(self._size_of(m.origin))
         self.witness_requests = Counter(
             "certledger_witness_requests",
             "add-checkpoint requests answered, by status.",
@@ -131,6 +155,12 @@ class Node:
             ["peer", "outcome"],
             registry=r,
         )
+
+    def _lag_of(self, member_id: str) -> Callable[[], float]:
+        return lambda: self.mirrors.lag().get(member_id, -1.0)
+
+    def _size_of(self, origin: str) -> Callable[[], float]:
+        return lambda: float(self.mirrors.store.size(origin))
 
     def _checkpoint_age(self) -> float:
         p = self.published.latest()
@@ -167,16 +197,21 @@ class Node:
         if self.config.submit:
             self.submitter.start()
         self._policy_task = asyncio.create_task(self._watch_policy(), name="policy")
+        if self.config.mirror:
+            self._mirror_task = asyncio.create_task(
+                self.mirrors.run(self.config.mirror_interval), name="mirror"
+            )
 
     async def stop(self) -> None:
         """Commit and sign what was acknowledged, then stop everything and close."""
         await self.sequencer.stop()
         if self.config.submit:
             await self.submitter.stop()
-        if self._policy_task is not None:
-            self._policy_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._policy_task
+        for task in (self._policy_task, self._mirror_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.close()
 
     def close(self) -> None:
@@ -185,6 +220,7 @@ class Node:
         self.reader.close()
         self.witness.close()
         self.published.close()
+        self.mirrors.close()
 
     # ------------------------------------------------------------------ reads
 
@@ -355,6 +391,30 @@ def create_app(*, config: NodeConfig) -> FastAPI:
         except StorageError as e:
             return _text(503, str(e))
         return JSONResponse({"indexes": indexes})
+
+    @app.get("/mirror/{ohash}/checkpoint")
+    def mirror_checkpoint(ohash: str) -> Response:
+        cp = node.mirrors.checkpoint(ohash)
+        if cp is None:
+            return _text(404, "no copy of that log here")
+        return Response(
+            cp.note, media_type="text/plain; charset=utf-8", headers={"Cache-Control": SHORT_LIVED}
+        )
+
+    @app.get("/mirror/{ohash}/tile/{rest:path}")
+    def mirror_tile(ohash: str, rest: str) -> Response:
+        try:
+            t = tiles.parse_tile_path("tile/" + rest)
+        except MalformedError as e:
+            return _text(400, str(e))
+        data = node.mirrors.tile(ohash, t)
+        if data is None:
+            return _text(404, f"{t.path} is not in this copy")
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers={"Cache-Control": IMMUTABLE if t.is_full else SHORT_LIVED},
+        )
 
     @app.get("/{ohash}/checkpoint")
     def witnessed(ohash: str) -> Response:

@@ -160,6 +160,13 @@ class NodeConfig:
     transport: httpx.AsyncBaseTransport | None = None
     #: Longest wait between two tries of a witness that failed.
     max_backoff: float = 10.0
+    #: Keep verified copies of the other members' logs, synced every ``mirror_interval`` s.
+    mirror: bool = True
+    mirror_interval: float = 2.0
+    #: Extra places to read a member's log from (URLs or directories), by member id.
+    mirror_sources: dict[str, list[str]] = field(default_factory=dict)
+    #: The client mirrors read with (tests route it in-process); None: a new one.
+    mirror_client: httpx.Client | None = None
     clock: Callable[[], float] = field(default=time.time)
 
     @property
@@ -185,6 +192,9 @@ def load_config(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
     passphrase: bytes | None = None,
+    mirror: bool = True,
+    mirror_interval: float = 2.0,
+    mirror_sources: dict[str, list[str]] | None = None,
 ) -> NodeConfig:
     """Read and check a data directory; refuses an expired policy or keys it does not list."""
     d = Path(data_dir)
@@ -204,4 +214,7 @@ def load_config(
         submit=submit,
         transport=transport,
         clock=clock,
+        mirror=mirror,
+        mirror_interval=mirror_interval,
+        mirror_sources=dict(mirror_sources or {}),
     )

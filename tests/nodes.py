@@ -86,6 +86,7 @@ class Router(httpx.AsyncBaseTransport):
 def config(data: Path, **kw: object) -> NodeConfig:
     """The node's configuration, with a short checkpoint interval."""
     kw.setdefault("checkpoint_interval", 0.05)
+    kw.setdefault("mirror", False)  # in process, mirrors are synced by the test itself
     return load_config(data, **kw)  # type: ignore[arg-type]
 
 

@@ -1,4 +1,4 @@
-"""Three nodes as separate processes on 127.0.0.1: witnessing, forks refused with evidence."""
+"""Three nodes as separate processes on 127.0.0.1: witnessing, mirrors, catch-up, forks refused with evidence."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import pytest
@@ -21,6 +22,9 @@ from ledger.log.alert import check_alert
 from ledger.log.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from ledger.log.store import LogStore
 from ledger.log.witness import encode_add_checkpoint, origin_hash
+from ledger.replica.fetch import DirectoryFetcher, mirror_prefix
+from ledger.replica.store import ReplicaStore
+from ledger.replica.sync import Replica
 from tests import nodes
 from tests.fixtures import consortium as fx
 from tests.helpers import issue
@@ -56,47 +60,80 @@ def wait_until(check: object, what: str, timeout: float = 30.0) -> object:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def network(tmp_path: Path) -> Iterator[dict[str, str]]:
-    ports = dict(zip(MEMBERS, free_ports(3), strict=True))
-    urls = {m: f"http://127.0.0.1:{p}/" for m, p in ports.items()}
-    doc = nodes.sign_policy(nodes.policy_with_urls(urls))
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    logs = {}
-    try:
+class Network:
+    """Three ``certledger node run`` processes; A also writes its tiles to a directory."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        ports = dict(zip(MEMBERS, free_ports(3), strict=True))
+        self.ports = ports
+        self.urls = {m: f"http://127.0.0.1:{p}/" for m, p in ports.items()}
+        self.doc = nodes.sign_policy(nodes.policy_with_urls(self.urls))
+        self.static = tmp / "static"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, BinaryIO] = {}
         for m in MEMBERS:
-            data = nodes.init_node(tmp_path, m, doc)
-            logs[m] = (tmp_path / f"{m}.log").open("wb")
-            procs[m] = subprocess.Popen(
-                [sys.executable, "-m", "certledger", "node", "run", "--checkpoint-interval", "0.2"],
-                env={
-                    **os.environ,
-                    "CERTLEDGER_DATA": str(data),
-                    "CERTLEDGER_LISTEN": f"127.0.0.1:{ports[m]}",
-                },
-                stdout=logs[m],
-                stderr=subprocess.STDOUT,
-            )
-        for m in MEMBERS:
-            wait_until(lambda m=m: httpx.get(urls[m] + "healthz").status_code == 200, f"{m} to start")
-        yield urls
+            nodes.init_node(tmp, m, self.doc)
+
+    def start(self, m: str, *extra: str) -> None:
+        self.logs[m] = (self.tmp / f"{m}.log").open("ab")
+        args = ["--checkpoint-interval", "0.2", "--mirror-interval", "0.3", *extra]
+        if m == nodes.A:
+            args += ["--tiles-dir", str(self.static)]
+        self.procs[m] = subprocess.Popen(
+            [sys.executable, "-m", "certledger", "node", "run", *args],
+            env={
+                **os.environ,
+                "CERTLEDGER_DATA": str(self.tmp / m),
+                "CERTLEDGER_LISTEN": f"127.0.0.1:{self.ports[m]}",
+            },
+            stdout=self.logs[m],
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(lambda: httpx.get(self.urls[m] + "healthz").status_code == 200, f"{m} to start")
+
+    def kill(self, m: str) -> None:
+        self.procs[m].kill()
+        self.procs[m].wait()
+        self.logs[m].close()
+
+    def stop_all(self) -> None:
         for m in MEMBERS:  # a clean stop: SIGTERM, after which uvicorn re-raises the signal
-            procs[m].send_signal(signal.SIGTERM)
-            assert procs[m].wait(timeout=30) in (0, -signal.SIGTERM)
-        for m in MEMBERS:
-            logs[m].close()
-            assert '"message": "node stopped"' in (tmp_path / f"{m}.log").read_text()
-    finally:
-        for p in procs.values():
+            self.procs[m].send_signal(signal.SIGTERM)
+            assert self.procs[m].wait(timeout=30) in (0, -signal.SIGTERM)
+            self.logs[m].close()
+            assert '"message": "node stopped"' in (self.tmp / f"{m}.log").read_text()
+
+    def cleanup(self) -> None:
+        for p in self.procs.values():
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        for f in logs.values():
+        for f in self.logs.values():
             f.close()
 
 
-def test_witnessing_and_forks_between_processes(network: dict[str, str], tmp_path: Path) -> None:
-    a, b, c = (network[m] for m in MEMBERS)
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[Network]:
+    net = Network(tmp_path)
+    try:
+        for m in MEMBERS:
+            net.start(m)
+        yield net
+        net.stop_all()
+    finally:
+        net.cleanup()
+
+
+def mirrored_size(url: str) -> int:
+    r = httpx.get(url + mirror_prefix(fx.AMR.origin) + "checkpoint")
+    if r.status_code != 200:
+        return -1
+    return open_checkpoint(r.content, log_key=LOG_VKEY).checkpoint.size
+
+
+def test_witnessing_mirrors_and_forks_between_processes(network: Network, tmp_path: Path) -> None:
+    a, b, c = (network.urls[m] for m in MEMBERS)
     lk = nodes.KEYS[nodes.A][0]
     kid = key_id(fx.AMR.origin, SIG_TYPE_ED25519, lk.public_key.raw)
     r = httpx.post(a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(40)], lk, kid))
@@ -164,3 +201,33 @@ def test_witnessing_and_forks_between_processes(network: dict[str, str], tmp_pat
         return opened.checkpoint.size == 45 and len(opened.cosignatures) == 2
 
     wait_until(witnessed_45, "a checkpoint of size 45 cosigned by B and C")
+
+
+def test_mirrors_catch_up_and_sync_from_a_static_copy(network: Network, tmp_path: Path) -> None:
+    a, b, c = (network.urls[m] for m in MEMBERS)
+    lk = nodes.KEYS[nodes.A][0]
+    kid = key_id(fx.AMR.origin, SIG_TYPE_ED25519, lk.public_key.raw)
+    r = httpx.post(a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(300)], lk, kid))
+    assert r.status_code == 200
+    for w in (b, c):
+        wait_until(lambda w=w: mirrored_size(w) == 300, f"{w} to mirror A's 300 entries")
+    # The mirror serves tiles that check against its checkpoint.
+    held = httpx.get(b + mirror_prefix(fx.AMR.origin) + "tile/0/000")
+    assert held.status_code == 200 and held.content == httpx.get(a + "tile/0/000").content
+
+    # C dies without warning; A keeps issuing; C restarts and catches up.
+    network.kill(nodes.C)
+    r = httpx.post(
+        a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(300, 310)], lk, kid)
+    )
+    assert r.status_code == 200
+    wait_until(lambda: mirrored_size(b) == 310, "B to mirror 310 entries")
+    network.start(nodes.C, "--mirror-source", f"{nodes.A}={network.static}")
+    wait_until(lambda: mirrored_size(c) == 310, "C to catch up to 310 entries")
+
+    # Anyone can sync A's log from the plain static copy A writes.
+    wait_until((network.static / "checkpoint").exists, "the static checkpoint")
+    with ReplicaStore.open(tmp_path / "outsider.db") as store:
+        replica = Replica(store=store, policy=nodes.policy_with_urls(network.urls), member_id=nodes.A)
+        result = replica.sync([DirectoryFetcher(root=network.static)])
+        assert result.ok and result.size >= 300, result.refused

@@ -173,6 +173,33 @@ def _listen(value: str) -> tuple[str, int]:
     show_envvar=True,
     help="Seconds between checkpoints while entries arrive.",
 )
+@click.option(
+    "--mirror/--no-mirror",
+    default=True,
+    show_default=True,
+    envvar="CERTLEDGER_MIRROR",
+    show_envvar=True,
+    help="Keep verified copies of the other members' logs and serve them under /mirror/.",
+)
+@click.option(
+    "--mirror-interval",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    envvar="CERTLEDGER_MIRROR_INTERVAL",
+    show_envvar=True,
+    help="Seconds between two mirror syncs.",
+)
+@click.option(
+    "--mirror-source",
+    "mirror_sources",
+    multiple=True,
+    metavar="MEMBER=URL_OR_DIR",
+    envvar="CERTLEDGER_MIRROR_SOURCES",
+    show_envvar=True,
+    help="One more place to read MEMBER's log from: a URL or a directory with a static copy "
+    "of its tiles (repeatable; space-separated in the variable).",
+)
 def run(
     *,
     data: Path,
@@ -181,6 +208,9 @@ def run(
     tls_key: Path | None,
     tiles_dir: Path | None,
     checkpoint_interval: float,
+    mirror: bool,
+    mirror_interval: float,
+    mirror_sources: tuple[str, ...],
 ) -> None:
     """Serve the log, the witness and the policy until stopped (SIGTERM or Ctrl-C).
 
@@ -190,12 +220,21 @@ def run(
     host, port = _listen(listen)
     if (tls_cert is None) != (tls_key is None):
         raise click.BadParameter("give both --tls-cert and --tls-key, or neither")
+    sources: dict[str, list[str]] = {}
+    for spec in mirror_sources:
+        member, sep, where = spec.partition("=")
+        if not sep or not member or not where:
+            raise click.BadParameter(f"{spec!r} is not MEMBER=URL_OR_DIR", param_hint="--mirror-source")
+        sources.setdefault(member, []).append(where)
     passphrase = os.environ.get("CERTLEDGER_KEY_PASSPHRASE")
     config = load_config(
         data,
         checkpoint_interval=checkpoint_interval,
         tiles_dir=tiles_dir,
         passphrase=passphrase.encode() if passphrase else None,
+        mirror=mirror,
+        mirror_interval=mirror_interval,
+        mirror_sources=sources,
     )
     configure()
     app = create_app(config=config)
