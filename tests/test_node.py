@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +22,7 @@ from ledger.keys import SIG_TYPE_ED25519, SigningKey, key_id
 from ledger.log import merkle
 from ledger.log.checkpoint import open_checkpoint
 from ledger.log.store import LogStore
+from ledger.log.witness import origin_hash
 from ledger.replica import tiles
 from node.app import IMMUTABLE, create_app
 from node.config import load_config
@@ -45,19 +49,33 @@ class Net:
     def __init__(self, tmp: Path, *, quorum: int = 1, tiles_dir: Path | None = None) -> None:
         policy = nodes.policy_with_urls({})
         if quorum != 1:
-            import dataclasses
-
             policy = dataclasses.replace(policy, witness_quorum=quorum)
         self.doc = nodes.sign_policy(policy)
         self.router = nodes.Router()
-        self.apps = {}
+        self.apps: dict[str, FastAPI] = {}
+        self.tamper: str | None = None  # tiles from this host reach the mirrors with a bit flipped
+        self._sync_clients: dict[str, TestClient] = {}
         for m in (nodes.A, nodes.B, nodes.C):
             d = nodes.init_node(tmp, m, self.doc)
             cfg = nodes.config(d, transport=self.router, tiles_dir=tiles_dir if m == nodes.A else None)
             cfg.max_backoff = 0.2
+            cfg.mirror_client = httpx.Client(transport=httpx.MockTransport(self._blocking))
             app = create_app(config=cfg)
             self.apps[m] = app
             self.router.add(cfg.member.base_url, httpx.ASGITransport(app=app))
+
+    def _blocking(self, request: httpx.Request) -> httpx.Response:
+        """What the mirrors' blocking client gets: the in-process node for that host."""
+        host = request.url.host
+        member = host.removesuffix(".example.gov.cn")
+        if member not in self.apps:
+            raise httpx.ConnectError(f"{host} is not in the test network", request=request)
+        client = self._sync_clients.setdefault(member, TestClient(self.apps[member]))
+        r = client.request(request.method, request.url.raw_path.decode(), content=request.content)
+        body = r.content
+        if host == self.tamper and "/tile/" in request.url.path and body:
+            body = bytes([body[0] ^ 1]) + body[1:]
+        return httpx.Response(r.status_code, headers=r.headers, content=body)
 
     def client(self, member: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.apps[member]), base_url="http://node")
@@ -271,3 +289,43 @@ def test_help_for_every_command() -> None:
     run_help = CliRunner().invoke(cli, ["node", "run", "--help"]).output
     for var in ("CERTLEDGER_DATA", "CERTLEDGER_LISTEN", "CERTLEDGER_TLS_CERT", "CERTLEDGER_TILES_DIR"):
         assert var in run_help
+
+
+async def test_mirrors_serve_a_verified_copy(net: Net) -> None:
+    b = net.apps[nodes.B].state.node
+    async with net.client(nodes.A) as ca, net.client(nodes.B) as cb:
+        await append(ca, range(300))
+        await wait_cosigned(ca, 300)
+        results = await asyncio.to_thread(b.mirrors.sync_once)
+        assert results[nodes.A].ok and results[nodes.A].size == 300
+        prefix = "/mirror/" + origin_hash(fx.AMR.origin) + "/"
+        r = await cb.get(prefix + "checkpoint")
+        assert r.status_code == 200
+        cp = open_checkpoint(r.content, log_key=LOG_VKEY).checkpoint
+        assert cp.size == 300
+
+        async def fetch(ts: Sequence[tiles.Tile]) -> list[bytes]:
+            return [(await cb.get(prefix + t.path)).content for t in ts]
+
+        wanted = [t for t in tiles.tiles_for_size(300) if not t.is_entries]
+        data = dict(zip(wanted, await fetch(wanted), strict=True))
+        read = tiles.tile_hash_reader(300, cp.root_hash, lambda ts: [data[t] for t in ts])
+        assert merkle.tree_hash(300, read) == cp.root_hash
+        bundle = (await cb.get(prefix + "tile/entries/001.p/44")).content
+        assert bundle == (await ca.get("/tile/entries/001.p/44")).content
+        assert (await cb.get(prefix + "tile/0/002")).status_code == 404
+        assert (await cb.get("/mirror/" + "0" * 64 + "/checkpoint")).status_code == 404
+        assert re.search(
+            r'certledger_mirror_size\{member="hangzhou-xihu-amr"\} 300\.0', (await cb.get("/metrics")).text
+        )
+
+
+async def test_a_tampered_tile_is_refused_and_its_source_named(net: Net) -> None:
+    c = net.apps[nodes.C].state.node
+    net.tamper = "hangzhou-xihu-amr.example.gov.cn"
+    async with net.client(nodes.A) as ca:
+        await append(ca, range(20))
+        await wait_cosigned(ca, 20)
+    results = await asyncio.to_thread(c.mirrors.sync_once)
+    assert not results[nodes.A].ok and results[nodes.A].size == 0
+    assert any(r.startswith("https://hangzhou-xihu-amr.example.gov.cn/") for r in results[nodes.A].refused)

@@ -1,4 +1,4 @@
-"""Three nodes as separate processes on 127.0.0.1: witnessing, mirrors, catch-up, forks refused with evidence."""
+"""Three node processes on 127.0.0.1: witnessing, mirrors, catch-up, forks refused with evidence."""
 
 from __future__ import annotations
 
