@@ -27,6 +27,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
 import logging
 from collections import OrderedDict
@@ -39,10 +40,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from ledger.errors import LedgerError, MalformedError, SignatureError, StorageError, TooLargeError
-from ledger.log.statement import SignedStatement
+from ledger.log.signer import LogSigner
+from ledger.log.statement import Kind, SignedStatement, Statement
 from ledger.log.store import LogStore
 from ledger.log.witness import MAX_BODY_SIZE, is_origin_hash, origin_hash
 from ledger.replica import tiles
+from ledger.trust.policy_doc import parse_document
 from node.config import NodeConfig
 from node.mirror import Mirrors
 from node.published import Published
@@ -60,6 +63,7 @@ SHORT_LIVED = "no-cache"
 _MAX_STATEMENTS = 1000
 _MAX_APPEND_BODY = 4 << 20
 _TILE_CACHE = 2048
+_MAX_POLICY_STEPS = 16
 
 
 class Node:
@@ -69,6 +73,9 @@ class Node:
         self.config = config
         d = config.data_dir
         self.store = LogStore.open(d / "log.db")
+        self.signer = LogSigner.beside(d / "log.key", key=config.log_key)
+        # After a restore the log may be behind what the key last signed: refuse to run.
+        self.store.check_signer(self.signer)
         self.reader = LogStore.open(d / "log.db", readonly=True)
         self.witness = Witness(
             path=d / "witness.db",
@@ -94,6 +101,7 @@ class Node:
         self.sequencer = Sequencer(
             store=self.store,
             key=config.log_key,
+            signer=self.signer,
             interval=config.checkpoint_interval,
             on_checkpoint=self._checkpoint_signed,
         )
@@ -175,6 +183,10 @@ class Node:
         self.submitter.notify()
 
     def _publish(self, size: int, note: bytes, cosigners: int) -> None:
+        if cosigners:  # the log keeps the cosignatures with its checkpoint (log proof, audit)
+            policy = self.config.policy.policy
+            witnesses = list(policy.witness_keys(self.config.member_id).values())
+            note = self.store.add_cosignatures(note, witnesses=witnesses)
         self.published.add(size=size, note=note, cosigners=cosigners, now=int(self.config.clock()))
         log.info("checkpoint published", extra={"size": size, "cosigners": cosigners})
         if self.tiles_dir is not None:
@@ -183,13 +195,66 @@ class Node:
                 self.tiles_dir.write_tiles(self.reader, latest.size)
                 self.tiles_dir.write_checkpoint(latest.note)
 
-    async def _watch_policy(self) -> None:
-        while True:
-            await asyncio.sleep(5.0)
+    async def _record_policies(self) -> None:
+        """Append a POLICY statement for every held policy version not yet in our log."""
+        if not self.config.record_policy:
+            return
+        chain = self.config.policy
+        done = self.published.adopted()
+        kid = self.store.key_id(self.config.log_key)
+        for version in chain.versions():
+            doc = chain.document(version)
+            if version in done or doc is None:
+                continue
+            digest = hashlib.sha256(doc).digest()
+            statement = Statement(
+                kind=Kind.POLICY,
+                issuer=self.config.member_id,
+                time=int(self.config.clock()),
+                operator="node",
+                policy_version=version,
+                policy_hash=digest,
+            )
+            signed = SignedStatement.sign(statement, key=self.config.log_key, key_id=kid)
+            [index] = await self.sequencer.append([signed])
+            self.published.adopt(version=version, digest=digest, index=index)
+            log.info("policy version recorded in the log", extra={"version": version, "index": index})
+
+    async def _pull_policies(self, client: httpx.AsyncClient) -> None:
+        """Fetch and install newer policy versions that other members serve."""
+        chain = self.config.policy
+        for m in chain.policy.members:
+            if m.id == self.config.member_id:
+                continue
+            base = m.base_url.rstrip("/")
             try:
-                await asyncio.to_thread(self.config.policy.reload)
-            except LedgerError as e:
-                log.error("policy reload failed", extra={"error": str(e)})
+                r = await client.get(base + "/policy/latest")
+                if r.status_code != 200:
+                    continue
+                theirs = parse_document(r.content).policy.version
+                ours = chain.policy.version
+                for version in range(ours + 1, min(theirs, ours + _MAX_POLICY_STEPS) + 1):
+                    doc = (
+                        r.content
+                        if version == theirs
+                        else (await client.get(f"{base}/policy/{version}")).content
+                    )
+                    await asyncio.to_thread(chain.install, doc)
+                    log.info("policy version adopted from a peer", extra={"version": version, "peer": m.id})
+            except (httpx.HTTPError, LedgerError) as e:
+                log.warning("cannot take a policy version from a peer", extra={"peer": m.id, "error": str(e)})
+
+    async def _watch_policy(self) -> None:
+        async with httpx.AsyncClient(transport=self.config.transport, timeout=10.0) as client:
+            while True:
+                try:
+                    await self._record_policies()
+                    await asyncio.sleep(self.config.policy_interval)
+                    await asyncio.to_thread(self.config.policy.reload)
+                    if self.config.submit:
+                        await self._pull_policies(client)
+                except LedgerError as e:
+                    log.error("policy update failed", extra={"error": str(e)})
 
     async def start(self) -> None:
         """Start sequencing and, if configured, submitting to witnesses."""

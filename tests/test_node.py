@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from ledger.errors import ConflictError, PolicyError
 from ledger.keys import SIG_TYPE_ED25519, SigningKey, key_id
 from ledger.log import merkle
 from ledger.log.checkpoint import open_checkpoint
+from ledger.log.statement import Entry, Kind
 from ledger.log.store import LogStore
 from ledger.log.witness import origin_hash
 from ledger.replica import tiles
@@ -329,3 +331,29 @@ async def test_a_tampered_tile_is_refused_and_its_source_named(net: Net) -> None
     results = await asyncio.to_thread(c.mirrors.sync_once)
     assert not results[nodes.A].ok and results[nodes.A].size == 0
     assert any(r.startswith("https://hangzhou-xihu-amr.example.gov.cn/") for r in results[nodes.A].refused)
+
+
+async def test_policy_versions_travel_and_are_recorded_in_the_log(tmp_path: Path) -> None:
+    n = Net(tmp_path)
+    a = n.apps[nodes.A].state.node
+    a.config.record_policy = True
+    v2 = nodes.sign_policy(dataclasses.replace(nodes.policy_with_urls({}), version=2))
+    n.apps[nodes.B].state.node.config.policy.install(v2)
+    app = n.apps[nodes.A]
+    async with app.router.lifespan_context(app), n.client(nodes.A) as c:
+        for _ in range(100):
+            if (await c.get("/policy/latest")).content == v2 and a.store.size >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert (await c.get("/policy/2")).content == v2
+        assert a.config.policy.versions() == [1, 2]
+        recorded = {}
+        for data in a.store.entries(0, a.store.size):
+            st_ = Entry.from_bytes(data).signed.statement
+            if st_.kind == Kind.POLICY:
+                recorded[st_.policy_version] = st_.policy_hash
+        assert recorded == {1: hashlib.sha256(n.doc).digest(), 2: hashlib.sha256(v2).digest()}
+    # A version that does not follow from the held chain is not adopted.
+    bad = nodes.sign_policy(dataclasses.replace(nodes.policy_with_urls({}), version=4))
+    with pytest.raises(PolicyError, match="only version 3 can follow"):
+        load_config(tmp_path / nodes.A).policy.install(bad)
