@@ -357,3 +357,19 @@ async def test_policy_versions_travel_and_are_recorded_in_the_log(tmp_path: Path
     bad = nodes.sign_policy(dataclasses.replace(nodes.policy_with_urls({}), version=4))
     with pytest.raises(PolicyError, match="only version 3 can follow"):
         load_config(tmp_path / nodes.A).policy.install(bad)
+
+
+async def test_concurrent_appends_share_commits(net: Net) -> None:
+    node = net.apps[nodes.A].state.node
+    calls: list[int] = []
+    real = node.store.append
+
+    def counting(items: Sequence[object], *, key: SigningKey) -> list[int]:
+        calls.append(len(items))
+        return real(items, key=key)  # type: ignore[arg-type]
+
+    node.store.append = counting
+    async with net.client(nodes.A) as c:
+        results = await asyncio.gather(*(append(c, [i]) for i in range(60)))
+    assert sorted(i for r in results for i in r) == list(range(60))
+    assert sum(calls) == 60 and len(calls) < 60, calls
