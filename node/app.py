@@ -135,7 +135,7 @@ class Node:
             registry=r,
         ).set_function(lambda: p.cosigners if (p := self.published.latest()) else 0)
         Gauge("certledger_alerts", "Fork alerts held by this node.", registry=r).set_function(
-            self.witness.alert_count
+            lambda: len(self.alerts())
         )
         Gauge(
             "certledger_policy_days_left", "Days until the current policy version expires.", registry=r
@@ -288,6 +288,10 @@ class Node:
         self.mirrors.close()
 
     # ------------------------------------------------------------------ reads
+
+    def alerts(self) -> list[bytes]:
+        """Every fork alert held: met as a witness, then met as a mirror."""
+        return self.witness.alerts() + self.mirrors.fork_alerts()
 
     def checkpoint(self) -> bytes | None:
         """What ``/checkpoint`` serves."""
@@ -443,7 +447,7 @@ def create_app(*, config: NodeConfig) -> FastAPI:
 
     @app.get("/v1/alerts")
     def alerts() -> JSONResponse:
-        return JSONResponse([json.loads(a) for a in node.witness.alerts()])
+        return JSONResponse([json.loads(a) for a in node.alerts()])
 
     @app.post("/v1/statements")
     async def statements(request: Request) -> Response:

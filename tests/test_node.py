@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
 import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -21,7 +22,8 @@ from certledger.cli import cli
 from ledger.errors import ConflictError, PolicyError
 from ledger.keys import SIG_TYPE_ED25519, SigningKey, key_id
 from ledger.log import merkle
-from ledger.log.checkpoint import open_checkpoint
+from ledger.log.alert import check_alert
+from ledger.log.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from ledger.log.statement import Entry, Kind
 from ledger.log.store import LogStore
 from ledger.log.witness import origin_hash
@@ -373,3 +375,29 @@ async def test_concurrent_appends_share_commits(net: Net) -> None:
         results = await asyncio.gather(*(append(c, [i]) for i in range(60)))
     assert sorted(i for r in results for i in r) == list(range(60))
     assert sum(calls) == 60 and len(calls) < 60, calls
+
+
+async def test_forks_met_as_a_mirror_are_alerts_too(net: Net, tmp_path: Path) -> None:
+    b = net.apps[nodes.B].state.node
+    notes = [
+        sign_checkpoint(Checkpoint(origin=fx.AMR.origin, size=5, root_hash=bytes([i]) * 32), key=A_KEY)
+        for i in (1, 2)
+    ]
+    b.mirrors.store.add_alert(
+        origin=fx.AMR.origin,
+        member_id=nodes.A,
+        kind="fork",
+        message="fork: two roots for size 5",
+        created=1,
+        note_a=notes[0],
+        note_b=notes[1],
+        source="https://hangzhou-xihu-amr.example.gov.cn/",
+    )
+    async with net.client(nodes.B) as cb:
+        alerts = (await cb.get("/v1/alerts")).json()
+        assert [a["kind"] for a in alerts] == ["same-size"]
+        check_alert(json.dumps(alerts[0]).encode(), nodes.policy_with_urls({}))
+        assert "certledger_alerts 1.0" in (await cb.get("/metrics")).text
+    out = CliRunner().invoke(cli, ["node", "alerts", "--data", str(tmp_path / nodes.B)])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output.splitlines()[0])["verified"] is True

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import click
+import httpx
 import uvicorn
 
 from certledger.cli.log import load_signing_key
@@ -28,6 +29,7 @@ from ledger.trust.trust import TrustedPolicy
 from node.app import create_app
 from node.config import PolicyChain, load_config, policy_dir
 from node.logs import configure
+from node.mirror import Mirrors
 
 __all__ = ["node"]
 
@@ -272,7 +274,8 @@ def update_policy(policy_file: Path, data: Path) -> None:
     "--check/--no-check", default=True, show_default=True, help="Verify each alert against the policy."
 )
 def alerts(data: Path, check: bool) -> None:
-    """Print each fork alert as one JSON line; with --check, say whether it verifies."""
+    """Print each fork alert (met as a witness or as a mirror) as one JSON line; with
+    --check, say whether it verifies against the policy."""
     path = data / "witness.db"
     if not path.exists():
         raise FileError(f"{path}: no witness database")
@@ -284,6 +287,24 @@ def alerts(data: Path, check: bool) -> None:
             conn.close()
     except sqlite3.Error as e:
         raise StorageError(f"{path}: cannot read the alerts: {e}") from None
+    mirrors = data / "mirrors.db"
+    if mirrors.exists():
+        member = (
+            read_capped(data / "member", limit=256, what="member id file").decode("ascii", "replace").strip()
+        )
+        chain = PolicyChain(policy_dir(data), now=time.time)
+        m = Mirrors(
+            path=mirrors,
+            member_id=member,
+            policy=lambda: chain.policy,
+            client=httpx.Client(),
+            extra_sources={},
+            clock=time.time,
+        )
+        try:
+            rows += m.fork_alerts()
+        finally:
+            m.close()
     policy = PolicyChain(policy_dir(data), now=time.time).policy if check and rows else None
     for raw in rows:
         doc = json.loads(raw)
