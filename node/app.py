@@ -75,7 +75,11 @@ class Node:
         self.store = LogStore.open(d / "log.db")
         self.signer = LogSigner.beside(d / "log.key", key=config.log_key)
         # After a restore the log may be behind what the key last signed: refuse to run.
-        self.store.check_signer(self.signer)
+        try:
+            self.store.check_signer(self.signer)
+        except LedgerError:
+            self.store.close()
+            raise
         self.reader = LogStore.open(d / "log.db", readonly=True)
         self.witness = Witness(
             path=d / "witness.db",

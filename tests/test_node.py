@@ -401,3 +401,23 @@ async def test_forks_met_as_a_mirror_are_alerts_too(net: Net, tmp_path: Path) ->
     out = CliRunner().invoke(cli, ["node", "alerts", "--data", str(tmp_path / nodes.B)])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output.splitlines()[0])["verified"] is True
+
+
+async def test_a_restored_backup_behind_the_key_is_refused(tmp_path: Path) -> None:
+    n = Net(tmp_path)
+    app = n.apps[nodes.A]
+    async with app.router.lifespan_context(app), n.client(nodes.A) as c:
+        await append(c, range(3))
+        await wait_cosigned(c, 3, cosigners=1)
+        backup = {
+            s: (tmp_path / nodes.A / f"log.db{s}").read_bytes()
+            for s in ("", "-wal")
+            if (tmp_path / nodes.A / f"log.db{s}").exists()
+        }
+        await append(c, range(3, 6))
+        await wait_cosigned(c, 6, cosigners=1)
+    (tmp_path / nodes.A / "log.db-shm").unlink(missing_ok=True)
+    for s, data in backup.items():
+        (tmp_path / nodes.A / f"log.db{s}").write_bytes(data)
+    with pytest.raises(ConflictError, match="rule: signer-smaller"):
+        create_app(config=nodes.config(tmp_path / nodes.A, submit=False))

@@ -277,3 +277,43 @@ def test_a_new_policy_version_is_adopted_by_all(network: Network, tmp_path: Path
     # Each records the version's hash in its own log.
     for m in MEMBERS:
         wait_until(lambda m=m: httpx.get(network.urls[m] + "healthz").json()["size"] == 2, f"{m}'s v2 entry")
+
+
+def test_a_lost_log_is_recovered_from_a_mirror(network: Network, tmp_path: Path) -> None:
+    a, b = network.urls[nodes.A], network.urls[nodes.B]
+    lk = nodes.KEYS[nodes.A][0]
+    kid = key_id(fx.AMR.origin, SIG_TYPE_ED25519, lk.public_key.raw)
+    r = httpx.post(a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(30)], lk, kid))
+    assert r.status_code == 200
+    wait_until(lambda: mirrored_size(b) == 31, "B to mirror A's 31 entries")
+    network.kill(nodes.A)
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / nodes.A / f"log.db{suffix}").unlink(missing_ok=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "certledger",
+            "node",
+            "recover",
+            "--data",
+            str(tmp_path / nodes.A),
+            "--from",
+            b + mirror_prefix(fx.AMR.origin),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "recovered 31 entries from " in out.stdout
+    network.start(nodes.A)
+    r = httpx.post(
+        a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(30, 33)], lk, kid)
+    )
+    assert r.status_code == 200 and r.json()["indexes"] == [31, 32, 33]
+
+    def witnessed_34() -> bool:
+        opened = open_checkpoint(httpx.get(a + "checkpoint").content, log_key=LOG_VKEY, witnesses=WITNESSES)
+        return opened.checkpoint.size == 34 and len(opened.cosignatures) == 2
+
+    wait_until(witnessed_34, "the recovered log to grow and be witnessed again")

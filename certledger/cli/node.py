@@ -30,6 +30,7 @@ from node.app import create_app
 from node.config import PolicyChain, load_config, policy_dir
 from node.logs import configure
 from node.mirror import Mirrors
+from node.recover import recover as run_recover
 
 __all__ = ["node"]
 
@@ -317,3 +318,28 @@ def alerts(data: Path, check: bool) -> None:
                 doc["error"] = str(e)
         click.echo(json.dumps(doc, sort_keys=True))
     click.echo(f"{len(rows)} alert(s)", err=True)
+
+
+@node.command(short_help="Rebuild this node's log from a mirror or a static copy of it.")
+@_data_option
+@click.option(
+    "--from",
+    "where",
+    required=True,
+    envvar="CERTLEDGER_RECOVER_FROM",
+    show_envvar=True,
+    help="A copy of this member's log: another node's /mirror/<origin hash>/ URL, or a "
+    "URL or directory with a static copy of its tiles.",
+)
+def recover(data: Path, where: str) -> None:
+    """Rebuild a lost or restored log from WHERE, verifying everything first.
+
+    The node must be stopped. The old database is kept, renamed. The rebuilt log must
+    extend the checkpoint the log key last signed.
+    """
+    passphrase = os.environ.get("CERTLEDGER_KEY_PASSPHRASE")
+    config = load_config(data, passphrase=passphrase.encode() if passphrase else None)
+    done = run_recover(config, where)
+    click.echo(f"recovered {done.size} entries from {done.source}")
+    if done.kept_old is not None:
+        click.echo(f"the old database is kept as {done.kept_old}")
