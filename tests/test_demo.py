@@ -23,20 +23,21 @@ import pytest
 from click.testing import CliRunner, Result
 
 from certledger.cli import cli
-from certledger.cli.demo import LATER, _Demo, _Out, _Witness, tell
+from certledger.cli.demo import LATER, _Demo, _Out, tell
 from ledger.credential.presentation import check_presentation
 from ledger.errors import ProofError
-from ledger.keys import PublicKey, SigningKey
+from ledger.keys import SigningKey
 from ledger.log import checkpoint, tlogproof
+from ledger.log.alert import check_alert
 from ledger.log.certid import CertId
 from ledger.log.store import LogStore
 from ledger.replica.fetch import mirror_prefix
 from ledger.replica.store import ReplicaStore
-from ledger.trust.consortium import KeyRequest, genesis, read_toml
+from ledger.trust.consortium import genesis, read_toml
 from ledger.trust.policy_doc import parse_document
 from ledger.trust.trust import TrustedPolicy
+from node.witness import Witness
 from tests.fixtures.consortium import BUSINESS_LICENCE, HEALTH_CERTIFICATE, reference_licence
-from tests.helpers import issue
 from verifier.verdict import Code, Verdict
 from verifier.verifier import Verifier, node_sources
 
@@ -243,9 +244,9 @@ def test_step_6_every_attack_is_refused_with_the_projects_error(kept: tuple[Path
         "trusting version 2]",
         "its log key's memory: → refused, ConflictError: the tree of size 257 does not extend the checkpoint "
         "of size 256 this key already signed (rule: signer-inconsistent)",
-        "witness hangzhou-psb: → refused, ProofError: witness hangzhou-psb refuses to cosign "
-        "hangzhou-xihu-amr at size 257: the tree does not extend the one of size 256 it cosigned before "
-        "(consistency proof failed: root hash mismatch)",
+        "witness hangzhou-psb: → refused, 422: bad consistency proof from size 256: consistency proof "
+        "failed: root hash mismatch; the two checkpoints and the failed proof are kept as a fork alert "
+        "(witnesses/hangzhou-psb.db)",
         "for the verifier to sync from: → refused by the replica: checkpoint refused: witness-quorum: "
         "checkpoint of hangzhou-xihu-amr is cosigned by 0/2 other members' witnesses",
         "g) the regulator rewrites entry 255 in a copy of its database (another registered capital, validly "
@@ -482,42 +483,33 @@ def test_an_attack_that_is_not_refused_fails_the_demo(tmp_path: Path) -> None:
         d.refused("d", "a split view", ProofError, lambda: None)
 
 
-# -- the witness stand-in ----------------------------------------------------------------
+# -- the witnesses -----------------------------------------------------------------------
 
 
-def test_the_witness_refuses_a_shrinking_log_and_a_second_root(tmp_path: Path) -> None:
-    spec = read_toml((DATA / "demo-consortium.toml").read_bytes())
-    keys: dict[tuple[str | None, str], SigningKey] = {}
-
-    def make_key(request: KeyRequest) -> PublicKey:
-        key = SigningKey.generate()
-        keys[(request.member, request.role)] = key
-        return key.public_key
-
-    policy = genesis(spec, now=int(time.time()), make_key=make_key)
-    amr, psb = policy.require_member(AMR), policy.require_member(PSB)
-    log_key, key = amr.log_verifier_key(amr.log_keys[0]), keys[(AMR, "log")]
-    witness = _Witness(psb, keys[(PSB, "witness")])
-    with (
-        LogStore.create(tmp_path / "a.db", origin=amr.origin) as a,
-        LogStore.create(tmp_path / "b.db", origin=amr.origin) as b,
-    ):
-        a.append([issue(i) for i in range(5)], key=key)
-        b.append([issue(i) for i in range(3)], key=key)
-        five = witness.cosign(a.checkpoint(key), log=amr, log_key=log_key, prove=a.consistency_proof, now=1)
-        assert checkpoint.open_checkpoint(
-            five, log_key=log_key, witnesses=[psb.witness_key]
-        ).cosignatures == {psb.witness_key.name: 1}
-        with pytest.raises(
-            ProofError, match="at size 3: it cosigned size 5 already, and a log never shrinks"
-        ):
-            witness.cosign(b.checkpoint(key), log=amr, log_key=log_key, prove=b.consistency_proof, now=2)
-        b.append([issue(9), issue(10)], key=key)
-        with pytest.raises(ProofError, match="at size 5: it cosigned another root for that size"):
-            witness.cosign(b.checkpoint(key), log=amr, log_key=log_key, prove=b.consistency_proof, now=3)
-        a.append([issue(5)], key=key)  # the honest log still gets cosigned: nothing was remembered
-        witness.cosign(a.checkpoint(key), log=amr, log_key=log_key, prove=a.consistency_proof, now=4)
-        assert witness.seen[amr.origin].size == 6
+def test_the_witnesses_kept_what_they_cosigned_and_the_fork_as_evidence(kept: tuple[Path, str]) -> None:
+    work, _ = kept
+    trusted = TrustedPolicy((work / "policy-v1.note").read_bytes())
+    now = int(time.time())
+    policy = trusted.update((work / "policy-v2.note").read_bytes(), now=now)
+    keys = {m: SigningKey.load(work / "keys" / f"{m}-witness.pem") for m in (AMR, PSB, HEALTH)}
+    witnesses = {
+        m: Witness(path=work / "witnesses" / f"{m}.db", member_id=m, key=k, policy=lambda: policy)
+        for m, k in keys.items()
+    }
+    try:
+        origin = policy.require_member(AMR).origin
+        # both other departments cosigned the regulator's log, up to the revocation
+        sizes = [w.latest(origin) for w in (witnesses[PSB], witnesses[HEALTH])]
+        assert [s[0] if s else None for s in sizes] == [257, 257]
+        assert witnesses[AMR].latest(origin) is None  # a log is never its own witness
+        # public security kept the split view as evidence anyone can check with the policy alone
+        [evidence] = witnesses[PSB].alerts()
+        alert = check_alert(evidence, policy)
+        assert (alert.kind, alert.origin, alert.observed_by) == ("inconsistent", origin, PSB)
+        assert witnesses[HEALTH].alerts() == []
+    finally:
+        for w in witnesses.values():
+            w.close()
 
 
 # -- the shipped data --------------------------------------------------------------------

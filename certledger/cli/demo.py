@@ -25,8 +25,8 @@
 
 The story starts :data:`LATER` seconds in the past, so that the verifier's clock can
 move on to the present; everything kept with ``--dir`` is then current. The witnesses
-run in this process (:class:`_Witness`: the log's signature and the consistency with
-what it cosigned before, then a cosignature).
+run in this process: each department's :class:`node.witness.Witness` (its database under
+``witnesses/``) answers C2SP tlog-witness ``add-checkpoint`` requests as a node would.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import sqlite3
 import tempfile
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -60,25 +60,26 @@ from ledger.errors import (
     ConflictError,
     LedgerError,
     PolicyError,
-    ProofError,
     StorageError,
 )
 from ledger.files import write_file
 from ledger.keys import PublicKey, SigningKey, VerifierKey
-from ledger.log import merkle, tlogproof
+from ledger.log import tlogproof
 from ledger.log.audit import audit
 from ledger.log.certid import CertId
-from ledger.log.checkpoint import Checkpoint, CosignatureSigner, cosign, open_checkpoint
+from ledger.log.checkpoint import open_checkpoint
 from ledger.log.signer import LogSigner
 from ledger.log.statement import Entry, Kind, Reason, SignedStatement, Statement, encode_entry
 from ledger.log.store import LogStore
-from ledger.replica import tiles
+from ledger.log.witness import encode_add_checkpoint
 from ledger.replica.fetch import DirectoryFetcher, mirror_prefix
 from ledger.replica.store import ReplicaStore
 from ledger.trust.consortium import KeyRequest, apply_changes, genesis, parse_change, read_toml
 from ledger.trust.policy import Member, Policy, format_time, mandates
 from ledger.trust.policy_doc import add_signature, parse_document, sign_proposal
 from ledger.trust.trust import TrustedPolicy, signed_by
+from node.static import TilesDir
+from node.witness import Answer, Witness
 from verifier.verdict import Code, Verdict
 from verifier.verifier import Verifier, node_sources
 
@@ -112,48 +113,6 @@ def _midnight(day: str) -> int:
 
 def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else many or one + 's'}"
-
-
-class _Witness:
-    """A department's witness: cosigns another member's checkpoint only if the log
-    signed it and it extends the last checkpoint of that log this witness cosigned."""
-
-    def __init__(self, member: Member, key: SigningKey) -> None:
-        self.member = member
-        self.signer = CosignatureSigner(name=member.witness_key.name, key=key)
-        self.seen: dict[str, Checkpoint] = {}
-
-    def cosign(
-        self,
-        note: bytes,
-        *,
-        log: Member,
-        log_key: VerifierKey,
-        prove: Callable[[int, int], Sequence[bytes]],
-        now: int,
-    ) -> bytes:
-        """``note`` with this witness's cosignature added; ``prove(old, new)`` gives the
-        log's consistency proof. ProofError, with nothing remembered, if the log forked."""
-        cp = open_checkpoint(note, log_key=log_key).checkpoint
-        last = self.seen.get(cp.origin)
-        if last is not None:
-            refusal = f"witness {self.member.id} refuses to cosign {log.id} at size {cp.size}"
-            if cp.size < last.size:
-                raise ProofError(f"{refusal}: it cosigned size {last.size} already, and a log never shrinks")
-            if cp.size == last.size and cp.root_hash != last.root_hash:
-                raise ProofError(f"{refusal}: it cosigned another root for that size")
-            if 0 < last.size < cp.size:
-                try:
-                    proof = prove(last.size, cp.size)
-                    merkle.check_tree(proof, cp.size, cp.root_hash, last.size, last.root_hash)
-                except ProofError as e:
-                    raise ProofError(
-                        f"{refusal}: the tree does not extend the one of size {last.size} "
-                        f"it cosigned before ({e})"
-                    ) from None
-        cosigned = cosign(note, self.signer, timestamp=now)
-        self.seen[cp.origin] = cp
-        return cosigned
 
 
 def _copy_database(src: Path, dst: Path) -> None:
@@ -250,8 +209,8 @@ class _Demo:
         self.key_files: dict[tuple[str, str], Path] = {}
         self.signers: dict[str, LogSigner] = {}
         self.stores: dict[str, LogStore] = {}
-        self.published: dict[str, int] = {}  # member id -> size of its static copy
-        self.witnesses: dict[str, _Witness] = {}
+        self.static: dict[str, TilesDir] = {}  # member id -> its static copy
+        self.witnesses: dict[str, Witness] = {}
         self.texts: dict[str, str] = {}  # "full" / "identity" -> CL1 text
         self.caught: set[str] = set()  # the attacks refused, by letter
         self.verdicts: list[tuple[str, Verdict]] = []  # what the verifier answered, in order
@@ -286,37 +245,39 @@ class _Demo:
         store = self.stores[member_id]
         if note is None:
             note = store.checkpoint(self.signers[member_id])
-        log = self.member(member_id)
         witnesses = self.policy.witness_keys(member_id)
-        cosigned = note
+        lines = b""
         for wid in witnesses:
-            cosigned = self.witnesses[wid].cosign(
-                cosigned,
-                log=log,
-                log_key=self.log_key(member_id),
-                prove=store.consistency_proof,
-                now=self.now,
-            )
-        kept = store.add_cosignatures(cosigned, witnesses=list(witnesses.values()))
+            answer = self.submit(wid, store, note)
+            if answer.status != 200:
+                raise click.ClickException(f"witness {wid} refused {member_id}'s checkpoint: {answer.body!r}")
+            lines += answer.body
+        kept = store.add_cosignatures(note + lines, witnesses=list(witnesses.values()))
         self.publish(member_id, kept)
         return kept
 
+    def submit(self, witness_id: str, store: LogStore, note: bytes) -> Answer:
+        """A tlog-witness ``add-checkpoint`` request for ``note`` to ``witness_id``'s witness,
+        with a consistency proof from the size it last cosigned, read from ``store``."""
+        witness = self.witnesses[witness_id]
+        size = open_checkpoint(note, log_key=self.log_key(self._member_of(store))).checkpoint.size
+        latest = witness.latest(store.origin)
+        old = 0 if latest is None else min(latest[0], size)
+        proof = store.consistency_proof(old, size) if 0 < old < size else []
+        return witness.add_checkpoint(encode_add_checkpoint(old_size=old, proof=proof, note=note))
+
+    def _member_of(self, store: LogStore) -> str:
+        member = self.policy.member_by_origin(store.origin)
+        if member is None:
+            raise click.ClickException(f"no member has the log {store.origin}")
+        return member.id
+
     def publish(self, member_id: str, note: bytes) -> None:
-        """Write the tiles the log grew by since it was last published, then the checkpoint."""
-        store, directory = self.stores[member_id], self.public(member_id)
+        """Write the tiles the log grew by, then the checkpoint (what ``node run --tiles-dir`` does)."""
         size = open_checkpoint(note, log_key=self.log_key(member_id)).checkpoint.size
-        for t in tiles.new_tiles(self.published.get(member_id, 0), size):
-            if t.is_entries:
-                first = t.index * tiles.TILE_WIDTH
-                data = tiles.encode_bundle(list(store.entries(first, first + t.width)))
-            else:
-                data = tiles.tile_from_hashes(t, store.read_hashes)
-            path = directory / t.path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_file(path, data, mode=0o644, overwrite=True, what="tile")
-        directory.mkdir(parents=True, exist_ok=True)
-        write_file(directory / "checkpoint", note, mode=0o644, overwrite=True, what="checkpoint")
-        self.published[member_id] = size
+        copy = self.static.setdefault(member_id, TilesDir(self.public(member_id)))
+        copy.write_tiles(self.stores[member_id], size)
+        copy.write_checkpoint(note)
 
     def quorum(self, member_id: str, note: bytes) -> list[str]:
         """The members whose cosignatures on ``note`` verify; PolicyError below the quorum."""
@@ -464,12 +425,20 @@ class _Demo:
         say, work = self.say, self.work
         say.step(2, "Each department opens its log, keyed by its log key in the policy")
         (work / "logs").mkdir()
+        (work / "witnesses").mkdir()
         policy = self.policy
         for m in policy.members:
-            self.witnesses[m.id] = _Witness(m, self.keys[(m.id, "witness")])
+            self.witnesses[m.id] = Witness(
+                path=work / "witnesses" / f"{m.id}.db",
+                member_id=m.id,
+                key=self.keys[(m.id, "witness")],
+                policy=lambda: self.policy,
+                clock=lambda: self.now,
+            )
         say(
-            f"a checkpoint counts once {policy.witness_quorum} other departments' witnesses cosign it; a "
-            "witness first checks that it extends what it cosigned before. Each log (logs/MEMBER.db) keeps "
+            f"a checkpoint counts once {policy.witness_quorum} other departments' witnesses cosign it; each "
+            "witness (witnesses/MEMBER.db, the node's tlog-witness code) first checks that it extends what "
+            "it cosigned before. Each log (logs/MEMBER.db) keeps "
             "its cosignatures, its key remembers the last checkpoint it signed (keys/MEMBER-log.pem"
             ".last-checkpoint), and it is published as tlog-tiles files (public/mirror/ORIGIN-HASH/)"
         )
@@ -647,7 +616,7 @@ class _Demo:
         )
         self.now = later
         self.check("the licence with an old replica", self.scanned, Code.STALE, indent=3, purpose=PURPOSE)
-        note = self.stores[AMR].checkpoint_at(self.published[AMR])
+        note = self.stores[AMR].latest_checkpoint()
         if note is None:
             raise click.ClickException("the regulator's published checkpoint is not in its log")
         self.witness(AMR, note.note)
@@ -768,29 +737,23 @@ class _Demo:
             self.refused("f", "signing a fork", ConflictError, lambda: fork.checkpoint(self.signers[AMR]))
             note = fork.checkpoint(key)
             say(f"a rogue operator signs it with the bare key (checkpoint {fork.size}); witness {PSB}:")
-            self.refused(
-                "f",
-                "a split view",
-                ProofError,
-                lambda: self.witnesses[PSB].cosign(
-                    note,
-                    log=self.member(AMR),
-                    log_key=self.log_key(AMR),
-                    prove=fork.consistency_proof,
-                    now=self.now,
-                ),
-            )
-            public = self.work / "attacks" / "fork-public"
-            for t in tiles.tiles_for_size(fork.size):
-                first = t.index * tiles.TILE_WIDTH
-                data = (
-                    tiles.encode_bundle(list(fork.entries(first, first + t.width)))
-                    if t.is_entries
-                    else tiles.tile_from_hashes(t, fork.read_hashes)
+            alerts = self.witnesses[PSB].alert_count()
+            answer = self.submit(PSB, fork, note)
+            kept = self.witnesses[PSB].alert_count() - alerts
+            if answer.status == 200 or kept != 1:
+                raise click.ClickException(
+                    "the demo expected the witness to refuse the fork and keep the evidence"
                 )
-                (public / t.path).parent.mkdir(parents=True, exist_ok=True)
-                write_file(public / t.path, data, mode=0o644, what="tile")
-            write_file(public / "checkpoint", note, mode=0o644, what="checkpoint")
+            say(
+                f"→ refused, {answer.status}: {answer.body.decode().strip()}; the two checkpoints and the "
+                f"failed proof are kept as a fork alert (witnesses/{PSB}.db)",
+                6,
+            )
+            self.caught.add("f")
+            public = self.work / "attacks" / "fork-public"
+            copy = TilesDir(public)
+            copy.write_tiles(fork, fork.size)
+            copy.write_checkpoint(note)
         result = self.verifier.replica(AMR).sync([DirectoryFetcher(root=public)])
         say("the fork, published as a static copy (attacks/fork-public/) for the verifier to sync from:")
         if result.ok:
@@ -848,6 +811,8 @@ class _Demo:
     def close(self) -> None:
         for store in self.stores.values():
             store.close()
+        for witness in self.witnesses.values():
+            witness.close()
         if self.replica is not None:
             self.replica.close()
 
