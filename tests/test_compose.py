@@ -9,6 +9,8 @@ every service's command from the file as a local process on 127.0.0.1, in the or
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import inspect
 import os
 import re
@@ -18,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,12 @@ import pytest
 import yaml
 
 from certledger.cli import cli
+from ledger.keys import SIG_TYPE_ED25519, SigningKey, key_id
+from ledger.log.certid import CertId
+from ledger.log.checkpoint import open_checkpoint
+from ledger.log.statement import Kind, SignedStatement, Statement
+from ledger.replica.fetch import mirror_prefix
+from ledger.trust.trust import verify_pinned
 
 ROOT = Path(__file__).parent.parent
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
@@ -342,8 +350,9 @@ class Topology:
             time.sleep(0.2)
         raise AssertionError(f"{name} did not become healthy:\n{self.output(name)}")
 
-    def up(self) -> list[str]:
-        """Start every service once its dependencies are met; returns the order."""
+    def up(self, before: Callable[[str], None] = lambda name: None) -> list[str]:
+        """Start every service once its dependencies are met, calling ``before(name)`` first;
+        returns the order."""
         order: list[str] = []
         while len(order) < len(SERVICES):
             ready = [
@@ -353,6 +362,7 @@ class Topology:
             ]
             assert ready, "depends_on has a cycle"
             for name in ready:
+                before(name)
                 if self.listen[name] is None:
                     self.complete(name)
                 else:
@@ -386,22 +396,93 @@ def topology(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Topolo
         t.kill()
 
 
+def url(topology: Topology, name: str, path: str) -> str:
+    return f"http://127.0.0.1:{topology.ports[name]}/{path}"
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def issue_at(topology: Topology, member_id: str, count: int) -> None:
+    """Append ``count`` issue statements to a node's log, signed with the key in its volume,
+    and wait until its checkpoint is witnessed and another node mirrors the entries."""
+    volume = topology.tmp / "volumes" / mounts(member_id)["/data"]
+    policy = verify_pinned((topology.tmp / "volumes" / "consortium" / "policy-v1.note").read_bytes()).policy
+    member = policy.require_member(member_id)
+    key = SigningKey.load(volume / "log.key")
+    kid = key_id(member.origin, SIG_TYPE_ED25519, key.public_key.raw)
+    licence = policy.require_type("business_licence")
+    now = int(time.time())
+    body = []
+    for serial in range(count):
+        cert = CertId(
+            type_code=licence.national_code, issuer_code=member.issuer_code, serial=str(serial), version="001"
+        )
+        statement = Statement(
+            kind=Kind.ISSUE,
+            issuer=member_id,
+            cert_id=str(cert),
+            cert_type=licence.code,
+            time=now,
+            operator="op:compose",
+            valid_from=now,
+            valid_until=now + 365 * 86400,
+            claim_digests={
+                c.key: hashlib.sha256(f"{serial}/{c.key}".encode()).digest() for c in licence.claims
+            },
+        )
+        signed = SignedStatement.sign(statement, key=key, key_id=kid)
+        body.append(
+            {
+                "statement": base64.b64encode(signed.statement_bytes).decode(),
+                "key_id": kid.hex(),
+                "signature": base64.b64encode(signed.signature).decode(),
+            }
+        )
+    r = httpx.post(url(topology, member_id, "v1/statements"), json={"statements": body}, timeout=10)
+    assert r.status_code == 200 and r.json()["indexes"] == list(range(count)), r.text
+    log_vkey = member.log_verifier_key(member.log_keys[0])
+    others = [m for m in policy.members if m.id != member_id]
+
+    def witnessed() -> bool:
+        note = httpx.get(url(topology, member_id, "checkpoint"), timeout=10).content
+        opened = open_checkpoint(note, log_key=log_vkey, witnesses=[m.witness_key for m in others])
+        return opened.checkpoint.size == count and len(opened.cosignatures) >= policy.witness_quorum
+
+    wait_for(witnessed, f"{member_id}'s checkpoint of size {count} cosigned by the other nodes")
+
+    def mirrored() -> bool:
+        r = httpx.get(url(topology, others[0].id, mirror_prefix(member.origin) + "checkpoint"), timeout=10)
+        return r.status_code == 200 and open_checkpoint(r.content, log_key=log_vkey).checkpoint.size == count
+
+    wait_for(mirrored, f"{others[0].id}'s mirror of {member_id}'s log")
+
+
 @pytest.mark.slow
 def test_the_compose_commands_start_and_stop_as_processes(topology: Topology) -> None:
-    order = topology.up()
-    assert order[0] == "bootstrap" and order[-1] == "verifier"
     nodes = node_services()
-    # The nodes found each other by the base URLs bootstrap put in the policy.
-    for name in nodes:
-        r = httpx.get(f"http://127.0.0.1:{topology.ports[name]}/checkpoint", timeout=10)
-        assert r.status_code == 200 and r.text.startswith(f"ledger.example.gov.cn/{name}\n")
-    status = httpx.get(f"http://127.0.0.1:{topology.ports['verifier']}/v1/status", timeout=10)
-    assert status.status_code == 200
-    assert sorted(m["id"] for m in status.json()["members"]) == sorted(nodes)
+    issuer = next(m for m in nodes if m.endswith("-amr"))
+
+    def before(name: str) -> None:
+        if name == "verifier":  # the nodes reach each other by the base URLs bootstrap wrote
+            issue_at(topology, issuer, 5)
+
+    order = topology.up(before)
+    assert order[0] == "bootstrap" and order[-1] == "verifier"
+    # The verifier synced every member's log from the nodes at its start.
+    status = httpx.get(url(topology, "verifier", "v1/status"), timeout=10).json()
+    sizes = {m["id"]: (m["log_size"], m["witnessed_size"]) for m in status["members"]}
+    assert sizes[issuer] == (5, 5) and sorted(sizes) == sorted(nodes)
     # A second `docker compose up` runs bootstrap again: it finds the consortium, changes nothing.
-    before = (topology.tmp / "volumes" / "consortium" / "policy-v1.note").read_bytes()
+    before_bytes = (topology.tmp / "volumes" / "consortium" / "policy-v1.note").read_bytes()
     (topology.tmp / "bootstrap.log").unlink()
     topology.complete("bootstrap")
     assert "nothing to do" in topology.output("bootstrap")
-    assert (topology.tmp / "volumes" / "consortium" / "policy-v1.note").read_bytes() == before
+    assert (topology.tmp / "volumes" / "consortium" / "policy-v1.note").read_bytes() == before_bytes
     topology.down()
