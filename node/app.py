@@ -27,8 +27,10 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -39,10 +41,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from ledger.errors import LedgerError, MalformedError, SignatureError, StorageError, TooLargeError
-from ledger.log.statement import SignedStatement
+from ledger.log.signer import LogSigner
+from ledger.log.statement import Kind, SignedStatement, Statement
 from ledger.log.store import LogStore
 from ledger.log.witness import MAX_BODY_SIZE, is_origin_hash, origin_hash
 from ledger.replica import tiles
+from ledger.trust.policy_doc import parse_document
 from node.config import NodeConfig
 from node.mirror import Mirrors
 from node.published import Published
@@ -60,6 +64,7 @@ SHORT_LIVED = "no-cache"
 _MAX_STATEMENTS = 1000
 _MAX_APPEND_BODY = 4 << 20
 _TILE_CACHE = 2048
+_MAX_POLICY_STEPS = 16
 
 
 class Node:
@@ -69,6 +74,13 @@ class Node:
         self.config = config
         d = config.data_dir
         self.store = LogStore.open(d / "log.db")
+        self.signer = LogSigner.beside(d / "log.key", key=config.log_key)
+        # After a restore the log may be behind what the key last signed: refuse to run.
+        try:
+            self.store.check_signer(self.signer)
+        except LedgerError:
+            self.store.close()
+            raise
         self.reader = LogStore.open(d / "log.db", readonly=True)
         self.witness = Witness(
             path=d / "witness.db",
@@ -89,11 +101,13 @@ class Node:
         self._mirror_task: asyncio.Task[None] | None = None
         self.tiles_dir = TilesDir(config.tiles_dir) if config.tiles_dir is not None else None
         self._full_tiles: OrderedDict[tiles.Tile, bytes] = OrderedDict()
+        self._cache_lock = threading.Lock()  # tile requests run on several threads
         self.registry = CollectorRegistry()
         self._metrics()
         self.sequencer = Sequencer(
             store=self.store,
             key=config.log_key,
+            signer=self.signer,
             interval=config.checkpoint_interval,
             on_checkpoint=self._checkpoint_signed,
         )
@@ -127,7 +141,7 @@ class Node:
             registry=r,
         ).set_function(lambda: p.cosigners if (p := self.published.latest()) else 0)
         Gauge("certledger_alerts", "Fork alerts held by this node.", registry=r).set_function(
-            self.witness.alert_count
+            lambda: len(self.alerts())
         )
         Gauge(
             "certledger_policy_days_left", "Days until the current policy version expires.", registry=r
@@ -175,6 +189,10 @@ class Node:
         self.submitter.notify()
 
     def _publish(self, size: int, note: bytes, cosigners: int) -> None:
+        if cosigners:  # the log keeps the cosignatures with its checkpoint (log proof, audit)
+            policy = self.config.policy.policy
+            witnesses = list(policy.witness_keys(self.config.member_id).values())
+            note = self.store.add_cosignatures(note, witnesses=witnesses)
         self.published.add(size=size, note=note, cosigners=cosigners, now=int(self.config.clock()))
         log.info("checkpoint published", extra={"size": size, "cosigners": cosigners})
         if self.tiles_dir is not None:
@@ -183,13 +201,66 @@ class Node:
                 self.tiles_dir.write_tiles(self.reader, latest.size)
                 self.tiles_dir.write_checkpoint(latest.note)
 
-    async def _watch_policy(self) -> None:
-        while True:
-            await asyncio.sleep(5.0)
+    async def _record_policies(self) -> None:
+        """Append a POLICY statement for every held policy version not yet in our log."""
+        if not self.config.record_policy:
+            return
+        chain = self.config.policy
+        done = self.published.adopted()
+        kid = self.store.key_id(self.config.log_key)
+        for version in chain.versions():
+            doc = chain.document(version)
+            if version in done or doc is None:
+                continue
+            digest = hashlib.sha256(doc).digest()
+            statement = Statement(
+                kind=Kind.POLICY,
+                issuer=self.config.member_id,
+                time=int(self.config.clock()),
+                operator="node",
+                policy_version=version,
+                policy_hash=digest,
+            )
+            signed = SignedStatement.sign(statement, key=self.config.log_key, key_id=kid)
+            [index] = await self.sequencer.append([signed])
+            self.published.adopt(version=version, digest=digest, index=index)
+            log.info("policy version recorded in the log", extra={"version": version, "index": index})
+
+    async def _pull_policies(self, client: httpx.AsyncClient) -> None:
+        """Fetch and install newer policy versions that other members serve."""
+        chain = self.config.policy
+        for m in chain.policy.members:
+            if m.id == self.config.member_id:
+                continue
+            base = m.base_url.rstrip("/")
             try:
-                await asyncio.to_thread(self.config.policy.reload)
-            except LedgerError as e:
-                log.error("policy reload failed", extra={"error": str(e)})
+                r = await client.get(base + "/policy/latest")
+                if r.status_code != 200:
+                    continue
+                theirs = parse_document(r.content).policy.version
+                ours = chain.policy.version
+                for version in range(ours + 1, min(theirs, ours + _MAX_POLICY_STEPS) + 1):
+                    doc = (
+                        r.content
+                        if version == theirs
+                        else (await client.get(f"{base}/policy/{version}")).content
+                    )
+                    await asyncio.to_thread(chain.install, doc)
+                    log.info("policy version adopted from a peer", extra={"version": version, "peer": m.id})
+            except (httpx.HTTPError, LedgerError) as e:
+                log.warning("cannot take a policy version from a peer", extra={"peer": m.id, "error": str(e)})
+
+    async def _watch_policy(self) -> None:
+        async with httpx.AsyncClient(transport=self.config.transport, timeout=10.0) as client:
+            while True:
+                try:
+                    await self._record_policies()
+                    await asyncio.sleep(self.config.policy_interval)
+                    await asyncio.to_thread(self.config.policy.reload)
+                    if self.config.submit:
+                        await self._pull_policies(client)
+                except LedgerError as e:
+                    log.error("policy update failed", extra={"error": str(e)})
 
     async def start(self) -> None:
         """Start sequencing and, if configured, submitting to witnesses."""
@@ -224,6 +295,10 @@ class Node:
 
     # ------------------------------------------------------------------ reads
 
+    def alerts(self) -> list[bytes]:
+        """Every fork alert held: met as a witness, then met as a mirror."""
+        return self.witness.alerts() + self.mirrors.fork_alerts()
+
     def checkpoint(self) -> bytes | None:
         """What ``/checkpoint`` serves."""
         p = self.published.latest()
@@ -238,14 +313,16 @@ class Node:
         if have is None or have.width < tile.width:
             return None
         if tile.is_full:
-            cached = self._full_tiles.get(tile)
+            with self._cache_lock:
+                cached = self._full_tiles.get(tile)
             if cached is not None:
                 return cached
         data = tile_bytes(self.reader, tile)
         if tile.is_full:
-            self._full_tiles[tile] = data
-            while len(self._full_tiles) > _TILE_CACHE:
-                self._full_tiles.popitem(last=False)
+            with self._cache_lock:
+                self._full_tiles[tile] = data
+                while len(self._full_tiles) > _TILE_CACHE:
+                    self._full_tiles.popitem(last=False)
         return data
 
 
@@ -378,7 +455,7 @@ def create_app(*, config: NodeConfig) -> FastAPI:
 
     @app.get("/v1/alerts")
     def alerts() -> JSONResponse:
-        return JSONResponse([json.loads(a) for a in node.witness.alerts()])
+        return JSONResponse([json.loads(a) for a in node.alerts()])
 
     @app.post("/v1/statements")
     async def statements(request: Request) -> Response:

@@ -166,6 +166,10 @@ class NodeConfig:
     mirror_interval: float = 2.0
     #: Extra places to read a member's log from (URLs or directories), by member id.
     mirror_sources: dict[str, list[str]] = field(default_factory=dict)
+    #: Record each adopted policy version (its document's hash) as a statement in our log.
+    record_policy: bool = True
+    #: Seconds between two looks for newer policy versions (on disk and at the peers).
+    policy_interval: float = 5.0
     #: The client mirrors read with (tests route it in-process); None: a new one.
     mirror_client: httpx.Client | None = None
     clock: Callable[[], float] = field(default=time.time)

@@ -22,6 +22,9 @@ from pathlib import Path
 import httpx
 
 from ledger.errors import LedgerError
+from ledger.log import note
+from ledger.log.alert import Alert, encode_alert
+from ledger.log.checkpoint import Checkpoint
 from ledger.log.witness import origin_hash
 from ledger.replica import tiles
 from ledger.replica.fetch import DirectoryFetcher, Fetcher, HttpFetcher, mirror_prefix
@@ -133,6 +136,30 @@ class Mirrors:
             first = tile.index * tiles.TILE_WIDTH
             return tiles.encode_bundle(self.store.entries(cp.origin, first, first + tile.width))
         return tiles.tile_from_hashes(tile, self.store.hash_reader(cp.origin))
+
+    def fork_alerts(self) -> list[bytes]:
+        """The forks the mirror sync met, as alerts in :mod:`ledger.log.alert` form (smaller
+        checkpoint first), so they verify offline like the witness's."""
+        out = []
+        for a in self.store.alerts(kind="fork"):
+            if a.note_a is None or a.note_b is None:
+                continue
+            try:
+                sizes = [Checkpoint.parse(note.parse(n).text).size for n in (a.note_a, a.note_b)]
+            except LedgerError:
+                continue
+            earlier, later = (a.note_a, a.note_b) if sizes[0] <= sizes[1] else (a.note_b, a.note_a)
+            alert = Alert(
+                kind="same-size" if sizes[0] == sizes[1] else "inconsistent",
+                origin=a.origin,
+                observed_by=self._member_id,
+                observed_at=a.created,
+                earlier=earlier,
+                later=later,
+                proof=a.proof,
+            )
+            out.append(encode_alert(alert))
+        return out
 
     def lag(self) -> dict[str, float]:
         """Seconds since each mirrored log's newest verified checkpoint was witnessed."""

@@ -87,7 +87,11 @@ def config(data: Path, **kw: object) -> NodeConfig:
     """The node's configuration, with a short checkpoint interval."""
     kw.setdefault("checkpoint_interval", 0.05)
     kw.setdefault("mirror", False)  # in process, mirrors are synced by the test itself
-    return load_config(data, **kw)  # type: ignore[arg-type]
+    record_policy = kw.pop("record_policy", False)  # tests count entries from 0
+    cfg = load_config(data, **kw)  # type: ignore[arg-type]
+    cfg.record_policy = bool(record_policy)
+    cfg.policy_interval = 0.2
+    return cfg
 
 
 def statements_body(stmts: Sequence[Statement], key: SigningKey, kid: bytes) -> dict[str, object]:

@@ -12,6 +12,7 @@ def test_bench_node_runs() -> None:
         [
             *(sys.executable, str(ROOT / "bench" / "bench_node.py")),
             *("--entries", "600", "--requests", "40", "--rounds", "1", "--concurrency", "2"),
+            *("--mirror-entries", "600"),
         ],
         capture_output=True,
         text=True,
@@ -21,3 +22,5 @@ def test_bench_node_runs() -> None:
     assert "log of 600 entries built" in out.stdout
     assert "tile serving / trivial endpoint = " in out.stdout
     assert "(4 distinct full tiles)" in out.stdout
+    assert "mirror catch-up (all checks, statement signatures included): " in out.stdout
+    assert "catch-up / SHA-256 = " in out.stdout and "catch-up / verify = " in out.stdout

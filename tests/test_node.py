@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import json
 import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -20,7 +22,9 @@ from certledger.cli import cli
 from ledger.errors import ConflictError, PolicyError
 from ledger.keys import SIG_TYPE_ED25519, SigningKey, key_id
 from ledger.log import merkle
-from ledger.log.checkpoint import open_checkpoint
+from ledger.log.alert import check_alert
+from ledger.log.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from ledger.log.statement import Entry, Kind
 from ledger.log.store import LogStore
 from ledger.log.witness import origin_hash
 from ledger.replica import tiles
@@ -329,3 +333,91 @@ async def test_a_tampered_tile_is_refused_and_its_source_named(net: Net) -> None
     results = await asyncio.to_thread(c.mirrors.sync_once)
     assert not results[nodes.A].ok and results[nodes.A].size == 0
     assert any(r.startswith("https://hangzhou-xihu-amr.example.gov.cn/") for r in results[nodes.A].refused)
+
+
+async def test_policy_versions_travel_and_are_recorded_in_the_log(tmp_path: Path) -> None:
+    n = Net(tmp_path)
+    a = n.apps[nodes.A].state.node
+    a.config.record_policy = True
+    v2 = nodes.sign_policy(dataclasses.replace(nodes.policy_with_urls({}), version=2))
+    n.apps[nodes.B].state.node.config.policy.install(v2)
+    app = n.apps[nodes.A]
+    async with app.router.lifespan_context(app), n.client(nodes.A) as c:
+        for _ in range(100):
+            if (await c.get("/policy/latest")).content == v2 and a.store.size >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert (await c.get("/policy/2")).content == v2
+        assert a.config.policy.versions() == [1, 2]
+        recorded = {}
+        for data in a.store.entries(0, a.store.size):
+            st_ = Entry.from_bytes(data).signed.statement
+            if st_.kind == Kind.POLICY:
+                recorded[st_.policy_version] = st_.policy_hash
+        assert recorded == {1: hashlib.sha256(n.doc).digest(), 2: hashlib.sha256(v2).digest()}
+    # A version that does not follow from the held chain is not adopted.
+    bad = nodes.sign_policy(dataclasses.replace(nodes.policy_with_urls({}), version=4))
+    with pytest.raises(PolicyError, match="only version 3 can follow"):
+        load_config(tmp_path / nodes.A).policy.install(bad)
+
+
+async def test_concurrent_appends_share_commits(net: Net) -> None:
+    node = net.apps[nodes.A].state.node
+    calls: list[int] = []
+    real = node.store.append
+
+    def counting(items: Sequence[object], *, key: SigningKey) -> list[int]:
+        calls.append(len(items))
+        return real(items, key=key)  # type: ignore[arg-type]
+
+    node.store.append = counting
+    async with net.client(nodes.A) as c:
+        results = await asyncio.gather(*(append(c, [i]) for i in range(60)))
+    assert sorted(i for r in results for i in r) == list(range(60))
+    assert sum(calls) == 60 and len(calls) < 60, calls
+
+
+async def test_forks_met_as_a_mirror_are_alerts_too(net: Net, tmp_path: Path) -> None:
+    b = net.apps[nodes.B].state.node
+    notes = [
+        sign_checkpoint(Checkpoint(origin=fx.AMR.origin, size=5, root_hash=bytes([i]) * 32), key=A_KEY)
+        for i in (1, 2)
+    ]
+    b.mirrors.store.add_alert(
+        origin=fx.AMR.origin,
+        member_id=nodes.A,
+        kind="fork",
+        message="fork: two roots for size 5",
+        created=1,
+        note_a=notes[0],
+        note_b=notes[1],
+        source="https://hangzhou-xihu-amr.example.gov.cn/",
+    )
+    async with net.client(nodes.B) as cb:
+        alerts = (await cb.get("/v1/alerts")).json()
+        assert [a["kind"] for a in alerts] == ["same-size"]
+        check_alert(json.dumps(alerts[0]).encode(), nodes.policy_with_urls({}))
+        assert "certledger_alerts 1.0" in (await cb.get("/metrics")).text
+    out = CliRunner().invoke(cli, ["node", "alerts", "--data", str(tmp_path / nodes.B)])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output.splitlines()[0])["verified"] is True
+
+
+async def test_a_restored_backup_behind_the_key_is_refused(tmp_path: Path) -> None:
+    n = Net(tmp_path)
+    app = n.apps[nodes.A]
+    async with app.router.lifespan_context(app), n.client(nodes.A) as c:
+        await append(c, range(3))
+        await wait_cosigned(c, 3, cosigners=1)
+        backup = {
+            s: (tmp_path / nodes.A / f"log.db{s}").read_bytes()
+            for s in ("", "-wal")
+            if (tmp_path / nodes.A / f"log.db{s}").exists()
+        }
+        await append(c, range(3, 6))
+        await wait_cosigned(c, 6, cosigners=1)
+    (tmp_path / nodes.A / "log.db-shm").unlink(missing_ok=True)
+    for s, data in backup.items():
+        (tmp_path / nodes.A / f"log.db{s}").write_bytes(data)
+    with pytest.raises(ConflictError, match="rule: signer-smaller"):
+        create_app(config=nodes.config(tmp_path / nodes.A, submit=False))

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -119,10 +119,26 @@ def network(tmp_path: Path) -> Iterator[Network]:
     try:
         for m in MEMBERS:
             net.start(m)
+        # Each node records the policy version it adopted as entry 0 of its log.
+        for m in MEMBERS:
+            wait_until(
+                lambda m=m: httpx.get(net.urls[m] + "healthz").json()["size"] == 1, f"{m}'s policy entry"
+            )
         yield net
         net.stop_all()
     finally:
         net.cleanup()
+
+
+def _reader(leaves: list[bytes]) -> merkle.HashReader:
+    stored: list[bytes] = []
+
+    def read(indexes: Sequence[int]) -> list[bytes]:
+        return [stored[i] for i in indexes]
+
+    for i, leaf in enumerate(leaves):
+        stored.extend(merkle.stored_hashes(i, leaf, read))
+    return read
 
 
 def mirrored_size(url: str) -> int:
@@ -137,38 +153,37 @@ def test_witnessing_mirrors_and_forks_between_processes(network: Network, tmp_pa
     lk = nodes.KEYS[nodes.A][0]
     kid = key_id(fx.AMR.origin, SIG_TYPE_ED25519, lk.public_key.raw)
     r = httpx.post(a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(40)], lk, kid))
-    assert r.status_code == 200 and r.json()["indexes"] == list(range(40))
+    assert r.status_code == 200 and r.json()["indexes"] == list(range(1, 41))
 
     def witnessed() -> bytes | None:
         note = httpx.get(a + "checkpoint").content
         opened = open_checkpoint(note, log_key=LOG_VKEY, witnesses=WITNESSES)
-        return note if opened.checkpoint.size == 40 and len(opened.cosignatures) == 2 else None
+        return note if opened.checkpoint.size == 41 and len(opened.cosignatures) == 2 else None
 
-    note = wait_until(witnessed, "a checkpoint of size 40 cosigned by B and C")
+    note = wait_until(witnessed, "a checkpoint of size 41 cosigned by B and C")
     assert isinstance(note, bytes)
     # B and C serve what they cosigned to monitors.
     for w in (b, c):
         held = httpx.get(w + origin_hash(fx.AMR.origin) + "/checkpoint")
         assert held.status_code == 200
-        assert open_checkpoint(held.content, log_key=LOG_VKEY).checkpoint.size == 40
+        assert open_checkpoint(held.content, log_key=LOG_VKEY).checkpoint.size == 41
 
-    # A's key signs a size-44 tree that rewrote entry 3 and sends it to B.
+    # A's key signs a size-45 tree that rewrote entry 3 and sends it to B.
     with LogStore.open(tmp_path / nodes.A / "log.db", readonly=True) as store:
-        leaves = [merkle.leaf_hash(e) for e in store.entries(0, 40)]
-        honest_proof = store.consistency_proof(40, 40)
+        leaves = [merkle.leaf_hash(e) for e in store.entries(0, 41)]
     leaves[3] = merkle.leaf_hash(b"a rewritten entry")
     leaves += [merkle.leaf_hash(b"more %d" % i) for i in range(4)]
     forked = sign_checkpoint(
-        Checkpoint(origin=fx.AMR.origin, size=44, root_hash=merkle.root_from_leaf_hashes(leaves)), key=lk
+        Checkpoint(origin=fx.AMR.origin, size=45, root_hash=merkle.root_from_leaf_hashes(leaves)), key=lk
     )
-    r = httpx.post(b + "add-checkpoint", content=encode_add_checkpoint(old_size=40, proof=[], note=forked))
+    proof = merkle.prove_tree(45, 41, _reader(leaves))  # an honest-looking proof of the forked tree
+    r = httpx.post(b + "add-checkpoint", content=encode_add_checkpoint(old_size=41, proof=proof, note=forked))
     assert r.status_code == 422 and "bad consistency proof" in r.text
-    assert honest_proof == []
     # And the same size with another root, to C.
     same_size = sign_checkpoint(
-        Checkpoint(origin=fx.AMR.origin, size=40, root_hash=merkle.root_from_leaf_hashes(leaves[:40])), key=lk
+        Checkpoint(origin=fx.AMR.origin, size=41, root_hash=merkle.root_from_leaf_hashes(leaves[:41])), key=lk
     )
-    r = httpx.post(c + "add-checkpoint", content=encode_add_checkpoint(old_size=40, proof=[], note=same_size))
+    r = httpx.post(c + "add-checkpoint", content=encode_add_checkpoint(old_size=41, proof=[], note=same_size))
     assert r.status_code == 422
 
     policy = nodes.policy_with_urls({})
@@ -179,7 +194,7 @@ def test_witnessing_mirrors_and_forks_between_processes(network: Network, tmp_pa
         assert "certledger_alerts 1.0" in httpx.get(w + "metrics").text
         # The cosigned checkpoint did not move.
         held = httpx.get(w + origin_hash(fx.AMR.origin) + "/checkpoint").content
-        assert open_checkpoint(held, log_key=LOG_VKEY).checkpoint.size == 40
+        assert open_checkpoint(held, log_key=LOG_VKEY).checkpoint.size == 41
 
     out = subprocess.run(
         [sys.executable, "-m", "certledger", "node", "alerts", "--data", str(tmp_path / nodes.B)],
@@ -195,12 +210,19 @@ def test_witnessing_mirrors_and_forks_between_processes(network: Network, tmp_pa
     )
     assert r.status_code == 200
 
-    def witnessed_45() -> bool:
+    def witnessed_46() -> bool:
         note = httpx.get(a + "checkpoint").content
         opened = open_checkpoint(note, log_key=LOG_VKEY, witnesses=WITNESSES)
-        return opened.checkpoint.size == 45 and len(opened.cosignatures) == 2
+        return opened.checkpoint.size == 46 and len(opened.cosignatures) == 2
 
-    wait_until(witnessed_45, "a checkpoint of size 45 cosigned by B and C")
+    wait_until(witnessed_46, "a checkpoint of size 46 cosigned by B and C")
+    # The log store keeps the cosignatures with its checkpoint: log proofs carry them.
+    with LogStore.open(tmp_path / nodes.A / "log.db", readonly=True) as store:
+        kept = store.checkpoint_at(46)
+        assert kept is not None and kept.cosigned_note is not None
+        assert (
+            len(open_checkpoint(kept.cosigned_note, log_key=LOG_VKEY, witnesses=WITNESSES).cosignatures) == 2
+        )
 
 
 def test_mirrors_catch_up_and_sync_from_a_static_copy(network: Network, tmp_path: Path) -> None:
@@ -210,7 +232,7 @@ def test_mirrors_catch_up_and_sync_from_a_static_copy(network: Network, tmp_path
     r = httpx.post(a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(300)], lk, kid))
     assert r.status_code == 200
     for w in (b, c):
-        wait_until(lambda w=w: mirrored_size(w) == 300, f"{w} to mirror A's 300 entries")
+        wait_until(lambda w=w: mirrored_size(w) == 301, f"{w} to mirror A's 301 entries")
     # The mirror serves tiles that check against its checkpoint.
     held = httpx.get(b + mirror_prefix(fx.AMR.origin) + "tile/0/000")
     assert held.status_code == 200 and held.content == httpx.get(a + "tile/0/000").content
@@ -221,9 +243,9 @@ def test_mirrors_catch_up_and_sync_from_a_static_copy(network: Network, tmp_path
         a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(300, 310)], lk, kid)
     )
     assert r.status_code == 200
-    wait_until(lambda: mirrored_size(b) == 310, "B to mirror 310 entries")
+    wait_until(lambda: mirrored_size(b) == 311, "B to mirror 311 entries")
     network.start(nodes.C, "--mirror-source", f"{nodes.A}={network.static}")
-    wait_until(lambda: mirrored_size(c) == 310, "C to catch up to 310 entries")
+    wait_until(lambda: mirrored_size(c) == 311, "C to catch up to 311 entries")
 
     # Anyone can sync A's log from the plain static copy A writes.
     wait_until((network.static / "checkpoint").exists, "the static checkpoint")
@@ -231,3 +253,67 @@ def test_mirrors_catch_up_and_sync_from_a_static_copy(network: Network, tmp_path
         replica = Replica(store=store, policy=nodes.policy_with_urls(network.urls), member_id=nodes.A)
         result = replica.sync([DirectoryFetcher(root=network.static)])
         assert result.ok and result.size >= 300, result.refused
+
+
+def test_a_new_policy_version_is_adopted_by_all(network: Network, tmp_path: Path) -> None:
+    v2 = nodes.sign_policy(nodes.policy_with_urls(network.urls, version=2))
+    (tmp_path / "v2.note").write_bytes(v2)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "certledger",
+            "node",
+            "update-policy",
+            str(tmp_path / "v2.note"),
+            "--data",
+            str(tmp_path / nodes.A),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    for m in MEMBERS:  # A reloads it from disk; B and C take it from A
+        wait_until(lambda m=m: httpx.get(network.urls[m] + "policy/latest").content == v2, f"{m} to adopt v2")
+    # Each records the version's hash in its own log.
+    for m in MEMBERS:
+        wait_until(lambda m=m: httpx.get(network.urls[m] + "healthz").json()["size"] == 2, f"{m}'s v2 entry")
+
+
+def test_a_lost_log_is_recovered_from_a_mirror(network: Network, tmp_path: Path) -> None:
+    a, b = network.urls[nodes.A], network.urls[nodes.B]
+    lk = nodes.KEYS[nodes.A][0]
+    kid = key_id(fx.AMR.origin, SIG_TYPE_ED25519, lk.public_key.raw)
+    r = httpx.post(a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(30)], lk, kid))
+    assert r.status_code == 200
+    wait_until(lambda: mirrored_size(b) == 31, "B to mirror A's 31 entries")
+    network.kill(nodes.A)
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / nodes.A / f"log.db{suffix}").unlink(missing_ok=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "certledger",
+            "node",
+            "recover",
+            "--data",
+            str(tmp_path / nodes.A),
+            "--from",
+            b + mirror_prefix(fx.AMR.origin),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "recovered 31 entries from " in out.stdout
+    network.start(nodes.A)
+    r = httpx.post(
+        a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(30, 33)], lk, kid)
+    )
+    assert r.status_code == 200 and r.json()["indexes"] == [31, 32, 33]
+
+    def witnessed_34() -> bool:
+        opened = open_checkpoint(httpx.get(a + "checkpoint").content, log_key=LOG_VKEY, witnesses=WITNESSES)
+        return opened.checkpoint.size == 34 and len(opened.cosignatures) == 2
+
+    wait_until(witnessed_34, "the recovered log to grow and be witnessed again")

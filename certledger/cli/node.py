@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import click
+import httpx
 import uvicorn
 
 from certledger.cli.log import load_signing_key
@@ -26,6 +27,8 @@ from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE
 from node.app import create_app
 from node.config import PolicyChain, init_data_dir, load_config, policy_dir
 from node.logs import configure
+from node.mirror import Mirrors
+from node.recover import recover as run_recover
 
 __all__ = ["node"]
 
@@ -261,7 +264,8 @@ def update_policy(policy_file: Path, data: Path) -> None:
     "--check/--no-check", default=True, show_default=True, help="Verify each alert against the policy."
 )
 def alerts(data: Path, check: bool) -> None:
-    """Print each fork alert as one JSON line; with --check, say whether it verifies."""
+    """Print each fork alert (met as a witness or as a mirror) as one JSON line; with
+    --check, say whether it verifies against the policy."""
     path = data / "witness.db"
     if not path.exists():
         raise FileError(f"{path}: no witness database")
@@ -273,6 +277,24 @@ def alerts(data: Path, check: bool) -> None:
             conn.close()
     except sqlite3.Error as e:
         raise StorageError(f"{path}: cannot read the alerts: {e}") from None
+    mirrors = data / "mirrors.db"
+    if mirrors.exists():
+        member = (
+            read_capped(data / "member", limit=256, what="member id file").decode("ascii", "replace").strip()
+        )
+        chain = PolicyChain(policy_dir(data), now=time.time)
+        m = Mirrors(
+            path=mirrors,
+            member_id=member,
+            policy=lambda: chain.policy,
+            client=httpx.Client(),
+            extra_sources={},
+            clock=time.time,
+        )
+        try:
+            rows += m.fork_alerts()
+        finally:
+            m.close()
     policy = PolicyChain(policy_dir(data), now=time.time).policy if check and rows else None
     for raw in rows:
         doc = json.loads(raw)
@@ -285,3 +307,28 @@ def alerts(data: Path, check: bool) -> None:
                 doc["error"] = str(e)
         click.echo(json.dumps(doc, sort_keys=True))
     click.echo(f"{len(rows)} alert(s)", err=True)
+
+
+@node.command(short_help="Rebuild this node's log from a mirror or a static copy of it.")
+@_data_option
+@click.option(
+    "--from",
+    "where",
+    required=True,
+    envvar="CERTLEDGER_RECOVER_FROM",
+    show_envvar=True,
+    help="A copy of this member's log: another node's /mirror/<origin hash>/ URL, or a "
+    "URL or directory with a static copy of its tiles.",
+)
+def recover(data: Path, where: str) -> None:
+    """Rebuild a lost or restored log from WHERE, verifying everything first.
+
+    The node must be stopped. The old database is kept, renamed. The rebuilt log must
+    extend the checkpoint the log key last signed.
+    """
+    passphrase = os.environ.get("CERTLEDGER_KEY_PASSPHRASE")
+    config = load_config(data, passphrase=passphrase.encode() if passphrase else None)
+    done = run_recover(config, where)
+    click.echo(f"recovered {done.size} entries from {done.source}")
+    if done.kept_old is not None:
+        click.echo(f"the old database is kept as {done.kept_old}")
