@@ -409,9 +409,10 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> Non
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def issue_at(topology: Topology, member_id: str, count: int) -> None:
+def issue_at(topology: Topology, member_id: str, count: int) -> int:
     """Append ``count`` issue statements to a node's log, signed with the key in its volume,
-    and wait until its checkpoint is witnessed and another node mirrors the entries."""
+    and wait until its checkpoint is witnessed and another node mirrors the entries.
+    Returns the log's size then (the node logs its policy's hash first)."""
     volume = topology.tmp / "volumes" / mounts(member_id)["/data"]
     policy = verify_pinned((topology.tmp / "volumes" / "consortium" / "policy-v1.note").read_bytes()).policy
     member = policy.require_member(member_id)
@@ -445,23 +446,26 @@ def issue_at(topology: Topology, member_id: str, count: int) -> None:
                 "signature": base64.b64encode(signed.signature).decode(),
             }
         )
+    start = httpx.get(url(topology, member_id, "healthz"), timeout=10).json()["size"]
     r = httpx.post(url(topology, member_id, "v1/statements"), json={"statements": body}, timeout=10)
-    assert r.status_code == 200 and r.json()["indexes"] == list(range(count)), r.text
+    assert r.status_code == 200 and r.json()["indexes"] == list(range(start, start + count)), r.text
+    size = start + count
     log_vkey = member.log_verifier_key(member.log_keys[0])
     others = [m for m in policy.members if m.id != member_id]
 
     def witnessed() -> bool:
         note = httpx.get(url(topology, member_id, "checkpoint"), timeout=10).content
         opened = open_checkpoint(note, log_key=log_vkey, witnesses=[m.witness_key for m in others])
-        return opened.checkpoint.size == count and len(opened.cosignatures) >= policy.witness_quorum
+        return opened.checkpoint.size == size and len(opened.cosignatures) >= policy.witness_quorum
 
-    wait_for(witnessed, f"{member_id}'s checkpoint of size {count} cosigned by the other nodes")
+    wait_for(witnessed, f"{member_id}'s checkpoint of size {size} cosigned by the other nodes")
 
     def mirrored() -> bool:
         r = httpx.get(url(topology, others[0].id, mirror_prefix(member.origin) + "checkpoint"), timeout=10)
-        return r.status_code == 200 and open_checkpoint(r.content, log_key=log_vkey).checkpoint.size == count
+        return r.status_code == 200 and open_checkpoint(r.content, log_key=log_vkey).checkpoint.size == size
 
     wait_for(mirrored, f"{others[0].id}'s mirror of {member_id}'s log")
+    return size
 
 
 @pytest.mark.slow
@@ -469,16 +473,18 @@ def test_the_compose_commands_start_and_stop_as_processes(topology: Topology) ->
     nodes = node_services()
     issuer = next(m for m in nodes if m.endswith("-amr"))
 
+    sizes: dict[str, int] = {}
+
     def before(name: str) -> None:
         if name == "verifier":  # the nodes reach each other by the base URLs bootstrap wrote
-            issue_at(topology, issuer, 5)
+            sizes[issuer] = issue_at(topology, issuer, 5)
 
     order = topology.up(before)
     assert order[0] == "bootstrap" and order[-1] == "verifier"
     # The verifier synced every member's log from the nodes at its start.
     status = httpx.get(url(topology, "verifier", "v1/status"), timeout=10).json()
-    sizes = {m["id"]: (m["log_size"], m["witnessed_size"]) for m in status["members"]}
-    assert sizes[issuer] == (5, 5) and sorted(sizes) == sorted(nodes)
+    synced = {m["id"]: (m["log_size"], m["witnessed_size"]) for m in status["members"]}
+    assert synced[issuer] == (sizes[issuer], sizes[issuer]) and sorted(synced) == sorted(nodes)
     # A second `docker compose up` runs bootstrap again: it finds the consortium, changes nothing.
     before_bytes = (topology.tmp / "volumes" / "consortium" / "policy-v1.note").read_bytes()
     (topology.tmp / "bootstrap.log").unlink()
