@@ -78,11 +78,12 @@ def build(data: Path, entries: int) -> dict[str, tuple[SigningKey, SigningKey]]:
     returns every member's (log key, witness key)."""
     keys = {m: (SigningKey.generate(), SigningKey.generate()) for m in ("bench-a", "bench-b", "bench-c")}
     governance = SigningKey.generate()
+    now = int(time.time())
     policy = Policy(
-        consortium="bench.example",
+        consortium="bench",
         version=1,
-        issued=int(time.time()) - 60,
-        expires=int(time.time()) + 86400,
+        issued=now - 60,
+        expires=now + 86400,
         members=_members(keys),
         types=(
             CertificateType(
