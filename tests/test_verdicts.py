@@ -16,7 +16,7 @@ from ledger.credential.credential import issue_credential
 from ledger.credential.presentation import PREFIX, Presentation
 from ledger.keys import SigningKey
 from ledger.log.statement import Kind
-from ledger.replica.fetch import Fetcher, HttpFetcher
+from ledger.replica.fetch import Fetcher, HttpFetcher, mirror_prefix
 from ledger.replica.store import ReplicaStore
 from ledger.trust.policy import LogKey, Policy
 from tests.fixtures.consortium import (
@@ -33,7 +33,7 @@ from tests.fixtures.consortium import (
 from tests.replica_fixtures import NOW, Net, licence, outside_mandate, status, sync
 from verifier.core import verify
 from verifier.verdict import Code, Verdict
-from verifier.verifier import Verifier
+from verifier.verifier import Verifier, node_sources
 
 
 class CountingFetcher:
@@ -524,3 +524,19 @@ def test_back_dated_revocation_with_a_compromised_key_is_ignored(net: Net, store
     v = check(ref.to_qr_text(), store, pol=pol)
     assert v.code == Code.VALID, v.reason_en
     assert any("ignored the revoke" in w and "key-compromised" in w for w in v.warnings)
+
+
+def test_issuer_node_down_any_mirror_will_do(net: Net, store: ReplicaStore, tmp_path: Path) -> None:
+    # another department's node mirrors the regulator's log; the regulator's own node is down
+    mirror = tmp_path / "health-node"
+    for m in (AMR, HEALTH, PSB):
+        net.copy_tiles(m.id, mirror / mirror_prefix(m.origin))
+    client = httpx.Client(transport=httpx.MockTransport(_unreachable))
+    sources = node_sources([AMR.base_url, str(mirror)], client=client)
+    assert [s.name for s in sources(AMR)] == [AMR.base_url, f"directory {mirror / mirror_prefix(AMR.origin)}"]
+    verifier = Verifier(policy=POLICY, store=store, sources=sources, clock=lambda: NOW)
+    results = verifier.sync()
+    assert all(r.ok for r in results)
+    amr = results[0]
+    assert amr.source is not None and str(mirror) in amr.source and "connection refused" in amr.refused[0]
+    assert verifier.verify(issue_reference().to_qr_text()).code == Code.VALID
