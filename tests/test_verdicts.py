@@ -540,3 +540,14 @@ def test_issuer_node_down_any_mirror_will_do(net: Net, store: ReplicaStore, tmp_
     amr = results[0]
     assert amr.source is not None and str(mirror) in amr.source and "connection refused" in amr.refused[0]
     assert verifier.verify(issue_reference().to_qr_text()).code == Code.VALID
+
+
+def test_stale_replica_heals_by_syncing_before_it_answers(net: Net, store: ReplicaStore) -> None:
+    publish_all(net, at=NOW - 2 * 3600)
+    synced(store, net)
+    text = issue_reference().to_qr_text()
+    assert check(text, store).code == Code.STALE
+    publish_all(net)  # the witnesses cosigned again a minute ago
+    verifier = Verifier(policy=POLICY, store=store, sources=lambda m: [net.source(m.id)], clock=lambda: NOW)
+    v = verifier.verify(text)
+    assert v.code == Code.VALID and v.as_of == NOW - 60
