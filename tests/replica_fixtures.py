@@ -18,7 +18,7 @@ from ledger.replica import tiles
 from ledger.replica.fetch import DirectoryFetcher
 from ledger.replica.store import ReplicaStore
 from ledger.replica.sync import Replica, SyncResult
-from ledger.trust.policy import Policy
+from ledger.trust.policy import Policy, mandates
 from tests.fixtures.consortium import (
     AMR,
     AMR_KEY,
@@ -151,7 +151,7 @@ def licence(
 def outside_mandate() -> Credential:
     """A business licence correctly signed by the public security bureau, which may not issue one."""
     ref = issue_reference()
-    widened = dataclasses.replace(BUSINESS_LICENCE, issuers=frozenset({AMR.id, PSB.id}))
+    widened = dataclasses.replace(BUSINESS_LICENCE, issuers=mandates(AMR.id, PSB.id))
     return issue_credential(
         cert_type=widened,
         issuer=PSB,

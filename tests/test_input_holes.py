@@ -165,7 +165,7 @@ def _secret_strings(cred: Credential) -> list[str]:
 def test_repr_of_credentials_and_presentations_shows_no_secret_or_claim_value() -> None:
     cred = issue_reference()
     full, selective = cred.present(), cred.present(["name"])
-    checked = verify_presentation(full, policy=POLICY, now=T0)
+    checked = verify_presentation(full, policy=POLICY, now=T0 + 86400)
     texts = [repr(cred), repr(full), repr(selective), repr(checked), repr(checked.claims), str(checked)]
     for text in texts:
         for secret in _secret_strings(cred):

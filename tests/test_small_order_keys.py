@@ -115,7 +115,7 @@ def test_small_order_governance_key_added_by_a_proposal_is_refused(tmp_path: Pat
         f"witness-key={member.id}:{verifier_string('w.example', IDENTITY, SIG_TYPE_COSIGNATURE)}",
     ):
         with pytest.raises(MalformedError, match=SMALL_ORDER_RULE):
-            consortium.apply_changes(policy, [consortium.parse_change(change)], now=T0)
+            consortium.apply_changes(policy, [consortium.parse_change(change)], now=policy.issued)
 
 
 def test_small_order_keys_in_a_consortium_spec_are_refused() -> None:
@@ -149,7 +149,7 @@ def test_small_order_member_log_key_in_a_policy_document_is_refused() -> None:
 def test_small_order_member_log_key_cannot_forge_a_certificate() -> None:
     """Forge a presentation under an identity log key: even a policy built around the parser refuses it."""
     real = issue_reference().present()
-    verify_presentation(real, policy=POLICY, now=T0)
+    verify_presentation(real, policy=POLICY, now=T0 + 86400)
     bad_key = dataclasses.replace(AMR.log_keys[-1], public_key=lax_key(IDENTITY))
     member = dataclasses.replace(AMR, log_keys=(*AMR.log_keys[:-1], bad_key))
     policy = dataclasses.replace(POLICY, members=(member, *POLICY.members[1:]))
@@ -167,7 +167,7 @@ def test_small_order_member_log_key_cannot_forge_a_certificate() -> None:
         FORGED_SIGNATURE, statement_message(statement.to_bytes())
     )
     with pytest.raises(SignatureError, match="signature"):
-        verify_presentation(forged, policy=policy, now=T0)
+        verify_presentation(forged, policy=policy, now=T0 + 86400)
 
 
 def test_cli_key_inputs_refuse_small_order_keys(tmp_path: Path) -> None:

@@ -121,11 +121,11 @@ def test_open_refuses_newer_schema_and_damage(db: Path) -> None:
     conn.commit()
     with pytest.raises(StorageError, match="schema version 7 is newer than this software supports"):
         LogStore.open(db)
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute("PRAGMA user_version = 3")
     conn.commit()
     with pytest.raises(StorageError, match="damaged: no schema version"):
         LogStore.open(db)
-    conn.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
+    conn.execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'")
     conn.execute("DROP TABLE hashes")
     conn.commit()
     conn.close()

@@ -17,6 +17,7 @@ import pytest
 from ledger.errors import AuditError, StorageError
 from ledger.log import merkle
 from ledger.log.audit import audit
+from ledger.log.statement import Entry
 from ledger.log.store import LogStore
 from tests.helpers import ORIGIN, issue, log_key
 
@@ -170,7 +171,7 @@ def test_crafted_schemas_are_refused(tmp_path: Path, attack: str) -> None:
     _craft(db, sql)
     for readonly in (True, False):
         with pytest.raises(
-            StorageError, match=rf"schema is not exactly version 2's: {message}.*exact-schema"
+            StorageError, match=rf"schema is not exactly version 3's: {message}.*exact-schema"
         ):
             LogStore.open(db, readonly=readonly)
     with pytest.raises(StorageError, match="exact-schema"):
@@ -225,6 +226,7 @@ def test_a_version_1_log_is_read_as_is_and_upgraded_by_its_writer(tmp_path: Path
     _craft(
         db,
         "DROP TABLE cosigned",
+        "DROP TABLE cert_index",
         "UPDATE meta SET value = 1 WHERE key = 'schema_version'",
         "PRAGMA user_version = 1",
     )
@@ -235,9 +237,38 @@ def test_a_version_1_log_is_read_as_is_and_upgraded_by_its_writer(tmp_path: Path
     with LogStore.open(db) as writer:
         assert writer.latest_checkpoint() is not None
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     assert conn.execute("SELECT count(*) FROM cosigned").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM cert_index").fetchone()[0] == 6
     conn.close()
+    assert audit(db, keys=[log_key()[0].public_key]).size == 6
+
+
+def test_a_version_2_log_gets_its_certificate_index_filled_by_its_writer(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    _log(db)
+    with LogStore.open(db, readonly=True) as log:
+        events = {
+            i: log.cert_history(Entry.from_bytes(log.entry(i)).signed.statement.cert_id) for i in range(6)
+        }
+    _craft(
+        db,
+        "DROP TABLE cert_index",
+        "UPDATE meta SET value = 2 WHERE key = 'schema_version'",
+        "PRAGMA user_version = 2",
+    )
+    with LogStore.open(db, readonly=True) as reader:
+        assert not reader.has_cert_index
+        with pytest.raises(
+            StorageError, match="has no certificate index; open it for writing once to build it"
+        ):
+            reader.cert_history("1.2.156.3005.2.X.Y.1.001.Z")
+        assert audit(reader, keys=[log_key()[0].public_key]).size == 6
+    with LogStore.open(db) as writer:
+        assert writer.has_cert_index
+        for i, history in events.items():
+            assert writer.cert_history(Entry.from_bytes(writer.entry(i)).signed.statement.cert_id) == history
+    assert audit(db, keys=[log_key()[0].public_key]).size == 6
 
 
 def _peak_rss_of_audit(db: Path) -> tuple[str, int]:

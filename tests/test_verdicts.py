@@ -18,7 +18,7 @@ from ledger.keys import SigningKey
 from ledger.log.statement import Kind
 from ledger.replica.fetch import Fetcher, HttpFetcher, mirror_prefix
 from ledger.replica.store import ReplicaStore
-from ledger.trust.policy import LogKey, Policy
+from ledger.trust.policy import LogKey, Policy, mandates
 from tests.fixtures.consortium import (
     AMR,
     AMR_OLD_KEY,
@@ -197,7 +197,7 @@ def test_revocation_by_member_without_revoke_mandate_is_ignored(net: Net, store:
 
 def test_revocation_by_another_member_with_the_mandate_counts(net: Net, store: ReplicaStore) -> None:
     ref = issue_reference()
-    widened = dataclasses.replace(BUSINESS_LICENCE, revokers=frozenset({AMR.id, PSB.id}))
+    widened = dataclasses.replace(BUSINESS_LICENCE, revokers=mandates(AMR.id, PSB.id))
     pol = policy(types=(widened, *POLICY.types[1:]))
     net.append(PSB.id, [status(PSB.id, ref.cert_id, Kind.REVOKE, time=T0 + 7200)])
     publish_all(net)
@@ -500,7 +500,7 @@ def test_key_used_outside_its_validity_window(net: Net, store: ReplicaStore) -> 
     )
     v = check(c.to_qr_text(), synced(store, net))
     assert v.code == Code.BAD_SIGNATURE and "untrusted signing key" in v.reason_en
-    assert "was not valid at the statement time" in v.reason_en
+    assert "key-validity: log key" in v.reason_en and "not at the statement time" in v.reason_en
 
 
 def test_unknown_purpose_is_a_claim_mismatch(net: Net, store: ReplicaStore) -> None:

@@ -323,7 +323,8 @@ def _verify(
     if status is not None:
         return status
     # 10. Freshness of the issuer's log copy and of every log a revocation could be in.
-    watched = [issuer.id, *sorted(checked.certificate_type.revokers - {issuer.id})]
+    revokers = checked.certificate_type.members_with("revoke")
+    watched = [issuer.id, *(m for m in revokers if m != issuer.id)]
     for member_id in watched:
         cp = latest if member_id == issuer.id else view.latest(member_id)
         member = policy.member(member_id)
@@ -457,7 +458,9 @@ def _ignored(policy: Policy, ev: LoggedEntry, type_code: str, checked: CheckedPr
     if not key.public_key.is_valid(signed.signature, statement_message(signed.statement_bytes)):
         return "its signature does not verify"
     try:
-        policy.check_mandate(member.id, type_code, "issue" if st.kind == Kind.REPLACE else "revoke")
+        policy.check_mandate(
+            member.id, type_code, "issue" if st.kind == Kind.REPLACE else "revoke", at=st.time
+        )
     except PolicyError as e:
         return str(e)
     return None

@@ -34,9 +34,10 @@ from ledger.credential.claims import (
     CanonicalValue,
     ClaimValue,
     canonical_value,
-    check_canonical,
     claim_digest,
     claim_salt,
+    claim_salts,
+    digests_from_secret,
     display_value,
     value_text,
 )
@@ -46,13 +47,13 @@ from ledger.credential.presentation import (
     Presentation,
     check_presentation,
 )
-from ledger.errors import ClaimMismatchError, MalformedError, PolicyError, SchemaError
+from ledger.errors import ClaimMismatchError, MalformedError, SchemaError
 from ledger.files import loads_json, read_capped, write_file
 from ledger.keys import SigningKey
 from ledger.log.certid import CertId
 from ledger.log.note import decode_base64
 from ledger.log.statement import Kind, Reason, SignedStatement, Statement
-from ledger.trust.policy import CertificateType, ClaimSpec, Member, Policy
+from ledger.trust.policy import CertificateType, ClaimSpec, Member, Policy, rule_error
 
 __all__ = [
     "CREDENTIAL_FORMAT",
@@ -112,16 +113,35 @@ class Credential:
         if {s.key for s in schema} != set(stmt.claim_digests):
             raise ClaimMismatchError("credential: the schema's claim keys are not those of the statement")
         claims: dict[str, ClaimValue] = {}
+        salts = claim_salts(self.salt_secret, (s.key for s in schema))
         for s in schema:
             value = self.claims[s.name]
             canon = canonical_value(s, value)
-            digest = claim_digest(claim_salt(self.salt_secret, s.key), s.key, canon)
+            digest = claim_digest(salts[s.key], s.key, canon)
             if digest != stmt.claim_digests[s.key]:
                 raise ClaimMismatchError(
                     f"credential: claim {s.name!r} does not match the digest in the signed statement"
                 )
             claims[s.name] = display_value(s, canon)
         object.__setattr__(self, "claims", MappingProxyType(claims))
+
+    @classmethod
+    def _issued(
+        cls,
+        *,
+        signed: SignedStatement,
+        schema: tuple[ClaimSpec, ...],
+        claims: dict[str, ClaimValue],
+        salt_secret: bytes,
+    ) -> Credential:
+        """A credential just built by :func:`issue_credential`, whose claims, digests and
+        statement were computed from ``salt_secret`` there: nothing is derived again."""
+        cred = object.__new__(cls)
+        object.__setattr__(cred, "signed", signed)
+        object.__setattr__(cred, "schema", tuple(sorted(schema, key=lambda s: s.key)))
+        object.__setattr__(cred, "claims", MappingProxyType(claims))
+        object.__setattr__(cred, "salt_secret", salt_secret)
+        return cred
 
     @property
     def statement(self) -> Statement:
@@ -388,28 +408,24 @@ def issue_credential(
     ``serial`` and ``cert_version``. ``key`` must be one of the issuer's log keys,
     valid and not compromised at ``time``. ``salt_secret`` defaults to 16 fresh
     random bytes; pass one only for reproducible tests. Raises SchemaError for claims
-    that do not fit the type (naming the claim), PolicyError for a missing mandate or
-    an unusable key.
+    that do not fit the type (naming the claim), PolicyError for a missing mandate at
+    ``time`` (``mandate``, ``mandate-validity``), a validity longer than the type
+    allows (``max-validity``) or an unusable key.
     """
     if not isinstance(cert_type, CertificateType) or not isinstance(issuer, Member):
         raise SchemaError("issue_credential needs a CertificateType and a Member")
-    if issuer.id not in cert_type.issuers:
-        raise PolicyError(f"not authorised: member {issuer.id} may not issue {cert_type.code} certificates")
+    cert_type.check_mandate(issuer.id, "issue", at=time)
     log_key = next((k for k in issuer.log_keys if k.public_key == key.public_key), None)
     if log_key is None:
-        raise PolicyError(f"the signing key is not one of {issuer.id}'s log keys")
+        raise rule_error("unknown-key", f"the signing key is not one of {issuer.id}'s log keys")
     if time < log_key.valid_from or (log_key.valid_until is not None and time >= log_key.valid_until):
-        raise PolicyError(f"the signing key of {issuer.id} is not valid at time {time}")
+        raise rule_error(
+            "key-validity",
+            f"the signing key of {issuer.id} is valid in {log_key.window()}, not at time {time}",
+        )
     if log_key.compromised_at is not None and time >= log_key.compromised_at:
-        raise PolicyError(f"the signing key of {issuer.id} is marked compromised")
-    if cert_type.max_validity_days is not None:
-        limit = cert_type.max_validity_days
-        if valid_until is None:
-            raise SchemaError(
-                f"{cert_type.code} certificates are valid for at most {limit} days: give valid_until"
-            )
-        if valid_until - valid_from > limit * 86400:
-            raise SchemaError(f"{cert_type.code} certificates are valid for at most {limit} days")
+        raise rule_error("key-compromised", f"the signing key of {issuer.id} is marked compromised")
+    cert_type.check_validity(valid_from, valid_until)
     if not isinstance(claims, Mapping):
         raise SchemaError("claims must be a map of claim names to values")
     unknown = sorted(set(claims) - {c.name for c in cert_type.claims}, key=str)
@@ -422,7 +438,7 @@ def issue_credential(
     if missing:
         raise SchemaError(f"{cert_type.code} needs the claim(s) {', '.join(missing)}")
     schema = tuple(c for c in cert_type.claims if c.name in claims)
-    values = {c.key: check_canonical(c, canonical_value(c, claims[c.name])) for c in schema}
+    values = {c.key: canonical_value(c, claims[c.name]) for c in schema}  # checked, lengths too
     secret = _secrets.token_bytes(SECRET_SIZE) if salt_secret is None else salt_secret
     if type(secret) is not bytes or len(secret) != SECRET_SIZE:
         raise SchemaError(f"the salt secret must be {SECRET_SIZE} bytes")
@@ -438,12 +454,12 @@ def issue_credential(
         operator=operator,
         valid_from=valid_from,
         valid_until=valid_until,
-        claim_digests={k: claim_digest(claim_salt(secret, k), k, v) for k, v in values.items()},
+        claim_digests=digests_from_secret(secret, values),
         reason=reason,
         replaces=replaces,
     )
     signed = SignedStatement.sign(statement, key=key, key_id=issuer.log_key_id(log_key))
-    return Credential(
+    return Credential._issued(
         signed=signed,
         schema=schema,
         claims={c.name: display_value(c, values[c.key]) for c in schema},

@@ -63,6 +63,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ledger import canonical
+from ledger.clock import CLOCK_SKEW, check_not_future
 from ledger.credential.base45 import b45decode, b45encode
 from ledger.credential.claims import (
     DIGEST_SIZE,
@@ -72,7 +73,7 @@ from ledger.credential.claims import (
     ClaimValue,
     check_canonical,
     claim_digest,
-    claim_salt,
+    digests_from_secret,
     display_value,
     value_text,
 )
@@ -111,8 +112,9 @@ MAX_TEXT_LENGTH = 4296
 #: Cap on the inflated (msgpack) size of a presentation.
 MAX_INFLATED_SIZE = 16 * 1024
 _MAX_DEFLATED = (MAX_TEXT_LENGTH - len(PREFIX)) * 2 // 3
-#: Clock skew allowed when judging the validity window.
-DEFAULT_CLOCK_SKEW = 300
+#: Clock skew allowed when judging the validity window and times from the future
+#: (:data:`ledger.clock.CLOCK_SKEW`).
+DEFAULT_CLOCK_SKEW = CLOCK_SKEW
 
 _K_KIND, _K_KEY_ID, _K_TYPE, _K_SERIAL, _K_EDITION, _K_TIME, _K_OPERATOR = 1, 2, 3, 4, 5, 6, 7
 _K_VALID_FROM, _K_VALID_UNTIL, _K_REASON, _K_REPLACES, _K_SIGNATURE = 8, 9, 10, 11, 12
@@ -320,7 +322,7 @@ class Presentation:
     def claim_digests(self) -> dict[int, bytes]:
         """Every claim digest of the statement: recomputed for disclosed claims."""
         if self.secret is not None:
-            return {k: claim_digest(claim_salt(self.secret, k), k, v) for k, v in self.values.items()}
+            return digests_from_secret(self.secret, self.values)
         assert self.salts is not None and self.digests is not None
         out = dict(self.digests)
         for k, v in self.values.items():
@@ -589,23 +591,6 @@ def _iso(t: int) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _find_key(policy: Policy, key_id: bytes) -> tuple[Member, LogKey]:
-    found = [(m, k) for m in policy.members for k in m.log_keys if m.log_key_id(k) == key_id]
-    if not found:
-        raise PolicyError(
-            f"unknown issuer: no member of trust policy version {policy.version} "
-            f"has a log key with id {key_id.hex()} (parsed; nothing verified)",
-            rule="unknown-key",
-        )
-    if len(found) > 1:
-        names = ", ".join(sorted({m.id for m, _ in found}))
-        raise PolicyError(
-            f"key id {key_id.hex()} is ambiguous in trust policy version {policy.version} ({names})",
-            rule="unknown-key",
-        )
-    return found[0]
-
-
 def verify_presentation(
     presentation: Presentation,
     *,
@@ -616,45 +601,48 @@ def verify_presentation(
 ) -> CheckedPresentation:
     """Check a parsed presentation against the trust policy alone (steps 2 to 6).
 
-    2. the policy has not expired at ``now`` (default: the current time);
+    2. the policy has not expired at ``now`` (default: the current time), and the
+       statement's time is not more than ``skew`` seconds ahead of ``now``;
     3. the signing key (found by key ID) belongs to a member and was valid at the
        statement's time;
-    4. the certificate type lets that member issue it;
+    4. the certificate type lets that member issue it, by a mandate that held at the
+       statement's time, and the validity the statement gives is no longer than the
+       type allows (never open-ended when the type has a maximum);
     5. the disclosed values fit their claims' kinds, and the issuer's signature over
        the rebuilt statement (which holds every claim digest) verifies;
     6. for ``purpose``, every claim the type needs for it is disclosed.
 
-    Raises PolicyError, SignatureError, SchemaError or ClaimMismatchError; each message
-    says which step failed and what had been checked before it.
+    Raises PolicyError (``rule`` names the rule: ``expired``, ``future-time``,
+    ``unknown-key``, ``key-validity``, ``unknown-type``, ``mandate``,
+    ``mandate-validity``, ``max-validity``, ``unknown-purpose``), SignatureError, SchemaError or
+    ClaimMismatchError; each message says which step failed and what had been checked
+    before it.
     """
     p = presentation
     now = int(_time.time()) if now is None else now
     if policy.expires <= now:
         raise PolicyError(
-            f"trust policy version {policy.version} expired at {_iso(policy.expires)}; "
+            f"expired: trust policy version {policy.version} expired at {_iso(policy.expires)}; "
             "get the current policy (parsed; nothing verified)",
             rule="expired",
         )
-    member, log_key = _find_key(policy, p.key_id)
+    try:
+        check_not_future(p.time, now=now, what="statement time", skew=skew)
+        member, log_key = policy.find_log_key(p.key_id)
+    except PolicyError as e:
+        raise PolicyError(f"{e} (parsed; nothing verified)", rule=e.rule) from None
     if p.time < log_key.valid_from or (log_key.valid_until is not None and p.time >= log_key.valid_until):
         raise PolicyError(
-            f"log key {p.key_id.hex()} of {member.id} was not valid at the statement time "
-            f"{_iso(p.time)} (issuer found; signature not checked)",
+            f"key-validity: log key {p.key_id.hex()} of {member.id} is valid for statements made in "
+            f"{log_key.window()}, not at the statement time {_iso(p.time)} "
+            "(issuer found; signature not checked)",
             rule="key-validity",
         )
-    ctype = policy.certificate_type(p.cert_type)
-    if ctype is None:
-        raise PolicyError(
-            f"unknown certificate type {p.cert_type!r} in trust policy version {policy.version} "
-            f"(issuer {member.id} found; signature not checked)",
-            rule="unknown-type",
-        )
-    if member.id not in ctype.issuers:
-        raise PolicyError(
-            f"not authorised: member {member.id} may not issue {ctype.code} certificates "
-            "(issuer found; signature not checked)",
-            rule="mandate",
-        )
+    try:
+        ctype = policy.check_mandate(member.id, p.cert_type, "issue", at=p.time)
+        ctype.check_validity(p.valid_from, p.valid_until)
+    except PolicyError as e:
+        raise PolicyError(f"{e} (issuer {member.id} found; signature not checked)", rule=e.rule) from None
     disclosed: list[DisclosedClaim] = []
     for key, value in p.values.items():
         try:
@@ -670,7 +658,7 @@ def verify_presentation(
     statement = p.statement(
         issuer=member.id, national_code=ctype.national_code, issuer_code=member.issuer_code
     )
-    signed = SignedStatement(statement_bytes=statement.to_bytes(), key_id=p.key_id, signature=p.signature)
+    signed = SignedStatement.from_statement(statement, key_id=p.key_id, signature=p.signature)
     if not log_key.public_key.is_valid(p.signature, statement_message(signed.statement_bytes)):
         what = (
             "a disclosed value, the salt secret or the signature"
@@ -685,7 +673,11 @@ def verify_presentation(
     if purpose is not None:
         wanted = ctype.purposes.get(purpose)
         if wanted is None:
-            raise PolicyError(f"certificate type {ctype.code} has no purpose {purpose!r} (signature valid)")
+            raise PolicyError(
+                f"unknown-purpose: certificate type {ctype.code} has no purpose {purpose!r} "
+                "(signature valid)",
+                rule="unknown-purpose",
+            )
         shown = {c.name for c in disclosed}
         missing = [n for n in wanted if n not in shown]
         if missing:

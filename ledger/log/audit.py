@@ -15,7 +15,9 @@ rows and the ``O(log n)`` right edge of the tree, and checks
    root equals the root recomputed from the entries at that size;
 7. every stored cosigned note: its checkpoint text is byte-for-byte that of a stored
    checkpoint of its size, it carries a valid log signature, and every cosignature by
-   one of the ``witnesses`` given verifies.
+   one of the ``witnesses`` given verifies;
+8. that the certificate index (:mod:`ledger.log.index`) holds exactly the rows the
+   entries give: compared as multisets through a sum of row hashes, in constant memory.
 
 The whole audit reads one snapshot of the database (one read transaction), so a log
 audited while its writer appends is seen as it was when the audit began. Indexes are
@@ -29,14 +31,18 @@ signature) and whose message says what is wrong and how far the audit got.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from ledger.errors import AuditError, LedgerError, MalformedError, SignatureError, StorageError
 from ledger.keys import SIG_TYPE_ED25519, PublicKey, VerifierKey, key_id
+from ledger.log import index as cert_index
 from ledger.log import merkle, note
 from ledger.log.checkpoint import DEFAULT_MAX_SIZE as CHECKPOINT_MAX_SIZE
 from ledger.log.checkpoint import OpenedCheckpoint, open_checkpoint
@@ -114,6 +120,27 @@ def _root_of_edge(edge: list[bytes]) -> bytes:
     return h
 
 
+class _RowSum:
+    """A multiset of rows as a count and a sum of row hashes modulo 2**256."""
+
+    __slots__ = ("count", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0
+
+    def add(self, row: Sequence[Any]) -> None:
+        try:
+            data = msgpack.packb(list(row), use_bin_type=True)
+        except (TypeError, ValueError, OverflowError):  # a value no entry can give
+            data = repr(row).encode()
+        self.count += 1
+        self.total = (self.total + int.from_bytes(hashlib.sha256(data).digest(), "big")) % _MOD
+
+
+_MOD = 1 << 256
+
+
 class _Auditor:
     def __init__(
         self,
@@ -161,6 +188,7 @@ class _Auditor:
             return out
 
         prev = GENESIS_PREV
+        index_rows = _RowSum()
         hashes = self._hash_rows(merkle.stored_hash_count(size))
         expect = hash_count = signatures = 0
         for idx, data in store.scan_entries(0, size):
@@ -181,6 +209,8 @@ class _Auditor:
                     index=i,
                 )
             signed = entry.signed
+            for row in cert_index.rows_for_statement(i, signed.statement):
+                index_rows.add(row)
             key = self.keys.get(signed.key_id)
             if key is None:
                 raise AuditError(
@@ -235,6 +265,18 @@ class _Auditor:
                 index=size,
             )
         cosigned = self._check_cosigned()
+        stored_rows = _RowSum()
+        if store.has_cert_index:  # a file from before the index is audited without it
+            for row in store.scan_cert_index():
+                stored_rows.add(row)
+        else:
+            stored_rows = index_rows
+        if (stored_rows.count, stored_rows.total) != (index_rows.count, index_rows.total):
+            raise AuditError(
+                f"the certificate index does not match the entries: it has {stored_rows.count} row(s), "
+                f"the {size} entries give {index_rows.count}"
+                + ("" if stored_rows.count != index_rows.count else ", but different ones")
+            )
         if self.progress is not None:
             self.progress(size, size)
         root = _root_of_edge([h for _, h in edge])

@@ -12,18 +12,21 @@ exact SQL is :data:`_SCHEMA`)::
     cosigned    (size INTEGER PRIMARY KEY, note, updated_at)
                                                          the checkpoint of that size with the
                                                          witness cosignatures kept for it (v2)
+    cert_index  (cert, idx, kind, time, issuer)         certificate id → its statements
+                                                         (see ledger.log.index) (v3)
 
 Opening checks the file holds exactly its version's objects and nothing else (no
 trigger, view, extra column or index), caps every value SQLite returns at 1 MiB, and
-a writer upgrades a version 1 file by creating the ``cosigned`` table.
+a writer upgrades an older file by creating the tables added since (and filling the
+certificate index from the entries).
 
 The database runs in WAL mode with ``synchronous=FULL``. :meth:`LogStore.append` writes
-a batch of entries and their stored hashes in one transaction and returns only after
-the commit, i.e. after the write-ahead log has been fsync'ed: an acknowledged entry is
-durable, and a crash at any instant leaves either the whole batch or none of it. The
-in-memory state (size, last leaf hash, the right edge of the tree) is updated only after
-a commit and reloaded from the database after any failure, so the database is the only
-truth.
+a batch of entries, their stored hashes and their certificate-index rows in one
+transaction and returns only after the commit, i.e. after the write-ahead log has been
+fsync'ed: an acknowledged entry is durable, and a crash at any instant leaves either the
+whole batch or none of it. The in-memory state (size, last leaf hash, the right edge of
+the tree) is updated only after a commit and reloaded from the database after any
+failure, so the database is the only truth.
 
 An append hashes ``O(log n)``: each record stores its leaf hash and the hashes of the
 subtrees it completes (:func:`ledger.log.merkle.stored_hashes`), whose siblings are the
@@ -66,6 +69,7 @@ from typing import Any
 
 from ledger.errors import (
     ConflictError,
+    LedgerError,
     MalformedError,
     ProofError,
     SignatureError,
@@ -74,6 +78,7 @@ from ledger.errors import (
 )
 from ledger.files import fsync_path
 from ledger.keys import SIG_TYPE_ED25519, SigningKey, VerifierKey, check_key_name, key_id
+from ledger.log import index as cert_index
 from ledger.log import merkle, note
 from ledger.log.checkpoint import DEFAULT_MAX_SIZE as CHECKPOINT_MAX_SIZE
 from ledger.log.checkpoint import Checkpoint, CosignatureVerifier, cosignature_timestamp, sign_checkpoint
@@ -99,7 +104,7 @@ __all__ = [
 #: ``PRAGMA application_id`` of a certledger log database ("CLG1").
 APPLICATION_ID = 0x434C4731
 #: The schema version this code reads and writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Rows fetched per query when streaming entries or hashes.
 _CHUNK = 2048
 #: SQLite's own limit on bound parameters is far higher; proofs need at most ~130.
@@ -144,6 +149,7 @@ _SCHEMA: tuple[tuple[str, str, str, int], ...] = (
         "note BLOB NOT NULL CHECK (typeof(note) = 'blob'), updated_at INTEGER NOT NULL)",
         2,
     ),
+    ("table", cert_index.TABLE, cert_index.SCHEMA, 3),
 )
 #: Objects SQLite makes itself: (type, name, table).
 _AUTOMATIC = {("index", "sqlite_autoindex_meta_1", "meta")}
@@ -549,6 +555,8 @@ class LogStore:
             for _, _, sql, since in _SCHEMA:
                 if since > version:
                     c.execute(sql)
+            if version < 3:
+                self._fill_cert_index()
             c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
             c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             c.execute("COMMIT")
@@ -557,6 +565,28 @@ class LogStore:
                 c.execute("ROLLBACK")
             raise
         self._version = SCHEMA_VERSION
+
+    def _fill_cert_index(self) -> None:
+        """Index every entry of a log that had no certificate index (inside the upgrade's
+        transaction)."""
+        i = 0
+        while True:
+            rows = self._conn.execute(
+                "SELECT idx, data FROM entries WHERE idx >= ? ORDER BY idx LIMIT ?", (i, _CHUNK)
+            ).fetchall()
+            if not rows:
+                return
+            index_rows: list[cert_index.IndexRow] = []
+            for idx, data in rows:
+                try:
+                    index_rows += cert_index.rows_for_entry(self._int(idx, "entries"), data)
+                except LedgerError as e:
+                    raise StorageError(
+                        f"{self._path}: cannot index entry {idx} while upgrading the log: {e}; "
+                        "run 'certledger log audit'"
+                    ) from None
+            cert_index.insert(self._conn, index_rows)
+            i = rows[-1][0] + 1
 
     def _load_state(self) -> None:
         """(Re)load size, last leaf hash and the right edge of the tree from the database."""
@@ -659,7 +689,8 @@ class LogStore:
 
         Each :class:`Statement` is signed with ``key`` (key ID
         ``key_id(origin, 0x01, public key)``). A pre-signed :class:`SignedStatement` is
-        accepted if it carries that key ID and its signature verifies. The batch is
+        accepted if it carries that key ID and its signature verifies (not checked
+        again when :meth:`SignedStatement.sign` made it in this process with ``key``). The batch is
         written in one transaction: either every entry is appended or none is. The
         call returns only once the batch is durable.
         """
@@ -670,6 +701,7 @@ class LogStore:
             if isinstance(statements, Statement | SignedStatement):
                 statements = (statements,)
             kid = self.key_id(key)
+            public = key.public_key
             sign = key.sign
             sha256 = hashlib.sha256
             stored_hashes = merkle.stored_hashes
@@ -682,18 +714,22 @@ class LogStore:
             hash_index = merkle.stored_hash_count(n)
             entry_rows: list[tuple[int, bytes]] = []
             hash_rows: list[tuple[int, bytes]] = []
+            index_rows: list[cert_index.IndexRow] = []
+            index_rows_for = cert_index.rows_for_statement
             for item in statements:
                 if isinstance(item, Statement):
                     data = item.to_bytes()
                     sig = sign(context + data)
+                    index_rows += index_rows_for(n, item)
                 elif isinstance(item, SignedStatement):
                     data, sig = item.statement_bytes, item.signature
+                    index_rows += index_rows_for(n, item.statement)
                     if item.key_id != kid:
                         raise SignatureError(
                             f"statement {n - start} of the batch is signed by key ID "
                             f"{item.key_id.hex()}, not by this log's key {kid.hex()}"
                         )
-                    if not key.public_key.is_valid(sig, statement_message(data)):
+                    if not item.signed_here_by(public) and not public.is_valid(sig, statement_message(data)):
                         raise SignatureError(f"statement {n - start} of the batch: signature does not verify")
                 else:
                     raise MalformedError(
@@ -712,19 +748,25 @@ class LogStore:
                 n += 1
             if n == start:
                 return []
-            self._commit(entry_rows, hash_rows)
+            self._commit(entry_rows, hash_rows, index_rows)
             self._size = n
             self._last_leaf = prev
             self._edge = {i: known[i] for i in _edge_indexes(n)}
             return list(range(start, n))
 
-    def _commit(self, entry_rows: list[tuple[int, bytes]], hash_rows: list[tuple[int, bytes]]) -> None:
+    def _commit(
+        self,
+        entry_rows: list[tuple[int, bytes]],
+        hash_rows: list[tuple[int, bytes]],
+        index_rows: Sequence[cert_index.IndexRow] = (),
+    ) -> None:
         c = self._conn
         try:
             c.execute("BEGIN IMMEDIATE")
             try:
                 c.executemany("INSERT INTO entries (idx, data) VALUES (?, ?)", entry_rows)
                 c.executemany("INSERT INTO hashes (idx, hash) VALUES (?, ?)", hash_rows)
+                cert_index.insert(c, index_rows)
                 c.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -826,6 +868,41 @@ class LogStore:
         """Raw ``(stored-hash index, hash)`` rows in ``[start, stop)``, as stored, in order."""
         return self._scan("hashes", start, stop)
 
+    @property
+    def has_cert_index(self) -> bool:
+        """False for a file from before the certificate index (read-only, never upgraded)."""
+        return self._version >= 3
+
+    def _check_cert_index(self) -> None:
+        if not self.has_cert_index:
+            raise StorageError(
+                f"{self._path}: this log (schema version {self._version}) has no certificate index; "
+                "open it for writing once to build it"
+            )
+
+    def cert_history(self, cert_id: str) -> list[cert_index.IndexedEvent]:
+        """Every statement about ``cert_id`` in this log, in log order, from the
+        certificate index (see :mod:`ledger.log.index`)."""
+        with self._mutex:
+            self._check_open()
+            self._check_cert_index()
+            return cert_index.CertIndex(self._conn).history(cert_id)
+
+    def scan_cert_index(self) -> Iterator[tuple[Any, ...]]:
+        """Raw rows of the certificate index, as stored, in key order (what audit reads)."""
+        self._check_cert_index()
+        rows = cert_index.scan(self._conn)
+        while True:
+            with self._mutex:
+                self._check_open()
+                try:
+                    row = next(rows, None)
+                except (sqlite3.Error, UnicodeDecodeError) as e:
+                    raise StorageError(f"{self._path}: database error: {e}") from None
+            if row is None:
+                return
+            yield row
+
     def last_hash_index(self) -> int | None:
         """The largest stored-hash index present, or None if there are none."""
         with self._mutex:
@@ -913,6 +990,32 @@ class LogStore:
             n = self._check_size(size)
             self._check_index(index, n)
             return merkle.prove_record(n, index, self._read)
+
+    def entry_proof(self, index: int, size: int | None = None) -> tuple[bytes, list[bytes]]:
+        """``(prev, proof)`` for entry ``index``, read in one query.
+
+        ``prev`` is the leaf hash of entry ``index - 1`` (zeros for entry 0) and ``proof``
+        the RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries.
+        With them a verifier that holds a signed statement rebuilds the entry's exact
+        bytes (:func:`ledger.log.statement.encode_entry`) and checks that it is in the log
+        without reading the entry.
+        """
+        with self._mutex:
+            self._check_open()
+            n = self._check_size(size)
+            self._check_index(index, n)
+            prev_at = [merkle.stored_hash_index(0, index - 1)] if index else []
+            prev: list[bytes] = []
+
+            def read(indexes: Sequence[int]) -> list[bytes]:
+                hashes = self._read([*prev_at, *indexes])
+                prev.extend(hashes[: len(prev_at)])
+                return hashes[len(prev_at) :]
+
+            proof = merkle.prove_record(n, index, read)
+            if prev_at and not prev:  # pragma: no cover - entry index > 0 always needs proof hashes
+                prev = self._read(prev_at)
+        return (prev[0] if prev else GENESIS_PREV), proof
 
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
         """RFC 9162 consistency proof from the tree of ``old`` entries to that of ``new``."""

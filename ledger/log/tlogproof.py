@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ledger.errors import MalformedError, ProofError, SignatureError, TooLargeError
 from ledger.keys import VerifierKey
@@ -49,8 +50,12 @@ _MAX_INDEX = (1 << 63) - 1
 _HASH_B64_LEN = 44
 
 
+@lru_cache(maxsize=256)
 def _check_checkpoint_note(data: bytes) -> Checkpoint:
-    """The checkpoint a signed-checkpoint note holds (syntax only; nothing verified)."""
+    """The checkpoint a signed-checkpoint note holds (syntax only; nothing verified).
+
+    Remembered by exact bytes: many proofs carry the same checkpoint.
+    """
     parsed = note.parse(data, max_size=CHECKPOINT_MAX_SIZE)
     return Checkpoint.parse(parsed.text)
 
@@ -161,7 +166,7 @@ def make_proof(
     ``read`` reads the log's stored hashes (see :mod:`ledger.log.merkle`); the checkpoint's
     signature is not checked here.
     """
-    cp = _check_checkpoint_note(signed_checkpoint)
+    cp = _check_checkpoint_note(bytes(signed_checkpoint))
     if not 0 <= index < cp.size:
         raise ProofError(f"entry {index} is not in the checkpointed tree of size {cp.size}")
     hashes = merkle.prove_record(cp.size, index, read)
@@ -176,13 +181,15 @@ def verify(
     leaf_hash: bytes | None = None,
     witnesses: Sequence[VerifierKey] = (),
     quorum: int = 0,
+    now: int | None = None,
 ) -> OpenedCheckpoint:
     """Check ``proof`` for the entry ``leaf`` (its bytes) or ``leaf_hash`` (its RFC 9162
     leaf hash): the log's signature on the checkpoint, cosignatures from at least
     ``quorum`` of ``witnesses``, and the inclusion proof. Returns the opened checkpoint.
 
-    Raises SignatureError (signatures, quorum), ProofError (inclusion), or the errors
-    of :func:`~ledger.log.checkpoint.open_checkpoint`.
+    With ``now`` (the verifier's clock), a cosignature from the future is refused
+    (PolicyError ``future-time``). Raises SignatureError (signatures, quorum),
+    ProofError (inclusion), or the errors of :func:`~ledger.log.checkpoint.open_checkpoint`.
     """
     if (leaf is None) == (leaf_hash is None):
         raise MalformedError("give exactly one of leaf and leaf_hash")
@@ -192,7 +199,7 @@ def verify(
     assert lh is not None
     if not isinstance(lh, bytes) or len(lh) != merkle.HASH_SIZE:
         raise MalformedError("leaf hash must be 32 bytes")
-    opened = open_checkpoint(proof.checkpoint, log_key=log_key, witnesses=witnesses)
+    opened = open_checkpoint(proof.checkpoint, log_key=log_key, witnesses=witnesses, now=now)
     got = len(opened.cosignatures)
     if got < quorum:
         names = ", ".join(sorted(opened.cosignatures)) or "none"

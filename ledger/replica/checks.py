@@ -7,7 +7,7 @@ from __future__ import annotations
 from ledger.errors import LedgerError, MalformedError, PolicyError, SignatureError
 from ledger.log import note
 from ledger.log.checkpoint import DEFAULT_MAX_SIZE, open_checkpoint
-from ledger.log.statement import Kind, SignedStatement
+from ledger.log.statement import SignedStatement
 from ledger.replica.store import WitnessedCheckpoint
 from ledger.trust.policy import Member, Policy
 
@@ -68,15 +68,14 @@ def entry_problem(
     member's log keys valid at the statement's time and, if marked compromised, the
     entry must have been witnessed before that; the member must hold the mandate for
     the statement's kind (issue and replace: issue; revoke, suspend, reinstate:
-    revoke). The signature itself is the caller's check. Returns ``"<rule>: <why>"``.
+    revoke) at the statement's time. The signature itself is the caller's check. Returns ``"<rule>: <why>"``.
     """
     st = signed.statement
     if st.issuer != member.id:
         return f"impersonation: a statement in {member.id}'s log names {st.issuer} as its maker"
     try:
         policy.log_key(member.id, signed.key_id, at=st.time, witnessed_at=witnessed_at)
-        issuing = st.kind in (Kind.ISSUE, Kind.REPLACE)
-        policy.check_mandate(member.id, st.cert_type, "issue" if issuing else "revoke")
+        policy.check_statement_mandate(st)
     except PolicyError as e:
         return str(e)
     except MalformedError as e:
