@@ -4,6 +4,7 @@ and a replica synced from tile copies."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from tests.fixtures.consortium import (
     issue_reference,
     policy,
 )
+from tests.helpers import issue
 from tests.replica_fixtures import NOW, Net, licence, outside_mandate, status, sync
 from verifier.core import verify
 from verifier.verdict import Code, Verdict
@@ -551,3 +553,24 @@ def test_stale_replica_heals_by_syncing_before_it_answers(net: Net, store: Repli
     verifier = Verifier(policy=POLICY, store=store, sources=lambda m: [net.source(m.id)], clock=lambda: NOW)
     v = verifier.verify(text)
     assert v.code == Code.VALID and v.as_of == NOW - 60
+
+
+def test_concurrent_syncs_of_one_log_do_not_collide(net: Net, store: ReplicaStore) -> None:
+    net.append(AMR.id, [issue(i) for i in range(300)])
+    net.publish(AMR.id)
+    verifier = Verifier(policy=POLICY, store=store, sources=lambda m: [net.source(m.id)], clock=lambda: NOW)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            verifier.sync(AMR.id)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.size(AMR.origin) == 301

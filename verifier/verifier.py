@@ -78,6 +78,7 @@ class Verifier:
         self._min_interval = min_interval
         self._last_sync: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._syncing: dict[str, threading.Lock] = {}
 
     @property
     def offline(self) -> bool:
@@ -98,7 +99,9 @@ class Verifier:
             member = self.policy.require_member(mid)
             with self._lock:
                 self._last_sync[mid] = self._clock()
-            out.append(self.replica(mid).sync(self._sources(member)))
+                one = self._syncing.setdefault(mid, threading.Lock())
+            with one:  # one sync of a log at a time: a scheduled one and an on-demand one meet here
+                out.append(self.replica(mid).sync(self._sources(member)))
         return out
 
     def _due(self, member_ids: list[str]) -> list[str]:
