@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import time
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +34,12 @@ def sign_policy(policy: Policy) -> bytes:
     return sign_proposal(policy, [("governance.example.gov.cn", fx.GOVERNANCE_KEY)])
 
 
-def policy_with_urls(urls: dict[str, str], *, version: int = 1, expires: int = fx.POLICY_EXPIRES) -> Policy:
+#: Nodes judge their policy by the real clock, so their policy expires half a year from
+#: now (a version is issued at most a year before it expires, and never in the future).
+NODE_POLICY_EXPIRES = int(time.time()) + 180 * 86400
+
+
+def policy_with_urls(urls: dict[str, str], *, version: int = 1, expires: int = NODE_POLICY_EXPIRES) -> Policy:
     """The fixture policy with the given base URLs."""
     members: list[Member] = [
         dataclasses.replace(m, base_url=urls.get(m.id, m.base_url)) for m in (fx.AMR, fx.HEALTH, fx.PSB)
