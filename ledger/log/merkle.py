@@ -68,15 +68,10 @@ def stored_hash_index(level: int, n: int) -> int:
         raise ValueError("level and n must be non-negative")
     # Hashes of level L for records [0, n << L) come before (level, n): count the
     # stored hashes of the first (n << L) records, then those of the last record's
-    # own completed subtrees below this level.
-    for _ in range(level):
-        n = 2 * n + 1
-    i = 0
-    m = n
-    while m > 0:
-        i += m
-        m >>= 1
-    return i + level
+    # own completed subtrees below this level. With m = ((n + 1) << level) - 1, the
+    # count is m + m//2 + m//4 + ... = 2m - popcount(m).
+    m = ((n + 1) << level) - 1
+    return 2 * m - m.bit_count() + level
 
 
 def split_stored_hash_index(index: int) -> tuple[int, int]:
