@@ -134,6 +134,7 @@ _REASON_LABELS = {
 _K_VERSION, _K_KIND, _K_ISSUER, _K_CERT, _K_TYPE, _K_TIME, _K_OPERATOR = 0, 1, 2, 3, 4, 5, 6
 _K_VALID_FROM, _K_VALID_UNTIL, _K_CLAIMS, _K_REASON, _K_REPLACES = 7, 8, 9, 10, 11
 _K_POLICY_VERSION, _K_POLICY_HASH = 12, 13
+_KEYS = tuple(range(14))  # every field's key, in order
 _ALWAYS = frozenset({_K_VERSION, _K_KIND, _K_ISSUER, _K_CERT, _K_TYPE, _K_TIME, _K_OPERATOR})
 _POLICY = frozenset({_K_VERSION, _K_KIND, _K_ISSUER, _K_TIME, _K_OPERATOR, _K_POLICY_VERSION, _K_POLICY_HASH})
 #: Kinds that speak about a certificate (all but POLICY).
@@ -227,7 +228,7 @@ class Statement:
         _time(self.time, "time")
         if not isinstance(self.operator, str) or not _OPERATOR.fullmatch(self.operator):
             raise MalformedError(f"statement: operator id {self.operator!r} is not valid")
-        present = {k for k, v in self._fields().items() if v is not None}
+        present = {k for k, v in zip(_KEYS, self._raw_fields(), strict=True) if v is not None}
         allowed, required = _ALLOWED[self.kind], _REQUIRED[self.kind]
         for k in sorted(present - allowed):
             raise MalformedError(f"statement: a {self.kind.label} statement has no {_FIELD_NAMES[k]}")
@@ -288,6 +289,25 @@ class Statement:
             policy_hash=hashlib.sha256(document).digest(),
         )
 
+    def _raw_fields(self) -> tuple[Any, ...]:
+        """The fields in key order (:data:`_KEYS`) as given, ``""`` ids as None."""
+        return (
+            self.version,
+            self.kind,
+            self.issuer,
+            self.cert_id or None,
+            self.cert_type or None,
+            self.time,
+            self.operator,
+            self.valid_from,
+            self.valid_until,
+            self.claim_digests,
+            self.reason,
+            self.replaces,
+            self.policy_version,
+            self.policy_hash,
+        )
+
     def _fields(self) -> dict[int, Any]:
         return {
             _K_VERSION: self.version,
@@ -314,7 +334,24 @@ class Statement:
         the canonical encoding (this is the append hot path; the tests check it against
         :func:`ledger.canonical.encode`).
         """
-        return _pack({k: v for k, v in self._fields().items() if v is not None})
+        out: dict[int, Any] = {_K_VERSION: self.version, _K_KIND: int(self.kind), _K_ISSUER: self.issuer}
+        if self.kind != Kind.POLICY:
+            out[_K_CERT] = self.cert_id
+            out[_K_TYPE] = self.cert_type
+        out[_K_TIME] = self.time
+        out[_K_OPERATOR] = self.operator
+        for k, v in (
+            (_K_VALID_FROM, self.valid_from),
+            (_K_VALID_UNTIL, self.valid_until),
+            (_K_CLAIMS, None if self.claim_digests is None else dict(self.claim_digests)),
+            (_K_REASON, None if self.reason is None else int(self.reason)),
+            (_K_REPLACES, self.replaces),
+            (_K_POLICY_VERSION, self.policy_version),
+            (_K_POLICY_HASH, self.policy_hash),
+        ):
+            if v is not None:
+                out[k] = v
+        return _pack(out)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Statement:
