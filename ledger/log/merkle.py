@@ -181,7 +181,7 @@ def prove_record(t: int, n: int, read: HashReader) -> list[bytes]:
     lo, hi = 0, t
     path: list[tuple[int, int]] = []
     while hi - lo > 1:
-        k = _maxpow2(hi - lo)
+        k = 1 << ((hi - lo - 1).bit_length() - 1)  # _maxpow2(hi - lo)
         if n < lo + k:
             path.append((lo + k, hi))
             hi = lo + k
@@ -193,7 +193,13 @@ def prove_record(t: int, n: int, read: HashReader) -> list[bytes]:
     groups: list[tuple[int, int]] = []
     for a, b in reversed(path):
         start = len(need)
-        _subtree_indexes(a, b, need)
+        size = b - a
+        if size & (size - 1):
+            _subtree_indexes(a, b, need)
+        else:  # one complete subtree (every left sibling, most right ones): one stored hash
+            level = size.bit_length() - 1
+            m = (((a >> level) + 1) << level) - 1
+            need.append(2 * m - m.bit_count() + level)  # stored_hash_index(level, a >> level)
         groups.append((start, len(need)))
     hashes = list(read(need)) if need else []
     if len(hashes) != len(need):
