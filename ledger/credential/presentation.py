@@ -708,10 +708,10 @@ def verify_presentation(
 
 
 def _claim_name(ctype: CertificateType, key: int) -> str:
-    for c in ctype.claims:
-        if c.key == key:
-            return c.name
-    return f"claim {key}"
+    try:
+        return ctype.claim_by_key(key).name
+    except SchemaError:
+        return f"claim {key}"
 
 
 def check_presentation(
