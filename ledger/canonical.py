@@ -191,10 +191,8 @@ def decode(
         detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         raise MalformedError(f"{what}: not valid msgpack ({detail})") from None
     type_of = type(value)
-    if type_of is dict or type_of is list:
-        quick = _check_tree(value, max_depth, what)
-    else:
-        quick = type_of in _SCALARS
+    is_tree = type_of is dict or type_of is list
+    quick = _check_tree(value, max_depth, what) if is_tree else type_of in _SCALARS
     if quick and msgpack.packb(value, use_bin_type=True) == data:
         # Map keys are integers or strings, strictly increasing in encoded order, and
         # nothing is a float: re-packing in the decoded order is the canonical encoding.

@@ -31,7 +31,9 @@ _VERSION = re.compile(r"[0-9]{3}")
 _MAX_LEN = 160
 # A well-formed identifier in one match (the segments' patterns above); parse() then
 # only checks the check character, and names the broken rule the slow way otherwise.
-_WHOLE = re.compile(r"1\.2\.156\.3005\.2\.([0-9A-Z]{1,40})\.([0-9A-Z]{1,40})\.([0-9]{1,20})\.([0-9]{3})\.(.)", re.S)
+_WHOLE = re.compile(
+    r"1\.2\.156\.3005\.2\.([0-9A-Z]{1,40})\.([0-9A-Z]{1,40})\.([0-9]{1,20})\.([0-9]{3})\.(.)", re.S
+)
 
 
 # _STEP[p][ch]: the MOD 37,36 state after reading ``ch`` in state ``p`` (1..36).

@@ -29,8 +29,8 @@ import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import UTC, datetime
+from functools import cached_property
 from types import MappingProxyType
 from typing import Literal
 
@@ -231,12 +231,14 @@ class Member:
     @cached_property
     def _log_key_ids(self) -> dict[bytes, bytes]:
         """Key ID of each log key by its raw public key (the member is immutable)."""
-        return {k.public_key.raw: key_id(self.origin, SIG_TYPE_ED25519, k.public_key.raw) for k in self.log_keys}
+        origin = self.origin
+        return {k.public_key.raw: key_id(origin, SIG_TYPE_ED25519, k.public_key.raw) for k in self.log_keys}
 
     @cached_property
     def _log_verifier_keys(self) -> dict[bytes, VerifierKey]:
+        origin = self.origin
         return {
-            k.public_key.raw: VerifierKey(name=self.origin, public_key=k.public_key, sig_type=SIG_TYPE_ED25519)
+            k.public_key.raw: VerifierKey(name=origin, public_key=k.public_key, sig_type=SIG_TYPE_ED25519)
             for k in self.log_keys
         }
 
