@@ -26,6 +26,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "demo": ("certledger.cli.demo", "Run the whole system offline, step by step: policy to QR to attacks."),
     "log": ("certledger.cli.log", "Operate on a department's log database: audit, checkpoints, proofs."),
+    "node": (
+        "certledger.cli.node",
+        "Set up and run a department's node: public log, witness, policy, alerts.",
+    ),
     "present": (
         "certledger.cli.present",
         "Make the QR text and images of a credential, fully or selectively.",

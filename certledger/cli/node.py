@@ -1,0 +1,345 @@
+"""``certledger node …``: set up and run a department's node.
+
+Every option can also be given as an environment variable (shown in ``--help``), so a
+container needs no command line: ``CERTLEDGER_DATA``, ``CERTLEDGER_LISTEN``,
+``CERTLEDGER_TLS_CERT``, ``CERTLEDGER_TLS_KEY``, ``CERTLEDGER_TILES_DIR``, ….
+Keys are encrypted with ``$CERTLEDGER_KEY_PASSPHRASE`` when it is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import click
+import httpx
+import uvicorn
+
+from certledger.cli.log import load_signing_key
+from ledger.errors import FileError, LedgerError, MalformedError, StorageError
+from ledger.files import read_capped, write_file
+from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, SigningKey, VerifierKey
+from ledger.log.alert import check_alert
+from ledger.log.store import LogStore
+from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE
+from ledger.trust.trust import TrustedPolicy
+from node.app import create_app
+from node.config import PolicyChain, load_config, policy_dir
+from node.logs import configure
+from node.mirror import Mirrors
+from node.recover import recover as run_recover
+
+__all__ = ["node"]
+
+_DIR = click.Path(file_okay=False, path_type=Path)
+_FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
+
+
+_data_option = click.option(
+    "--data",
+    "data",
+    required=True,
+    type=_DIR,
+    envvar="CERTLEDGER_DATA",
+    show_envvar=True,
+    help="The node's data directory (keys, log, witness state, policy).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def node() -> None:
+    """Set up, run and inspect a department's node.
+
+    A node serves its department's log as C2SP tiles, witnesses the other members'
+    logs, collects cosignatures on its own checkpoints and keeps evidence of forks.
+    """
+
+
+def _key(path: Path | None) -> SigningKey:
+    return SigningKey.generate() if path is None else load_signing_key(path)
+
+
+@node.command(short_help="Create a data directory: keys, empty log, pinned policy.")
+@click.option(
+    "--policy",
+    "policy_file",
+    required=True,
+    type=_FILE,
+    envvar="CERTLEDGER_POLICY",
+    show_envvar=True,
+    help="The signed policy document to pin (the first version this node trusts).",
+)
+@click.option(
+    "--member",
+    required=True,
+    envvar="CERTLEDGER_MEMBER",
+    show_envvar=True,
+    help="This department's member id.",
+)
+@_data_option
+@click.option(
+    "--log-key",
+    type=_FILE,
+    envvar="CERTLEDGER_LOG_KEY",
+    show_envvar=True,
+    help="Import this log signing key (PEM) instead of generating one.",
+)
+@click.option(
+    "--witness-key",
+    type=_FILE,
+    envvar="CERTLEDGER_WITNESS_KEY",
+    show_envvar=True,
+    help="Import this witness key (PEM) instead of generating one.",
+)
+def init(
+    *, policy_file: Path, member: str, data: Path, log_key: Path | None, witness_key: Path | None
+) -> None:
+    """Create the data directory DATA for member MEMBER.
+
+    Generates (or imports) the log and witness keys (mode 0600), creates the empty log
+    and pins the policy. Prints the public keys to list for this member in the policy:
+    the node refuses to run until the policy lists them.
+    """
+    doc = read_capped(policy_file, limit=MAX_DOCUMENT_SIZE, what="policy document")
+    trusted = TrustedPolicy(doc)
+    m = trusted.policy.member(member)
+    if m is None:
+        raise MalformedError(f"member {member!r} is not in policy version {trusted.version}")
+    lk, wk = _key(log_key), _key(witness_key)
+    try:
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (data / "policy").mkdir(mode=0o755, exist_ok=True)
+    except OSError as e:
+        raise FileError(f"{data}: cannot create the data directory: {e.strerror}") from None
+    if any((data / n).exists() for n in ("member", "log.key", "witness.key", "log.db")):
+        raise FileError(f"{data}: already holds a node; refusing to overwrite it")
+    passphrase = os.environ.get("CERTLEDGER_KEY_PASSPHRASE")
+    pw = passphrase.encode() if passphrase else None
+    lk.save(data / "log.key", passphrase=pw)
+    wk.save(data / "witness.key", passphrase=pw)
+    write_file(data / "member", member.encode() + b"\n", mode=0o644, what="member id")
+    write_file(data / "policy" / f"{trusted.version:08d}.note", doc, mode=0o644, what="policy document")
+    LogStore.create(data / "log.db", origin=m.origin).close()
+    log_vkey = VerifierKey(name=m.origin, public_key=lk.public_key, sig_type=SIG_TYPE_ED25519)
+    wit_vkey = VerifierKey(name=m.witness_key.name, public_key=wk.public_key, sig_type=SIG_TYPE_COSIGNATURE)
+    click.echo(f"created {data} for {member} (log origin {m.origin})")
+    click.echo(f"log key:     {log_vkey}")
+    click.echo(f"witness key: {wit_vkey}")
+    listed = (
+        any(k.public_key == lk.public_key for k in m.log_keys) and m.witness_key.public_key == wk.public_key
+    )
+    if not listed:
+        click.echo(
+            "policy: these keys are not yet the member's keys in the policy; add them before 'node run'"
+        )
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+@node.command(short_help="Run the node's HTTP service.")
+@_data_option
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    envvar="CERTLEDGER_LISTEN",
+    show_envvar=True,
+    help="HOST:PORT to listen on.",
+)
+@click.option(
+    "--tls-cert", type=_FILE, envvar="CERTLEDGER_TLS_CERT", show_envvar=True, help="TLS certificate (PEM)."
+)
+@click.option(
+    "--tls-key", type=_FILE, envvar="CERTLEDGER_TLS_KEY", show_envvar=True, help="TLS private key (PEM)."
+)
+@click.option(
+    "--tiles-dir",
+    type=_DIR,
+    envvar="CERTLEDGER_TILES_DIR",
+    show_envvar=True,
+    help="Also write the tiles and checkpoint here, for any static web server to serve.",
+)
+@click.option(
+    "--checkpoint-interval",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    envvar="CERTLEDGER_CHECKPOINT_INTERVAL",
+    show_envvar=True,
+    help="Seconds between checkpoints while entries arrive.",
+)
+@click.option(
+    "--mirror/--no-mirror",
+    default=True,
+    show_default=True,
+    envvar="CERTLEDGER_MIRROR",
+    show_envvar=True,
+    help="Keep verified copies of the other members' logs and serve them under /mirror/.",
+)
+@click.option(
+    "--mirror-interval",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    envvar="CERTLEDGER_MIRROR_INTERVAL",
+    show_envvar=True,
+    help="Seconds between two mirror syncs.",
+)
+@click.option(
+    "--mirror-source",
+    "mirror_sources",
+    multiple=True,
+    metavar="MEMBER=URL_OR_DIR",
+    envvar="CERTLEDGER_MIRROR_SOURCES",
+    show_envvar=True,
+    help="One more place to read MEMBER's log from: a URL or a directory with a static copy "
+    "of its tiles (repeatable; space-separated in the variable).",
+)
+def run(
+    *,
+    data: Path,
+    listen: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tiles_dir: Path | None,
+    checkpoint_interval: float,
+    mirror: bool,
+    mirror_interval: float,
+    mirror_sources: tuple[str, ...],
+) -> None:
+    """Serve the log, the witness and the policy until stopped (SIGTERM or Ctrl-C).
+
+    Refuses to start if the newest policy version has expired or does not list this
+    node's keys. On shutdown it commits and signs everything it acknowledged.
+    """
+    host, port = _listen(listen)
+    if (tls_cert is None) != (tls_key is None):
+        raise click.BadParameter("give both --tls-cert and --tls-key, or neither")
+    sources: dict[str, list[str]] = {}
+    for spec in mirror_sources:
+        member, sep, where = spec.partition("=")
+        if not sep or not member or not where:
+            raise click.BadParameter(f"{spec!r} is not MEMBER=URL_OR_DIR", param_hint="--mirror-source")
+        sources.setdefault(member, []).append(where)
+    passphrase = os.environ.get("CERTLEDGER_KEY_PASSPHRASE")
+    config = load_config(
+        data,
+        checkpoint_interval=checkpoint_interval,
+        tiles_dir=tiles_dir,
+        passphrase=passphrase.encode() if passphrase else None,
+        mirror=mirror,
+        mirror_interval=mirror_interval,
+        mirror_sources=sources,
+    )
+    configure()
+    app = create_app(config=config)
+    uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            ssl_certfile=str(tls_cert) if tls_cert else None,
+            ssl_keyfile=str(tls_key) if tls_key else None,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    ).run()
+
+
+@node.command("update-policy", short_help="Install the next policy version.")
+@click.argument("policy_file", type=_FILE)
+@_data_option
+def update_policy(policy_file: Path, data: Path) -> None:
+    """Verify POLICY_FILE as the next version after the node's newest and install it.
+
+    A running node picks it up within a few seconds.
+    """
+    chain = PolicyChain(policy_dir(data))
+    doc = read_capped(policy_file, limit=MAX_DOCUMENT_SIZE, what="policy document")
+    policy = chain.install(doc)
+    click.echo(f"installed policy version {policy.version}")
+
+
+@node.command(short_help="List the fork alerts this node holds.")
+@_data_option
+@click.option(
+    "--check/--no-check", default=True, show_default=True, help="Verify each alert against the policy."
+)
+def alerts(data: Path, check: bool) -> None:
+    """Print each fork alert (met as a witness or as a mirror) as one JSON line; with
+    --check, say whether it verifies against the policy."""
+    path = data / "witness.db"
+    if not path.exists():
+        raise FileError(f"{path}: no witness database")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = [r[0] for r in conn.execute("SELECT alert FROM alerts ORDER BY id")]
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise StorageError(f"{path}: cannot read the alerts: {e}") from None
+    mirrors = data / "mirrors.db"
+    if mirrors.exists():
+        member = (
+            read_capped(data / "member", limit=256, what="member id file").decode("ascii", "replace").strip()
+        )
+        chain = PolicyChain(policy_dir(data), now=time.time)
+        m = Mirrors(
+            path=mirrors,
+            member_id=member,
+            policy=lambda: chain.policy,
+            client=httpx.Client(),
+            extra_sources={},
+            clock=time.time,
+        )
+        try:
+            rows += m.fork_alerts()
+        finally:
+            m.close()
+    policy = PolicyChain(policy_dir(data), now=time.time).policy if check and rows else None
+    for raw in rows:
+        doc = json.loads(raw)
+        if policy is not None:
+            try:
+                check_alert(raw, policy)
+                doc["verified"] = True
+            except LedgerError as e:
+                doc["verified"] = False
+                doc["error"] = str(e)
+        click.echo(json.dumps(doc, sort_keys=True))
+    click.echo(f"{len(rows)} alert(s)", err=True)
+
+
+@node.command(short_help="Rebuild this node's log from a mirror or a static copy of it.")
+@_data_option
+@click.option(
+    "--from",
+    "where",
+    required=True,
+    envvar="CERTLEDGER_RECOVER_FROM",
+    show_envvar=True,
+    help="A copy of this member's log: another node's /mirror/<origin hash>/ URL, or a "
+    "URL or directory with a static copy of its tiles.",
+)
+def recover(data: Path, where: str) -> None:
+    """Rebuild a lost or restored log from WHERE, verifying everything first.
+
+    The node must be stopped. The old database is kept, renamed. The rebuilt log must
+    extend the checkpoint the log key last signed.
+    """
+    passphrase = os.environ.get("CERTLEDGER_KEY_PASSPHRASE")
+    config = load_config(data, passphrase=passphrase.encode() if passphrase else None)
+    done = run_recover(config, where)
+    click.echo(f"recovered {done.size} entries from {done.source}")
+    if done.kept_old is not None:
+        click.echo(f"the old database is kept as {done.kept_old}")

@@ -1,0 +1,511 @@
+"""The department node as a FastAPI app: public log, witness, policy, alerts, operations.
+
+Endpoints (``create_app(config=...)``):
+
+=========================================  ===============================================
+``GET /checkpoint``                        the newest checkpoint with the witness quorum's
+                                           cosignatures (the log-signed one until then)
+``GET /tile/<L>/<N>[.p/<W>]``              C2SP tlog-tiles hash tiles
+``GET /tile/entries/<N>[.p/<W>]``          entry bundles
+``POST /add-checkpoint``                   C2SP tlog-witness, for the other members' logs
+``GET /<origin hash>/checkpoint``          the latest checkpoint this witness cosigned
+``GET /policy/latest``, ``/policy/<N>``    the chain of signed policy documents
+``GET /mirror/<origin hash>/...``          the verified copy of another member's log:
+                                           ``checkpoint`` and tiles, as above
+``GET /v1/alerts``                         fork evidence this node holds (JSON list)
+``POST /v1/statements``                    append statements pre-signed with the log key
+``GET /healthz``, ``GET /metrics``         liveness and Prometheus metrics
+=========================================  ===============================================
+
+Full tiles are immutable (``Cache-Control: public, max-age=31536000, immutable``);
+partial tiles and checkpoints are ``no-cache``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from ledger.errors import LedgerError, MalformedError, SignatureError, StorageError, TooLargeError
+from ledger.log.signer import LogSigner
+from ledger.log.statement import Kind, SignedStatement, Statement
+from ledger.log.store import LogStore
+from ledger.log.witness import MAX_BODY_SIZE, is_origin_hash, origin_hash
+from ledger.replica import tiles
+from ledger.trust.policy_doc import parse_document
+from node.config import NodeConfig
+from node.mirror import Mirrors
+from node.published import Published
+from node.sequencer import Sequencer
+from node.static import TilesDir, tile_bytes
+from node.submitter import Submitter
+from node.witness import Witness
+
+__all__ = ["IMMUTABLE", "SHORT_LIVED", "Node", "create_app"]
+
+log = logging.getLogger("certledger.node")
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+SHORT_LIVED = "no-cache"
+_MAX_STATEMENTS = 1000
+_MAX_APPEND_BODY = 4 << 20
+_TILE_CACHE = 2048
+_MAX_POLICY_STEPS = 16
+
+
+class Node:
+    """The node's state: its log, witness, published checkpoints and background work."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        d = config.data_dir
+        self.store = LogStore.open(d / "log.db")
+        self.signer = LogSigner.beside(d / "log.key", key=config.log_key)
+        # After a restore the log may be behind what the key last signed: refuse to run.
+        try:
+            self.store.check_signer(self.signer)
+        except LedgerError:
+            self.store.close()
+            raise
+        self.reader = LogStore.open(d / "log.db", readonly=True)
+        self.witness = Witness(
+            path=d / "witness.db",
+            member_id=config.member_id,
+            key=config.witness_key,
+            policy=lambda: config.policy.policy,
+            clock=config.clock,
+        )
+        self.published = Published(d / "node.db")
+        self.mirrors = Mirrors(
+            path=d / "mirrors.db",
+            member_id=config.member_id,
+            policy=lambda: config.policy.policy,
+            client=config.mirror_client or httpx.Client(timeout=10.0, follow_redirects=False),
+            extra_sources=config.mirror_sources,
+            clock=config.clock,
+        )
+        self._mirror_task: asyncio.Task[None] | None = None
+        self.tiles_dir = TilesDir(config.tiles_dir) if config.tiles_dir is not None else None
+        self._full_tiles: OrderedDict[tiles.Tile, bytes] = OrderedDict()
+        self._cache_lock = threading.Lock()  # tile requests run on several threads
+        self.registry = CollectorRegistry()
+        self._metrics()
+        self.sequencer = Sequencer(
+            store=self.store,
+            key=config.log_key,
+            signer=self.signer,
+            interval=config.checkpoint_interval,
+            on_checkpoint=self._checkpoint_signed,
+        )
+        self.submitter = Submitter(
+            store=self.store,
+            member_id=config.member_id,
+            policy=lambda: config.policy.policy,
+            publish=self._publish,
+            transport=config.transport,
+            max_backoff=config.max_backoff,
+            clock=config.clock,
+            on_result=lambda peer, outcome: self.submissions.labels(peer=peer, outcome=outcome).inc(),
+        )
+        self._policy_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ metrics
+
+    def _metrics(self) -> None:
+        r = self.registry
+        Gauge("certledger_log_size", "Entries in this department's log.", registry=r).set_function(
+            lambda: self.store.size
+        )
+        Gauge(
+            "certledger_checkpoint_age_seconds",
+            "Seconds since the published checkpoint was published (-1: none yet).",
+            registry=r,
+        ).set_function(self._checkpoint_age)
+        Gauge(
+            "certledger_checkpoint_cosignatures",
+            "Witness cosignatures on the published checkpoint.",
+            registry=r,
+        ).set_function(lambda: p.cosigners if (p := self.published.latest()) else 0)
+        Gauge("certledger_alerts", "Fork alerts held by this node.", registry=r).set_function(
+            lambda: len(self.alerts())
+        )
+        Gauge(
+            "certledger_policy_days_left", "Days until the current policy version expires.", registry=r
+        ).set_function(lambda: (self.config.policy.policy.expires - self.config.clock()) / 86400)
+        lag = Gauge(
+            "certledger_mirror_lag_seconds",
+            "Seconds since the newest checkpoint of each mirrored log was witnessed (-1: none yet).",
+            ["member"],
+            registry=r,
+        )
+        size = Gauge("certledger_mirror_size", "Entries in each mirrored log's copy.", ["member"], registry=r)
+        for m in self.config.policy.policy.members:
+            if m.id != self.config.member_id:
+                lag.labels(member=m.id).set_function(self._lag_of(m.id))
+                size.labels(member=m.id).set_function(self._size_of(m.origin))
+        self.witness_requests = Counter(
+            "certledger_witness_requests",
+            "add-checkpoint requests answered, by status.",
+            ["status"],
+            registry=r,
+        )
+        self.submissions = Counter(
+            "certledger_witness_submissions",
+            "Our checkpoints submitted to other members' witnesses, by outcome.",
+            ["peer", "outcome"],
+            registry=r,
+        )
+
+    def _lag_of(self, member_id: str) -> Callable[[], float]:
+        return lambda: self.mirrors.lag().get(member_id, -1.0)
+
+    def _size_of(self, origin: str) -> Callable[[], float]:
+        return lambda: float(self.mirrors.store.size(origin))
+
+    def _checkpoint_age(self) -> float:
+        p = self.published.latest()
+        return -1.0 if p is None else max(0.0, self.config.clock() - p.published_at)
+
+    # ------------------------------------------------------------------ events
+
+    def _checkpoint_signed(self) -> None:
+        cp = self.store.latest_checkpoint()
+        if cp is not None and self.tiles_dir is not None:
+            self.tiles_dir.write_tiles(self.reader, cp.size)
+        self.submitter.notify()
+
+    def _publish(self, size: int, note: bytes, cosigners: int) -> None:
+        if cosigners:  # the log keeps the cosignatures with its checkpoint (log proof, audit)
+            policy = self.config.policy.policy
+            witnesses = list(policy.witness_keys(self.config.member_id).values())
+            note = self.store.add_cosignatures(note, witnesses=witnesses)
+        self.published.add(size=size, note=note, cosigners=cosigners, now=int(self.config.clock()))
+        log.info("checkpoint published", extra={"size": size, "cosigners": cosigners})
+        if self.tiles_dir is not None:
+            latest = self.published.latest()
+            if latest is not None:
+                self.tiles_dir.write_tiles(self.reader, latest.size)
+                self.tiles_dir.write_checkpoint(latest.note)
+
+    async def _record_policies(self) -> None:
+        """Append a POLICY statement for every held policy version not yet in our log."""
+        if not self.config.record_policy:
+            return
+        chain = self.config.policy
+        done = self.published.adopted()
+        kid = self.store.key_id(self.config.log_key)
+        for version in chain.versions():
+            doc = chain.document(version)
+            if version in done or doc is None:
+                continue
+            digest = hashlib.sha256(doc).digest()
+            statement = Statement(
+                kind=Kind.POLICY,
+                issuer=self.config.member_id,
+                time=int(self.config.clock()),
+                operator="node",
+                policy_version=version,
+                policy_hash=digest,
+            )
+            signed = SignedStatement.sign(statement, key=self.config.log_key, key_id=kid)
+            [index] = await self.sequencer.append([signed])
+            self.published.adopt(version=version, digest=digest, index=index)
+            log.info("policy version recorded in the log", extra={"version": version, "index": index})
+
+    async def _pull_policies(self, client: httpx.AsyncClient) -> None:
+        """Fetch and install newer policy versions that other members serve."""
+        chain = self.config.policy
+        for m in chain.policy.members:
+            if m.id == self.config.member_id:
+                continue
+            base = m.base_url.rstrip("/")
+            try:
+                r = await client.get(base + "/policy/latest")
+                if r.status_code != 200:
+                    continue
+                theirs = parse_document(r.content).policy.version
+                ours = chain.policy.version
+                for version in range(ours + 1, min(theirs, ours + _MAX_POLICY_STEPS) + 1):
+                    doc = (
+                        r.content
+                        if version == theirs
+                        else (await client.get(f"{base}/policy/{version}")).content
+                    )
+                    await asyncio.to_thread(chain.install, doc)
+                    log.info("policy version adopted from a peer", extra={"version": version, "peer": m.id})
+            except (httpx.HTTPError, LedgerError) as e:
+                log.warning("cannot take a policy version from a peer", extra={"peer": m.id, "error": str(e)})
+
+    async def _watch_policy(self) -> None:
+        async with httpx.AsyncClient(transport=self.config.transport, timeout=10.0) as client:
+            while True:
+                try:
+                    await self._record_policies()
+                    await asyncio.sleep(self.config.policy_interval)
+                    await asyncio.to_thread(self.config.policy.reload)
+                    if self.config.submit:
+                        await self._pull_policies(client)
+                except LedgerError as e:
+                    log.error("policy update failed", extra={"error": str(e)})
+
+    async def start(self) -> None:
+        """Start sequencing and, if configured, submitting to witnesses."""
+        self.sequencer.start()
+        if self.config.submit:
+            self.submitter.start()
+        self._policy_task = asyncio.create_task(self._watch_policy(), name="policy")
+        if self.config.mirror:
+            self._mirror_task = asyncio.create_task(
+                self.mirrors.run(self.config.mirror_interval), name="mirror"
+            )
+
+    async def stop(self) -> None:
+        """Commit and sign what was acknowledged, then stop everything and close."""
+        await self.sequencer.stop()
+        if self.config.submit:
+            await self.submitter.stop()
+        for task in (self._policy_task, self._mirror_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.close()
+
+    def close(self) -> None:
+        """Close the databases."""
+        self.store.close()
+        self.reader.close()
+        self.witness.close()
+        self.published.close()
+        self.mirrors.close()
+
+    # ------------------------------------------------------------------ reads
+
+    def alerts(self) -> list[bytes]:
+        """Every fork alert held: met as a witness, then met as a mirror."""
+        return self.witness.alerts() + self.mirrors.fork_alerts()
+
+    def checkpoint(self) -> bytes | None:
+        """What ``/checkpoint`` serves."""
+        p = self.published.latest()
+        if p is not None:
+            return p.note
+        cp = self.store.latest_checkpoint()
+        return None if cp is None else cp.note
+
+    def tile(self, tile: tiles.Tile) -> bytes | None:
+        """A tile's bytes if the log is large enough to have it, else None."""
+        have = tiles.tile_for(tile.level, tile.index, self.store.size)
+        if have is None or have.width < tile.width:
+            return None
+        if tile.is_full:
+            with self._cache_lock:
+                cached = self._full_tiles.get(tile)
+            if cached is not None:
+                return cached
+        data = tile_bytes(self.reader, tile)
+        if tile.is_full:
+            with self._cache_lock:
+                self._full_tiles[tile] = data
+                while len(self._full_tiles) > _TILE_CACHE:
+                    self._full_tiles.popitem(last=False)
+        return data
+
+
+def _text(status: int, message: str) -> Response:
+    return Response(
+        (message + "\n").encode("utf-8"), status_code=status, media_type="text/plain; charset=utf-8"
+    )
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused (TooLargeError) beyond ``limit`` bytes."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise TooLargeError(f"request body is over {limit} bytes")
+    out = bytearray()
+    async for chunk in request.stream():
+        out += chunk
+        if len(out) > limit:
+            raise TooLargeError(f"request body is over {limit} bytes")
+    return bytes(out)
+
+
+def _parse_statements(raw: bytes, node: Node) -> list[SignedStatement]:
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise MalformedError("body is not JSON") from None
+    if not isinstance(doc, dict) or set(doc) != {"statements"} or not isinstance(doc["statements"], list):
+        raise MalformedError('body must be {"statements": [...]}')
+    items = doc["statements"]
+    if not 1 <= len(items) <= _MAX_STATEMENTS:
+        raise MalformedError(f"1 to {_MAX_STATEMENTS} statements per request")
+    kid = node.store.key_id(node.config.log_key)
+    public = node.config.log_key.public_key
+    out = []
+    for n, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) != {"statement", "key_id", "signature"}:
+            raise MalformedError(f"statement {n}: needs exactly statement, key_id and signature")
+        try:
+            signed = SignedStatement(
+                statement_bytes=base64.b64decode(item["statement"], validate=True),
+                key_id=bytes.fromhex(item["key_id"]),
+                signature=base64.b64decode(item["signature"], validate=True),
+            )
+        except (binascii.Error, ValueError, TypeError):
+            raise MalformedError(f"statement {n}: bad base64 or hex") from None
+        if signed.key_id != kid:
+            raise SignatureError(f"statement {n}: not signed with this log's key {kid.hex()}")
+        signed.verify(public)
+        out.append(signed)
+    return out
+
+
+def create_app(*, config: NodeConfig) -> FastAPI:
+    """The node's ASGI app. Databases open now; sequencing and submitting start with the app."""
+    node = Node(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await node.start()
+        log.info("node started", extra={"member": config.member_id, "size": node.store.size})
+        try:
+            yield
+        finally:
+            await node.stop()
+            log.info("node stopped", extra={"member": config.member_id, "size": node.store.size})
+
+    app = FastAPI(
+        title="certledger node", lifespan=lifespan, docs_url=None, redoc_url=None, redirect_slashes=False
+    )
+    app.state.node = node
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "member": config.member_id, "size": node.store.size}
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(node.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/checkpoint")
+    def checkpoint() -> Response:
+        note = node.checkpoint()
+        if note is None:
+            return _text(404, "no checkpoint yet")
+        return Response(note, media_type="text/plain; charset=utf-8", headers={"Cache-Control": SHORT_LIVED})
+
+    @app.get("/tile/{rest:path}")
+    def tile(rest: str) -> Response:
+        try:
+            t = tiles.parse_tile_path("tile/" + rest)
+        except MalformedError as e:
+            return _text(400, str(e))
+        data = node.tile(t)
+        if data is None:
+            return _text(404, f"{t.path} is not in the log yet")
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers={"Cache-Control": IMMUTABLE if t.is_full else SHORT_LIVED},
+        )
+
+    @app.post("/add-checkpoint")
+    async def add_checkpoint(request: Request) -> Response:
+        try:
+            body = await _body(request, MAX_BODY_SIZE)
+        except TooLargeError as e:
+            node.witness_requests.labels(status="400").inc()
+            return _text(400, f"malformed request: {e}")
+        answer = await asyncio.to_thread(node.witness.add_checkpoint, body)
+        node.witness_requests.labels(status=str(answer.status)).inc()
+        if answer.status >= 400:
+            log.warning(
+                "add-checkpoint refused", extra={"status": answer.status, "reason": answer.body[:200]}
+            )
+        # Set the type as a header: a media_type would gain "; charset=utf-8", which the
+        # spec's text/x.tlog.size does not have.
+        return Response(answer.body, status_code=answer.status, headers={"Content-Type": answer.content_type})
+
+    @app.get("/policy/latest")
+    def policy_latest() -> Response:
+        return policy_version(config.policy.policy.version)
+
+    @app.get("/policy/{version}")
+    def policy_version(version: int) -> Response:
+        doc = config.policy.document(version)
+        if doc is None:
+            return _text(404, f"no policy version {version} here")
+        return Response(doc, media_type="text/plain; charset=utf-8", headers={"Cache-Control": IMMUTABLE})
+
+    @app.get("/v1/alerts")
+    def alerts() -> JSONResponse:
+        return JSONResponse([json.loads(a) for a in node.alerts()])
+
+    @app.post("/v1/statements")
+    async def statements(request: Request) -> Response:
+        try:
+            raw = await _body(request, _MAX_APPEND_BODY)
+            items = _parse_statements(raw, node)
+            indexes = await node.sequencer.append(items)
+        except (MalformedError, SignatureError) as e:
+            return _text(400, str(e))
+        except StorageError as e:
+            return _text(503, str(e))
+        return JSONResponse({"indexes": indexes})
+
+    @app.get("/mirror/{ohash}/checkpoint")
+    def mirror_checkpoint(ohash: str) -> Response:
+        cp = node.mirrors.checkpoint(ohash)
+        if cp is None:
+            return _text(404, "no copy of that log here")
+        return Response(
+            cp.note, media_type="text/plain; charset=utf-8", headers={"Cache-Control": SHORT_LIVED}
+        )
+
+    @app.get("/mirror/{ohash}/tile/{rest:path}")
+    def mirror_tile(ohash: str, rest: str) -> Response:
+        try:
+            t = tiles.parse_tile_path("tile/" + rest)
+        except MalformedError as e:
+            return _text(400, str(e))
+        data = node.mirrors.tile(ohash, t)
+        if data is None:
+            return _text(404, f"{t.path} is not in this copy")
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers={"Cache-Control": IMMUTABLE if t.is_full else SHORT_LIVED},
+        )
+
+    @app.get("/{ohash}/checkpoint")
+    def witnessed(ohash: str) -> Response:
+        if not is_origin_hash(ohash):
+            return _text(404, "not an origin hash")
+        for origin in node.witness.origins():
+            if origin_hash(origin) == ohash:
+                latest = node.witness.latest(origin)
+                if latest is not None:
+                    return Response(
+                        latest[1],
+                        media_type="text/plain; charset=utf-8",
+                        headers={"Cache-Control": SHORT_LIVED},
+                    )
+        return _text(404, "this witness has never cosigned that log")
+
+    return app

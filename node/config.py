@@ -1,0 +1,224 @@
+"""A node's data directory and configuration.
+
+Layout of the data directory (created by ``certledger node init``)::
+
+    member             this department's member id, one line
+    log.key            the log signing key (PEM, mode 0600)
+    witness.key        the witness cosigning key (PEM, mode 0600)
+    log.db             the department's log (ledger.log.store)
+    witness.db         witness state and fork alerts (node.witness)
+    node.db            checkpoints of our own log with the cosignatures collected
+    policy/<N>.note    every trust-policy version adopted, N zero-padded; the first is pinned
+
+:func:`load_config` checks, before a node starts, that the newest policy reached from
+the pinned one is not expired and that both keys are the ones it lists for the member.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ledger.errors import FileError, MalformedError, PolicyError
+from ledger.files import read_capped, write_file
+from ledger.keys import SigningKey
+from ledger.trust.policy import Member, Policy
+from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE
+from ledger.trust.trust import TrustedPolicy
+
+__all__ = ["NodeConfig", "PolicyChain", "check_keys", "load_config", "policy_dir"]
+
+_DOC = re.compile(r"([0-9]{8})\.note")
+
+
+def policy_dir(data_dir: Path) -> Path:
+    """Where the policy versions live."""
+    return data_dir / "policy"
+
+
+class PolicyChain:
+    """The policy versions in a data directory, walked from the pinned first one.
+
+    :meth:`reload` picks up versions installed since (``certledger node update-policy``).
+    """
+
+    def __init__(self, directory: Path, *, now: Callable[[], float] = time.time) -> None:
+        self._dir = directory
+        self._now = now
+        self._lock = threading.Lock()
+        self._docs: dict[int, bytes] = {}
+        self._policy: Policy | None = None
+        self.reload()
+
+    def reload(self) -> Policy:
+        """Read and verify the chain again; the newest version must not be expired."""
+        try:
+            names = sorted(p.name for p in self._dir.iterdir() if _DOC.fullmatch(p.name))
+        except OSError as e:
+            raise FileError(f"{self._dir}: cannot list the policy versions: {e.strerror}") from None
+        if not names:
+            raise FileError(f"{self._dir}: no policy version installed (run 'certledger node init')")
+        docs = [read_capped(self._dir / n, limit=MAX_DOCUMENT_SIZE, what="policy document") for n in names]
+        trusted = TrustedPolicy(docs[0])
+        first = trusted.version
+        now = int(self._now())
+        policy = (
+            trusted.walk(docs[1:], now=now, names=names[1:]) if len(docs) > 1 else trusted.current(now=now)
+        )
+        chain = {first + i: d for i, d in enumerate(docs)}
+        with self._lock:
+            self._docs = chain
+            self._policy = policy
+        return policy
+
+    @property
+    def policy(self) -> Policy:
+        """The newest verified version."""
+        with self._lock:
+            assert self._policy is not None
+            return self._policy
+
+    def document(self, version: int) -> bytes | None:
+        """The exact signed document of ``version``, or None."""
+        with self._lock:
+            return self._docs.get(version)
+
+    def versions(self) -> list[int]:
+        """The versions held, oldest first."""
+        with self._lock:
+            return sorted(self._docs)
+
+    def install(self, data: bytes) -> Policy:
+        """Verify ``data`` as the next version and add it to the directory."""
+        current = self.policy
+        latest = self.document(current.version)
+        assert latest is not None
+        TrustedPolicy(latest).update(data, now=int(self._now()))
+        version = current.version + 1
+        write_file(self._dir / f"{version:08d}.note", data, mode=0o644, what="policy document")
+        return self.reload()
+
+
+def check_keys(
+    policy: Policy, member_id: str, *, log_key: SigningKey, witness_key: SigningKey, now: int
+) -> Member:
+    """The member, if ``log_key`` is one of its log keys valid at ``now`` and ``witness_key`` is
+    its witness key; PolicyError otherwise."""
+    member = policy.member(member_id)
+    if member is None:
+        raise PolicyError(
+            f"member {member_id!r} is not in policy version {policy.version}", rule="unknown-member"
+        )
+    listed = [k for k in member.log_keys if k.public_key == log_key.public_key]
+    if not listed:
+        raise PolicyError(
+            f"the log key in the data directory is not one of {member_id}'s log keys in policy version "
+            f"{policy.version}",
+            rule="key-not-listed",
+        )
+    k = listed[0]
+    if (
+        now < k.valid_from
+        or (k.valid_until is not None and now >= k.valid_until)
+        or k.compromised_at is not None
+    ):
+        raise PolicyError(
+            f"{member_id}'s log key is not valid now: window {k.window()}", rule="key-not-valid"
+        )
+    if member.witness_key.public_key != witness_key.public_key:
+        raise PolicyError(
+            f"the witness key in the data directory is not {member_id}'s witness key in policy version "
+            f"{policy.version}",
+            rule="key-not-listed",
+        )
+    return member
+
+
+@dataclass(kw_only=True)
+class NodeConfig:
+    """Everything a node needs to run. Build it with :func:`load_config`."""
+
+    data_dir: Path
+    member_id: str
+    policy: PolicyChain
+    log_key: SigningKey
+    witness_key: SigningKey
+    #: Seconds between checkpoints while entries arrive.
+    checkpoint_interval: float = 1.0
+    #: Also write the tiles and checkpoint here as static files.
+    tiles_dir: Path | None = None
+    #: Submit our checkpoints to the other members' witnesses.
+    submit: bool = True
+    #: How requests to other members travel (tests route them in-process).
+    transport: httpx.AsyncBaseTransport | None = None
+    #: Longest wait between two tries of a witness that failed.
+    max_backoff: float = 10.0
+    #: Keep verified copies of the other members' logs, synced every ``mirror_interval`` s.
+    mirror: bool = True
+    mirror_interval: float = 2.0
+    #: Extra places to read a member's log from (URLs or directories), by member id.
+    mirror_sources: dict[str, list[str]] = field(default_factory=dict)
+    #: Record each adopted policy version (its document's hash) as a statement in our log.
+    record_policy: bool = True
+    #: Seconds between two looks for newer policy versions (on disk and at the peers).
+    policy_interval: float = 5.0
+    #: The client mirrors read with (tests route it in-process); None: a new one.
+    mirror_client: httpx.Client | None = None
+    clock: Callable[[], float] = field(default=time.time)
+
+    @property
+    def member(self) -> Member:
+        """This node's member entry in the current policy."""
+        return self.policy.policy.require_member(self.member_id)
+
+
+def _read_member(data_dir: Path) -> str:
+    raw = read_capped(data_dir / "member", limit=256, what="member id file")
+    try:
+        return raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise MalformedError(f"{data_dir / 'member'}: the member id is not ASCII") from None
+
+
+def load_config(
+    data_dir: str | os.PathLike[str],
+    *,
+    checkpoint_interval: float = 1.0,
+    tiles_dir: Path | None = None,
+    submit: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
+    passphrase: bytes | None = None,
+    mirror: bool = True,
+    mirror_interval: float = 2.0,
+    mirror_sources: dict[str, list[str]] | None = None,
+) -> NodeConfig:
+    """Read and check a data directory; refuses an expired policy or keys it does not list."""
+    d = Path(data_dir)
+    member_id = _read_member(d)
+    chain = PolicyChain(policy_dir(d), now=clock)
+    log_key = SigningKey.load(d / "log.key", passphrase=passphrase)
+    witness_key = SigningKey.load(d / "witness.key", passphrase=passphrase)
+    check_keys(chain.policy, member_id, log_key=log_key, witness_key=witness_key, now=int(clock()))
+    return NodeConfig(
+        data_dir=d,
+        member_id=member_id,
+        policy=chain,
+        log_key=log_key,
+        witness_key=witness_key,
+        checkpoint_interval=checkpoint_interval,
+        tiles_dir=tiles_dir,
+        submit=submit,
+        transport=transport,
+        clock=clock,
+        mirror=mirror,
+        mirror_interval=mirror_interval,
+        mirror_sources=dict(mirror_sources or {}),
+    )
