@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from types import MappingProxyType
 from typing import Literal
 
@@ -187,6 +187,17 @@ class LogKey:
         return f"[{format_time(self.valid_from)}, {until})"
 
 
+# Pure functions of immutable values, asked for on every verification: remembered.
+@lru_cache(maxsize=1024)
+def _log_key_id(origin: str, raw: bytes) -> bytes:
+    return key_id(origin, SIG_TYPE_ED25519, raw)
+
+
+@lru_cache(maxsize=1024)
+def _log_verifier_key(origin: str, public_key: PublicKey) -> VerifierKey:
+    return VerifierKey(name=origin, public_key=public_key, sig_type=SIG_TYPE_ED25519)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Member:
     """A department in the consortium."""
@@ -228,31 +239,13 @@ class Member:
             f"member {self.id}: witness_key must be a cosignature (type 0x04) verifier key",
         )
 
-    @cached_property
-    def _log_key_ids(self) -> dict[bytes, bytes]:
-        """Key ID of each log key by its raw public key (the member is immutable)."""
-        origin = self.origin
-        return {k.public_key.raw: key_id(origin, SIG_TYPE_ED25519, k.public_key.raw) for k in self.log_keys}
-
-    @cached_property
-    def _log_verifier_keys(self) -> dict[bytes, VerifierKey]:
-        origin = self.origin
-        return {
-            k.public_key.raw: VerifierKey(name=origin, public_key=k.public_key, sig_type=SIG_TYPE_ED25519)
-            for k in self.log_keys
-        }
-
     def log_key_id(self, key: LogKey) -> bytes:
         """The 4-byte C2SP key ID of ``key`` under this member's origin."""
-        kid = self._log_key_ids.get(key.public_key.raw)
-        return kid if kid is not None else key_id(self.origin, SIG_TYPE_ED25519, key.public_key.raw)
+        return _log_key_id(self.origin, key.public_key.raw)
 
     def log_verifier_key(self, key: LogKey) -> VerifierKey:
         """``key`` as a signed-note verifier key named by this member's origin."""
-        vk = self._log_verifier_keys.get(key.public_key.raw)
-        if vk is not None:
-            return vk
-        return VerifierKey(name=self.origin, public_key=key.public_key, sig_type=SIG_TYPE_ED25519)
+        return _log_verifier_key(self.origin, key.public_key)
 
 
 @dataclass(frozen=True, kw_only=True)
