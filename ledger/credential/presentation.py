@@ -169,6 +169,9 @@ def _claim_map(value: Any, name: str, check: Any) -> dict[int, Any]:
         if type(k) is not int or not 0 <= k <= 255:
             raise _fail(f"{name}: claim key {k!r} must be an integer 0..255")
         out[k] = check(k, v)
+    keys = list(out)
+    if keys == sorted(keys):  # as decoded from canonical msgpack: already in order
+        return out
     return dict(sorted(out.items()))
 
 
@@ -212,6 +215,10 @@ def _bytes_of(size: int, what: str) -> Any:
         return v
 
     return check
+
+
+_CHECK_SALT = _bytes_of(SALT_SIZE, "salt")
+_CHECK_DIGEST = _bytes_of(DIGEST_SIZE, "digest")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,8 +298,8 @@ class Presentation:
         else:
             if self.salts is None or self.digests is None:
                 raise _fail("a selective disclosure needs salts and digests (or the salt secret)")
-            salts = _claim_map(self.salts, "salts", _bytes_of(SALT_SIZE, "salt"))
-            digests = _claim_map(self.digests, "digests", _bytes_of(DIGEST_SIZE, "digest"))
+            salts = _claim_map(self.salts, "salts", _CHECK_SALT)
+            digests = _claim_map(self.digests, "digests", _CHECK_DIGEST)
             if salts.keys() != values.keys():
                 raise _fail("a selective disclosure has exactly one salt per disclosed value")
             if not digests:
