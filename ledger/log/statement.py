@@ -272,6 +272,90 @@ class Statement:
                 raise MalformedError("statement: a certificate cannot replace itself")
 
     @classmethod
+    def _certificate(
+        cls,
+        *,
+        kind: Kind,
+        issuer: str,
+        cert_id: CertId,
+        cert_type: str,
+        time: int,
+        operator: str,
+        valid_from: int,
+        valid_until: int | None,
+        claim_digests: dict[int, bytes],
+        reason: Reason | None,
+        replaces: str | None,
+    ) -> Statement:
+        """An issue or replace statement from parts an issuer has just built: ``cert_id``
+        is a :class:`CertId` (well-formed by construction) and ``claim_digests`` were
+        computed here ({claim key 0..255: 32-byte digest}). Every other field is checked
+        by the rules of construction, with the same messages; the tests hold the two
+        paths to the same results."""
+        if kind is not Kind.ISSUE and kind is not Kind.REPLACE:
+            raise MalformedError(f"statement: only issue and replace statements are built here, not {kind!r}")
+        if not isinstance(issuer, str) or not _MEMBER_ID.fullmatch(issuer):
+            raise MalformedError(f"statement: issuer {issuer!r} is not a valid member id")
+        if not isinstance(cert_type, str) or not _TYPE_CODE.fullmatch(cert_type):
+            raise MalformedError(f"statement: certificate type {cert_type!r} is not a valid type code")
+        _time(time, "time")
+        if not isinstance(operator, str) or not _OPERATOR.fullmatch(operator):
+            raise MalformedError(f"statement: operator id {operator!r} is not valid")
+        label = kind.label
+        extra: tuple[tuple[int, object], ...] = ((_K_REASON, reason), (_K_REPLACES, replaces))
+        for k, v in extra if kind is Kind.ISSUE else ():
+            if v is not None:
+                raise MalformedError(f"statement: a {label} statement has no {_FIELD_NAMES[k]}")
+        needed: tuple[tuple[int, object], ...] = (
+            (_K_VALID_FROM, valid_from),
+            (_K_REPLACES, replaces if kind is Kind.REPLACE else ""),
+        )
+        for k, v in needed:
+            if v is None:
+                raise MalformedError(f"statement: a {label} statement needs {_FIELD_NAMES[k]}")
+        _time(valid_from, "valid_from")
+        if valid_until is not None:
+            _time(valid_until, "valid_until")
+            if valid_until <= valid_from:
+                raise MalformedError("statement: valid_until must be after valid_from")
+        if not 0 < len(claim_digests) <= MAX_CLAIMS:
+            raise MalformedError(f"statement: claim digests must be a map of 1 to {MAX_CLAIMS} entries")
+        if reason is not None:
+            given: object = reason  # a caller may pass anything; bool is an int subclass
+            if isinstance(given, bool):
+                raise MalformedError("statement: reason must be an integer, not a boolean")
+            try:
+                reason = Reason(reason)
+            except (ValueError, TypeError):
+                raise MalformedError(f"statement: unknown reason code {reason!r}") from None
+        text = str(cert_id)
+        if replaces is not None:
+            CertId.parse(replaces)
+            if replaces == text:
+                raise MalformedError("statement: a certificate cannot replace itself")
+        keys = list(claim_digests)
+        digests = claim_digests if keys == sorted(keys) else dict(sorted(claim_digests.items()))
+        st = object.__new__(cls)
+        for name, value in (
+            ("kind", kind),
+            ("issuer", issuer),
+            ("cert_id", text),
+            ("cert_type", cert_type),
+            ("time", time),
+            ("operator", operator),
+            ("valid_from", valid_from),
+            ("valid_until", valid_until),
+            ("claim_digests", MappingProxyType(digests)),
+            ("reason", reason),
+            ("replaces", replaces),
+            ("policy_version", None),
+            ("policy_hash", None),
+            ("version", STATEMENT_VERSION),
+        ):
+            object.__setattr__(st, name, value)
+        return st
+
+    @classmethod
     def policy_adoption(
         cls, *, issuer: str, time: int, operator: str, policy_version: int, document: bytes
     ) -> Statement:
