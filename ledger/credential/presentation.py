@@ -348,11 +348,21 @@ class Presentation:
         )
 
     def statement(self, *, issuer: str, national_code: str, issuer_code: str) -> Statement:
-        """The statement the issuer signed, rebuilt (its bytes are what the signature covers)."""
-        return Statement(
+        """The statement the issuer signed, rebuilt (its bytes are what the signature covers).
+
+        The id is built here and the digests are computed or were checked with this
+        presentation ({claim key 0..255: 32 bytes}); every other field is checked again
+        by the statement's rules.
+        """
+        return Statement._certificate(
             kind=self.kind,
             issuer=issuer,
-            cert_id=self.cert_id(national_code=national_code, issuer_code=issuer_code),
+            cert_id=CertId(
+                type_code=national_code,
+                issuer_code=issuer_code,
+                serial=self.serial,
+                version=self.cert_version,
+            ),
             cert_type=self.cert_type,
             time=self.time,
             operator=self.operator,
