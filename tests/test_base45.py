@@ -75,3 +75,18 @@ def test_every_accepted_text_is_the_canonical_encoding(text: str) -> None:
 def test_random_text_raises_only_malformed(text: str) -> None:
     with contextlib.suppress(MalformedError):
         b45decode(text, max_size=100)
+
+
+@given(st.text(alphabet=ALPHABET, max_size=60))
+def test_the_table_decoder_agrees_with_the_reference_package(text: str) -> None:
+    import base45 as reference
+
+    try:
+        want: bytes | None = reference.b45decode(text)
+    except ValueError:
+        want = None
+    try:
+        got: bytes | None = b45decode(text, max_size=100)
+    except MalformedError:
+        got = None
+    assert got == want

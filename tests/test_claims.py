@@ -1,24 +1,28 @@
 import datetime as dt
 import hashlib
 import hmac
+import unicodedata
 
 import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ledger import canonical
 from ledger.credential.claims import (
+    DIGEST_CONTEXT,
     canonical_value,
     check_canonical,
     claim_digest,
     claim_salt,
+    claim_salts,
     date_from_days,
     days_from_date,
     digests_from_secret,
     display_value,
     value_text,
 )
-from ledger.errors import SchemaError
+from ledger.errors import MalformedError, SchemaError
 from ledger.trust.policy import ClaimSpec
 
 TEXT = ClaimSpec(key=1, name="name", label="名称", max_length=10)
@@ -114,3 +118,44 @@ def test_verifier_may_skip_length_but_not_kind() -> None:
         check_canonical(TEXT, 5, check_length=False)
     with pytest.raises(SchemaError, match="day number"):
         check_canonical(DATE, 10**9, check_length=False)
+
+
+@given(secret=st.binary(min_size=16, max_size=16), keys=st.sets(st.integers(0, 255), max_size=20))
+def test_claim_salts_equal_claim_salt_one_by_one(secret: bytes, keys: set[int]) -> None:
+    assert claim_salts(secret, keys) == {k: claim_salt(secret, k) for k in keys}
+
+
+@given(
+    values=st.dictionaries(
+        st.integers(0, 255),
+        st.one_of(st.text(min_size=1, max_size=40), st.integers(-(2**63), 2**64 - 1)),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_digests_from_secret_match_the_canonical_encoder(values: dict[int, str | int]) -> None:
+    want = {
+        k: hashlib.sha256(DIGEST_CONTEXT + canonical.encode([claim_salt(SECRET, k), k, v])).digest()
+        for k, v in sorted(values.items())
+    }
+    assert digests_from_secret(SECRET, values) == want
+    assert {k: claim_digest(claim_salt(SECRET, k), k, v) for k, v in values.items()} == want
+
+
+def test_digest_of_a_lone_surrogate_is_refused_as_malformed() -> None:
+    # msgpack cannot encode it; the canonical encoder's refusal is what the caller sees
+    with pytest.raises(MalformedError, match="cannot encode value canonically"):
+        claim_digest(claim_salt(SECRET, 1), 1, "a\ud800")
+    with pytest.raises(MalformedError, match="cannot encode value canonically"):
+        digests_from_secret(SECRET, {1: "a\ud800"})
+
+
+@given(text=st.text(alphabet=st.characters(codec=None), min_size=1, max_size=8))
+def test_text_claims_refuse_exactly_unicode_controls_and_surrogates(text: str) -> None:
+    spec = ClaimSpec(key=1, name="name", label="名称", max_length=100)
+    bad = [ch for ch in text if unicodedata.category(ch) in ("Cc", "Cs")]
+    if bad:
+        with pytest.raises(SchemaError, match=f"control character U\\+{ord(bad[0]):04X}"):
+            check_canonical(spec, text)
+    else:
+        assert check_canonical(spec, text) == text

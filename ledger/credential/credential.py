@@ -34,9 +34,10 @@ from ledger.credential.claims import (
     CanonicalValue,
     ClaimValue,
     canonical_value,
-    check_canonical,
     claim_digest,
     claim_salt,
+    claim_salts,
+    digests_from_secret,
     display_value,
     value_text,
 )
@@ -112,16 +113,35 @@ class Credential:
         if {s.key for s in schema} != set(stmt.claim_digests):
             raise ClaimMismatchError("credential: the schema's claim keys are not those of the statement")
         claims: dict[str, ClaimValue] = {}
+        salts = claim_salts(self.salt_secret, (s.key for s in schema))
         for s in schema:
             value = self.claims[s.name]
             canon = canonical_value(s, value)
-            digest = claim_digest(claim_salt(self.salt_secret, s.key), s.key, canon)
+            digest = claim_digest(salts[s.key], s.key, canon)
             if digest != stmt.claim_digests[s.key]:
                 raise ClaimMismatchError(
                     f"credential: claim {s.name!r} does not match the digest in the signed statement"
                 )
             claims[s.name] = display_value(s, canon)
         object.__setattr__(self, "claims", MappingProxyType(claims))
+
+    @classmethod
+    def _issued(
+        cls,
+        *,
+        signed: SignedStatement,
+        schema: tuple[ClaimSpec, ...],
+        claims: dict[str, ClaimValue],
+        salt_secret: bytes,
+    ) -> Credential:
+        """A credential just built by :func:`issue_credential`, whose claims, digests and
+        statement were computed from ``salt_secret`` there: nothing is derived again."""
+        cred = object.__new__(cls)
+        object.__setattr__(cred, "signed", signed)
+        object.__setattr__(cred, "schema", tuple(sorted(schema, key=lambda s: s.key)))
+        object.__setattr__(cred, "claims", MappingProxyType(claims))
+        object.__setattr__(cred, "salt_secret", salt_secret)
+        return cred
 
     @property
     def statement(self) -> Statement:
@@ -407,7 +427,7 @@ def issue_credential(
     if missing:
         raise SchemaError(f"{cert_type.code} needs the claim(s) {', '.join(missing)}")
     schema = tuple(c for c in cert_type.claims if c.name in claims)
-    values = {c.key: check_canonical(c, canonical_value(c, claims[c.name])) for c in schema}
+    values = {c.key: canonical_value(c, claims[c.name]) for c in schema}  # checked, lengths too
     secret = _secrets.token_bytes(SECRET_SIZE) if salt_secret is None else salt_secret
     if type(secret) is not bytes or len(secret) != SECRET_SIZE:
         raise SchemaError(f"the salt secret must be {SECRET_SIZE} bytes")
@@ -423,12 +443,12 @@ def issue_credential(
         operator=operator,
         valid_from=valid_from,
         valid_until=valid_until,
-        claim_digests={k: claim_digest(claim_salt(secret, k), k, v) for k, v in values.items()},
+        claim_digests=digests_from_secret(secret, values),
         reason=reason,
         replaces=replaces,
     )
     signed = SignedStatement.sign(statement, key=key, key_id=issuer.log_key_id(log_key))
-    return Credential(
+    return Credential._issued(
         signed=signed,
         schema=schema,
         claims={c.name: display_value(c, values[c.key]) for c in schema},

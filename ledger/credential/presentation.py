@@ -72,7 +72,7 @@ from ledger.credential.claims import (
     ClaimValue,
     check_canonical,
     claim_digest,
-    claim_salt,
+    digests_from_secret,
     display_value,
     value_text,
 )
@@ -312,7 +312,7 @@ class Presentation:
     def claim_digests(self) -> dict[int, bytes]:
         """Every claim digest of the statement: recomputed for disclosed claims."""
         if self.secret is not None:
-            return {k: claim_digest(claim_salt(self.secret, k), k, v) for k, v in self.values.items()}
+            return digests_from_secret(self.secret, self.values)
         assert self.salts is not None and self.digests is not None
         out = dict(self.digests)
         for k, v in self.values.items():
@@ -644,7 +644,7 @@ def verify_presentation(
     statement = p.statement(
         issuer=member.id, national_code=ctype.national_code, issuer_code=member.issuer_code
     )
-    signed = SignedStatement(statement_bytes=statement.to_bytes(), key_id=p.key_id, signature=p.signature)
+    signed = SignedStatement.from_statement(statement, key_id=p.key_id, signature=p.signature)
     if not log_key.public_key.is_valid(p.signature, statement_message(signed.statement_bytes)):
         what = (
             "a disclosed value, the salt secret or the signature"

@@ -12,7 +12,9 @@ rows and the ``O(log n)`` right edge of the tree, and checks
    :func:`ledger.log.merkle.stored_hashes`, and that no stored hash lies beyond the last entry;
 6. every stored checkpoint: it opens (signature by one of the log keys, origin of this
    log), its size and root are the stored ones, its size is within the log, and its
-   root equals the root recomputed from the entries at that size.
+   root equals the root recomputed from the entries at that size;
+7. that the certificate index (:mod:`ledger.log.index`) holds exactly the rows the
+   entries give: compared as multisets through a sum of row hashes, in constant memory.
 
 The first failure raises :class:`~ledger.errors.AuditError` whose ``index`` names the
 first bad entry (``None`` for a fault not tied to one entry, such as a checkpoint
@@ -21,14 +23,18 @@ signature) and whose message says what is wrong and how far the audit got.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from ledger.errors import AuditError, LedgerError, MalformedError, SignatureError, StorageError
 from ledger.keys import SIG_TYPE_ED25519, PublicKey, VerifierKey, key_id
+from ledger.log import index as cert_index
 from ledger.log import merkle, note
 from ledger.log.checkpoint import DEFAULT_MAX_SIZE as CHECKPOINT_MAX_SIZE
 from ledger.log.checkpoint import OpenedCheckpoint, open_checkpoint
@@ -104,6 +110,27 @@ def _root_of_edge(edge: list[bytes]) -> bytes:
     return h
 
 
+class _RowSum:
+    """A multiset of rows as a count and a sum of row hashes modulo 2**256."""
+
+    __slots__ = ("count", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0
+
+    def add(self, row: Sequence[Any]) -> None:
+        try:
+            data = msgpack.packb(list(row), use_bin_type=True)
+        except (TypeError, ValueError, OverflowError):  # a value no entry can give
+            data = repr(row).encode()
+        self.count += 1
+        self.total = (self.total + int.from_bytes(hashlib.sha256(data).digest(), "big")) % _MOD
+
+
+_MOD = 1 << 256
+
+
 class _Auditor:
     def __init__(self, store: LogStore, keys: dict[bytes, PublicKey], progress: Progress | None) -> None:
         self.store = store
@@ -139,6 +166,7 @@ class _Auditor:
             return out
 
         prev = GENESIS_PREV
+        index_rows = _RowSum()
         hashes = self._hash_rows(merkle.stored_hash_count(size))
         expect = hash_count = signatures = 0
         for idx, data in store.scan_entries(0, size):
@@ -159,6 +187,8 @@ class _Auditor:
                     index=i,
                 )
             signed = entry.signed
+            for row in cert_index.rows_for_statement(i, signed.statement):
+                index_rows.add(row)
             key = self.keys.get(signed.key_id)
             if key is None:
                 raise AuditError(
@@ -211,6 +241,15 @@ class _Auditor:
                 f"a checkpoint signed for size {next_cp.size} is beyond the log's {size} entries: "
                 "the log was truncated",
                 index=size,
+            )
+        stored_rows = _RowSum()
+        for row in store.scan_cert_index():
+            stored_rows.add(row)
+        if (stored_rows.count, stored_rows.total) != (index_rows.count, index_rows.total):
+            raise AuditError(
+                f"the certificate index does not match the entries: it has {stored_rows.count} row(s), "
+                f"the {size} entries give {index_rows.count}"
+                + ("" if stored_rows.count != index_rows.count else ", but different ones")
             )
         if self.progress is not None:
             self.progress(size, size)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ledger.errors import MalformedError
 
@@ -30,17 +31,29 @@ _VERSION = re.compile(r"[0-9]{3}")
 _MAX_LEN = 160
 
 
+# _STEP[p][ch]: the MOD 37,36 state after reading ``ch`` in state ``p`` (1..36).
+_STEP = [{c: (((p + v) % 36 or 36) * 2) % 37 for c, v in _VALUE.items()} for p in range(37)]
+
+
+def _run(p: int, text: str) -> int:
+    try:
+        for ch in text:
+            p = _STEP[p][ch]
+    except KeyError:
+        bad = next(ch for ch in text if ch not in _VALUE)
+        raise MalformedError(f"character {bad!r} cannot be in a check-character computation") from None
+    return p
+
+
+@lru_cache(maxsize=1024)
+def _prefix_state(type_code: str, issuer_code: str) -> int:
+    """The state after the identifier's prefix, type and issuer code (shared by many ids)."""
+    return _run(36, PREFIX.replace(".", "") + type_code + issuer_code)
+
+
 def check_character(text: str) -> str:
     """ISO/IEC 7064 MOD 37,36 check character of ``text`` (digits and A–Z only)."""
-    p = 36
-    for ch in text:
-        try:
-            v = _VALUE[ch]
-        except KeyError:
-            raise MalformedError(f"character {ch!r} cannot be in a check-character computation") from None
-        s = (p + v) % 36 or 36
-        p = (s * 2) % 37
-    return _ALPHABET[(37 - p) % 36]
+    return _ALPHABET[(37 - _run(36, text)) % 36]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +83,8 @@ class CertId:
     @property
     def check(self) -> str:
         """The check character."""
-        return check_character(self.body.replace(".", ""))
+        p = _run(_prefix_state(self.type_code, self.issuer_code), self.serial + self.version)
+        return _ALPHABET[(37 - p) % 36]
 
     def __str__(self) -> str:
         return f"{self.body}.{self.check}"

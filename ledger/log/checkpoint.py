@@ -27,7 +27,9 @@ timestamps; other signatures are ignored, as the note spec requires.
 from __future__ import annotations
 
 import base64
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -40,6 +42,7 @@ __all__ = [
     "COSIGNATURE_HEADER",
     "DEFAULT_MAX_SIZE",
     "MAX_TIMESTAMP",
+    "OPENED_CACHE_SIZE",
     "Checkpoint",
     "CosignatureSigner",
     "CosignatureVerifier",
@@ -256,6 +259,43 @@ class OpenedCheckpoint:
     cosignatures: Mapping[str, int]
 
 
+class _OpenedCache:
+    """Checkpoints that opened, by their exact bytes and the keys they were opened with.
+
+    Opening is a pure function of (note bytes, log key, witness keys, size cap), so a
+    verifier that sees the same witnessed checkpoint for many proofs verifies its
+    signatures once. Bounded (least recently used goes first); failures are not kept.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[tuple[object, ...], OpenedCheckpoint] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...]) -> OpenedCheckpoint | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[object, ...], value: OpenedCheckpoint) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+#: How many opened checkpoints :func:`open_checkpoint` remembers.
+OPENED_CACHE_SIZE = 256
+_opened = _OpenedCache(OPENED_CACHE_SIZE)
+
+
 def open_checkpoint(
     data: bytes,
     *,
@@ -268,8 +308,31 @@ def open_checkpoint(
     The log key (type 0x01) must have signed the note and its name must equal the
     checkpoint origin; each witness key (type 0x04) that cosigned must verify. A bad
     signature from any of these keys rejects the checkpoint (SignatureError); other
-    signatures are ignored.
+    signatures are ignored. A checkpoint that opened before with the same bytes and
+    keys is answered from a small cache without verifying again.
     """
+    given: object = data
+    if not isinstance(given, bytes):  # bytes-like copies are opened as they are, without the cache
+        return _open_checkpoint(data, log_key=log_key, witnesses=witnesses, max_size=max_size)
+    cache_key = (data, log_key, tuple(witnesses), max_size)
+    try:
+        found = _opened.get(cache_key)
+    except TypeError:  # an unhashable stand-in for a key: open without the cache
+        return _open_checkpoint(data, log_key=log_key, witnesses=witnesses, max_size=max_size)
+    if found is not None:
+        return found
+    opened = _open_checkpoint(data, log_key=log_key, witnesses=witnesses, max_size=max_size)
+    _opened.put(cache_key, opened)
+    return opened
+
+
+def _open_checkpoint(
+    data: bytes,
+    *,
+    log_key: VerifierKey,
+    witnesses: Sequence[VerifierKey],
+    max_size: int,
+) -> OpenedCheckpoint:
     log_verifier = note.Ed25519Verifier(key=log_key)
     verifiers: list[note.Verifier] = [log_verifier]
     verifiers += [CosignatureVerifier(key=w) for w in witnesses]

@@ -193,8 +193,21 @@ def prove_record(t: int, n: int, read: HashReader) -> list[bytes]:
         else:
             path.append((lo, lo + k))
             lo = lo + k
+    # every stored hash the proof needs, read at once (one query for a database reader)
+    need: list[int] = []
+    groups: list[tuple[int, int]] = []
     for a, b in reversed(path):
-        proof.append(_subtree_hash(a, b, read))
+        start = len(need)
+        _subtree_indexes(a, b, need)
+        groups.append((start, len(need)))
+    hashes = list(read(need)) if need else []
+    if len(hashes) != len(need):
+        raise ValueError("hash reader returned the wrong number of hashes")
+    for start, end in groups:
+        h = hashes[end - 1]
+        for left in reversed(hashes[start : end - 1]):
+            h = node_hash(left, h)
+        proof.append(h)
     return proof
 
 

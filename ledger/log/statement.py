@@ -298,6 +298,13 @@ def statement_message(statement_bytes: bytes) -> bytes:
     return STATEMENT_CONTEXT + statement_bytes
 
 
+def _check_signature_parts(key_id: object, signature: object) -> None:
+    if type(key_id) is not bytes or len(key_id) != 4:
+        raise MalformedError("signed statement: key id must be 4 bytes")
+    if type(signature) is not bytes or len(signature) != 64:
+        raise MalformedError("signed statement: signature must be 64 bytes")
+
+
 @dataclass(frozen=True, kw_only=True)
 class SignedStatement:
     """A statement's exact bytes with the signer's key ID and signature."""
@@ -306,19 +313,49 @@ class SignedStatement:
     key_id: bytes
     signature: bytes
     statement: Statement = field(init=False, repr=False, compare=False)
+    # The public key of the SigningKey that made the signature in this process (set
+    # only by sign()); a log store appending with that key need not verify it again.
+    _signed_by: PublicKey | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        if type(self.key_id) is not bytes or len(self.key_id) != 4:
-            raise MalformedError("signed statement: key id must be 4 bytes")
-        if type(self.signature) is not bytes or len(self.signature) != 64:
-            raise MalformedError("signed statement: signature must be 64 bytes")
+        _check_signature_parts(self.key_id, self.signature)
         object.__setattr__(self, "statement", Statement.from_bytes(self.statement_bytes))
 
     @classmethod
     def sign(cls, statement: Statement, *, key: SigningKey, key_id: bytes) -> SignedStatement:
         """Sign ``statement`` with ``key``, whose 4-byte C2SP key ID is ``key_id``."""
         data = statement.to_bytes()
-        return cls(statement_bytes=data, key_id=key_id, signature=key.sign(statement_message(data)))
+        signed = cls._from_parts(statement, data, key_id, key.sign(STATEMENT_CONTEXT + data))
+        object.__setattr__(signed, "_signed_by", key.public_key)
+        return signed
+
+    @classmethod
+    def from_statement(cls, statement: Statement, *, key_id: bytes, signature: bytes) -> SignedStatement:
+        """A validated ``statement`` with a key ID and signature (nothing verified).
+
+        Its bytes are :meth:`Statement.to_bytes`, the canonical encoding, so they are not
+        parsed again.
+        """
+        if not isinstance(statement, Statement):
+            raise MalformedError("signed statement: not a Statement")
+        return cls._from_parts(statement, statement.to_bytes(), key_id, signature)
+
+    @classmethod
+    def _from_parts(
+        cls, statement: Statement, data: bytes, key_id: bytes, signature: bytes
+    ) -> SignedStatement:
+        _check_signature_parts(key_id, signature)
+        signed = object.__new__(cls)
+        object.__setattr__(signed, "statement_bytes", data)
+        object.__setattr__(signed, "key_id", key_id)
+        object.__setattr__(signed, "signature", signature)
+        object.__setattr__(signed, "statement", statement)
+        object.__setattr__(signed, "_signed_by", None)
+        return signed
+
+    def signed_here_by(self, public_key: PublicKey) -> bool:
+        """True if :meth:`sign` made this signature in this process with ``public_key``'s key."""
+        return self._signed_by is not None and self._signed_by.raw == public_key.raw
 
     def verify(self, public_key: PublicKey) -> None:
         """Raise :class:`~ledger.errors.SignatureError` unless ``public_key`` signed this."""

@@ -8,14 +8,16 @@ Schema (version 1; ``PRAGMA application_id`` marks the file as a certledger log)
                                                          in ledger.log.merkle.stored_hash_index order
     checkpoints (id INTEGER PRIMARY KEY, size, root, note, signed_at)
                                                          every checkpoint this log signed
+    cert_index  (cert, idx, kind, time, issuer)         certificate id → its statements
+                                                         (see ledger.log.index)
 
 The database runs in WAL mode with ``synchronous=FULL``. :meth:`LogStore.append` writes
-a batch of entries and their stored hashes in one transaction and returns only after
-the commit, i.e. after the write-ahead log has been fsync'ed: an acknowledged entry is
-durable, and a crash at any instant leaves either the whole batch or none of it. The
-in-memory state (size, last leaf hash, the right edge of the tree) is updated only after
-a commit and reloaded from the database after any failure, so the database is the only
-truth.
+a batch of entries, their stored hashes and their certificate-index rows in one
+transaction and returns only after the commit, i.e. after the write-ahead log has been
+fsync'ed: an acknowledged entry is durable, and a crash at any instant leaves either the
+whole batch or none of it. The in-memory state (size, last leaf hash, the right edge of
+the tree) is updated only after a commit and reloaded from the database after any
+failure, so the database is the only truth.
 
 An append hashes ``O(log n)``: each record stores its leaf hash and the hashes of the
 subtrees it completes (:func:`ledger.log.merkle.stored_hashes`), whose siblings are the
@@ -59,6 +61,7 @@ from ledger.errors import (
 )
 from ledger.files import fsync_path
 from ledger.keys import SIG_TYPE_ED25519, SigningKey, check_key_name, key_id
+from ledger.log import index as cert_index
 from ledger.log import merkle
 from ledger.log.checkpoint import Checkpoint, sign_checkpoint
 from ledger.log.statement import (
@@ -110,7 +113,7 @@ CREATE TABLE checkpoints (
 );
 CREATE INDEX checkpoints_by_size ON checkpoints (size, id);
 """
-_TABLES = frozenset({"meta", "entries", "hashes", "checkpoints"})
+_TABLES = frozenset({"meta", "entries", "hashes", "checkpoints", cert_index.TABLE})
 _VALUE_COLUMN = {"entries": "data", "hashes": "hash"}
 
 
@@ -183,6 +186,7 @@ class LogStore:
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
+                cert_index.create_table(conn)
                 conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
                     [("schema_version", SCHEMA_VERSION), ("origin", origin), ("created", int(time.time()))],
@@ -402,7 +406,8 @@ class LogStore:
 
         Each :class:`Statement` is signed with ``key`` (key ID
         ``key_id(origin, 0x01, public key)``). A pre-signed :class:`SignedStatement` is
-        accepted if it carries that key ID and its signature verifies. The batch is
+        accepted if it carries that key ID and its signature verifies (not checked
+        again when :meth:`SignedStatement.sign` made it in this process with ``key``). The batch is
         written in one transaction: either every entry is appended or none is. The
         call returns only once the batch is durable.
         """
@@ -413,6 +418,7 @@ class LogStore:
             if isinstance(statements, Statement | SignedStatement):
                 statements = (statements,)
             kid = self.key_id(key)
+            public = key.public_key
             sign = key.sign
             sha256 = hashlib.sha256
             stored_hashes = merkle.stored_hashes
@@ -425,18 +431,22 @@ class LogStore:
             hash_index = merkle.stored_hash_count(n)
             entry_rows: list[tuple[int, bytes]] = []
             hash_rows: list[tuple[int, bytes]] = []
+            index_rows: list[cert_index.IndexRow] = []
+            index_rows_for = cert_index.rows_for_statement
             for item in statements:
                 if isinstance(item, Statement):
                     data = item.to_bytes()
                     sig = sign(context + data)
+                    index_rows += index_rows_for(n, item)
                 elif isinstance(item, SignedStatement):
                     data, sig = item.statement_bytes, item.signature
+                    index_rows += index_rows_for(n, item.statement)
                     if item.key_id != kid:
                         raise SignatureError(
                             f"statement {n - start} of the batch is signed by key ID "
                             f"{item.key_id.hex()}, not by this log's key {kid.hex()}"
                         )
-                    if not key.public_key.is_valid(sig, statement_message(data)):
+                    if not item.signed_here_by(public) and not public.is_valid(sig, statement_message(data)):
                         raise SignatureError(f"statement {n - start} of the batch: signature does not verify")
                 else:
                     raise MalformedError(
@@ -455,19 +465,25 @@ class LogStore:
                 n += 1
             if n == start:
                 return []
-            self._commit(entry_rows, hash_rows)
+            self._commit(entry_rows, hash_rows, index_rows)
             self._size = n
             self._last_leaf = prev
             self._edge = {i: known[i] for i in _edge_indexes(n)}
             return list(range(start, n))
 
-    def _commit(self, entry_rows: list[tuple[int, bytes]], hash_rows: list[tuple[int, bytes]]) -> None:
+    def _commit(
+        self,
+        entry_rows: list[tuple[int, bytes]],
+        hash_rows: list[tuple[int, bytes]],
+        index_rows: Sequence[cert_index.IndexRow] = (),
+    ) -> None:
         c = self._conn
         try:
             c.execute("BEGIN IMMEDIATE")
             try:
                 c.executemany("INSERT INTO entries (idx, data) VALUES (?, ?)", entry_rows)
                 c.executemany("INSERT INTO hashes (idx, hash) VALUES (?, ?)", hash_rows)
+                cert_index.insert(c, index_rows)
                 c.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -557,6 +573,27 @@ class LogStore:
         """Raw ``(stored-hash index, hash)`` rows in ``[start, stop)``, as stored, in order."""
         return self._scan("hashes", start, stop)
 
+    def cert_history(self, cert_id: str) -> list[cert_index.IndexedEvent]:
+        """Every statement about ``cert_id`` in this log, in log order, from the
+        certificate index (see :mod:`ledger.log.index`)."""
+        with self._mutex:
+            self._check_open()
+            return cert_index.CertIndex(self._conn).history(cert_id)
+
+    def scan_cert_index(self) -> Iterator[tuple[Any, ...]]:
+        """Raw rows of the certificate index, as stored, in key order (what audit reads)."""
+        rows = cert_index.scan(self._conn)
+        while True:
+            with self._mutex:
+                self._check_open()
+                try:
+                    row = next(rows, None)
+                except (sqlite3.Error, UnicodeDecodeError) as e:
+                    raise StorageError(f"{self._path}: database error: {e}") from None
+            if row is None:
+                return
+            yield row
+
     def last_hash_index(self) -> int | None:
         """The largest stored-hash index present, or None if there are none."""
         with self._mutex:
@@ -602,6 +639,32 @@ class LogStore:
             n = self._check_size(size)
             self._check_index(index, n)
             return merkle.prove_record(n, index, self._read)
+
+    def entry_proof(self, index: int, size: int | None = None) -> tuple[bytes, list[bytes]]:
+        """``(prev, proof)`` for entry ``index``, read in one query.
+
+        ``prev`` is the leaf hash of entry ``index - 1`` (zeros for entry 0) and ``proof``
+        the RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries.
+        With them a verifier that holds a signed statement rebuilds the entry's exact
+        bytes (:func:`ledger.log.statement.encode_entry`) and checks that it is in the log
+        without reading the entry.
+        """
+        with self._mutex:
+            self._check_open()
+            n = self._check_size(size)
+            self._check_index(index, n)
+            prev_at = [merkle.stored_hash_index(0, index - 1)] if index else []
+            prev: list[bytes] = []
+
+            def read(indexes: Sequence[int]) -> list[bytes]:
+                hashes = self._read([*prev_at, *indexes])
+                prev.extend(hashes[: len(prev_at)])
+                return hashes[len(prev_at) :]
+
+            proof = merkle.prove_record(n, index, read)
+            if prev_at and not prev:  # pragma: no cover - entry index > 0 always needs proof hashes
+                prev = self._read(prev_at)
+        return (prev[0] if prev else GENESIS_PREV), proof
 
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
         """RFC 9162 consistency proof from the tree of ``old`` entries to that of ``new``."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ledger.errors import MalformedError, ProofError, SignatureError, TooLargeError
 from ledger.keys import VerifierKey
@@ -49,8 +50,12 @@ _MAX_INDEX = (1 << 63) - 1
 _HASH_B64_LEN = 44
 
 
+@lru_cache(maxsize=256)
 def _check_checkpoint_note(data: bytes) -> Checkpoint:
-    """The checkpoint a signed-checkpoint note holds (syntax only; nothing verified)."""
+    """The checkpoint a signed-checkpoint note holds (syntax only; nothing verified).
+
+    Remembered by exact bytes: many proofs carry the same checkpoint.
+    """
     parsed = note.parse(data, max_size=CHECKPOINT_MAX_SIZE)
     return Checkpoint.parse(parsed.text)
 
@@ -161,7 +166,7 @@ def make_proof(
     ``read`` reads the log's stored hashes (see :mod:`ledger.log.merkle`); the checkpoint's
     signature is not checked here.
     """
-    cp = _check_checkpoint_note(signed_checkpoint)
+    cp = _check_checkpoint_note(bytes(signed_checkpoint))
     if not 0 <= index < cp.size:
         raise ProofError(f"entry {index} is not in the checkpointed tree of size {cp.size}")
     hashes = merkle.prove_record(cp.size, index, read)

@@ -1,0 +1,195 @@
+"""Verifying a presentation end to end next to raw Ed25519 verification, interleaved in one run.
+
+Not a test. The market regulator of the test consortium issues licences into its log
+and signs a checkpoint that the two other members' witnesses cosign; the verifier
+holds the trust policy, a copy of that log (with its certificate index) and the
+witnessed checkpoint. One verification, as the verifier service does it:
+
+1. parse the ``CL1:`` QR text strictly and check it against the trust policy
+   (:func:`ledger.credential.presentation.check_presentation`: issuer, mandate,
+   claims, the statement signature over the rebuilt statement, the purpose);
+2. find the certificate's statements in the certificate index (one lookup);
+3. read the entry's ``prev`` and inclusion proof in one query
+   (:meth:`ledger.log.store.LogStore.entry_proof`), rebuild the entry from the checked
+   statement, and verify the tlog-proof under the witnessed checkpoint with the
+   policy's witness quorum (:func:`ledger.log.tlogproof.verify`; the checkpoint's
+   signatures are checked once and then remembered by its exact bytes);
+4. check the log key's validity at the statement time and before it was witnessed.
+
+Each block verifies a batch of distinct presentations; right before or after it (the
+order alternates) libsodium through PyNaCl verifies as many statement signatures of
+the same messages: the yardstick. Prints per-block rates and ratios and their median.
+
+Usage, with the package installed (``pip install -e .``):
+``python bench/bench_verify.py [--certificates N] [--blocks B] [--dir DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nacl.signing
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ledger.credential.issuing import IssueRequest, issue_credentials
+from ledger.credential.presentation import check_presentation
+from ledger.errors import VerificationError
+from ledger.log import tlogproof
+from ledger.log.checkpoint import CosignatureSigner, cosign
+from ledger.log.index import IndexKind
+from ledger.log.statement import encode_entry, statement_message
+from ledger.log.store import LogStore
+from tests.fixtures.consortium import (
+    AMR,
+    AMR_KEY,
+    BUSINESS_LICENCE,
+    HEALTH,
+    POLICY,
+    PSB,
+    key,
+    reference_licence,
+)
+
+PURPOSE = "identity"
+WITNESS_SEEDS = {HEALTH.id: 52, PSB.id: 53}  # the fixture's witness keys
+
+
+def verify(text: str, *, store: LogStore, witnessed: bytes, size: int, now: int) -> None:
+    """One full verification (steps 1 to 4 of the module docstring); ``size`` is the
+    witnessed checkpoint's tree size, which the verifier learnt when it synced."""
+    checked = check_presentation(text, policy=POLICY, now=now, purpose=PURPOSE)
+    own = (IndexKind.ISSUE, IndexKind.REPLACE)
+    index = next(e.index for e in store.cert_history(checked.cert_id) if e.kind in own)
+    prev, hashes = store.entry_proof(index, size)
+    signed = checked.signed
+    entry = encode_entry(
+        statement_bytes=signed.statement_bytes, key_id=signed.key_id, signature=signed.signature, prev=prev
+    )
+    opened = tlogproof.verify(
+        tlogproof.TlogProof(index=index, proof=tuple(hashes), checkpoint=witnessed),
+        log_key=checked.issuer.log_verifier_key(checked.log_key),
+        leaf=entry,
+        witnesses=list(POLICY.witness_keys(checked.issuer.id).values()),
+        quorum=POLICY.witness_quorum,
+    )
+    POLICY.log_key(
+        checked.issuer.id,
+        signed.key_id,
+        at=checked.statement.time,
+        witnessed_at=max(opened.cosignatures.values()),
+    )
+
+
+def raw_verify(messages: list[tuple[bytes, bytes]], verify_key: nacl.signing.VerifyKey) -> float:
+    """Seconds libsodium takes to verify ``(message, signature)`` pairs on this core."""
+    check = verify_key.verify
+    t = time.perf_counter()
+    for message, signature in messages:
+        check(message, signature)
+    return time.perf_counter() - t
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    ref = reference_licence()
+    at = ref["valid_from"] + 10 * 3600
+    now = at + 600
+    store = LogStore.create(work / "amr.db", origin=AMR.origin)
+    requests = [
+        IssueRequest(
+            cert_type=BUSINESS_LICENCE,
+            serial=str(1000 + i),
+            claims={**ref["claims"], "name": f"{ref['claims']['name']}{i}"},
+            operator="op:7f3a9c",
+            valid_from=ref["valid_from"],
+            valid_until=ref["valid_until"],
+        )
+        for i in range(args.certificates)
+    ]
+    issued = []
+    for lo in range(0, len(requests), 1000):
+        issued += issue_credentials(requests[lo : lo + 1000], issuer=AMR, key=AMR_KEY, store=store, time=at)
+    witnessed = store.checkpoint(AMR_KEY)
+    for member_id, seed in WITNESS_SEEDS.items():
+        name = POLICY.witness_keys(AMR.id)[member_id].name
+        witnessed = cosign(witnessed, CosignatureSigner(name=name, key=key(seed)), timestamp=at + 60)
+    size = store.size
+    texts = [i.credential.to_qr_text(BUSINESS_LICENCE.purposes[PURPOSE]) for i in issued]
+    messages = [
+        (statement_message(i.credential.signed.statement_bytes), i.credential.signed.signature)
+        for i in issued
+    ]
+    verify_key = nacl.signing.VerifyKey(AMR_KEY.public_key.raw)
+    # warm up, and make sure every presentation verifies and a forged one does not
+    for text in texts[: min(50, len(texts))]:
+        verify(text, store=store, witnessed=witnessed, size=size, now=now)
+    forged = issued[0].credential.present(["uscc", "name"])
+    forged = dataclasses.replace(forged, signature=bytes(64))
+    try:
+        verify(forged.to_text(), store=store, witnessed=witnessed, size=size, now=now)
+    except VerificationError:
+        pass
+    else:
+        raise SystemExit("a forged presentation verified")
+    print(
+        f"{len(texts):,} selective presentations "
+        f"({PURPOSE}: {', '.join(BUSINESS_LICENCE.purposes[PURPOSE])}), "
+        f"{statistics.mean(len(t) for t in texts):.0f} characters; log of {store.size:,} entries, checkpoint "
+        f"cosigned by {len(WITNESS_SEEDS)} witnesses (quorum {POLICY.witness_quorum})"
+    )
+    print(f"{'block':>5} {'verified/s':>10} {'raw verify/s':>12} {'ratio':>6}")
+    per_block = max(1, len(texts) // args.blocks)
+    ratios: list[float] = []
+    total_full = total_raw = 0.0
+    done = 0
+    for block in range(args.blocks):
+        lo = (block * per_block) % len(texts)
+        chunk, pairs = texts[lo : lo + per_block], messages[lo : lo + per_block]
+        raw_first = block % 2 == 1
+        t_raw = raw_verify(pairs, verify_key) if raw_first else 0.0
+        t = time.perf_counter()
+        for text in chunk:
+            verify(text, store=store, witnessed=witnessed, size=size, now=now)
+        t_full = time.perf_counter() - t
+        if not raw_first:
+            t_raw = raw_verify(pairs, verify_key)
+        full_rate, raw_rate = len(chunk) / t_full, len(pairs) / t_raw
+        ratios.append(full_rate / raw_rate)
+        total_full += t_full
+        total_raw += t_raw
+        done += len(chunk)
+        print(f"{block + 1:5d} {full_rate:10,.0f} {raw_rate:12,.0f} {ratios[-1]:6.2f}", flush=True)
+    store.close()
+    print()
+    print(f"full verifications:          {done / total_full:10,.0f} /s  (QR text to verdict, proof included)")
+    print(
+        f"raw libsodium verification:  {done / total_raw:10,.0f} /s  (PyNaCl, the same statement signatures)"
+    )
+    print(
+        f"verifying / raw verify:      {statistics.median(ratios):10.2f}   "
+        f"(median of {len(ratios)} per-block ratios)"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--certificates", type=int, default=4000, help="certificates issued (default 4,000)")
+    ap.add_argument("--blocks", type=int, default=8, help="measured blocks (default 8)")
+    ap.add_argument("--dir", type=Path, help="where to put the log (default: a temporary directory)")
+    args = ap.parse_args()
+    if args.dir:
+        args.dir.mkdir(parents=True, exist_ok=True)
+        run(args, args.dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:
+            run(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
