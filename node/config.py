@@ -160,6 +160,9 @@ class NodeConfig:
     #: Longest wait between two tries of a witness that failed.
     max_backoff: float = 10.0
     clock: Callable[[], float] = field(default=time.time)
+    #: Accept clerks' bearer tokens over plain HTTP from non-loopback addresses
+    #: (only behind a TLS-terminating proxy on a trusted network).
+    allow_plain_http: bool = False
 
     @property
     def member(self) -> Member:
@@ -184,6 +187,7 @@ def load_config(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
     passphrase: bytes | None = None,
+    allow_plain_http: bool = False,
 ) -> NodeConfig:
     """Read and check a data directory; refuses an expired policy or keys it does not list."""
     d = Path(data_dir)
@@ -203,4 +207,5 @@ def load_config(
         submit=submit,
         transport=transport,
         clock=clock,
+        allow_plain_http=allow_plain_http,
     )

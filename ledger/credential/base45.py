@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import struct
 
-import base45 as _base45
 
 from ledger.errors import MalformedError, TooLargeError
 
@@ -25,8 +24,15 @@ _VALID = re.compile(r"[0-9A-Z $%*+\-./:]*")
 
 
 def b45encode(data: bytes) -> str:
-    """The Base45 text of ``data``."""
-    return _base45.b45encode(bytes(data)).decode("ascii")  # type: ignore[no-any-return]
+    """The Base45 text of ``data`` (RFC 9285), a table look-up per two bytes."""
+    data = bytes(data)
+    full = len(data) - len(data) % 2
+    table = _ENCODE
+    text = "".join([table[g] for g in struct.unpack(f">{full // 2}H", data[:full])])
+    if full < len(data):
+        b = data[-1]
+        text += ALPHABET[b % 45] + ALPHABET[b // 45]
+    return text
 
 
 def b45decode(text: str, *, max_size: int, what: str = "Base45 text") -> bytes:
@@ -59,3 +65,5 @@ _VALUES = {c: i for i, c in enumerate(ALPHABET)}
 #: Value of each two-character group (low digit first), and of a third, high digit.
 _PAIR = {a + b: _VALUES[a] + 45 * _VALUES[b] for a in ALPHABET for b in ALPHABET}
 _HIGH = {c: 45 * 45 * v for c, v in _VALUES.items()}
+#: The three characters of each 16-bit group (low digit first).
+_ENCODE = [ALPHABET[n % 45] + ALPHABET[n // 45 % 45] + ALPHABET[n // 2025] for n in range(1 << 16)]

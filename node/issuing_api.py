@@ -1,0 +1,409 @@
+"""The clerks' HTTP API under ``/v1`` (documented at ``/docs``).
+
+==============================================  ==========  =========================================
+``GET  /v1/types``                              public      the types this department may issue/revoke
+``POST /v1/certificates``                       issue       issue one certificate
+``POST /v1/certificates/batch``                 issue       issue up to 5,000 at once (all or none)
+``GET  /v1/certificates``                       any clerk   list this department's certificates
+``GET  /v1/certificates/{id}``                  any clerk   credential and status history
+``GET  /v1/certificates/{id}/qr.png`` / ``.svg``  any clerk   the QR code (``?reveal=a,b`` for some claims)
+``POST /v1/certificates/{id}/revoke``           revoke      also ``suspend`` and ``reinstate``
+``POST /v1/certificates/{id}/replace``          issue       a new edition that supersedes it
+==============================================  ==========  =========================================
+
+Every request sends ``Authorization: Bearer <clerk token>``. No token, or one that is not a
+current clerk's token of this node → 401; a role the clerk lacks, a type outside the
+mandate, or a bearer token over plain HTTP from a non-loopback address (unless the node
+runs with ``allow_plain_http``) → 403. Claims that do not fit → 422 with
+``{"error": …, "problems": [{"item", "field", "rule"}]}``. An ``Idempotency-Key`` header
+makes a retried request return the same certificate (or status change); the same key
+with a different request → 409. Every change, every read of claims, and every 401/403
+is appended to the operation trail before the reply.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from ledger.credential.credential import Credential
+from ledger.credential.qr import render_png, render_svg
+from ledger.errors import ConflictError, LedgerError, MalformedError, SchemaError, StorageError
+from ledger.log.statement import Kind
+from node import trail
+from node.clerks import Clerk, ForbiddenError, Role, TokenError, authenticate, require
+from node.issuing import MAX_BATCH, ClaimsError, Desk, IssueItem, Issued, NotFoundError, parse_reason
+
+__all__ = ["install"]
+
+ClaimValue = str | int
+
+
+class IssueBody(BaseModel):
+    """One certificate to issue."""
+
+    type: str = Field(description="certificate type code, e.g. business_licence")
+    claims: dict[str, ClaimValue] = Field(description="claim name → value (dates as YYYY-MM-DD)")
+    valid_from: int | None = Field(default=None, description="Unix seconds; default now")
+    valid_until: int | None = Field(default=None, description="Unix seconds; default the type's longest")
+
+
+class BatchItem(BaseModel):
+    """One certificate of a batch."""
+
+    claims: dict[str, ClaimValue]
+    valid_from: int | None = None
+    valid_until: int | None = None
+    idempotency_key: str | None = Field(default=None, description="this item's own key")
+
+
+class BatchBody(BaseModel):
+    """Up to 5,000 certificates of one type, issued together or not at all."""
+
+    type: str
+    items: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
+    include: list[str] | None = Field(
+        default=None, description="parts of each result to send: credential, qr_text (default both)"
+    )
+
+
+class ReplaceBody(BaseModel):
+    """The new edition's claims."""
+
+    claims: dict[str, ClaimValue]
+    valid_from: int | None = None
+    valid_until: int | None = None
+    reason: str | int | None = Field(default=None, description="e.g. information_changed")
+
+
+class StatusBody(BaseModel):
+    """Why the status changes."""
+
+    reason: str | int | None = Field(default=None, description="e.g. holder_request, under_investigation")
+
+
+def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _links(cert_id: str) -> dict[str, str]:
+    base = f"/v1/certificates/{cert_id}"
+    return {"self": base, "qr_png": base + "/qr.png", "qr_svg": base + "/qr.svg"}
+
+
+def issued_json(i: Issued, include: frozenset[str] = frozenset({"credential", "qr_text"})) -> dict[str, Any]:
+    """The reply for one issued certificate."""
+    c = i.credential
+    doc: dict[str, Any] = {
+        "cert_id": c.cert_id,
+        "type": c.statement.cert_type,
+        "index": i.index,
+        "replayed": i.replayed,
+        "links": _links(c.cert_id),
+    }
+    if "credential" in include:
+        doc["credential"] = c.to_json()
+    if "qr_text" in include:
+        doc["qr_text"] = c.to_qr_text()
+    return doc
+
+
+def _loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def install(app: FastAPI, desk: Desk) -> None:
+    """Add the clerks' API and its error handling to ``app``."""
+    router = APIRouter(prefix="/v1", tags=["clerks"])
+    member_id = desk.config.member_id
+
+    async def guard(request: Request, needed: Role | None) -> Clerk:
+        """The clerk making the request, allowed ``needed``; refusals go to the trail."""
+        header = request.headers.get("authorization")
+        host = request.client.host if request.client else None
+        clerk: Clerk | None = None
+        try:
+            if (
+                header
+                and request.url.scheme != "https"
+                and not _loopback(host)
+                and not desk.config.allow_plain_http
+            ):
+                raise ForbiddenError(
+                    "bearer tokens are refused over plain HTTP from a non-loopback address; use HTTPS"
+                )
+            clerk = authenticate(desk.private, member_id=member_id, authorization=header)
+            if needed is not None:
+                require(clerk, needed)
+        except (TokenError, ForbiddenError) as e:
+            await _refused(request, clerk, e)
+            raise
+        request.state.clerk = clerk
+        return clerk
+
+    async def _refused(request: Request, clerk: Clerk | None, e: LedgerError) -> None:
+        status = 401 if isinstance(e, TokenError) else 403
+        host = request.client.host if request.client else "?"
+        await desk.record_event(
+            trail.TrailEvent(
+                actor=clerk.name if clerk else "-",
+                operator=clerk.operator if clerk else "",
+                action="refused",
+                status=status,
+                target=tuple(v for v in request.path_params.values() if isinstance(v, str)),
+                detail=f"{request.method} {request.url.path} from {host}: {e}",
+            )
+        )
+
+    async def mandate(request: Request, check: Callable[[], Any]) -> None:
+        try:
+            check()
+        except ForbiddenError as e:
+            await _refused(request, getattr(request.state, "clerk", None), e)
+            raise
+
+    @router.get("/types", summary="The certificate types this department may issue or revoke")
+    def types() -> Response:
+        policy = desk.config.policy.policy
+        out = []
+        for t in policy.types:
+            if member_id in t.issuers or member_id in t.revokers:
+                out.append(
+                    {
+                        "code": t.code,
+                        "name": t.name,
+                        "may_issue": member_id in t.issuers,
+                        "may_revoke": member_id in t.revokers,
+                        "max_validity_days": t.max_validity_days,
+                        "claims": [
+                            {
+                                "name": c.name,
+                                "label": c.label,
+                                "kind": c.kind,
+                                "required": c.required,
+                                "max_length": c.max_length,
+                            }
+                            for c in t.claims
+                        ],
+                    }
+                )
+        return _json({"member": member_id, "types": out})
+
+    @router.post("/certificates", summary="Issue one certificate", status_code=201)
+    async def issue_one(
+        request: Request,
+        body: IssueBody,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        clerk = await guard(request, Role.ISSUE)
+        await mandate(request, lambda: desk.issuable(body.type))
+        [issued] = await desk.issue(
+            clerk,
+            body.type,
+            [
+                IssueItem(
+                    claims=body.claims,
+                    valid_from=body.valid_from,
+                    valid_until=body.valid_until,
+                    idempotency_key=idempotency_key,
+                )
+            ],
+        )
+        return _json(issued_json(issued), 200 if issued.replayed else 201)
+
+    @router.post("/certificates/batch", summary="Issue a batch of certificates (all or none)", status_code=201)
+    async def issue_batch(
+        request: Request,
+        body: BatchBody,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        clerk = await guard(request, Role.ISSUE)
+        await mandate(request, lambda: desk.issuable(body.type))
+        include = frozenset(body.include if body.include is not None else ("credential", "qr_text"))
+        if not include <= {"credential", "qr_text"}:
+            raise MalformedError("include lists credential and/or qr_text")
+        items = [
+            IssueItem(
+                claims=it.claims,
+                valid_from=it.valid_from,
+                valid_until=it.valid_until,
+                idempotency_key=it.idempotency_key
+                if it.idempotency_key is not None
+                else (None if idempotency_key is None else f"{idempotency_key}/{n}"),
+            )
+            for n, it in enumerate(body.items)
+        ]
+        issued = await desk.issue(clerk, body.type, items, action="issue-batch")
+        status = 200 if all(i.replayed for i in issued) else 201
+        return _json({"certificates": [issued_json(i, include) for i in issued]}, status)
+
+    @router.get("/certificates", summary="List this department's certificates (no claims)")
+    async def list_certificates(
+        request: Request,
+        type: str | None = None,
+        after: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Response:
+        await guard(request, None)
+        rows = desk.private.list_records(type_code=type, after=after, limit=limit)
+        return _json(
+            {
+                "certificates": [
+                    {"cert_id": c, "type": t, "created": cr, "status": desk.status(c), "links": _links(c)}
+                    for c, t, _, _, _, cr in rows
+                ]
+            }
+        )
+
+    async def read_record(request: Request, cert_id: str, what: str) -> Credential:
+        clerk = await guard(request, None)
+        rec = desk.record(cert_id)
+        await desk.record_event(
+            trail.TrailEvent(
+                actor=clerk.name, operator=clerk.operator, action=what, status=200, target=(cert_id,)
+            )
+        )
+        return Credential.loads(rec.credential)
+
+    @router.get("/certificates/{cert_id}", summary="A certificate with its claims and status history")
+    async def get_certificate(request: Request, cert_id: str) -> Response:
+        cred = await read_record(request, cert_id, "read")
+        history = desk.history(cert_id)
+        from ledger.log.index import IndexKind
+        from node.issuing import status_of
+
+        return _json(
+            {
+                "cert_id": cert_id,
+                "type": cred.statement.cert_type,
+                "status": status_of([IndexKind[h["event"].upper()] for h in history]),
+                "history": history,
+                "credential": cred.to_json(),
+                "qr_text": cred.to_qr_text(),
+                "links": _links(cert_id),
+            }
+        )
+
+    def _reveal(reveal: str | None) -> list[str] | None:
+        if reveal is None or reveal == "":
+            return None
+        return [r for r in reveal.split(",") if r]
+
+    @router.get("/certificates/{cert_id}/qr.png", summary="The QR code as PNG")
+    async def qr_png(request: Request, cert_id: str, reveal: str | None = None) -> Response:
+        cred = await read_record(request, cert_id, "read-qr")
+        return Response(render_png(cred.to_qr_text(_reveal(reveal))), media_type="image/png")
+
+    @router.get("/certificates/{cert_id}/qr.svg", summary="The QR code as SVG")
+    async def qr_svg(request: Request, cert_id: str, reveal: str | None = None) -> Response:
+        cred = await read_record(request, cert_id, "read-qr")
+        return Response(render_svg(cred.to_qr_text(_reveal(reveal))), media_type="image/svg+xml")
+
+    async def change(
+        request: Request, cert_id: str, kind: Kind, body: StatusBody | None, key: str | None
+    ) -> Response:
+        clerk = await guard(request, Role.REVOKE)
+        rec = desk.record(cert_id)
+        await mandate(request, lambda: desk.revocable(rec.type))
+        result = await desk.change(clerk, cert_id, kind, parse_reason(body.reason if body else None), key)
+        return _json(result)
+
+    @router.post("/certificates/{cert_id}/revoke", summary="Revoke a certificate")
+    async def revoke(
+        request: Request,
+        cert_id: str,
+        body: StatusBody | None = None,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        return await change(request, cert_id, Kind.REVOKE, body, idempotency_key)
+
+    @router.post("/certificates/{cert_id}/suspend", summary="Suspend a certificate")
+    async def suspend(
+        request: Request,
+        cert_id: str,
+        body: StatusBody | None = None,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        return await change(request, cert_id, Kind.SUSPEND, body, idempotency_key)
+
+    @router.post("/certificates/{cert_id}/reinstate", summary="Reinstate a suspended certificate")
+    async def reinstate(
+        request: Request,
+        cert_id: str,
+        body: StatusBody | None = None,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        return await change(request, cert_id, Kind.REINSTATE, body, idempotency_key)
+
+    @router.post("/certificates/{cert_id}/replace", summary="Issue a new edition replacing a certificate")
+    async def replace(
+        request: Request,
+        cert_id: str,
+        body: ReplaceBody,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        clerk = await guard(request, Role.ISSUE)
+        rec = desk.record(cert_id)
+        await mandate(request, lambda: desk.issuable(rec.type))
+        if idempotency_key is None or desk.private.record_by_key(idempotency_key) is None:
+            status = desk.status(cert_id)
+            if status not in ("valid", "suspended"):
+                raise ConflictError(f"cannot replace a certificate that is {status}")
+        [issued] = await desk.issue(
+            clerk,
+            rec.type,
+            [
+                IssueItem(
+                    claims=body.claims,
+                    valid_from=body.valid_from,
+                    valid_until=body.valid_until,
+                    idempotency_key=idempotency_key,
+                )
+            ],
+            action="replace",
+            replaces=rec,
+            reason=parse_reason(body.reason),
+        )
+        return _json(issued_json(issued), 200 if issued.replayed else 201)
+
+    app.include_router(router)
+    _handlers(app)
+
+
+def _handlers(app: FastAPI) -> None:
+    def handler(status: int, extra: Callable[[Any], dict[str, Any]] | None = None) -> Callable[..., Awaitable[Response]]:
+        async def handle(request: Request, exc: Exception) -> Response:
+            doc: dict[str, Any] = {"error": str(exc)}
+            if extra is not None:
+                doc.update(extra(exc))
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return _json(doc, status, headers)
+
+        return handle
+
+    app.add_exception_handler(TokenError, handler(401))
+    app.add_exception_handler(ForbiddenError, handler(403))
+    app.add_exception_handler(NotFoundError, handler(404))
+    app.add_exception_handler(
+        ClaimsError,
+        handler(422, lambda e: {"problems": [{"item": p.item, "field": p.field, "rule": p.rule} for p in e.problems]}),
+    )
+    app.add_exception_handler(SchemaError, handler(422))
+    app.add_exception_handler(ConflictError, handler(409))
+    app.add_exception_handler(StorageError, handler(503))
+    app.add_exception_handler(MalformedError, handler(400))
