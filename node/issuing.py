@@ -94,6 +94,8 @@ class Issued:
 
     credential: Credential
     index: int | None
+    #: The credential's JSON text, as stored in the private store.
+    credential_json: str
     replayed: bool = False
 
 
@@ -382,6 +384,7 @@ class Desk:
             self._inflight[k] = gate
         try:
             creds = self._build(clerk, ctype, [items[n] for n in todo], now, replaces, reason)
+            texts = [json.dumps(c.to_json(), ensure_ascii=False, separators=(",", ":")) for c in creds]
             records = [
                 RecordRow(
                     cert_id=c.cert_id,
@@ -392,9 +395,9 @@ class Desk:
                     version=c.cert_id.split(".")[-2],
                     clerk=clerk.id,
                     created=now,
-                    credential=json.dumps(c.to_json(), ensure_ascii=False),
+                    credential=text,
                 )
-                for n, c in zip(todo, creds, strict=True)
+                for n, c, text in zip(todo, creds, texts, strict=True)
             ]
             signed = [c.signed for c in creds]
             target = tuple(c.cert_id for c in creds)
@@ -428,8 +431,8 @@ class Desk:
                 self._inflight.pop(k, None)
         if not gate.done():
             gate.set_result(None)
-        for n, c, i in zip(todo, creds, indexes, strict=True):
-            out[n] = Issued(credential=c, index=i)
+        for n, c, i, text in zip(todo, creds, indexes, texts, strict=True):
+            out[n] = Issued(credential=c, index=i, credential_json=text)
         return [o for o in out if o is not None]
 
     def _build(
@@ -482,7 +485,7 @@ class Desk:
         index = await asyncio.to_thread(self._log_index, rec.cert_id, cred.signed.statement_bytes)
         if index is None:
             [index] = await self.node.sequencer.append([cred.signed])
-        return Issued(credential=cred, index=index, replayed=True)
+        return Issued(credential=cred, index=index, credential_json=rec.credential, replayed=True)
 
     # ------------------------------------------------------------------ status changes
 

@@ -17,6 +17,14 @@ from pathlib import Path
 import click
 import uvicorn
 
+from certledger.cli.clerk import (
+    add_clerk_cmd,
+    list_clerks_cmd,
+    record_cli_event,
+    remove_clerk_cmd,
+    rotate_token_cmd,
+    trail,
+)
 from certledger.cli.log import load_signing_key
 from ledger.errors import FileError, LedgerError, MalformedError, StorageError
 from ledger.files import read_capped, write_file
@@ -173,6 +181,13 @@ def _listen(value: str) -> tuple[str, int]:
     show_envvar=True,
     help="Seconds between checkpoints while entries arrive.",
 )
+@click.option(
+    "--allow-plain-http",
+    is_flag=True,
+    envvar="CERTLEDGER_ALLOW_PLAIN_HTTP",
+    show_envvar=True,
+    help="Accept clerks' tokens over plain HTTP from other hosts (only behind a TLS-terminating proxy).",
+)
 def run(
     *,
     data: Path,
@@ -181,6 +196,7 @@ def run(
     tls_key: Path | None,
     tiles_dir: Path | None,
     checkpoint_interval: float,
+    allow_plain_http: bool,
 ) -> None:
     """Serve the log, the witness and the policy until stopped (SIGTERM or Ctrl-C).
 
@@ -196,6 +212,7 @@ def run(
         checkpoint_interval=checkpoint_interval,
         tiles_dir=tiles_dir,
         passphrase=passphrase.encode() if passphrase else None,
+        allow_plain_http=allow_plain_http,
     )
     configure()
     app = create_app(config=config)
@@ -224,6 +241,7 @@ def update_policy(policy_file: Path, data: Path) -> None:
     chain = PolicyChain(policy_dir(data))
     doc = read_capped(policy_file, limit=MAX_DOCUMENT_SIZE, what="policy document")
     policy = chain.install(doc)
+    record_cli_event(data, "update-policy", detail=f"installed policy version {policy.version}")
     click.echo(f"installed policy version {policy.version}")
 
 
@@ -257,3 +275,7 @@ def alerts(data: Path, check: bool) -> None:
                 doc["error"] = str(e)
         click.echo(json.dumps(doc, sort_keys=True))
     click.echo(f"{len(rows)} alert(s)", err=True)
+
+
+for _command in (add_clerk_cmd, list_clerks_cmd, remove_clerk_cmd, rotate_token_cmd, trail):
+    node.add_command(_command)

@@ -1,0 +1,163 @@
+"""Issuing over HTTP next to issuing in-process, interleaved in one run.
+
+Not a test. A real node (``certledger node run``) listens on 127.0.0.1; a clerk token is
+made with ``certledger node add-clerk``.
+
+1. Batch issuing: each block posts one batch of food business permits to
+   ``POST /v1/certificates/batch`` (claims checked, credentials signed, records, statements
+   and the trail event committed to the private store, statements appended to the log
+   through the sequencer, the reply with every credential and its ``CL1:`` text parsed by
+   the client). Right before or after it (the order alternates) the same number of
+   permits is issued in this process through
+   :func:`ledger.credential.issuing.issue_credentials` into a log of its own, and each
+   credential's JSON and ``CL1:`` text are made: the same work without HTTP, private
+   store and trail. Prints each block's rates and their ratio, then the median ratio.
+2. Single issuing: ``--clients`` concurrent clients each post one permit at a time to
+   ``POST /v1/certificates`` until ``--requests`` are answered; prints requests/s and the
+   p50/p99 latency. Concurrent requests share durable commits (group commit).
+
+Client and server share the machine's cores.
+
+Usage, with the package installed (``pip install -e .``):
+``python bench/bench_issue_http.py [--blocks N] [--batch B] [--clients C] [--requests R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ledger.credential.issuing import IssueRequest, issue_credentials
+from ledger.log.store import LogStore
+from tests import window
+from tests.fixtures.consortium import AMR, AMR_KEY, FOOD_PERMIT
+
+
+def in_process(store: LogStore, start: int, count: int, at: int) -> float:
+    """Seconds to issue ``count`` permits in this process, with their JSON and QR text."""
+    reqs = [
+        IssueRequest(
+            cert_type=FOOD_PERMIT,
+            serial=str(n),
+            claims=window.food_claims(n),
+            operator="op:bench",
+            valid_from=at,
+            valid_until=at + 365 * 86400,
+        )
+        for n in range(start, start + count)
+    ]
+    t = time.perf_counter()
+    issued = issue_credentials(reqs, issuer=AMR, key=AMR_KEY, store=store, time=at)
+    for i in issued:
+        json.dumps(i.credential.to_json(), ensure_ascii=False)
+        i.credential.to_qr_text()
+    return time.perf_counter() - t
+
+
+def over_http(client: httpx.Client, start: int, count: int) -> float:
+    """Seconds for one batch request of ``count`` permits, reply parsed."""
+    body = {
+        "type": FOOD_PERMIT.code,
+        "items": [{"claims": window.food_claims(n)} for n in range(start, start + count)],
+    }
+    t = time.perf_counter()
+    r = client.post("/v1/certificates/batch", json=body)
+    got = r.json()
+    elapsed = time.perf_counter() - t
+    if r.status_code != 201 or len(got["certificates"]) != count:
+        raise SystemExit(f"batch failed: {r.status_code} {r.text[:300]}")
+    return elapsed
+
+
+async def singles(url: str, token: str, clients: int, total: int, start: int) -> tuple[float, list[float]]:
+    """Wall time and per-request latencies of ``total`` single issues by ``clients`` clients."""
+    latencies: list[float] = []
+    counter = iter(range(start, start + total))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=60.0
+    ) as client:
+
+        async def worker() -> None:
+            for n in counter:
+                body = {"type": FOOD_PERMIT.code, "claims": window.food_claims(n)}
+                t = time.perf_counter()
+                r = await client.post("/v1/certificates", json=body)
+                latencies.append(time.perf_counter() - t)
+                if r.status_code != 201:
+                    raise SystemExit(f"single issue failed: {r.status_code} {r.text[:300]}")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return time.perf_counter() - t0, latencies
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    data = window.make_node(work)
+    token = window.add_clerk(data, "bench", "issue")
+    node = window.NodeProcess(data, interval=1.0).start()
+    try:
+        store = LogStore.create(work / "in-process.db", origin=AMR.origin)
+        at = int(time.time())
+        with httpx.Client(base_url=node.url, headers={"Authorization": f"Bearer {token}"}, timeout=300.0) as c:
+            over_http(c, 1, min(args.batch, 200))  # warm up
+            in_process(store, 1, min(args.batch, 200), at)
+            print(f"food business permits, {len(FOOD_PERMIT.claims)} claims; batches of {args.batch:,}")
+            print(f"{'block':>5} {'http/s':>10} {'in-proc/s':>10} {'ratio':>6}")
+            ratios: list[float] = []
+            t_http = t_local = 0.0
+            serial = 1000
+            for block in range(args.blocks):
+                local_first = block % 2 == 1
+                tl = in_process(store, serial, args.batch, at) if local_first else 0.0
+                th = over_http(c, serial, args.batch)
+                if not local_first:
+                    tl = in_process(store, serial, args.batch, at)
+                serial += args.batch
+                ratios.append(tl / th)
+                t_http += th
+                t_local += tl
+                print(f"{block + 1:5d} {args.batch / th:10,.0f} {args.batch / tl:10,.0f} {ratios[-1]:6.2f}", flush=True)
+        store.close()
+        n = args.blocks * args.batch
+        print()
+        print(f"batch issuing over HTTP:     {n / t_http:10,.0f} /s  (target >= 5,000/s)")
+        print(f"in-process end to end:       {n / t_local:10,.0f} /s  (issue_credentials + JSON + QR text)")
+        print(
+            f"HTTP / in-process:           {statistics.median(ratios):10.2f}   "
+            f"(median of {len(ratios)} per-block ratios; target >= 0.6)"
+        )
+        wall, lat = asyncio.run(singles(node.url, token, args.clients, args.requests, 10_000_000))
+        lat.sort()
+        print(
+            f"single issuing, {args.clients} clients: {len(lat) / wall:8,.0f} requests/s  "
+            f"p50 {lat[len(lat) // 2] * 1000:.1f} ms  p99 {lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000:.1f} ms  "
+            f"({len(lat):,} requests; target >= 1,000/s)"
+        )
+    finally:
+        node.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--blocks", type=int, default=6, help="measured batch blocks (default 6)")
+    ap.add_argument("--batch", type=int, default=2000, help="permits per batch (default 2,000)")
+    ap.add_argument("--clients", type=int, default=64, help="concurrent single-issue clients (default 64)")
+    ap.add_argument("--requests", type=int, default=5000, help="single-issue requests (default 5,000)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-issue-http-") as tmp:
+        run(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
