@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -41,6 +42,22 @@ from ledger.credential.issuing import IssueRequest, issue_credentials
 from ledger.log.store import LogStore
 from tests import window
 from tests.fixtures.consortium import AMR, AMR_KEY, FOOD_PERMIT
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds used so far by process ``pid`` (Linux), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_note(before: float | None, after: float | None, count: int, what: str) -> str:
+    if before is None or after is None:
+        return ""
+    ms = (after - before) * 1000 / count
+    return f"  node CPU {ms:.2f} ms per {what} (~{1000 / ms:,.0f}/s per core)" if ms > 0 else ""
 
 
 def in_process(store: LogStore, start: int, count: int, at: int) -> float:
@@ -79,8 +96,11 @@ def over_http(client: httpx.Client, start: int, count: int) -> float:
     return elapsed
 
 
-async def singles(url: str, token: str, clients: int, total: int, start: int) -> tuple[float, list[float]]:
-    """Wall time and per-request latencies of ``total`` single issues by ``clients`` clients."""
+async def singles(
+    url: str, token: str, clients: int, total: int, start: int, *, path: str = "/v1/certificates"
+) -> tuple[float, list[float]]:
+    """Wall time and per-request latencies of ``total`` single issues by ``clients`` clients
+    (or, with ``path="/healthz"``, of as many trivial GETs: the HTTP stack's own cost)."""
     latencies: list[float] = []
     counter = iter(range(start, start + total))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -92,9 +112,12 @@ async def singles(url: str, token: str, clients: int, total: int, start: int) ->
             for n in counter:
                 body = {"type": FOOD_PERMIT.code, "claims": window.food_claims(n)}
                 t = time.perf_counter()
-                r = await client.post("/v1/certificates", json=body)
+                if path == "/healthz":
+                    r = await client.get(path)
+                else:
+                    r = await client.post(path, json=body)
                 latencies.append(time.perf_counter() - t)
-                if r.status_code != 201:
+                if r.status_code not in (200, 201):
                     raise SystemExit(f"single issue failed: {r.status_code} {r.text[:300]}")
 
         t0 = time.perf_counter()
@@ -109,41 +132,68 @@ def run(args: argparse.Namespace, work: Path) -> None:
     try:
         store = LogStore.create(work / "in-process.db", origin=AMR.origin)
         at = int(time.time())
-        with httpx.Client(base_url=node.url, headers={"Authorization": f"Bearer {token}"}, timeout=300.0) as c:
+        with httpx.Client(
+            base_url=node.url, headers={"Authorization": f"Bearer {token}"}, timeout=300.0
+        ) as c:
             over_http(c, 1, min(args.batch, 200))  # warm up
             in_process(store, 1, min(args.batch, 200), at)
             print(f"food business permits, {len(FOOD_PERMIT.claims)} claims; batches of {args.batch:,}")
             print(f"{'block':>5} {'http/s':>10} {'in-proc/s':>10} {'ratio':>6}")
             ratios: list[float] = []
             t_http = t_local = 0.0
+            cpu_http = 0.0
+            pid = node.proc.pid if node.proc is not None else -1
             serial = 1000
             for block in range(args.blocks):
                 local_first = block % 2 == 1
                 tl = in_process(store, serial, args.batch, at) if local_first else 0.0
+                c0 = cpu_seconds(pid)
                 th = over_http(c, serial, args.batch)
+                c1 = cpu_seconds(pid)
+                if c0 is not None and c1 is not None:
+                    cpu_http += c1 - c0
                 if not local_first:
                     tl = in_process(store, serial, args.batch, at)
                 serial += args.batch
                 ratios.append(tl / th)
                 t_http += th
                 t_local += tl
-                print(f"{block + 1:5d} {args.batch / th:10,.0f} {args.batch / tl:10,.0f} {ratios[-1]:6.2f}", flush=True)
+                print(
+                    f"{block + 1:5d} {args.batch / th:10,.0f} {args.batch / tl:10,.0f} {ratios[-1]:6.2f}",
+                    flush=True,
+                )
         store.close()
         n = args.blocks * args.batch
         print()
-        print(f"batch issuing over HTTP:     {n / t_http:10,.0f} /s  (target >= 5,000/s)")
+        print(
+            f"batch issuing over HTTP:     {n / t_http:10,.0f} /s  (target >= 5,000/s)"
+            + cpu_note(0.0, cpu_http or None, n, "certificate")
+        )
         print(f"in-process end to end:       {n / t_local:10,.0f} /s  (issue_credentials + JSON + QR text)")
         print(
             f"HTTP / in-process:           {statistics.median(ratios):10.2f}   "
             f"(median of {len(ratios)} per-block ratios; target >= 0.6)"
         )
+        c0 = cpu_seconds(pid)
         wall, lat = asyncio.run(singles(node.url, token, args.clients, args.requests, 10_000_000))
+        c1 = cpu_seconds(pid)
         lat.sort()
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
         print(
             f"single issuing, {args.clients} clients: {len(lat) / wall:8,.0f} requests/s  "
-            f"p50 {lat[len(lat) // 2] * 1000:.1f} ms  p99 {lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000:.1f} ms  "
+            f"p50 {lat[len(lat) // 2] * 1000:.1f} ms  p99 {p99 * 1000:.1f} ms  "
             f"({len(lat):,} requests; target >= 1,000/s)"
         )
+        print(f"{'':29}" + cpu_note(c0, c1, len(lat), "request").strip())
+        c0 = cpu_seconds(pid)
+        wall, lat = asyncio.run(singles(node.url, token, args.clients, args.requests, 0, path="/healthz"))
+        c1 = cpu_seconds(pid)
+        lat.sort()
+        print(
+            f"GET /healthz, {args.clients} clients:   {len(lat) / wall:8,.0f} requests/s  "
+            f"p50 {lat[len(lat) // 2] * 1000:.1f} ms  (the HTTP stack and client alone, same run)"
+        )
+        print(f"{'':29}" + cpu_note(c0, c1, len(lat), "request").strip())
     finally:
         node.stop()
 

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -121,10 +122,7 @@ def add_clerk(
     return Clerk(id=clerk_id, name=name, role=role, operator=operator, created=now), token
 
 
-def _find(conn: object, name: str) -> tuple[int, str]:
-    import sqlite3
-
-    assert isinstance(conn, sqlite3.Connection)
+def _find(conn: sqlite3.Connection, name: str) -> tuple[int, str]:
     row = conn.execute("SELECT id, role FROM clerks WHERE name = ? AND removed IS NULL", (name,)).fetchone()
     if row is None:
         raise MalformedError(f"no clerk named {name!r}")
@@ -135,7 +133,9 @@ def remove_clerk(store: PrivateStore, *, name: str, actor: str = CLI_ACTOR) -> N
     """Remove a clerk: its token stops working at once. Its operator id stays on record."""
     with store.write() as conn:
         clerk_id, _ = _find(conn, name)
-        conn.execute("UPDATE clerks SET removed = ?, token_hash = ? WHERE id = ?", (int(time.time()), b"", clerk_id))
+        conn.execute(
+            "UPDATE clerks SET removed = ?, token_hash = ? WHERE id = ?", (int(time.time()), b"", clerk_id)
+        )
         PrivateStore.insert(
             conn, events=[trail.TrailEvent(actor=actor, action="remove-clerk", status=200, target=(name,))]
         )
@@ -155,7 +155,9 @@ def rotate_token(store: PrivateStore, *, member_id: str, name: str, actor: str =
 
 def list_clerks(store: PrivateStore) -> list[Clerk]:
     """The current clerks, by name."""
-    rows = store.query("SELECT id, name, role, operator, created FROM clerks WHERE removed IS NULL ORDER BY name")
+    rows = store.query(
+        "SELECT id, name, role, operator, created FROM clerks WHERE removed IS NULL ORDER BY name"
+    )
     return [Clerk(id=i, name=n, role=Role(r), operator=o, created=c) for i, n, r, o, c in rows]
 
 
@@ -192,4 +194,6 @@ def authenticate(store: PrivateStore, *, member_id: str, authorization: str | No
 def require(clerk: Clerk, needed: Role) -> None:
     """ForbiddenError unless ``clerk``'s role allows ``needed``."""
     if not clerk.role.allows(needed):
-        raise ForbiddenError(f"clerk {clerk.name!r} has the {clerk.role.value} role; this needs {needed.value}")
+        raise ForbiddenError(
+            f"clerk {clerk.name!r} has the {clerk.role.value} role; this needs {needed.value}"
+        )

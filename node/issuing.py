@@ -248,7 +248,9 @@ class Desk:
     def _insert(self, conn: Any, job: _Job) -> list[int]:
         row = conn.execute("SELECT max(id) FROM statements").fetchone()
         first = (row[0] or 0) + 1
-        PrivateStore.insert(conn, records=job.records, ops=job.ops, statements=job.statements, events=job.events)
+        PrivateStore.insert(
+            conn, records=job.records, ops=job.ops, statements=job.statements, events=job.events
+        )
         return list(range(first, first + len(job.statements)))
 
     def _commit_jobs(self, jobs: list[_Job]) -> list[list[int] | LedgerError]:
@@ -297,7 +299,9 @@ class Desk:
         problems = []
         names = {c.name for c in ctype.claims}
         for name in sorted(set(item.claims) - names, key=str):
-            problems.append(ClaimProblem(item=n, field=f"claims.{name}", rule=f"{ctype.code} has no such claim"))
+            problems.append(
+                ClaimProblem(item=n, field=f"claims.{name}", rule=f"{ctype.code} has no such claim")
+            )
         for c in ctype.claims:
             if c.name not in item.claims:
                 if c.required:
@@ -312,9 +316,15 @@ class Desk:
         vu = self._valid_until(ctype, item, vf)
         if vu is not None and vu <= vf:
             problems.append(ClaimProblem(item=n, field="valid_until", rule="must be after valid_from"))
-        if ctype.max_validity_days is not None and vu is not None and vu - vf > ctype.max_validity_days * 86400:
+        if (
+            ctype.max_validity_days is not None
+            and vu is not None
+            and vu - vf > ctype.max_validity_days * 86400
+        ):
             problems.append(
-                ClaimProblem(item=n, field="valid_until", rule=f"at most {ctype.max_validity_days} days of validity")
+                ClaimProblem(
+                    item=n, field="valid_until", rule=f"at most {ctype.max_validity_days} days of validity"
+                )
             )
         return problems
 
@@ -368,22 +378,35 @@ class Desk:
                         f"item {n}: idempotency key {it.idempotency_key!r} was used for a different request"
                     )
                 out[n] = await self._replay(rec)
+        replayed = [o.credential.cert_id for o in out if o is not None]
+        if replayed:  # the reply hands the credentials out again: a read of personal data
+            await self.record_event(
+                trail.TrailEvent(
+                    actor=clerk.name,
+                    operator=clerk.operator,
+                    action="replay",
+                    status=200,
+                    target=tuple(replayed),
+                    detail=f"{type_code}: {len(replayed)} certificate(s) asked for again with their keys",
+                )
+            )
         todo = [n for n in range(len(items)) if out[n] is None]
         if not todo:
             return [o for o in out if o is not None]
         problems = [p for n in todo for p in self._validate(ctype, n, items[n], now)]
         if problems:
             raise ClaimsError(problems)
-        mine = {items[n].idempotency_key for n in todo} - {None}
+        mine = {key for n in todo if (key := items[n].idempotency_key) is not None}
         for k in mine:
             if k in self._inflight:
                 raise ConflictError(f"a request with idempotency key {k!r} is in progress")
         gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for k in mine:
-            assert k is not None
             self._inflight[k] = gate
         try:
-            creds = self._build(clerk, ctype, [items[n] for n in todo], now, replaces, reason)
+            creds = self._build(
+                clerk, ctype, [items[n] for n in todo], now=now, replaces=replaces, reason=reason
+            )
             texts = [json.dumps(c.to_json(), ensure_ascii=False, separators=(",", ":")) for c in creds]
             records = [
                 RecordRow(
@@ -406,7 +429,12 @@ class Desk:
             ids = await self.commit(
                 records=records,
                 statements=[
-                    StatementRow(cert_id=s.statement.cert_id, data=s.statement_bytes, key_id=s.key_id, signature=s.signature)
+                    StatementRow(
+                        cert_id=s.statement.cert_id,
+                        data=s.statement_bytes,
+                        key_id=s.key_id,
+                        signature=s.signature,
+                    )
                     for s in signed
                 ],
                 events=[
@@ -440,6 +468,7 @@ class Desk:
         clerk: Clerk,
         ctype: CertificateType,
         items: Sequence[IssueItem],
+        *,
         now: int,
         replaces: RecordRow | None,
         reason: Reason | None,
@@ -530,7 +559,7 @@ class Desk:
         return status_of([IndexKind[h["event"].upper()] for h in self.history(cert_id)])
 
     async def change(
-        self, clerk: Clerk, cert_id: str, kind: Kind, reason: Reason, idempotency_key: str | None
+        self, clerk: Clerk, cert_id: str, *, kind: Kind, reason: Reason, idempotency_key: str | None
     ) -> dict[str, Any]:
         """Revoke, suspend or reinstate one of this department's certificates."""
         _check_key(idempotency_key)
@@ -587,7 +616,12 @@ class Desk:
                     )
                 ],
                 statements=[
-                    StatementRow(cert_id=cert_id, data=signed.statement_bytes, key_id=signed.key_id, signature=signed.signature)
+                    StatementRow(
+                        cert_id=cert_id,
+                        data=signed.statement_bytes,
+                        key_id=signed.key_id,
+                        signature=signed.signature,
+                    )
                 ],
                 events=[
                     trail.TrailEvent(

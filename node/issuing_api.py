@@ -34,10 +34,20 @@ from pydantic import BaseModel, Field
 from ledger.credential.credential import Credential
 from ledger.credential.qr import render_png, render_svg
 from ledger.errors import ConflictError, LedgerError, MalformedError, SchemaError, StorageError
+from ledger.log.index import IndexKind
 from ledger.log.statement import Kind
 from node import trail
 from node.clerks import Clerk, ForbiddenError, Role, TokenError, authenticate, require
-from node.issuing import MAX_BATCH, ClaimsError, Desk, IssueItem, Issued, NotFoundError, parse_reason
+from node.issuing import (
+    MAX_BATCH,
+    ClaimsError,
+    Desk,
+    Issued,
+    IssueItem,
+    NotFoundError,
+    parse_reason,
+    status_of,
+)
 
 __all__ = ["install"]
 
@@ -142,8 +152,11 @@ async def guard(request: Request, needed: Role | None) -> Clerk:
     host = request.client.host if request.client else None
     clerk: Clerk | None = None
     try:
-        if header and request.url.scheme != "https" and not _loopback(host) and not desk.config.allow_plain_http:
-            raise ForbiddenError("bearer tokens are refused over plain HTTP from a non-loopback address; use HTTPS")
+        plain = request.scope.get("scheme") != "https"
+        if header and plain and not _loopback(host) and not desk.config.allow_plain_http:
+            raise ForbiddenError(
+                "bearer tokens are refused over plain HTTP from a non-loopback address; use HTTPS"
+            )
         clerk = authenticate(desk.private, member_id=desk.config.member_id, authorization=header)
         if needed is not None:
             require(clerk, needed)
@@ -245,7 +258,9 @@ def install(app: FastAPI, desk: Desk) -> None:
         )
         return _raw(issued_json(issued), 200 if issued.replayed else 201)
 
-    @router.post("/certificates/batch", summary="Issue a batch of certificates (all or none)", status_code=201)
+    @router.post(
+        "/certificates/batch", summary="Issue a batch of certificates (all or none)", status_code=201
+    )
     async def issue_batch(
         request: Request,
         clerk: Issuer,
@@ -301,9 +316,6 @@ def install(app: FastAPI, desk: Desk) -> None:
     async def get_certificate(clerk: AnyClerk, cert_id: str) -> Response:
         cred = await read_record(clerk, cert_id, "read")
         history = desk.history(cert_id)
-        from ledger.log.index import IndexKind
-        from node.issuing import status_of
-
         return _json(
             {
                 "cert_id": cert_id,
@@ -332,11 +344,13 @@ def install(app: FastAPI, desk: Desk) -> None:
         return Response(render_svg(cred.to_qr_text(_reveal(reveal))), media_type="image/svg+xml")
 
     async def change(
-        request: Request, clerk: Clerk, cert_id: str, kind: Kind, body: StatusBody | None, key: str | None
+        request: Request, clerk: Clerk, *, cert_id: str, kind: Kind, body: StatusBody | None, key: str | None
     ) -> Response:
         rec = desk.record(cert_id)
         await mandate(request, lambda: desk.revocable(rec.type))
-        result = await desk.change(clerk, cert_id, kind, parse_reason(body.reason if body else None), key)
+        result = await desk.change(
+            clerk, cert_id, kind=kind, reason=parse_reason(body.reason if body else None), idempotency_key=key
+        )
         return _json(result)
 
     @router.post("/certificates/{cert_id}/revoke", summary="Revoke a certificate")
@@ -347,7 +361,7 @@ def install(app: FastAPI, desk: Desk) -> None:
         body: StatusBody | None = None,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> Response:
-        return await change(request, clerk, cert_id, Kind.REVOKE, body, idempotency_key)
+        return await change(request, clerk, cert_id=cert_id, kind=Kind.REVOKE, body=body, key=idempotency_key)
 
     @router.post("/certificates/{cert_id}/suspend", summary="Suspend a certificate")
     async def suspend(
@@ -357,7 +371,9 @@ def install(app: FastAPI, desk: Desk) -> None:
         body: StatusBody | None = None,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> Response:
-        return await change(request, clerk, cert_id, Kind.SUSPEND, body, idempotency_key)
+        return await change(
+            request, clerk, cert_id=cert_id, kind=Kind.SUSPEND, body=body, key=idempotency_key
+        )
 
     @router.post("/certificates/{cert_id}/reinstate", summary="Reinstate a suspended certificate")
     async def reinstate(
@@ -367,7 +383,9 @@ def install(app: FastAPI, desk: Desk) -> None:
         body: StatusBody | None = None,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> Response:
-        return await change(request, clerk, cert_id, Kind.REINSTATE, body, idempotency_key)
+        return await change(
+            request, clerk, cert_id=cert_id, kind=Kind.REINSTATE, body=body, key=idempotency_key
+        )
 
     @router.post("/certificates/{cert_id}/replace", summary="Issue a new edition replacing a certificate")
     async def replace(
@@ -405,7 +423,9 @@ def install(app: FastAPI, desk: Desk) -> None:
 
 
 def _handlers(app: FastAPI) -> None:
-    def handler(status: int, extra: Callable[[Any], dict[str, Any]] | None = None) -> Callable[..., Awaitable[Response]]:
+    def handler(
+        status: int, extra: Callable[[Any], dict[str, Any]] | None = None
+    ) -> Callable[..., Awaitable[Response]]:
         async def handle(request: Request, exc: Exception) -> Response:
             doc: dict[str, Any] = {"error": str(exc)}
             if extra is not None:
@@ -420,7 +440,10 @@ def _handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFoundError, handler(404))
     app.add_exception_handler(
         ClaimsError,
-        handler(422, lambda e: {"problems": [{"item": p.item, "field": p.field, "rule": p.rule} for p in e.problems]}),
+        handler(
+            422,
+            lambda e: {"problems": [{"item": p.item, "field": p.field, "rule": p.rule} for p in e.problems]},
+        ),
     )
     app.add_exception_handler(SchemaError, handler(422))
     app.add_exception_handler(ConflictError, handler(409))

@@ -236,8 +236,17 @@ class PrivateStore:
                 "INSERT INTO records (cert_id, idem_key, fingerprint, type, serial, version, clerk, created, "
                 "credential) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (r.cert_id, r.idem_key, r.fingerprint, r.type, r.serial, r.version, r.clerk, r.created)
-                    + (r.credential,)
+                    (
+                        r.cert_id,
+                        r.idem_key,
+                        r.fingerprint,
+                        r.type,
+                        r.serial,
+                        r.version,
+                        r.clerk,
+                        r.created,
+                        r.credential,
+                    )
                     for r in records
                 ],
             )
@@ -272,7 +281,7 @@ class PrivateStore:
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self.query(_RECORD_SQL + f" WHERE idem_key IN ({marks})", chunk):  # noqa: S608
+            for row in self.query(_RECORD_SQL + f" WHERE idem_key IN ({marks})", chunk):
                 r = _record(row)
                 assert r.idem_key is not None
                 out[r.idem_key] = r
@@ -288,7 +297,13 @@ class PrivateStore:
             return None
         k, fp, cid, kind, clerk, created, result = rows[0]
         return OpRow(
-            idem_key=k, fingerprint=bytes(fp), cert_id=cid, kind=kind, clerk=clerk, created=created, result=result
+            idem_key=k,
+            fingerprint=bytes(fp),
+            cert_id=cid,
+            kind=kind,
+            clerk=clerk,
+            created=created,
+            result=result,
         )
 
     def max_serials(self) -> dict[str, int]:
@@ -330,7 +345,9 @@ class PrivateStore:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
-_RECORD_SQL = "SELECT cert_id, idem_key, fingerprint, type, serial, version, clerk, created, credential FROM records"
+_RECORD_SQL = (
+    "SELECT cert_id, idem_key, fingerprint, type, serial, version, clerk, created, credential FROM records"
+)
 
 
 def _record(row: tuple[Any, ...]) -> RecordRow:

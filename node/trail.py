@@ -223,7 +223,11 @@ def verify(conn: sqlite3.Connection, *, expect: tuple[int, bytes] | None = None)
     if expect is not None:
         size, want = expect
         if len(leaves) < size:
-            raise AuditError(f"the trail has {len(leaves)} events, fewer than the {size} noted: events were removed")
+            raise AuditError(
+                f"the trail has {len(leaves)} events, fewer than the {size} noted: events were removed"
+            )
         if merkle.root_from_leaf_hashes(leaves[:size]) != want:
-            raise AuditError(f"the first {size} events of the trail are not the ones noted: the trail was rewritten")
+            raise AuditError(
+                f"the first {size} events of the trail are not the ones noted: the trail was rewritten"
+            )
     return len(leaves), root

@@ -32,7 +32,7 @@ def data(tmp_path: Path) -> Path:
 
 def test_add_clerk_prints_a_token_once_and_stores_only_its_hash(data: Path) -> None:
     token = window.add_clerk(data, "王芳", "issue")
-    prefix, member, number, secret = token.split(".")
+    prefix, member, _, secret = token.split(".")
     assert (prefix, member) == ("clk1", nodes.A) and len(secret) == 43  # 256 bits
     raw = b"".join(p.read_bytes() for p in data.iterdir() if p.name.startswith("private.db"))
     assert token.encode() not in raw and secret.encode() not in raw
@@ -99,7 +99,9 @@ def test_trail_records_clerk_management_and_verifies(data: Path) -> None:
     window.add_clerk(data, "a", "issue")
     run("node", "rotate-token", "a", "--data", str(data))
     run("node", "remove-clerk", "a", "--data", str(data))
-    lines = [json.loads(x) for x in run("node", "trail", "--data", str(data)).splitlines() if x.startswith("{")]
+    lines = [
+        json.loads(x) for x in run("node", "trail", "--data", str(data)).splitlines() if x.startswith("{")
+    ]
     assert [x["action"] for x in lines] == ["add-clerk", "rotate-token", "remove-clerk"]
     assert all(x["target"] == ["a"] for x in lines)
     out = run("node", "trail", "--data", str(data), "--verify")
@@ -176,7 +178,6 @@ def test_trail_rewritten_wholesale_after_a_noted_head_is_caught(data: Path) -> N
 
 
 def test_update_policy_is_in_the_trail(data: Path, tmp_path: Path) -> None:
-
 
     doc = nodes.sign_policy(nodes.policy_with_urls({nodes.B: window.DEAD, nodes.C: window.DEAD}, version=2))
     (tmp_path / "v2.note").write_bytes(doc)

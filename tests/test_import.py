@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,7 +38,7 @@ HEADER = [
     "就餐座位数",
     "有效期至",
 ]
-BAD_KINDS = [
+BAD_KINDS: list[tuple[str, Callable[[list[str]], object]]] = [
     ("lower-case licence number", lambda r: r.__setitem__(0, r[0].lower())),
     ("no name", lambda r: r.__setitem__(1, "")),
     ("impossible date", lambda r: r.__setitem__(7, "2024-02-30")),
@@ -92,8 +92,20 @@ def importer(node: tuple[window.NodeProcess, str], file: Path, out: Path, *extra
     proc, token = node
     r = CliRunner().invoke(
         cli,
-        ["import", str(file), "--type", "food_business_permit", "--node", proc.url, "--token", token]
-        + ["--out", str(out), "--no-progress", *extra],
+        [
+            "import",
+            str(file),
+            "--type",
+            "food_business_permit",
+            "--node",
+            proc.url,
+            "--token",
+            token,
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ],
     )
     assert r.exit_code == 0, r.output
     return r.output
@@ -140,7 +152,9 @@ def test_ten_thousand_gb18030_rows_with_three_percent_bad(
     assert len(log_cert_ids(node[0])) == before + 9700
 
 
-def test_utf8_with_bom_claim_names_and_qr_images(node: tuple[window.NodeProcess, str], tmp_path: Path) -> None:
+def test_utf8_with_bom_claim_names_and_qr_images(
+    node: tuple[window.NodeProcess, str], tmp_path: Path
+) -> None:
     text, bad = register(30, 0.1, seed=7, start=100_000)
     text = text.replace("许可证编号", "licence_no", 1)
     file = tmp_path / "bom.csv"
@@ -170,7 +184,7 @@ def test_interrupted_import_resumes_without_issuing_twice(
     args = [sys.executable, "-c", "from certledger.cli import main; main()", "import", str(file)]
     args += ["--type", "food_business_permit", "--node", proc.url, "--token", token, "--out", str(out)]
     args += ["--qr", "none", "--batch", "200", "--no-progress"]
-    child = subprocess.Popen(args, cwd=window.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    child = subprocess.Popen(args, cwd=window.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -216,11 +230,25 @@ def test_bom_then_not_utf8_refused() -> None:
         decode_csv(b"\xef\xbb\xbf\xff\xfe")
 
 
-def test_unknown_column_aborts_before_anything_is_issued(node: tuple[window.NodeProcess, str], tmp_path: Path) -> None:
+def test_unknown_column_aborts_before_anything_is_issued(
+    node: tuple[window.NodeProcess, str], tmp_path: Path
+) -> None:
     proc, token = node
     file = tmp_path / "x.csv"
     file.write_text("许可证编号,颜色\nJY1,红\n", encoding="utf-8")
     r = CliRunner().invoke(
-        cli, ["import", str(file), "--type", "food_business_permit", "--node", proc.url, "--token", token, "--out", str(tmp_path / "o")]
+        cli,
+        [
+            "import",
+            str(file),
+            "--type",
+            "food_business_permit",
+            "--node",
+            proc.url,
+            "--token",
+            token,
+            "--out",
+            str(tmp_path / "o"),
+        ],
     )
     assert r.exit_code == 1 and "column '颜色' is neither a claim name nor a label" in r.output

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import random
-from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -56,7 +56,9 @@ class Load:
         return [c["cert_id"] for c in doc["certificates"]] if "certificates" in doc else [doc["cert_id"]]
 
     def worker(self, batch: bool) -> None:
-        with httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10.0) as c:
+        with httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10.0
+        ) as c:
             key = None
             while not self.stop.is_set():
                 if key is not None:  # a clerk whose request failed sends it again, same key
@@ -74,7 +76,10 @@ class Load:
                 key = f"crash-{n}"
                 if batch:
                     items = [{"claims": window.food_claims(n * 1000 + i)} for i in range(BATCH)]
-                    self.bodies[key] = ("/v1/certificates/batch", {"type": "food_business_permit", "items": items})
+                    self.bodies[key] = (
+                        "/v1/certificates/batch",
+                        {"type": "food_business_permit", "items": items},
+                    )
                 else:
                     self.bodies[key] = (
                         "/v1/certificates",
@@ -113,12 +118,13 @@ def test_sigkill_under_sustained_issuing_loses_and_duplicates_nothing(tmp_path: 
         load.stop.set()
         for t in threads:
             t.join()
-        print(f"{KILLS} kills in {time.monotonic() - t0:.1f}s; {len(load.bodies)} requests, {len(load.acked)} acknowledged")
+        took = time.monotonic() - t0
+        print(f"{KILLS} kills in {took:.1f}s; {len(load.bodies)} requests, {len(load.acked)} acknowledged")
         assert len(load.acked) > KILLS, "too little was acknowledged to mean anything"
         # Retry every request ever sent, with its key.
-        with httpx.Client(base_url=node.url, headers={"Authorization": f"Bearer {token}"}, timeout=60.0) as c:
-            with ThreadPoolExecutor(8) as pool:
-                answers = list(pool.map(lambda key: (key, load.send(c, key)), list(load.bodies)))
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=node.url, headers=auth, timeout=60.0) as c, ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda key: (key, load.send(c, key)), list(load.bodies)))
         retried: dict[str, list[str]] = {}
         for key, got in answers:
             assert got is not None, key

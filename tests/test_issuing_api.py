@@ -7,6 +7,7 @@ import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -39,7 +40,7 @@ class Desk:
             out["Authorization"] = f"Bearer {self.tokens[role]}"
         return out
 
-    def issue(self, n: int, role: str = "issue", **extra: str) -> dict[str, object]:
+    def issue(self, n: int, role: str = "issue", **extra: str) -> dict[str, Any]:
         r = self.client.post(
             "/v1/certificates",
             json={"type": "food_business_permit", "claims": window.food_claims(n)},
@@ -103,7 +104,12 @@ def test_claims_that_do_not_fit_give_422_naming_field_and_rule(desk: Desk) -> No
 def test_validity_longer_than_the_type_allows_is_422(desk: Desk) -> None:
     r = desk.client.post(
         "/v1/certificates",
-        json={"type": "food_business_permit", "claims": window.food_claims(3), "valid_from": 0, "valid_until": 10**9},
+        json={
+            "type": "food_business_permit",
+            "claims": window.food_claims(3),
+            "valid_from": 0,
+            "valid_until": 10**9,
+        },
         headers=desk.h("issue"),
     )
     assert r.status_code == 422
@@ -134,12 +140,18 @@ def test_idempotency_key_returns_the_same_certificate_never_a_second(desk: Desk)
 def test_batch_is_all_or_none_and_retries_return_the_same(desk: Desk) -> None:
     items = [{"claims": window.food_claims(100 + n)} for n in range(5)]
     bad = [*items[:2], {"claims": {**window.food_claims(105), "issue_date": "2024-13-01"}}, *items[2:]]
-    r = desk.client.post("/v1/certificates/batch", json={"type": "food_business_permit", "items": bad}, headers=desk.h("issue"))
+    r = desk.client.post(
+        "/v1/certificates/batch", json={"type": "food_business_permit", "items": bad}, headers=desk.h("issue")
+    )
     assert r.status_code == 422
     assert [(p["item"], p["field"]) for p in r.json()["problems"]] == [(2, "claims.issue_date")]
     body = {"type": "food_business_permit", "items": items}
-    r1 = desk.client.post("/v1/certificates/batch", json=body, headers=desk.h("issue", **{"Idempotency-Key": "b1"}))
-    r2 = desk.client.post("/v1/certificates/batch", json=body, headers=desk.h("issue", **{"Idempotency-Key": "b1"}))
+    r1 = desk.client.post(
+        "/v1/certificates/batch", json=body, headers=desk.h("issue", **{"Idempotency-Key": "b1"})
+    )
+    r2 = desk.client.post(
+        "/v1/certificates/batch", json=body, headers=desk.h("issue", **{"Idempotency-Key": "b1"})
+    )
     assert r1.status_code == 201 and r2.status_code == 200
     ids = [c["cert_id"] for c in r1.json()["certificates"]]
     assert ids == [c["cert_id"] for c in r2.json()["certificates"]] and len(set(ids)) == 5
@@ -151,11 +163,26 @@ def test_status_changes_and_history(desk: Desk) -> None:
     assert desk.client.post(base + "/reinstate", headers=desk.h("revoke")).status_code == 409
     s = desk.client.post(base + "/suspend", json={"reason": "under_investigation"}, headers=desk.h("revoke"))
     assert s.status_code == 200 and s.json()["status"] == "suspended"
-    assert desk.client.post(base + "/reinstate", json={"reason": "resolved"}, headers=desk.h("revoke")).status_code == 200
-    r = desk.client.post(base + "/revoke", json={"reason": "holder_request"}, headers=desk.h("revoke", **{"Idempotency-Key": "rv"}))
+    assert (
+        desk.client.post(
+            base + "/reinstate", json={"reason": "resolved"}, headers=desk.h("revoke")
+        ).status_code
+        == 200
+    )
+    r = desk.client.post(
+        base + "/revoke",
+        json={"reason": "holder_request"},
+        headers=desk.h("revoke", **{"Idempotency-Key": "rv"}),
+    )
     assert r.status_code == 200
-    again = desk.client.post(base + "/revoke", json={"reason": "holder_request"}, headers=desk.h("revoke", **{"Idempotency-Key": "rv"}))
-    assert again.status_code == 200 and again.json()["index"] == r.json()["index"] and again.json()["replayed"]
+    again = desk.client.post(
+        base + "/revoke",
+        json={"reason": "holder_request"},
+        headers=desk.h("revoke", **{"Idempotency-Key": "rv"}),
+    )
+    assert (
+        again.status_code == 200 and again.json()["index"] == r.json()["index"] and again.json()["replayed"]
+    )
     assert desk.client.post(base + "/revoke", headers=desk.h("revoke")).status_code == 409
     got = desk.client.get(base, headers=desk.h("issue")).json()
     assert got["status"] == "revoked"
@@ -164,22 +191,29 @@ def test_status_changes_and_history(desk: Desk) -> None:
     assert bad_reason(desk, cid).status_code == 422
 
 
-def bad_reason(desk: Desk, cid: str) -> object:
-    return desk.client.post(f"/v1/certificates/{cid}/suspend", json={"reason": "whim"}, headers=desk.h("revoke"))
+def bad_reason(desk: Desk, cid: str) -> Any:
+    return desk.client.post(
+        f"/v1/certificates/{cid}/suspend", json={"reason": "whim"}, headers=desk.h("revoke")
+    )
 
 
 def test_replace_issues_the_next_edition(desk: Desk) -> None:
     old = desk.issue(20)["cert_id"]
     r = desk.client.post(
         f"/v1/certificates/{old}/replace",
-        json={"claims": {**window.food_claims(20), "address": "杭州市西湖区新址1号"}, "reason": "information_changed"},
+        json={
+            "claims": {**window.food_claims(20), "address": "杭州市西湖区新址1号"},
+            "reason": "information_changed",
+        },
         headers=desk.h("issue"),
     )
     assert r.status_code == 201, r.text
     new = r.json()["cert_id"]
     assert new.split(".")[-3] == old.split(".")[-3] and new.split(".")[-2] == "002"
     assert desk.client.get(f"/v1/certificates/{old}", headers=desk.h("issue")).json()["status"] == "replaced"
-    again = desk.client.post(f"/v1/certificates/{old}/replace", json={"claims": window.food_claims(20)}, headers=desk.h("issue"))
+    again = desk.client.post(
+        f"/v1/certificates/{old}/replace", json={"claims": window.food_claims(20)}, headers=desk.h("issue")
+    )
     assert again.status_code == 409
 
 
@@ -190,20 +224,34 @@ def test_lookup_of_unknown_certificate_is_404(desk: Desk) -> None:
 
 def test_list_shows_no_claims(desk: Desk) -> None:
     desk.issue(30)
-    got = desk.client.get("/v1/certificates?type=food_business_permit&limit=5", headers=desk.h("revoke")).json()
-    assert got["certificates"] and set(got["certificates"][0]) == {"cert_id", "type", "created", "status", "links"}
+    got = desk.client.get(
+        "/v1/certificates?type=food_business_permit&limit=5", headers=desk.h("revoke")
+    ).json()
+    assert got["certificates"] and set(got["certificates"][0]) == {
+        "cert_id",
+        "type",
+        "created",
+        "status",
+        "links",
+    }
 
 
 # ---------------------------------------------------------------- authorisation
 
 
-def _endpoints(desk: Desk) -> list[tuple[str, str, dict[str, object], str, int]]:
+def _endpoints(desk: Desk) -> list[tuple[str, str, dict[str, Any], str, int]]:
     """(method path, json, role needed, success status) for every write endpoint, with fresh targets."""
     cids = [desk.issue(200 + n)["cert_id"] for n in range(3)]
     suspended = desk.issue(210)["cert_id"]
     desk.client.post(f"/v1/certificates/{suspended}/suspend", headers=desk.h("revoke"))
     return [
-        ("/v1/certificates", "", {"type": "food_business_permit", "claims": window.food_claims(220)}, "issue", 201),
+        (
+            "/v1/certificates",
+            "",
+            {"type": "food_business_permit", "claims": window.food_claims(220)},
+            "issue",
+            201,
+        ),
         (
             "/v1/certificates/batch",
             "",
@@ -223,7 +271,7 @@ def test_authorisation_matrix(desk: Desk) -> None:
     wrong = {"issue": "revoke", "revoke": "issue"}
     expected_refusals: list[tuple[int, str]] = []
     successes = 0
-    for path, target, body, role, ok in _endpoints(desk):
+    for path, _target, body, role, ok in _endpoints(desk):
         cases = [(None, 401), ("other-node", 401), (wrong[role], 403), (role, ok)]
         for who, status in cases:
             r = desk.client.post(path, json=body, headers=desk.h(who))
@@ -243,7 +291,14 @@ def test_authorisation_matrix(desk: Desk) -> None:
         assert got_status == status and f"POST {path} from 127.0.0.1" in detail
     changes = [e for e in events if e.event.action != "refused" and e.event.actor.startswith("clerk-")]
     assert len(changes) >= successes
-    assert {e.event.action for e in changes} >= {"issue", "issue-batch", "revoke", "suspend", "reinstate", "replace"}
+    assert {e.event.action for e in changes} >= {
+        "issue",
+        "issue-batch",
+        "revoke",
+        "suspend",
+        "reinstate",
+        "replace",
+    }
 
 
 def test_other_departments_token_says_so(desk: Desk) -> None:
@@ -252,7 +307,7 @@ def test_other_departments_token_says_so(desk: Desk) -> None:
 
 
 def test_clerk_of_another_department_relabelled_as_this_one_is_401(desk: Desk) -> None:
-    _, member, number, secret = desk.tokens["other-node"].split(".")
+    _, _, number, secret = desk.tokens["other-node"].split(".")
     forged = f"clk1.{nodes.A}.{number}.{secret}"
     r = desk.client.post("/v1/certificates", json={}, headers={"Authorization": f"Bearer {forged}"})
     assert r.status_code == 401 and "not valid here" in r.json()["error"]
@@ -273,7 +328,9 @@ def test_type_outside_the_mandate_is_403(desk: Desk) -> None:
     ("allow", "base_url", "status"),
     [(False, "http://testserver", 403), (False, "https://testserver", 201), (True, "http://testserver", 201)],
 )
-def test_bearer_token_over_plain_http_from_another_host(tmp_path: Path, allow: bool, base_url: str, status: int) -> None:
+def test_bearer_token_over_plain_http_from_another_host(
+    tmp_path: Path, allow: bool, base_url: str, status: int
+) -> None:
     data = window.make_node(tmp_path)
     token = window.add_clerk(data, "a", "issue")
     app = create_app(config=nodes.config(data, submit=False, allow_plain_http=allow))
@@ -309,7 +366,9 @@ def test_claims_and_salts_stay_in_the_private_store(desk: Desk) -> None:
     mode = stat.S_IMODE(os.stat(desk.data / "private.db").st_mode)
     assert mode == 0o600
     conn = sqlite3.connect(desk.data / "private.db")
-    assert conn.execute("SELECT count(*) FROM records WHERE cert_id = ?", (got["cert_id"],)).fetchone() == (1,)
+    assert conn.execute("SELECT count(*) FROM records WHERE cert_id = ?", (got["cert_id"],)).fetchone() == (
+        1,
+    )
     conn.close()
 
 

@@ -62,9 +62,20 @@ class NodeProcess:
     def start(self, timeout: float = 30.0) -> NodeProcess:
         code = "from certledger.cli import main; main()"
         self._err = open(self.data / "node.stderr", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-c", code, "node", "run", "--data", str(self.data)]
-            + ["--listen", f"127.0.0.1:{self.port}", "--checkpoint-interval", str(self.interval)],
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                code,
+                "node",
+                "run",
+                "--data",
+                str(self.data),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--checkpoint-interval",
+                str(self.interval),
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=self._err,
@@ -73,7 +84,8 @@ class NodeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited with {self.proc.returncode}: {(self.data / 'node.stderr').read_text()[-2000:]}")
+                err = (self.data / "node.stderr").read_text()[-2000:]
+                raise RuntimeError(f"node exited with {self.proc.returncode}: {err}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
                     return self

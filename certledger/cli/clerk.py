@@ -17,7 +17,14 @@ from node import trail as trail_mod
 from node.clerks import CLI_ACTOR, Role, add_clerk, list_clerks, remove_clerk, rotate_token
 from node.private import FILE_NAME, PrivateStore
 
-__all__ = ["add_clerk_cmd", "list_clerks_cmd", "record_cli_event", "remove_clerk_cmd", "rotate_token_cmd", "trail"]
+__all__ = [
+    "add_clerk_cmd",
+    "list_clerks_cmd",
+    "record_cli_event",
+    "remove_clerk_cmd",
+    "rotate_token_cmd",
+    "trail",
+]
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -49,7 +56,9 @@ def record_cli_event(data: Path, action: str, *, target: tuple[str, ...] = (), d
     store = _store(data)
     try:
         store.commit(
-            events=[trail_mod.TrailEvent(actor=CLI_ACTOR, action=action, status=200, target=target, detail=detail)]
+            events=[
+                trail_mod.TrailEvent(actor=CLI_ACTOR, action=action, status=200, target=target, detail=detail)
+            ]
         )
     finally:
         store.close()
@@ -57,7 +66,9 @@ def record_cli_event(data: Path, action: str, *, target: tuple[str, ...] = (), d
 
 @click.command("add-clerk", short_help="Add a clerk and print its token once.")
 @click.argument("name")
-@click.option("--role", required=True, type=click.Choice([r.value for r in Role]), help="What the clerk may do.")
+@click.option(
+    "--role", required=True, type=click.Choice([r.value for r in Role]), help="What the clerk may do."
+)
 @_data_option
 def add_clerk_cmd(name: str, role: str, data: Path) -> None:
     """Add clerk NAME with ROLE and print its bearer token.
@@ -70,7 +81,9 @@ def add_clerk_cmd(name: str, role: str, data: Path) -> None:
         clerk, token = add_clerk(store, member_id=_member(data), name=name, role=Role(role))
     finally:
         store.close()
-    click.echo(f"added clerk {clerk.name!r} (role {clerk.role.value}, operator id {clerk.operator})", err=True)
+    click.echo(
+        f"added clerk {clerk.name!r} (role {clerk.role.value}, operator id {clerk.operator})", err=True
+    )
     click.echo("token (shown once; store it safely):", err=True)
     click.echo(token)
 
@@ -137,7 +150,9 @@ def _since(value: str | None) -> int | None:
 @click.option("--clerk", help="Only events by this clerk (name).")
 @click.option("--verify", is_flag=True, help="Check the whole chain instead of printing events.")
 @click.option(
-    "--expect", metavar="SIZE:ROOT", help="With --verify: a head printed earlier that the trail must still extend."
+    "--expect",
+    metavar="SIZE:ROOT",
+    help="With --verify: a head printed earlier that the trail must still extend.",
 )
 def trail(data: Path, since: str | None, clerk: str | None, verify: bool, expect: str | None) -> None:
     """Print the trail as JSON lines, or with --verify check that nothing in it was changed or
@@ -154,7 +169,9 @@ def trail(data: Path, since: str | None, clerk: str | None, verify: bool, expect
             n = 0
             for rec in trail_mod.read(conn, since_ms=_since(since), actor=clerk):
                 doc = rec.to_json()
-                doc["time"] = _dt.datetime.fromtimestamp(rec.time_ms / 1000, _dt.UTC).isoformat(timespec="milliseconds")
+                doc["time"] = _dt.datetime.fromtimestamp(rec.time_ms / 1000, _dt.UTC).isoformat(
+                    timespec="milliseconds"
+                )
                 click.echo(json.dumps(doc, ensure_ascii=False))
                 n += 1
             click.echo(f"{n} event(s)", err=True)

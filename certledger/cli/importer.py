@@ -173,7 +173,9 @@ def read_rows(text: str, schema: dict[str, Any]) -> Iterator[Row]:
         if row.problem is None:
             digest = hashlib.sha256(
                 json.dumps(
-                    [schema["code"], row.claims, row.valid_from, row.valid_until], sort_keys=True, ensure_ascii=False
+                    [schema["code"], row.claims, row.valid_from, row.valid_until],
+                    sort_keys=True,
+                    ensure_ascii=False,
                 ).encode()
             ).hexdigest()
             row.key = f"import:{schema['code']}:{digest[:40]}"
@@ -233,18 +235,39 @@ def _load_done(path: Path, out: Path) -> dict[str, str]:
 @click.command("import", short_help="Issue an existing register (CSV) through a node.")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--type", "type_code", required=True, help="Certificate type code, e.g. food_business_permit.")
-@click.option("--node", "url", required=True, envvar="CERTLEDGER_NODE", show_envvar=True, help="The node's URL.")
 @click.option(
-    "--token", required=True, envvar="CERTLEDGER_TOKEN", show_envvar=True, help="A clerk token with the issue role."
+    "--node", "url", required=True, envvar="CERTLEDGER_NODE", show_envvar=True, help="The node's URL."
 )
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("issued"), show_default=True)
-@click.option("--errors", "errors", type=click.Path(dir_okay=False, path_type=Path), help="Default: OUT/errors.csv.")
-@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 5000), help="Rows per request.")
 @click.option(
-    "--qr", default="png", show_default=True, type=click.Choice(["png", "svg", "both", "none"]), help="QR images."
+    "--token",
+    required=True,
+    envvar="CERTLEDGER_TOKEN",
+    show_envvar=True,
+    help="A clerk token with the issue role.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("issued"),
+    show_default=True,
+)
+@click.option(
+    "--errors", "errors", type=click.Path(dir_okay=False, path_type=Path), help="Default: OUT/errors.csv."
+)
+@click.option(
+    "--batch", default=500, show_default=True, type=click.IntRange(1, 5000), help="Rows per request."
+)
+@click.option(
+    "--qr",
+    default="png",
+    show_default=True,
+    type=click.Choice(["png", "svg", "both", "none"]),
+    help="QR images.",
 )
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def import_(
+    *,
     file: Path,
     type_code: str,
     url: str,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import struct
 
-
 from ledger.errors import MalformedError, TooLargeError
 
 __all__ = ["ALPHABET", "b45decode", "b45encode"]
