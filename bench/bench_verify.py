@@ -21,7 +21,7 @@ order alternates) libsodium through PyNaCl verifies as many statement signatures
 the same messages: the yardstick. Prints per-block rates and ratios and their median.
 
 Usage, with the package installed (``pip install -e .``):
-``python bench/bench_verify.py [--certificates N] [--blocks B] [--dir DIR]``.
+``python bench/bench_verify.py [--certificates N] [--blocks B] [--full] [--dir DIR]``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import nacl.signing
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ledger.credential.issuing import IssueRequest, issue_credentials
-from ledger.credential.presentation import check_presentation
+from ledger.credential.presentation import Presentation, check_presentation, verify_presentation
 from ledger.errors import VerificationError
 from ledger.log import tlogproof
 from ledger.log.checkpoint import CosignatureSigner, cosign
@@ -96,6 +96,58 @@ def raw_verify(messages: list[tuple[bytes, bytes]], verify_key: nacl.signing.Ver
     return time.perf_counter() - t
 
 
+def breakdown(
+    texts: list[str],
+    messages: list[tuple[bytes, bytes]],
+    verify_key: nacl.signing.VerifyKey,
+    *,
+    store: LogStore,
+    witnessed: bytes,
+    now: int,
+) -> None:
+    """Time the steps of a verification separately, in raw verifications' worth (each
+    step over all presentations in turn, so the sum is below a whole verification)."""
+    n = len(texts)
+    t = time.perf_counter()
+    parsed = [Presentation.from_text(text) for text in texts]
+    t_parse = time.perf_counter() - t
+    t = time.perf_counter()
+    checked = [verify_presentation(p, policy=POLICY, now=now, purpose=PURPOSE) for p in parsed]
+    t_check = time.perf_counter() - t
+    t = time.perf_counter()
+    found = [store.cert_history(c.cert_id)[0].index for c in checked]
+    t_index = time.perf_counter() - t
+    t = time.perf_counter()
+    proofs = [store.entry_proof(i, store.size) for i in found]
+    t_read = time.perf_counter() - t
+    witnesses = list(POLICY.witness_keys(AMR.id).values())
+    t = time.perf_counter()
+    for c, i, (prev, hashes) in zip(checked, found, proofs, strict=True):
+        s = c.signed
+        entry = encode_entry(
+            statement_bytes=s.statement_bytes, key_id=s.key_id, signature=s.signature, prev=prev
+        )
+        tlogproof.verify(
+            tlogproof.TlogProof(index=i, proof=tuple(hashes), checkpoint=witnessed),
+            log_key=c.issuer.log_verifier_key(c.log_key),
+            leaf=entry,
+            witnesses=witnesses,
+            quorum=POLICY.witness_quorum,
+        )
+    t_proof = time.perf_counter() - t
+    t_raw = raw_verify(messages[:n], verify_key)
+    print(f"steps of a verification, each timed alone (µs each over {n:,}; in raw verifications):")
+    for label, dt in (
+        ("parse the QR text (Base45, inflate, msgpack)", t_parse),
+        ("check against the policy (rebuild, verify)", t_check),
+        ("certificate index lookup", t_index),
+        ("read prev and proof hashes (one query)", t_read),
+        ("rebuild the entry, check the tlog-proof", t_proof),
+        ("raw libsodium verification", t_raw),
+    ):
+        print(f"  {label:46s} {dt / n * 1e6:7.1f}   {dt / t_raw:5.2f}")
+
+
 def run(args: argparse.Namespace, work: Path) -> None:
     ref = reference_licence()
     at = ref["valid_from"] + 10 * 3600
@@ -120,7 +172,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
         name = POLICY.witness_keys(AMR.id)[member_id].name
         witnessed = cosign(witnessed, CosignatureSigner(name=name, key=key(seed)), timestamp=at + 60)
     size = store.size
-    texts = [i.credential.to_qr_text(BUSINESS_LICENCE.purposes[PURPOSE]) for i in issued]
+    reveal = None if args.full else BUSINESS_LICENCE.purposes[PURPOSE]
+    texts = [i.credential.to_qr_text(reveal) for i in issued]
     messages = [
         (statement_message(i.credential.signed.statement_bytes), i.credential.signed.signature)
         for i in issued
@@ -138,10 +191,14 @@ def run(args: argparse.Namespace, work: Path) -> None:
     else:
         raise SystemExit("a forged presentation verified")
     print(
-        f"{len(texts):,} selective presentations "
-        f"({PURPOSE}: {', '.join(BUSINESS_LICENCE.purposes[PURPOSE])}), "
-        f"{statistics.mean(len(t) for t in texts):.0f} characters; log of {store.size:,} entries, checkpoint "
-        f"cosigned by {len(WITNESS_SEEDS)} witnesses (quorum {POLICY.witness_quorum})"
+        f"{len(texts):,} "
+        + (
+            f"full presentations ({len(BUSINESS_LICENCE.claims)} claims), "
+            if args.full
+            else f"selective presentations ({PURPOSE}: {', '.join(BUSINESS_LICENCE.purposes[PURPOSE])}), "
+        )
+        + f"{statistics.mean(len(t) for t in texts):.0f} characters; log of {store.size:,} entries, "
+        f"checkpoint cosigned by {len(WITNESS_SEEDS)} witnesses (quorum {POLICY.witness_quorum})"
     )
     print(f"{'block':>5} {'verified/s':>10} {'raw verify/s':>12} {'ratio':>6}")
     per_block = max(1, len(texts) // args.blocks)
@@ -165,6 +222,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         total_raw += t_raw
         done += len(chunk)
         print(f"{block + 1:5d} {full_rate:10,.0f} {raw_rate:12,.0f} {ratios[-1]:6.2f}", flush=True)
+    breakdown(texts[: min(len(texts), 500)], messages, verify_key, store=store, witnessed=witnessed, now=now)
     store.close()
     print()
     print(f"full verifications:          {done / total_full:10,.0f} /s  (QR text to verdict, proof included)")
@@ -181,6 +239,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--certificates", type=int, default=4000, help="certificates issued (default 4,000)")
     ap.add_argument("--blocks", type=int, default=8, help="measured blocks (default 8)")
+    ap.add_argument("--full", action="store_true", help="full disclosures (default: selective, 2 claims)")
     ap.add_argument("--dir", type=Path, help="where to put the log (default: a temporary directory)")
     args = ap.parse_args()
     if args.dir:

@@ -6,6 +6,7 @@ Packages and modules:
 * :mod:`ledger.canonical` — canonical msgpack encoding and its strict decoder
 * :mod:`ledger.keys` — Ed25519 keys, key files, C2SP key IDs and verifier-key strings
 * :mod:`ledger.files` — size-capped reads, durable writes and strict JSON
+* :mod:`ledger.clock` — the one clock-skew allowance and the ``future-time`` rule
 * :mod:`ledger.log` — statements, Merkle math, signed notes, checkpoints, tlog-proof,
   the SQLite store, audit, certificate identifiers
 * :mod:`ledger.trust` — the consortium trust policy, its document and update rules

@@ -112,6 +112,35 @@ def _depth(value: Any, limit: int, what: str) -> None:
         stack.extend((c, d + 1) for c in children)
 
 
+def _sorted_without_floats(value: Any) -> bool:
+    """True if every map in ``value`` has int or str keys in strictly increasing encoded
+    order and every scalar is a str, bytes, int, bool or None (the decoder's quick
+    canonical check; False means "check the slow way", not "not canonical")."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is dict:
+            previous = b""
+            for k in v:
+                tk = type(k)
+                if tk is not int and tk is not str:
+                    return False
+                kb = _key_bytes(k)
+                if kb <= previous:
+                    return False
+                previous = kb
+            stack.extend(v.values())
+        elif t is list:
+            stack.extend(v)
+        elif t not in _SCALARS:  # floats, timestamps and anything else: the slow way
+            return False
+    return True
+
+
+_SCALARS = frozenset({str, bytes, int, bool, type(None)})
+
+
 def decode(
     data: bytes | bytearray | memoryview,
     *,
@@ -155,6 +184,10 @@ def decode(
         detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         raise MalformedError(f"{what}: not valid msgpack ({detail})") from None
     _depth(value, max_depth, what)
+    if _sorted_without_floats(value) and msgpack.packb(value, use_bin_type=True) == data:
+        # Map keys are integers or strings, strictly increasing in encoded order, and
+        # nothing is a float: re-packing in the decoded order is the canonical encoding.
+        return value
     try:
         again = encode(value)
     except MalformedError as e:

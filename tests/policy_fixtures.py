@@ -6,8 +6,10 @@ import dataclasses
 from typing import Any
 
 from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
-from ledger.trust.policy import CertificateType, ClaimSpec, LogKey, Member, Policy
+from ledger.trust.policy import CertificateType, ClaimSpec, LogKey, Mandate, Member, Policy, mandates
 
+#: The name every test policy gives its consortium.
+CONSORTIUM = "consortium.example.gov.cn"
 T0 = 1_717_171_200  # 2024-05-31T16:00:00Z
 DAY = 86_400
 YEAR = 365 * DAY
@@ -80,8 +82,8 @@ def business_licence(
             ClaimSpec(key=2, name="legal_rep", label="法定代表人"),
             ClaimSpec(key=3, name="established", label="成立日期", kind="date", required=False),
         ),
-        issuers=frozenset(issuers),
-        revokers=frozenset(revokers),
+        issuers=mandates(*issuers),
+        revokers=mandates(*revokers),
         max_validity_days=None,
         purposes={"tender": ("entity_name", "uscc")},
     )
@@ -96,8 +98,8 @@ def health_cert() -> CertificateType:
             ClaimSpec(key=0, name="holder", label="姓名"),
             ClaimSpec(key=1, name="exam_date", label="体检日期", kind="date"),
         ),
-        issuers=frozenset({"hz-health"}),
-        revokers=frozenset({"hz-health", "hz-amr"}),
+        issuers=mandates("hz-health"),
+        revokers=mandates("hz-health", "hz-amr"),
         max_validity_days=365,
     )
 
@@ -106,7 +108,9 @@ def make_policy(
     *, version: int = 1, gov: tuple[int, ...] = (0, 1, 2), threshold: int = 2, **changes: Any
 ) -> Policy:
     p = Policy(
+        consortium=CONSORTIUM,
         version=version,
+        issued=T0,
         expires=T0 + YEAR,
         members=members(),
         types=(business_licence(), health_cert()),
@@ -126,8 +130,9 @@ def sign(policy: Policy, *gov: int) -> bytes:
 
 
 def rotate(p: Policy, version: int) -> Policy:
-    """Version ``version`` of a chain: governance keys slide by one (k-1, k, k+1) and
-    hz-amr's log key is rotated, so every step changes keys."""
+    """Version ``version`` of a chain, issued ``version`` minutes after T0: governance
+    keys slide by one (k-1, k, k+1) and hz-amr's log key is rotated (from ``version``
+    days after T0), so every step changes keys."""
     at = T0 + version * DAY
     amr = p.members[0]
     old = tuple(dataclasses.replace(k, valid_until=at) if k.valid_until is None else k for k in amr.log_keys)
@@ -136,6 +141,7 @@ def rotate(p: Policy, version: int) -> Policy:
     return dataclasses.replace(
         p,
         version=version,
+        issued=T0 + version * 60,
         members=(amr, *p.members[1:]),
         governance_keys=tuple(gov_verifier(n) for n in (version - 1, version, version + 1)),
     )
@@ -155,6 +161,10 @@ def docs_example() -> bytes:
     """The signed example shown in docs/trust-policy.md (Ed25519 signatures are
     deterministic, so this is byte-for-byte reproducible)."""
     amr, psb = members()[:2]
-    licence = dataclasses.replace(business_licence(revokers=("hz-amr", "hz-psb")), max_validity_days=1825)
+    licence = dataclasses.replace(
+        business_licence(),
+        revokers=(Mandate(member="hz-amr"), Mandate(member="hz-psb", valid_from=T0 + 30 * DAY)),
+        max_validity_days=1825,
+    )
     p = make_policy(members=(amr, psb), types=(licence,), expires=T0 + YEAR)
     return sign(p, 0, 1)

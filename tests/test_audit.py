@@ -13,7 +13,7 @@ from ledger.errors import AuditError, MalformedError
 from ledger.keys import SIG_TYPE_COSIGNATURE, VerifierKey
 from ledger.log import merkle
 from ledger.log.audit import AuditReport, audit, log_key_map
-from ledger.log.statement import Entry, SignedStatement
+from ledger.log.statement import Entry, Kind, SignedStatement, Statement
 from ledger.log.store import LogStore
 from tests.helpers import ORIGIN, issue, log_key, revoke
 
@@ -301,3 +301,25 @@ def test_checkpoints_at_every_size_check_against_the_recomputed_root(tmp_path: P
     _sql(path, "UPDATE checkpoints SET root = ? WHERE size = 45", bytes(32))
     err = _audit_error(path)
     assert "checkpoint for size 45" in str(err) and "do not match the signed note" in str(err)
+
+
+def test_a_log_holding_policy_adoptions_passes_audit(tmp_path: Path) -> None:
+    key, _ = log_key()
+    path = tmp_path / "policy.db"
+    adopt = [
+        Statement.policy_adoption(
+            issuer="hangzhou-xihu-amr",
+            time=1_717_171_200 + v,
+            operator="node",
+            policy_version=v,
+            document=doc,
+        )
+        for v, doc in ((1, b"policy one\n"), (2, b"policy two\n"))
+    ]
+    with LogStore.create(path, origin=ORIGIN) as store:
+        store.append([adopt[0], issue(1), adopt[1], revoke(1)], key=key)
+        store.checkpoint(key)
+        kinds = [Entry.from_bytes(d).signed.statement.kind for d in store.entries()]
+    assert kinds == [Kind.POLICY, Kind.ISSUE, Kind.POLICY, Kind.REVOKE]
+    report = audit(path, keys=_pub())
+    assert report.size == 4 and report.signatures_checked == 4

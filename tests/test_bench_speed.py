@@ -34,3 +34,4 @@ def test_bench_verify_runs() -> None:
     assert "full verifications:" in out
     assert "raw libsodium verification:" in out
     assert "verifying / raw verify:" in out and "(median of 2 per-block ratios)" in out
+    assert "check against the policy (rebuild, verify)" in out

@@ -108,3 +108,38 @@ def test_non_canonical_re_encodings_rejected(value: object) -> None:
     if plain != canon:
         with pytest.raises(MalformedError, match="not canonical"):
             canonical.decode(plain)
+
+
+_SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.text(max_size=5),
+    st.binary(max_size=5),
+    st.floats(allow_nan=False),
+)
+_VALUE = st.recursive(
+    _SCALAR,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(st.integers(-300, 300), st.text(max_size=3)), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+@given(_VALUE)
+def test_the_quick_canonical_check_agrees_with_re_encoding(value: object) -> None:
+    # maps are packed in the generated key order, canonical or not
+    data = msgpack.packb(value, use_bin_type=True)
+    try:
+        unpacked = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        want = canonical.encode(unpacked) == data
+    except MalformedError:
+        want = False
+    try:
+        canonical.decode(data, max_depth=64)
+        got = True
+    except MalformedError:
+        got = False
+    assert got == want

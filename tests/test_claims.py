@@ -88,11 +88,11 @@ def test_date_round_trip(d: dt.date) -> None:
 @pytest.mark.parametrize(
     ("spec", "value", "message"),
     [
-        (DATE, "2021/03/15", "expected a date written YYYY-MM-DD, got '2021/03/15'"),
-        (DATE, "2021-02-30", "'2021-02-30' is not a calendar date"),
+        (DATE, "2021/03/15", "expected a date written YYYY-MM-DD, got 10 characters"),
+        (DATE, "2021-02-30", r"\): not a calendar date$"),
         (DATE, "２０２１-03-15", "expected a date written YYYY-MM-DD"),
         (DATE, dt.datetime(2021, 3, 15, 1, 2), "got a date and time"),
-        (DATE, 18701, "expected a date written YYYY-MM-DD, got 18701"),
+        (DATE, 18701, "expected a date written YYYY-MM-DD, got int"),
         (TEXT, "", "claim 'name' \\(名称\\): must not be empty"),
         (TEXT, "一二三四五六七八九十十", "11 characters is over the limit of 10"),
         (TEXT, "a\x00b", "control character U\\+0000"),

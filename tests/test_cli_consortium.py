@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import stat
 from pathlib import Path
@@ -11,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from certledger.cli import cli
 from ledger.keys import SigningKey, VerifierKey
-from ledger.trust.policy_doc import parse_document, parse_proposal
+from ledger.trust.policy_doc import parse_document, parse_proposal, sign_proposal
 
 SPEC = Path(__file__).parent / "data" / "consortium-spec.toml"
 NOW = "2025-01-20T00:00:00Z"
@@ -76,7 +77,7 @@ def test_ceremony_init_propose_sign_verify_show(tmp_path: Path, v1: Path) -> Non
         f"rotate-log-key=hz-amr:{vk}@2025-02-01T00:00:00Z",
         "compromise=hz-psb:" + _kid(v1, "hz-psb") + "@2025-01-15T00:00:00Z",
         "revokers=business_licence:hz-amr,hz-psb",
-        "expires=2026-06-01T00:00:00Z",
+        "expires=2026-01-15T00:00:00Z",
         "--out",
         str(v2),
         "--now",
@@ -88,7 +89,10 @@ def test_ceremony_init_propose_sign_verify_show(tmp_path: Path, v1: Path) -> Non
 
     d = run("diff", str(v1), str(v2)).output
     assert '+          "compromised_at": "2025-01-15T00:00:00Z"' in d
-    assert '-      "revokers": ["hz-amr"],' in d and '+      "revokers": ["hz-amr", "hz-psb"],' in d
+    assert '-      "revokers": ["hz-amr"],' in d
+    # hz-psb may revoke from the proposal's time on, not before: a mandate is judged at a
+    # statement's time
+    assert '+        {"member": "hz-psb", "valid_from": "2025-01-20T00:00:00Z", "valid_until": null}' in d
 
     shown = run("show", str(v2)).output
     assert "未签名提案 Unsigned proposal" in shown and "已泄露 COMPROMISED at 2025-01-15T00:00:00Z" in shown
@@ -107,7 +111,9 @@ def test_ceremony_init_propose_sign_verify_show(tmp_path: Path, v1: Path) -> Non
     r = run("verify", "--pinned", str(v1), str(v1), str(v2), "--now", NOW)
     assert "skipped 1 document(s) not newer than the pinned version 1" in r.output
     assert "OK 验证通过: policy version 2 verified from pinned version 1 (1 update(s))" in r.output
-    assert "撤销 Revokers: hz-amr, hz-psb" in r.output
+    assert "撤销 Revokers: hz-amr, hz-psb [2025-01-20T00:00:00Z, open-ended)" in r.output
+    assert "信任策略 Trust policy: hangzhou.example.gov.cn 版本 version 2" in r.output
+    assert "发布 Issued: 2025-01-20T00:00:00Z" in r.output
     assert run("verify", "--pinned", str(v1), str(v2), "--now", NOW, "-q").output.count("\n") == 1
 
     shown = run("show", str(v2)).output
@@ -136,7 +142,7 @@ def _v2(tmp_path: Path, v1: Path, *changes: str, signers: tuple[int, ...] = (0, 
 
 
 def test_verify_failures_name_the_rule(tmp_path: Path, v1: Path) -> None:
-    v2 = _v2(tmp_path, v1, "witness-quorum=0")
+    v2 = _v2(tmp_path, v1, "freshness=7200")
     v3 = tmp_path / "v3.note"
     run("propose", "--current", str(v2), "freshness=3600", "--out", str(v3), "--now", NOW)
     for i in (0, 1):
@@ -159,7 +165,7 @@ def test_verify_failures_name_the_rule(tmp_path: Path, v1: Path) -> None:
     assert "Error: bad-signature: version 2: invalid signature by trusted key gov.amr" in msg
     # two different documents claiming one version
     (tmp_path / "other").mkdir()
-    other = _v2(tmp_path / "other", v1, "witness-quorum=1")
+    other = _v2(tmp_path / "other", v1, "freshness=600")
     msg = fail("verify", "--pinned", str(v1), str(v2), str(other), "--now", NOW)
     assert "are different documents for version 2" in msg
     # garbage
@@ -253,6 +259,15 @@ def test_encrypted_keys(tmp_path: Path) -> None:
         (["expires=2025-01-01T00:00:00Z"], "would already be expired"),
         (["remove-governance-key=gov.none"], "has no governance key of that name"),
         (["add-member=missing.toml"], "missing.toml: cannot read"),
+        (
+            ["witness-quorum=0"],
+            "change witness-quorum=0: quorum-bound: version 2 has 2 members and witness quorum 0",
+        ),
+        (["freshness=2592001"], "freshness-bound: version 2 sets a freshness limit of 2592001 s; at most"),
+        (
+            ["expires=+367d"],
+            "change expires=+367d: expiry-bound: version 2 expires at 2026-01-22T00:00:00Z, more",
+        ),
     ],
 )
 def test_propose_errors(tmp_path: Path, v1: Path, changes: list[str], message: str) -> None:
@@ -284,7 +299,14 @@ def test_propose_adds_a_member_and_a_type(tmp_path: Path, v1: Path) -> None:
     assert "hz-health  杭州市卫生健康委员会" in r.output and "health_cert  健康证明" in r.output
     (tmp_path / "bad.toml").write_text('id = "x"\nnmae = "typo"\n', encoding="utf-8")
     msg = fail(
-        "propose", "--current", str(v1), f"add-member={tmp_path / 'bad.toml'}", "--out", str(tmp_path / "n")
+        "propose",
+        "--current",
+        str(v1),
+        f"add-member={tmp_path / 'bad.toml'}",
+        "--out",
+        str(tmp_path / "n"),
+        "--now",
+        NOW,
     )
     assert "unknown field 'nmae'" in msg
 
@@ -305,9 +327,54 @@ def test_propose_adds_a_member_and_a_type(tmp_path: Path, v1: Path) -> None:
 )
 def test_init_spec_errors(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "s.toml").write_text(text, encoding="utf-8")
-    msg = fail("init", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"), "--now", NOW)
+    out = str(tmp_path / "o")
+    msg = fail("init", str(tmp_path / "s.toml"), "--out", out, "--now", NOW, "--consortium", "c.example")
     assert message in msg
     assert not (tmp_path / "o").exists()  # nothing written for a bad spec
+
+
+def test_init_needs_the_consortium_name(tmp_path: Path) -> None:
+    unnamed = SPEC.read_text(encoding="utf-8").replace('consortium = "hangzhou.example.gov.cn"\n', "")
+    assert "consortium =" not in unnamed
+    (tmp_path / "s.toml").write_text(unnamed, encoding="utf-8")
+    msg = fail("init", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"), "--now", NOW)
+    assert 'consortium: name the consortium (consortium = "…" in the spec)' in msg
+    assert not (tmp_path / "o").exists()
+    run(
+        "init",
+        str(tmp_path / "s.toml"),
+        "--out",
+        str(tmp_path / "o"),
+        "--now",
+        NOW,
+        "--consortium",
+        "staging.example",
+    )
+    assert (
+        parse_document((tmp_path / "o" / "policy-v1.note").read_bytes()).policy.consortium
+        == "staging.example"
+    )
+    msg = fail(
+        "init", str(SPEC), "--out", str(tmp_path / "p"), "--now", NOW, "--consortium", "staging.example"
+    )
+    assert "consortium: the spec names 'hangzhou.example.gov.cn', but 'staging.example' was given" in msg
+
+
+def test_verify_refuses_a_staging_version_signed_by_the_same_governance_keys(
+    tmp_path: Path, v1: Path
+) -> None:
+    """Cross-consortium replay: a staging consortium run with the same governance keys
+    publishes a version 2, validly signed by them, that names the staging consortium."""
+    prod = parse_document(v1.read_bytes()).policy
+    staging_v2 = dataclasses.replace(prod, consortium="staging.example.gov.cn", version=2)
+    keys = [(n, SigningKey.load(gov_key(v1.parent, n))) for n in GOV]
+    s2 = tmp_path / "staging-v2.note"
+    s2.write_bytes(sign_proposal(staging_v2, keys))
+    msg = fail("verify", "--pinned", str(v1), str(s2), "--now", NOW)
+    assert (
+        "Error: consortium: the document is version 2 of consortium 'staging.example.gov.cn', not of" in msg
+    )
+    assert "the trusted consortium 'hangzhou.example.gov.cn'" in msg
 
 
 @pytest.mark.parametrize("command", ["init", "propose", "sign", "verify", "show", "diff", "keygen"])

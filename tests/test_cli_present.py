@@ -53,7 +53,7 @@ def test_selective_disclosure_with_images(licence: Path, tmp_path: Path) -> None
     )
     assert code == 0, err
     text = out.strip()
-    checked = check_presentation(text, policy=POLICY, now=T0)
+    checked = check_presentation(text, policy=POLICY, now=T0 + 86400)
     assert [c.name for c in checked.claims] == ["uscc", "name"]
     assert "selective disclosure of uscc, name (9 hidden)" in err
     assert f"wrote {png}" in err and f"wrote {svg}" in err
@@ -86,7 +86,7 @@ def test_food_permit_licence_no(tmp_path: Path) -> None:
     issue_food_permit().save(path)
     code, out, err = _run("present", str(path), "--reveal", "name,licence_no")
     assert code == 0, err
-    checked = check_presentation(out.strip(), policy=POLICY, now=T0)
+    checked = check_presentation(out.strip(), policy=POLICY, now=T0 + 86400)
     assert checked.values() == {"licence_no": "JY13301060123456", "name": "杭州西溪小馆餐饮管理有限公司"}
 
 

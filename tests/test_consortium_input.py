@@ -34,6 +34,28 @@ def test_genesis_from_the_spec() -> None:
     assert "1  uscc  统一社会信用代码  (code, 必填 required, ≤18)" in text
 
 
+def test_spec_names_the_consortium_and_mandate_windows() -> None:
+    p = genesis(SPEC, now=T0, make_key=_keys)
+    assert p.consortium == "hangzhou.example.gov.cn" and p.issued == T0
+    spec = {k: v for k, v in SPEC.items() if k != "consortium"}
+    with pytest.raises(MalformedError, match="consortium: name the consortium"):
+        genesis(spec, now=T0, make_key=_keys)
+    assert genesis(spec, now=T0, make_key=_keys, consortium="staging.example").consortium == "staging.example"
+    licence = dict(SPEC["types"][0])
+    licence["revokers"] = ["hz-amr", {"member": "hz-psb", "valid_from": "+30d", "valid_until": "+60d"}]
+    p = genesis({**SPEC, "types": [licence]}, now=T0, make_key=_keys)
+    psb = p.require_type("business_licence").revokers[1]
+    assert (psb.member, psb.valid_from, psb.valid_until) == ("hz-psb", T0 + 30 * 86_400, T0 + 60 * 86_400)
+    assert p.may_revoke("hz-psb", "business_licence", at=T0 + 30 * 86_400)
+    assert not p.may_revoke("hz-psb", "business_licence", at=T0)
+    licence["revokers"] = [{"member": "hz-psb", "since": "now"}]
+    with pytest.raises(MalformedError, match=r"types\[0\].revokers\[0\]: unknown field 'since'"):
+        genesis({**SPEC, "types": [licence]}, now=T0, make_key=_keys)
+    licence["revokers"] = [3]
+    with pytest.raises(MalformedError, match=r"revokers\[0\]: expected a table"):
+        genesis({**SPEC, "types": [licence]}, now=T0, make_key=_keys)
+
+
 def test_read_toml_caps() -> None:
     with pytest.raises(TooLargeError, match="over the 262144-byte limit"):
         read_toml(b"#" * 300_000)
@@ -123,7 +145,7 @@ KINDS = st.sampled_from(
 VALUES = st.one_of(
     st.text(max_size=60),
     st.from_regex(r"hz-(amr|psb|x):[0-9a-f]{0,8}@?[0-9T:Z-]{0,22}", fullmatch=True),
-    st.from_regex(r"(business_licence|health_cert|x):[a-z,-]{0,20}", fullmatch=True),
+    st.from_regex(r"(business_licence|health_cert|x):[a-z,-]{0,20}(@[0-9T:Z+d-]{0,22})?", fullmatch=True),
 )
 
 

@@ -129,10 +129,11 @@ def test_step_6_every_attack_is_refused_with_the_projects_error(kept: tuple[Path
         "a) the name in the QR is changed to 杭州云栖数字科技集团有限公司; the verifier: → refused, "
         "SignatureError: statement signature does not verify: a disclosed value, a salt, a digest or the "
         "signature was altered, or the certificate is forged (issuer hangzhou-xihu-amr, key",
-        "certledger's issuing code: → refused, PolicyError: not authorised: member hangzhou-health may not "
-        "issue business_licence certificates",
-        "the verifier: → refused, PolicyError: not authorised: member hangzhou-health may not issue "
-        "business_licence certificates (issuer found; signature not checked)",
+        "certledger's issuing code: → refused, PolicyError: mandate: hangzhou-health may not issue "
+        "business_licence (allowed to issue: hangzhou-xihu-amr)",
+        "the verifier: → refused, PolicyError: mandate: hangzhou-health may not issue business_licence under "
+        "policy version 2 (allowed to issue: hangzhou-xihu-amr) (issuer hangzhou-health found; signature "
+        "not checked)",
         "c) policy version 1 is served again to a verifier that trusts version 2: → refused, PolicyError: "
         "rollback: the document is version 1, not newer than the trusted version 2 [document 1 of 1; still "
         "trusting version 2]",

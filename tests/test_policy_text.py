@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from ledger.errors import LedgerError, MalformedError, SchemaError, TooLargeError
 from ledger.keys import SIG_TYPE_COSIGNATURE, VerifierKey
 from ledger.trust.policy import Policy
-from ledger.trust.policy_doc import FORMAT_LINE, MAX_DEPTH, MAX_DOCUMENT_SIZE, parse_text, parse_time, render
+from ledger.trust.policy_doc import (
+    FORMAT_LINE,
+    MAX_DEPTH,
+    MAX_DOCUMENT_SIZE,
+    _pretty,
+    parse_text,
+    parse_time,
+    render,
+)
 from tests.policy_fixtures import gov_key, make_policy
 
 POLICY = make_policy()
@@ -28,6 +36,10 @@ def test_round_trip_is_exact() -> None:
 def test_text_is_readable_and_note_safe() -> None:
     assert "杭州市市场监督管理局" in TEXT  # Chinese stays readable
     assert '"expires": "2025-05-31T16:00:00Z"' in TEXT
+    assert TEXT.startswith(
+        FORMAT_LINE + '\n{\n  "consortium": "consortium.example.gov.cn",\n  "version": 1,\n'
+    )
+    assert '\n  "issued": "2024-05-31T16:00:00Z",\n' in TEXT
     assert "\n\n" not in TEXT  # a blank line would end a signed note's text
     assert all(ch == "\n" or ord(ch) >= 0x20 for ch in TEXT)
     assert '"issuers": ["hz-amr"]' in TEXT
@@ -110,6 +122,58 @@ REJECTS = [
     (FORMAT_LINE + "\n" + "[" * 100_000 + "\n", TooLargeError, "nested deeper"),
     (FORMAT_LINE + '\n["' + "[" * 100 + '"]\n', MalformedError, "policy: expected a JSON object"),
     (FORMAT_LINE + "\n" + " " * (MAX_DOCUMENT_SIZE + 1) + "\n", TooLargeError, "limit"),
+    # the consortium's name and the version's own time
+    (
+        _edit('  "consortium": "consortium.example.gov.cn",\n', ""),
+        MalformedError,
+        "missing field 'consortium'",
+    ),
+    (_edit('"consortium.example.gov.cn"', '"Consortium.example"'), SchemaError, "consortium name must be"),
+    (_edit('"consortium.example.gov.cn"', '""'), SchemaError, "consortium name must be"),
+    (_edit('"consortium.example.gov.cn"', '"a..b-"'), SchemaError, "consortium name must be"),
+    (_edit('"consortium.example.gov.cn"', "7"), MalformedError, "consortium: expected a string"),
+    (
+        _edit('"issued": "2024-05-31T16:00:00Z"', '"issued": 1717171200'),
+        MalformedError,
+        "issued: expected an RFC",
+    ),
+    (_edit('  "issued": "2024-05-31T16:00:00Z",\n', ""), MalformedError, "missing field 'issued'"),
+    # mandates: a member id, or an object with a window (never an empty window)
+    (
+        _edit(
+            '"issuers": ["hz-amr"]',
+            '"issuers": [{"member": "hz-amr", "valid_from": null, "valid_until": null}]',
+        ),
+        MalformedError,
+        "not in canonical form",
+    ),
+    (
+        _edit('"issuers": ["hz-amr"]', '"issuers": [{"member": "hz-amr", "valid_from": null}]'),
+        MalformedError,
+        "issuers[0]: missing field 'valid_until'",
+    ),
+    (
+        _edit(
+            '"issuers": ["hz-amr"]', '"issuers": [{"member": "hz-amr", "from": null, "valid_until": null}]'
+        ),
+        MalformedError,
+        "issuers[0]: unknown field 'from'",
+    ),
+    (
+        _edit(
+            '"issuers": ["hz-amr"]',
+            '"issuers": [{"member": "hz-amr", "valid_from": null, "valid_until": "2024-13-01T00:00:00Z"}]',
+        ),
+        MalformedError,
+        "issuers[0].valid_until: 2024-13-01T00:00:00Z is not a valid date",
+    ),
+    (_edit('"issuers": ["hz-amr"]', '"issuers": [7]'), MalformedError, "issuers[0]: expected a JSON object"),
+    (
+        _edit('"issuers": ["hz-amr"]', '"issuers": ["hz-amr", "hz-amr"]'),
+        SchemaError,
+        "mandates of hz-amr overlap",
+    ),
+    (_edit('"issuers": ["hz-amr"]', '"issuers": ["HZ"]'), SchemaError, "mandate: member id 'HZ'"),
 ]
 
 
@@ -217,3 +281,49 @@ def test_huge_inputs_fail_fast() -> None:
     many_strings = FORMAT_LINE + "\n[" + '"\\"",' * 100_000 + "1]\n"
     with pytest.raises(MalformedError):
         parse_text(many_strings)
+
+
+MANDATE_VALUES = st.one_of(
+    st.text(max_size=12),
+    st.fixed_dictionaries(
+        {
+            "member": st.sampled_from(["hz-amr", "hz-psb", "nobody", ""]) | st.text(max_size=8),
+            "valid_from": st.none() | st.sampled_from(["2024-01-01T00:00:00Z", "2030-01-01T00:00:00Z", "x"]),
+            "valid_until": st.none() | st.sampled_from(["2024-01-01T00:00:00Z", "2026-01-01T00:00:00Z"]),
+        }
+    ),
+    JSON_VALUES,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["issuers", "revokers"]), st.lists(MANDATE_VALUES, max_size=4))
+def test_random_mandates(field: str, value: list[object]) -> None:
+    doc = json.loads(TEXT.split("\n", 1)[1])
+    doc["types"][0][field] = value
+    text = render_json(doc)
+    got = _only_own_errors(text)
+    if got is not None:  # a valid list of mandates: it must be the one canonical text
+        assert render(got) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(["consortium", "issued", "expires"]), st.text(max_size=40) | JSON_VALUES)
+def test_random_consortium_and_times(field: str, value: object) -> None:
+    doc = json.loads(TEXT.split("\n", 1)[1])
+    doc[field] = value
+    text = render_json(doc)
+    got = _only_own_errors(text)
+    if got is not None:
+        assert render(got) == text
+        if field == "consortium":
+            assert got.consortium == value
+
+
+def render_json(doc: object) -> str:
+    """``doc`` in the document's own layout where it can be (so only the values are in
+    question), else as plain indented JSON."""
+    try:
+        return FORMAT_LINE + "\n" + _pretty(doc) + "\n"
+    except MalformedError:  # a float
+        return _body(doc)

@@ -1,4 +1,5 @@
 import contextlib
+import hashlib
 
 import pytest
 from hypothesis import given, settings
@@ -7,7 +8,7 @@ from hypothesis import strategies as st
 from ledger import canonical
 from ledger.errors import LedgerError, MalformedError, SignatureError
 from ledger.log.statement import GENESIS_PREV, Entry, Kind, Reason, SignedStatement, Statement, encode_entry
-from tests.helpers import ISSUER, T0, cert_id, issue, log_key, revoke
+from tests.helpers import ISSUER, T0, cert_id, issue, log_key, mutate, revoke
 
 
 def test_statement_round_trip_every_kind() -> None:
@@ -168,13 +169,17 @@ def statements(draw: st.DrawFn) -> Statement:
         fields["replaces"] = cert_id(draw(st.integers(0, 10**6)) + 10**7)
         if draw(st.booleans()):
             fields["reason"] = draw(st.sampled_from(list(Reason)))
+    elif kind == Kind.POLICY:
+        fields["policy_version"] = draw(st.integers(1, 2**53 - 1))
+        fields["policy_hash"] = draw(st.binary(min_size=32, max_size=32))
     elif kind != Kind.ISSUE:
         fields["reason"] = draw(st.sampled_from(list(Reason)))
+    if kind != Kind.POLICY:
+        fields["cert_id"] = cert_id(draw(st.integers(0, 10**6)))
+        fields["cert_type"] = draw(st.from_regex(r"[a-z0-9][a-z0-9_]{0,62}", fullmatch=True))
     return Statement(
         kind=kind,
         issuer=draw(st.from_regex(r"[a-z0-9][a-z0-9-]{0,62}", fullmatch=True)),
-        cert_id=cert_id(draw(st.integers(0, 10**6))),
-        cert_type=draw(st.from_regex(r"[a-z0-9][a-z0-9_]{0,62}", fullmatch=True)),
         time=time_,
         operator=draw(st.from_regex(r"[A-Za-z0-9:_.-]{1,64}", fullmatch=True)),
         **fields,  # type: ignore[arg-type]
@@ -188,8 +193,8 @@ def test_to_bytes_is_the_canonical_encoding(statement: Statement) -> None:
         0: statement.version,
         1: int(statement.kind),
         2: statement.issuer,
-        3: statement.cert_id,
-        4: statement.cert_type,
+        3: statement.cert_id or None,
+        4: statement.cert_type or None,
         5: statement.time,
         6: statement.operator,
         7: statement.valid_from,
@@ -197,7 +202,107 @@ def test_to_bytes_is_the_canonical_encoding(statement: Statement) -> None:
         9: dict(statement.claim_digests) if statement.claim_digests is not None else None,
         10: int(statement.reason) if statement.reason is not None else None,
         11: statement.replaces,
+        12: statement.policy_version,
+        13: statement.policy_hash,
     }
     data = statement.to_bytes()
     assert data == canonical.encode({k: v for k, v in fields.items() if v is not None})
     assert Statement.from_bytes(data) == statement
+
+
+# ---------------------------------------------------------------- policy adoption
+
+
+def _policy_statement(version: int = 7) -> Statement:
+    return Statement.policy_adoption(
+        issuer="hangzhou-xihu-amr", time=T0, operator="node", policy_version=version, document=b"policy v7\n"
+    )
+
+
+def test_policy_adoption_records_the_hash_of_the_exact_document() -> None:
+    s = _policy_statement()
+    assert s.kind == Kind.POLICY and s.kind.label == "policy"
+    assert s.policy_version == 7
+    assert s.policy_hash == hashlib.sha256(b"policy v7\n").digest()
+    assert s.cert_id == "" and s.cert_type == ""
+    data = s.to_bytes()
+    assert canonical.decode(data, max_size=1000, max_depth=2, what="t") == {
+        0: 1,
+        1: 6,
+        2: "hangzhou-xihu-amr",
+        5: T0,
+        6: "node",
+        12: 7,
+        13: hashlib.sha256(b"policy v7\n").digest(),
+    }
+    assert Statement.from_bytes(data) == s
+    assert s.to_json()["kind"] == "policy"
+    assert s.to_json()["policy_hash"] == hashlib.sha256(b"policy v7\n").hexdigest()
+    assert "cert_id" not in s.to_json()
+
+
+def _raw_policy(**changes: object) -> bytes:
+    raw: dict[int, object] = {0: 1, 1: 6, 2: "amr", 5: T0, 6: "node", 12: 7, 13: bytes(32)}
+    for k, v in changes.items():
+        key = int(k[1:])
+        if v is None:
+            raw.pop(key)
+        else:
+            raw[key] = v
+    return canonical.encode(raw)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"k3": cert_id(1)}, "a policy statement has no certificate id or type"),
+        ({"k3": ""}, "cert_id is empty"),
+        ({"k4": "business_licence"}, "a policy statement has no certificate id or type"),
+        ({"k4": ""}, "cert_type is empty"),
+        ({"k9": {0: bytes(32)}}, "a policy statement has no claim_digests"),
+        ({"k10": 1}, "a policy statement has no reason"),
+        ({"k12": None}, "a policy statement needs policy_version"),
+        ({"k13": None}, "a policy statement needs policy_hash"),
+        ({"k12": 0}, "policy_version must be an integer from 1"),
+        ({"k12": True}, "policy_version must be an integer from 1"),
+        ({"k12": 2**53}, "policy_version must be an integer from 1"),
+        ({"k12": "7"}, "policy_version must be an integer from 1"),
+        ({"k13": bytes(31)}, "policy_hash must be 32 bytes"),
+        ({"k13": "00" * 32}, "policy_hash must be 32 bytes"),
+    ],
+)
+def test_policy_statements_are_parsed_strictly(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(MalformedError, match=message):
+        Statement.from_bytes(_raw_policy(**changes))
+
+
+def test_policy_fields_belong_to_policy_statements_only() -> None:
+    raw = canonical.decode(issue(1).to_bytes(), max_size=1000, max_depth=2, what="t")
+    for extra in ({12: 7}, {13: bytes(32)}):
+        with pytest.raises(MalformedError, match="a issue statement has no policy_"):
+            Statement.from_bytes(canonical.encode({**raw, **extra}))
+    with pytest.raises(MalformedError, match="policy statement has no certificate id or type"):
+        Statement(
+            kind=Kind.POLICY,
+            issuer="amr",
+            cert_id=cert_id(1),
+            time=T0,
+            operator="node",
+            policy_version=1,
+            policy_hash=bytes(32),
+        )
+    with pytest.raises(MalformedError, match="certificate id"):
+        Statement(kind=Kind.REVOKE, issuer="amr", time=T0, operator="op", reason=Reason.UNSPECIFIED)
+    with pytest.raises(MalformedError, match="policy document must be bytes"):
+        Statement.policy_adoption(issuer="amr", time=T0, operator="n", policy_version=1, document="x")  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_mutated_policy_statements_parse_or_raise_malformed(data: st.DataObject) -> None:
+    blob = mutate(data, _policy_statement().to_bytes())
+    try:
+        s = Statement.from_bytes(blob)
+    except MalformedError:
+        return
+    assert s.to_bytes() == blob

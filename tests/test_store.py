@@ -21,7 +21,7 @@ from ledger.log import merkle
 from ledger.log.audit import audit
 from ledger.log.checkpoint import Checkpoint, open_checkpoint
 from ledger.log.statement import GENESIS_PREV, Entry, SignedStatement
-from ledger.log.store import APPLICATION_ID, LogStore
+from ledger.log.store import APPLICATION_ID, SCHEMA_VERSION, LogStore
 from ledger.log.tlogproof import TlogProof, verify
 from tests.helpers import ORIGIN, issue, log_key, revoke
 
@@ -68,7 +68,7 @@ def test_new_log_is_empty_and_durable_by_configuration(store: LogStore, db: Path
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 1
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
     conn.close()
     assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert not [p for p in db.parent.iterdir() if ".creating-" in p.name]
@@ -117,14 +117,19 @@ def test_open_refuses_newer_schema_and_damage(db: Path) -> None:
     LogStore.create(db, origin=ORIGIN).close()
     conn = sqlite3.connect(db)
     conn.execute("UPDATE meta SET value = 7 WHERE key = 'schema_version'")
+    conn.execute("PRAGMA user_version = 7")
     conn.commit()
     with pytest.raises(StorageError, match="schema version 7 is newer than this software supports"):
         LogStore.open(db)
-    conn.execute("UPDATE meta SET value = 1 WHERE key = 'schema_version'")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    with pytest.raises(StorageError, match="damaged: no schema version"):
+        LogStore.open(db)
+    conn.execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'")
     conn.execute("DROP TABLE hashes")
     conn.commit()
     conn.close()
-    with pytest.raises(StorageError, match=r"damaged: table\(s\) hashes missing"):
+    with pytest.raises(StorageError, match=r"damaged: hashes missing \(rule: exact-schema\)"):
         LogStore.open(db)
 
 

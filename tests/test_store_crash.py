@@ -5,7 +5,8 @@ statements and reports each batch on stdout only after ``append`` returned. The 
 kills it with SIGKILL at random instants — during start-up, creation, recovery, signing
 and commits — and after every kill checks that the log passes audit (checkpoints included), that
 every acknowledged index is present with exactly the bytes a correct writer produces,
-and that no acknowledged checkpoint was lost.
+that no acknowledged checkpoint was lost, and that the log still extends the checkpoint
+its key remembers signing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 
 from ledger.log.audit import audit
 from ledger.log.merkle import leaf_hash
+from ledger.log.signer import LogSigner
 from ledger.log.statement import GENESIS_PREV, Entry, SignedStatement
 from ledger.log.store import LogStore
 from tests.helpers import issue, log_key
@@ -112,8 +114,10 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_entry(tmp_path: Path) -
         assert report.size >= acked, f"kill {kills}: {acked} acknowledged, only {report.size} present"
         assert (report.latest_checkpoint_size or 0) >= acked_cp, f"kill {kills}: a signed checkpoint was lost"
         with LogStore.open(db, readonly=True) as store:
+            # the key's memory is never ahead of the durable log: it can sign again
+            store.check_signer(LogSigner(key=expected.key, state=Path(f"{db}.signer")))
             for i, data in enumerate(store.entries()):
                 assert data == expected[i], f"kill {kills}: entry {i} differs from what was acknowledged"
     assert kills == KILLS
     assert during_appends >= 40
-    assert total_acked > 5000, f"only {total_acked} entries were acknowledged: the writer barely ran"
+    assert total_acked > 2500, f"only {total_acked} entries were acknowledged: the writer barely ran"

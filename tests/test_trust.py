@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.errors import LedgerError, MalformedError, PolicyError, SchemaError, TooLargeError
+from ledger.errors import LedgerError, MalformedError, PolicyError, TooLargeError
 from ledger.keys import VerifierKey
 from ledger.log import note
 from ledger.trust.policy import Policy
@@ -155,7 +155,7 @@ def test_the_same_key_signing_twice_counts_once() -> None:
 
 def test_one_key_under_two_names_counts_once() -> None:
     renamed = VerifierKey(name="renamed.example", public_key=gov_key(0).public_key)
-    with pytest.raises(SchemaError, match="governance keys must be distinct"):
+    with pytest.raises(PolicyError, match="key-reuse: one public key is both the governance key gov-0"):
         _next(V1, governance_keys=(*V1.governance_keys, renamed))
     # renaming a key between versions: it signs under both names, and counts once in each
     v2 = _next(V1, governance_keys=(renamed, gov_verifier(1), gov_verifier(2)), governance_threshold=2)

@@ -39,6 +39,14 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "Make the QR text and images of a credential, fully or selectively.",
     ),
     "qr": ("certledger.cli.qr", "Read certificate QR codes from images."),
+    "verifier": (
+        "certledger.cli.verifier",
+        "Run the verification service: HTTP API, web page and consortium page.",
+    ),
+    "verify": (
+        "certledger.cli.verify",
+        "Verify a presented certificate against the replica of every member's log.",
+    ),
 }
 
 

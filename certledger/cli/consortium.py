@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from ledger.errors import KeyFileError, LedgerError, MalformedError
+from ledger.errors import KeyFileError, LedgerError, MalformedError, PolicyError
 from ledger.files import read_capped, write_file
 from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, SigningKey, VerifierKey
 from ledger.trust.consortium import (
@@ -63,6 +63,13 @@ def _write_document(path: Path, data: bytes, *, overwrite: bool = False) -> None
     write_file(path, data, mode=0o644, overwrite=overwrite, what="policy document")
 
 
+def _where(e: LedgerError, path: Path) -> LedgerError:
+    """``e`` with the file it is about before its message (a PolicyError keeps its rule)."""
+    if isinstance(e, PolicyError):
+        return PolicyError(f"{path}: {e}", rule=e.rule)
+    return type(e)(f"{path}: {e}")
+
+
 def _now(value: str | None) -> int:
     real = int(time.time())
     return real if value is None else spec_time(value, "--now", now=real)
@@ -87,7 +94,7 @@ def _load_any(path: Path) -> tuple[Policy, PolicyDocument | None]:
             return parse_proposal(data), None
         doc = parse_document(data)
     except LedgerError as e:
-        raise type(e)(f"{path}: {e}") from None
+        raise _where(e, path) from None
     return doc.policy, doc
 
 
@@ -151,8 +158,14 @@ def consortium() -> None:
 @click.option(
     "--encrypt", is_flag=True, help="Encrypt generated governance keys with a passphrase (prompted)."
 )
+@click.option(
+    "--consortium",
+    "consortium_name",
+    metavar="NAME",
+    help="The consortium's name (if the spec has no `consortium`), e.g. hangzhou.example.gov.cn.",
+)
 @click.option("--now", "now_text", metavar="TIME", help=_NOW_HELP)
-def init(spec: Path, out_dir: Path, encrypt: bool, now_text: str | None) -> None:
+def init(spec: Path, out_dir: Path, encrypt: bool, consortium_name: str | None, now_text: str | None) -> None:
     """Create policy version 1 from a SPEC file (TOML).
 
     Keys the spec does not give (governance keys, members' log and witness keys) are
@@ -160,6 +173,8 @@ def init(spec: Path, out_dir: Path, encrypt: bool, now_text: str | None) -> None
     governance keys offline and hand each department its own log and witness keys.
     Version 1 is signed with the generated governance keys; if the spec names keys
     held elsewhere, their holders sign with `certledger consortium sign`.
+    Every version names the consortium (the spec's `consortium` or --consortium), so
+    verifiers refuse versions of another consortium, such as a staging one.
     See docs/trust-policy.md for the spec format.
     """
     now = _now(now_text)
@@ -172,9 +187,9 @@ def init(spec: Path, out_dir: Path, encrypt: bool, now_text: str | None) -> None
         return key.public_key
 
     try:
-        policy = genesis(parsed, now=now, make_key=make_key)
+        policy = genesis(parsed, now=now, make_key=make_key, consortium=consortium_name)
     except LedgerError as e:
-        raise type(e)(f"{spec}: {e}") from None
+        raise _where(e, spec) from None
     if policy.is_expired(now):
         raise click.ClickException(
             f"{spec}: the policy would already be expired ({format_time(policy.expires)})"
@@ -242,7 +257,7 @@ def propose(current: Path, changes: tuple[str, ...], out: Path, now_text: str | 
     try:
         doc = verify_pinned(_read_document(current))
     except LedgerError as e:
-        raise type(e)(f"{current}: {e}") from None
+        raise _where(e, current) from None
     parsed = [parse_change(c) for c in changes]
     policy = apply_changes(
         doc.policy,
@@ -360,7 +375,7 @@ def verify(pinned: Path, documents: tuple[Path, ...], now_text: str | None, quie
     try:
         trusted = TrustedPolicy(_read_document(pinned))
     except LedgerError as e:
-        raise type(e)(f"{pinned}: {e}") from None
+        raise _where(e, pinned) from None
     by_version: dict[int, tuple[Path, bytes]] = {}
     skipped = 0
     for path in documents:
@@ -368,7 +383,7 @@ def verify(pinned: Path, documents: tuple[Path, ...], now_text: str | None, quie
         try:
             version = parse_document(data).policy.version
         except LedgerError as e:
-            raise type(e)(f"{path}: {e}") from None
+            raise _where(e, path) from None
         if version <= trusted.version:
             skipped += 1
             continue

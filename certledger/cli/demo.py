@@ -68,7 +68,7 @@ from ledger.log.checkpoint import Checkpoint, CosignatureSigner, OpenedCheckpoin
 from ledger.log.statement import Entry, Kind, Reason, SignedStatement, Statement, encode_entry
 from ledger.log.store import LogStore
 from ledger.trust.consortium import KeyRequest, apply_changes, genesis, parse_change, read_toml
-from ledger.trust.policy import Member, Policy, format_time
+from ledger.trust.policy import Member, Policy, format_time, mandates
 from ledger.trust.policy_doc import add_signature, parse_document, sign_proposal
 from ledger.trust.trust import TrustedPolicy, signed_by
 
@@ -241,7 +241,9 @@ class _Demo:
     def quorum(self, member_id: str, note: bytes) -> list[str]:
         """The members whose cosignatures on ``note`` verify; PolicyError below the quorum."""
         witnesses = self.policy.witness_keys(member_id)
-        opened = open_checkpoint(note, log_key=self.log_key(member_id), witnesses=list(witnesses.values()))
+        opened = open_checkpoint(
+            note, log_key=self.log_key(member_id), witnesses=list(witnesses.values()), now=self.now
+        )
         by_name = {k.name: mid for mid, k in witnesses.items()}
         ids = [by_name[name] for name in opened.cosignatures]
         self.policy.check_quorum(member_id, ids)
@@ -289,7 +291,7 @@ class _Demo:
         for m in v1.members:
             say(f"member {m.id:<18} {m.name}", 5)
         for t in v1.types:
-            issuers = ", ".join(sorted(t.issuers))
+            issuers = ", ".join(t.members_with("issue"))
             say(f"type   {t.code:<18} {t.name}, {len(t.claims)} claims, issued by {issuers}", 5)
         say(
             f"generated {len(governance)} governance keys, and a log key and a witness key per department "
@@ -354,7 +356,7 @@ class _Demo:
         say("(the earlier statements stand in for each register's history; their claim digests are random)")
 
     def _earlier(self, m: Member, i: int) -> Statement:
-        ctype = next(t for t in self.policy.types if m.id in t.issuers)
+        ctype = next(t for t in self.policy.types if m.id in t.members_with("issue"))
         serial = str(2_430_000 + i)
         cid = CertId(type_code=ctype.national_code, issuer_code=m.issuer_code, serial=serial, version="001")
         return Statement(
@@ -515,7 +517,9 @@ class _Demo:
             leaf=entry,
             witnesses=list(policy.witness_keys(AMR).values()),
             quorum=policy.witness_quorum,
+            now=self.now,
         )
+        policy.check_fresh(max(opened.cosignatures.values()), now=self.now)
         self.say(
             f"✓ entry {index} is in the tree of size {opened.checkpoint.size}: {out.name} "
             f"(c2sp.org/tlog-proof, {_count(len(proof.proof), 'hash', 'hashes')}) verified against the "
@@ -561,9 +565,7 @@ class _Demo:
             PolicyError,
             lambda: issue_credential(cert_type=licence, **kwargs),
         )
-        rogue = issue_credential(
-            cert_type=dataclasses.replace(licence, issuers=frozenset({HEALTH})), **kwargs
-        )
+        rogue = issue_credential(cert_type=dataclasses.replace(licence, issuers=mandates(HEALTH)), **kwargs)
         say("a rogue build skips that check and signs one with the health log key; the verifier:")
         self.refused(
             "b",
@@ -655,7 +657,7 @@ class _Demo:
         say = self.say
         say.step(7, "The regulator revokes the licence; every log is audited")
         policy = self.policy
-        policy.check_mandate(AMR, LICENCE, "revoke")
+        policy.check_mandate(AMR, LICENCE, "revoke", at=self.now)
         reason = Reason.HOLDER_CEASED
         stmt = Statement(
             kind=Kind.REVOKE,

@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.errors import AuditError, KeyFileError, MalformedError, ProofError, StorageError
 from ledger.files import read_capped, write_file
-from ledger.keys import SIG_TYPE_ED25519, PublicKey, SigningKey, VerifierKey
+from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, SigningKey, VerifierKey
 from ledger.log import merkle
 from ledger.log.audit import audit as run_audit
+from ledger.log.signer import LogSigner
 from ledger.log.store import LogStore
 
 __all__ = ["load_public_keys", "load_signing_key", "log"]
@@ -65,7 +66,10 @@ def load_public_keys(values: tuple[str, ...], *, origin: str) -> list[PublicKey 
             if not isinstance(pem, Ed25519PublicKey):
                 raise KeyFileError(f"{path}: not an Ed25519 public key")
             raw = pem.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-            out.append(VerifierKey(name=origin, public_key=PublicKey(raw=raw)))
+            try:
+                out.append(VerifierKey(name=origin, public_key=PublicKey(raw=raw)))
+            except MalformedError as e:
+                raise KeyFileError(f"{path}: {e}") from None
             continue
         try:
             text = data.decode("utf-8")
@@ -155,23 +159,39 @@ def init(db: Path, origin: str, key_file: Path, generate_key: bool) -> None:
     "public key. Repeat for logs whose key was rotated.",
 )
 @click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    metavar="VKEY",
+    help="A witness verifier key (signature type 0x04) whose cosignatures kept with the "
+    "checkpoints must verify. Repeat for each witness.",
+)
+@click.option(
     "--progress/--no-progress",
     default=None,
     help="Show a progress bar (default: when stderr is a terminal).",
 )
-def audit(db: Path, keys: tuple[str, ...], progress: bool | None) -> None:
+def audit(db: Path, keys: tuple[str, ...], witnesses: tuple[str, ...], progress: bool | None) -> None:
     """Recompute and check everything the log DB holds.
 
     Checks that entries are contiguous and parse strictly, the hash chain, every
-    statement signature (by one of the given keys), every stored Merkle hash, and
-    every stored checkpoint (its signature and its root against the entries). Exits 0
-    if everything holds; otherwise prints the first bad entry index and what is
-    wrong, and exits 1.
+    statement signature (by one of the given keys), every stored Merkle hash, every
+    stored checkpoint (its signature and its root against the entries), and every
+    cosigned checkpoint note (its text, the log's signature, and the cosignatures of
+    the --witness keys). Reads one snapshot, so it may run while the node appends.
+    Exits 0 if everything holds; otherwise prints the first bad entry index and what
+    is wrong, and exits 1.
     """
     from tqdm import tqdm  # noqa: PLC0415 - only the audit needs it
 
     with LogStore.open(db, readonly=True) as store:
         public_keys = load_public_keys(keys, origin=store.origin)
+        witness_keys = [VerifierKey.parse(w) for w in witnesses]
+        for w in witness_keys:
+            if w.sig_type != SIG_TYPE_COSIGNATURE:
+                raise MalformedError(
+                    f"--witness {w.name}: signature type 0x{w.sig_type:02x} is not a witness key"
+                )
         with tqdm(
             total=store.size,
             unit=" entries",
@@ -182,7 +202,12 @@ def audit(db: Path, keys: tuple[str, ...], progress: bool | None) -> None:
             leave=False,
         ) as bar:
             try:
-                report = run_audit(store, keys=public_keys, progress=lambda done, _: bar.update(done - bar.n))
+                report = run_audit(
+                    store,
+                    keys=public_keys,
+                    witnesses=witness_keys,
+                    progress=lambda done, _: bar.update(done - bar.n),
+                )
             except AuditError as e:
                 bar.close()
                 where = f"first bad entry: {e.index}" if e.index is not None else "not tied to one entry"
@@ -201,21 +226,24 @@ def audit(db: Path, keys: tuple[str, ...], progress: bool | None) -> None:
     "Without it, print the latest stored checkpoint.",
 )
 def checkpoint(db: Path, key_file: Path | None) -> None:
-    """Print the latest signed checkpoint of DB, or sign a new one with --key.
+    """Print the latest signed checkpoint of DB (with the witness cosignatures kept for
+    it), or sign a new one with --key.
 
-    The store never signs a checkpoint that contradicts one it signed before: it
-    refuses if the log was rewritten or truncated since.
+    The key remembers the last checkpoint it signed in KEYFILE.last-checkpoint (written
+    before the new checkpoint is printed). Signing is refused if the log was rewritten,
+    truncated or restored from a backup since: neither the database's own checkpoints
+    nor the key's memory may be contradicted.
     """
     if key_file is None:
         with LogStore.open(db, readonly=True) as store:
             latest = store.latest_checkpoint()
         if latest is None:
             raise StorageError(f"{db}: no checkpoint has been signed yet; sign one with --key KEYFILE")
-        click.echo(latest.note.decode("utf-8"), nl=False)
+        click.echo(latest.full_note.decode("utf-8"), nl=False)
         return
-    key = load_signing_key(key_file)
+    signer = LogSigner.beside(key_file, key=load_signing_key(key_file))
     with LogStore.open(db) as store:
-        note = store.checkpoint(key)
+        note = store.checkpoint(signer)
     click.echo(note.decode("utf-8"), nl=False)
 
 
@@ -230,8 +258,9 @@ def checkpoint(db: Path, key_file: Path | None) -> None:
 def proof(db: Path, index: int, size: int | None) -> None:
     """Print a C2SP tlog-proof that entry INDEX is in the log DB.
 
-    The proof carries the signed checkpoint it is proved against, so anyone holding
-    the log's public key can check it offline.
+    The proof carries the signed checkpoint it is proved against, with the witness
+    cosignatures kept for it, so anyone holding the trust policy (or just the log's
+    public key) can check it offline.
     """
     with LogStore.open(db, readonly=True) as store:
         tlog_proof = store.tlog_proof(index, size=size)

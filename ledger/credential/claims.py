@@ -133,7 +133,7 @@ def check_canonical(spec: ClaimSpec, value: Any, *, check_length: bool = True) -
         if type(value) is not int:
             raise SchemaError(f"{_where(spec)}: expected a day number, got {type(value).__name__}")
         if not _MIN_DAY <= value <= _MAX_DAY:
-            raise SchemaError(f"{_where(spec)}: day number {value} is not a date between years 1 and 9999")
+            raise SchemaError(f"{_where(spec)}: the day number is not a date between years 1 and 9999")
         return value
     raise SchemaError(f"{_where(spec)}: unknown kind {spec.kind!r}")
 
@@ -151,11 +151,12 @@ def canonical_value(spec: ClaimSpec, value: Any) -> CanonicalValue:
         if isinstance(value, _dt.date):
             return days_from_date(value)
         if type(value) is not str or not _DATE_TEXT.fullmatch(value):
-            raise SchemaError(f"{_where(spec)}: expected a date written YYYY-MM-DD, got {value!r}")
+            got = f"{len(value)} characters" if type(value) is str else type(value).__name__
+            raise SchemaError(f"{_where(spec)}: expected a date written YYYY-MM-DD, got {got}")
         try:
             return days_from_date(_dt.date.fromisoformat(value))
         except ValueError:
-            raise SchemaError(f"{_where(spec)}: {value!r} is not a calendar date") from None
+            raise SchemaError(f"{_where(spec)}: not a calendar date") from None
     return check_canonical(spec, value)
 
 

@@ -47,13 +47,13 @@ from ledger.credential.presentation import (
     Presentation,
     check_presentation,
 )
-from ledger.errors import ClaimMismatchError, MalformedError, PolicyError, SchemaError
+from ledger.errors import ClaimMismatchError, MalformedError, SchemaError
 from ledger.files import loads_json, read_capped, write_file
 from ledger.keys import SigningKey
 from ledger.log.certid import CertId
 from ledger.log.note import decode_base64
 from ledger.log.statement import Kind, Reason, SignedStatement, Statement
-from ledger.trust.policy import CertificateType, ClaimSpec, Member, Policy
+from ledger.trust.policy import CertificateType, ClaimSpec, Member, Policy, rule_error
 
 __all__ = [
     "CREDENTIAL_FORMAT",
@@ -152,6 +152,14 @@ class Credential:
     def cert_id(self) -> str:
         """The certificate id."""
         return self.signed.statement.cert_id
+
+    def __repr__(self) -> str:
+        """Ids, type and claim names only: never a claim value or the salt secret."""
+        stmt = self.signed.statement
+        return (
+            f"Credential(cert_id={stmt.cert_id!r}, issuer={stmt.issuer!r}, cert_type={stmt.cert_type!r}, "
+            f"claims={[s.name for s in self.schema]})"
+        )
 
     def canonical_values(self) -> dict[int, CanonicalValue]:
         """``{claim key: canonical value}`` of every claim."""
@@ -353,6 +361,13 @@ def _from_json(obj: Any) -> Credential:
         e = _keys(entry, _SPEC_KEYS, f"credential: schema entry {i}")
         if type(e["key"]) is not int or type(e["max_length"]) is not int:
             raise MalformedError(f"credential: schema entry {i}: key and max_length must be integers")
+        if (
+            not all(isinstance(e[f], str) for f in ("name", "label", "kind"))
+            or type(e["required"]) is not bool
+        ):
+            raise MalformedError(
+                f"credential: schema entry {i}: name, label and kind must be strings, required true or false"
+            )
         specs.append(ClaimSpec(**e))
     if not isinstance(top["claims"], dict):
         raise MalformedError("credential: claims must be a JSON object")
@@ -393,28 +408,24 @@ def issue_credential(
     ``serial`` and ``cert_version``. ``key`` must be one of the issuer's log keys,
     valid and not compromised at ``time``. ``salt_secret`` defaults to 16 fresh
     random bytes; pass one only for reproducible tests. Raises SchemaError for claims
-    that do not fit the type (naming the claim), PolicyError for a missing mandate or
-    an unusable key.
+    that do not fit the type (naming the claim), PolicyError for a missing mandate at
+    ``time`` (``mandate``, ``mandate-validity``), a validity longer than the type
+    allows (``max-validity``) or an unusable key.
     """
     if not isinstance(cert_type, CertificateType) or not isinstance(issuer, Member):
         raise SchemaError("issue_credential needs a CertificateType and a Member")
-    if issuer.id not in cert_type.issuers:
-        raise PolicyError(f"not authorised: member {issuer.id} may not issue {cert_type.code} certificates")
+    cert_type.check_mandate(issuer.id, "issue", at=time)
     log_key = next((k for k in issuer.log_keys if k.public_key == key.public_key), None)
     if log_key is None:
-        raise PolicyError(f"the signing key is not one of {issuer.id}'s log keys")
+        raise rule_error("unknown-key", f"the signing key is not one of {issuer.id}'s log keys")
     if time < log_key.valid_from or (log_key.valid_until is not None and time >= log_key.valid_until):
-        raise PolicyError(f"the signing key of {issuer.id} is not valid at time {time}")
+        raise rule_error(
+            "key-validity",
+            f"the signing key of {issuer.id} is valid in {log_key.window()}, not at time {time}",
+        )
     if log_key.compromised_at is not None and time >= log_key.compromised_at:
-        raise PolicyError(f"the signing key of {issuer.id} is marked compromised")
-    if cert_type.max_validity_days is not None:
-        limit = cert_type.max_validity_days
-        if valid_until is None:
-            raise SchemaError(
-                f"{cert_type.code} certificates are valid for at most {limit} days: give valid_until"
-            )
-        if valid_until - valid_from > limit * 86400:
-            raise SchemaError(f"{cert_type.code} certificates are valid for at most {limit} days")
+        raise rule_error("key-compromised", f"the signing key of {issuer.id} is marked compromised")
+    cert_type.check_validity(valid_from, valid_until)
     if not isinstance(claims, Mapping):
         raise SchemaError("claims must be a map of claim names to values")
     unknown = sorted(set(claims) - {c.name for c in cert_type.claims}, key=str)

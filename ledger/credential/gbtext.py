@@ -27,6 +27,7 @@ decode with GB 18030.
 
 from __future__ import annotations
 
+import codecs
 import re
 
 from ledger.errors import MalformedError
@@ -34,13 +35,16 @@ from ledger.errors import MalformedError
 __all__ = ["from_gb18030", "gb18030_form", "is_gb18030_transportable"]
 
 _PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+# The codec functions, looked up once (naming the codec looks it up on every call).
+_ENCODE = codecs.getencoder("gb18030")
+_DECODE = codecs.getdecoder("gb18030")
 
 
 def _form(value: str) -> bytes | None:
     if value.isascii() or _PRIVATE_USE.search(value):
         return None
     try:
-        data = value.encode("gb18030")
+        data: bytes = _ENCODE(value)[0]
     except UnicodeEncodeError:  # lone surrogates
         return None
     ascii_count = len(value.encode("ascii", "ignore"))
@@ -68,7 +72,7 @@ def from_gb18030(data: bytes, *, what: str = "value") -> str:
     not be ASCII only (that travels as UTF-8).
     """
     try:
-        value = data.decode("gb18030")
+        value: str = _DECODE(data)[0]
     except UnicodeDecodeError as e:
         raise MalformedError(f"{what} is not valid GB 18030 (byte {e.start})") from None
     if _form(value) != data:

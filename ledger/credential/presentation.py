@@ -63,6 +63,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ledger import canonical
+from ledger.clock import CLOCK_SKEW, check_not_future
 from ledger.credential.base45 import b45decode, b45encode
 from ledger.credential.claims import (
     DIGEST_SIZE,
@@ -111,8 +112,9 @@ MAX_TEXT_LENGTH = 4296
 #: Cap on the inflated (msgpack) size of a presentation.
 MAX_INFLATED_SIZE = 16 * 1024
 _MAX_DEFLATED = (MAX_TEXT_LENGTH - len(PREFIX)) * 2 // 3
-#: Clock skew allowed when judging the validity window.
-DEFAULT_CLOCK_SKEW = 300
+#: Clock skew allowed when judging the validity window and times from the future
+#: (:data:`ledger.clock.CLOCK_SKEW`).
+DEFAULT_CLOCK_SKEW = CLOCK_SKEW
 
 _K_KIND, _K_KEY_ID, _K_TYPE, _K_SERIAL, _K_EDITION, _K_TIME, _K_OPERATOR = 1, 2, 3, 4, 5, 6, 7
 _K_VALID_FROM, _K_VALID_UNTIL, _K_REASON, _K_REPLACES, _K_SIGNATURE = 8, 9, 10, 11, 12
@@ -308,6 +310,14 @@ class Presentation:
     def full(self) -> bool:
         """True for full disclosure."""
         return self.secret is not None
+
+    def __repr__(self) -> str:
+        """Ids, types and counts only: never a claim value, salt, digest or the salt secret."""
+        hidden = 0 if self.digests is None else len(self.digests)
+        return (
+            f"Presentation(kind={self.kind.label}, cert_type={self.cert_type!r}, key_id={self.key_id.hex()}, "
+            f"{'full' if self.full else 'selective'}, disclosed={sorted(self.values)}, hidden={hidden})"
+        )
 
     def claim_digests(self) -> dict[int, bytes]:
         """Every claim digest of the statement: recomputed for disclosed claims."""
@@ -518,6 +528,10 @@ class DisclosedClaim:
         """The value as text (dates as ``YYYY-MM-DD``)."""
         return value_text(self.value)
 
+    def __repr__(self) -> str:
+        """The claim's key, name and kind; never its value."""
+        return f"DisclosedClaim(key={self.key}, name={self.name!r}, kind={self.kind!r})"
+
 
 @dataclass(frozen=True, kw_only=True)
 class CheckedPresentation:
@@ -553,6 +567,14 @@ class CheckedPresentation:
         """True when every claim is disclosed."""
         return self.presentation.full
 
+    def __repr__(self) -> str:
+        """Ids, names and the verdict only: never a claim value or secret."""
+        return (
+            f"CheckedPresentation(cert_id={self.cert_id!r}, issuer={self.issuer.id!r}, "
+            f"cert_type={self.certificate_type.code!r}, disclosed={[c.name for c in self.claims]}, "
+            f"hidden={list(self.hidden)}, validity={self.validity.value})"
+        )
+
     def claim(self, name: str) -> DisclosedClaim:
         """The disclosed claim called ``name``; SchemaError if it was not disclosed."""
         for c in self.claims:
@@ -569,21 +591,6 @@ def _iso(t: int) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _find_key(policy: Policy, key_id: bytes) -> tuple[Member, LogKey]:
-    found = [(m, k) for m in policy.members for k in m.log_keys if m.log_key_id(k) == key_id]
-    if not found:
-        raise PolicyError(
-            f"unknown issuer: no member of trust policy version {policy.version} "
-            f"has a log key with id {key_id.hex()} (parsed; nothing verified)"
-        )
-    if len(found) > 1:
-        names = ", ".join(sorted({m.id for m, _ in found}))
-        raise PolicyError(
-            f"key id {key_id.hex()} is ambiguous in trust policy version {policy.version} ({names})"
-        )
-    return found[0]
-
-
 def verify_presentation(
     presentation: Presentation,
     *,
@@ -594,41 +601,48 @@ def verify_presentation(
 ) -> CheckedPresentation:
     """Check a parsed presentation against the trust policy alone (steps 2 to 6).
 
-    2. the policy has not expired at ``now`` (default: the current time);
+    2. the policy has not expired at ``now`` (default: the current time), and the
+       statement's time is not more than ``skew`` seconds ahead of ``now``;
     3. the signing key (found by key ID) belongs to a member and was valid at the
        statement's time;
-    4. the certificate type lets that member issue it;
+    4. the certificate type lets that member issue it, by a mandate that held at the
+       statement's time, and the validity the statement gives is no longer than the
+       type allows (never open-ended when the type has a maximum);
     5. the disclosed values fit their claims' kinds, and the issuer's signature over
        the rebuilt statement (which holds every claim digest) verifies;
     6. for ``purpose``, every claim the type needs for it is disclosed.
 
-    Raises PolicyError, SignatureError, SchemaError or ClaimMismatchError; each message
-    says which step failed and what had been checked before it.
+    Raises PolicyError (``rule`` names the rule: ``expired``, ``future-time``,
+    ``unknown-key``, ``key-validity``, ``unknown-type``, ``mandate``,
+    ``mandate-validity``, ``max-validity``, ``unknown-purpose``), SignatureError, SchemaError or
+    ClaimMismatchError; each message says which step failed and what had been checked
+    before it.
     """
     p = presentation
     now = int(_time.time()) if now is None else now
     if policy.expires <= now:
         raise PolicyError(
-            f"trust policy version {policy.version} expired at {_iso(policy.expires)}; "
-            "get the current policy (parsed; nothing verified)"
+            f"expired: trust policy version {policy.version} expired at {_iso(policy.expires)}; "
+            "get the current policy (parsed; nothing verified)",
+            rule="expired",
         )
-    member, log_key = _find_key(policy, p.key_id)
+    try:
+        check_not_future(p.time, now=now, what="statement time", skew=skew)
+        member, log_key = policy.find_log_key(p.key_id)
+    except PolicyError as e:
+        raise PolicyError(f"{e} (parsed; nothing verified)", rule=e.rule) from None
     if p.time < log_key.valid_from or (log_key.valid_until is not None and p.time >= log_key.valid_until):
         raise PolicyError(
-            f"log key {p.key_id.hex()} of {member.id} was not valid at the statement time "
-            f"{_iso(p.time)} (issuer found; signature not checked)"
+            f"key-validity: log key {p.key_id.hex()} of {member.id} is valid for statements made in "
+            f"{log_key.window()}, not at the statement time {_iso(p.time)} "
+            "(issuer found; signature not checked)",
+            rule="key-validity",
         )
-    ctype = policy.certificate_type(p.cert_type)
-    if ctype is None:
-        raise PolicyError(
-            f"unknown certificate type {p.cert_type!r} in trust policy version {policy.version} "
-            f"(issuer {member.id} found; signature not checked)"
-        )
-    if member.id not in ctype.issuers:
-        raise PolicyError(
-            f"not authorised: member {member.id} may not issue {ctype.code} certificates "
-            "(issuer found; signature not checked)"
-        )
+    try:
+        ctype = policy.check_mandate(member.id, p.cert_type, "issue", at=p.time)
+        ctype.check_validity(p.valid_from, p.valid_until)
+    except PolicyError as e:
+        raise PolicyError(f"{e} (issuer {member.id} found; signature not checked)", rule=e.rule) from None
     disclosed: list[DisclosedClaim] = []
     for key, value in p.values.items():
         try:
@@ -659,7 +673,11 @@ def verify_presentation(
     if purpose is not None:
         wanted = ctype.purposes.get(purpose)
         if wanted is None:
-            raise PolicyError(f"certificate type {ctype.code} has no purpose {purpose!r} (signature valid)")
+            raise PolicyError(
+                f"unknown-purpose: certificate type {ctype.code} has no purpose {purpose!r} "
+                "(signature valid)",
+                rule="unknown-purpose",
+            )
         shown = {c.name for c in disclosed}
         missing = [n for n in wanted if n not in shown]
         if missing:

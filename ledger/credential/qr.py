@@ -5,8 +5,10 @@ A ``CL1:`` text uses only the QR alphanumeric character set (Base45's alphabet p
 in byte mode. Error correction defaults to level Q (25 % of the code can be damaged),
 which keeps a code readable from a scuffed printout or a glare-streaked phone screen.
 
-Reading accepts any image Pillow opens (PNG, JPEG, …), capped in file size and in
-pixels before decoding, and returns the texts of the QR codes zxing-cpp finds.
+Reading accepts PNG, JPEG, GIF, BMP and WebP images, capped in file size and in pixels
+before any pixel is decoded (the pixel count comes from the image header), and returns
+the texts of the QR codes zxing-cpp finds. Decoding costs a few bytes per pixel, so the
+pixel cap bounds memory: a larger photo must be scaled down first.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ledger.files import read_capped
 
 __all__ = [
     "DEFAULT_ERROR",
+    "IMAGE_FORMATS",
     "MAX_IMAGE_BYTES",
     "MAX_IMAGE_PIXELS",
     "make_qr",
@@ -36,9 +39,12 @@ __all__ = [
 #: Default error correction level.
 DEFAULT_ERROR = "q"
 #: Cap on the size of an image file to scan.
-MAX_IMAGE_BYTES = 32 * 1024 * 1024
-#: Cap on an image's pixel count (a 48-megapixel phone photo fits).
-MAX_IMAGE_PIXELS = 50_000_000
+MAX_IMAGE_BYTES = 16 * 1024 * 1024
+#: Cap on an image's pixel count, read from its header before decoding: 4096 x 4096
+#: (a 12-megapixel phone photo fits; scale larger ones down).
+MAX_IMAGE_PIXELS = 4096 * 4096
+#: The image formats read (Pillow opens many more, some through outside programs).
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 _ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 _LEVELS = frozenset("lmqh")
 
@@ -92,23 +98,30 @@ def _open(data: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own cap is lower
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # reads the header only
     except Image.DecompressionBombError:
         raise TooLargeError(f"image: over the {MAX_IMAGE_PIXELS}-pixel limit") from None
     except Exception as e:  # Pillow raises many types for unreadable files
         raise MalformedError(f"image: not an image this reader understands ({type(e).__name__})") from None
+    _check_pixels(img)
+    return img
+
+
+def _check_pixels(img: Image.Image) -> None:
     w, h = img.size
     if w * h > MAX_IMAGE_PIXELS:
-        raise TooLargeError(f"image: {w}x{h} pixels is over the {MAX_IMAGE_PIXELS}-pixel limit")
-    return img
+        raise TooLargeError(
+            f"image: {w}x{h} pixels is over the {MAX_IMAGE_PIXELS}-pixel limit; scale it down first"
+        )
 
 
 def _grey(img: Image.Image) -> Image.Image:
     try:
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(white, rgba)
+            grey, alpha = img.convert("LA").split()  # two bytes a pixel, not four
+            out = Image.new("L", img.size, 255)  # transparent parts are white
+            out.paste(grey, mask=alpha)
+            return out
         return img.convert("L")
     except Exception as e:  # truncated or corrupt pixel data
         raise MalformedError(f"image: cannot decode its pixels ({type(e).__name__})") from None
@@ -124,8 +137,7 @@ def read_qr_codes(image: bytes | Image.Image) -> list[str]:
         img = _open(bytes(image))
     elif isinstance(image, Image.Image):
         img = image
-        if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:
-            raise TooLargeError(f"image: {img.size[0]}x{img.size[1]} pixels is over the limit")
+        _check_pixels(img)
     else:
         raise MalformedError(f"image: expected image bytes or a Pillow image, not {type(image).__name__}")
     grey = _grey(img)

@@ -13,8 +13,16 @@ rows and the ``O(log n)`` right edge of the tree, and checks
 6. every stored checkpoint: it opens (signature by one of the log keys, origin of this
    log), its size and root are the stored ones, its size is within the log, and its
    root equals the root recomputed from the entries at that size;
-7. that the certificate index (:mod:`ledger.log.index`) holds exactly the rows the
+7. every stored cosigned note: its checkpoint text is byte-for-byte that of a stored
+   checkpoint of its size, it carries a valid log signature, and every cosignature by
+   one of the ``witnesses`` given verifies;
+8. that the certificate index (:mod:`ledger.log.index`) holds exactly the rows the
    entries give: compared as multisets through a sum of row hashes, in constant memory.
+
+The whole audit reads one snapshot of the database (one read transaction), so a log
+audited while its writer appends is seen as it was when the audit began. Indexes are
+read in order, one chunk per query, so a gap is reported at once with the first
+missing index, however far away the next stored row is.
 
 The first failure raises :class:`~ledger.errors.AuditError` whose ``index`` names the
 first bad entry (``None`` for a fault not tied to one entry, such as a checkpoint
@@ -60,6 +68,7 @@ class AuditReport:
     checkpoints_checked: int
     latest_checkpoint_size: int | None
     seconds: float
+    cosigned_checked: int = 0
 
     def summary(self) -> str:
         """A few readable lines."""
@@ -73,6 +82,7 @@ class AuditReport:
             f"  {self.size} entries: chain, encoding and {self.signatures_checked} signatures ok\n"
             f"  {self.hashes_checked} stored hashes recomputed and equal\n"
             f"  {cp} verified\n"
+            f"  {self.cosigned_checked} cosigned checkpoint note(s) verified\n"
             f"  root hash at size {self.size}: {self.root_hash.hex()}"
         )
 
@@ -132,15 +142,27 @@ _MOD = 1 << 256
 
 
 class _Auditor:
-    def __init__(self, store: LogStore, keys: dict[bytes, PublicKey], progress: Progress | None) -> None:
+    def __init__(
+        self,
+        store: LogStore,
+        keys: dict[bytes, PublicKey],
+        progress: Progress | None,
+        witnesses: Sequence[VerifierKey] = (),
+    ) -> None:
         self.store = store
         self.keys = keys
         self.progress = progress
+        self.witnesses = tuple(witnesses)
+        self.checked: dict[int, str] = {}  # size -> checkpoint text of a verified stored checkpoint
 
     def run(self) -> AuditReport:
         t0 = time.monotonic()
         store = self.store
         size = store.size
+        first_entry, first_hash = store.first_indexes()
+        for what, first in (("entry", first_entry), ("stored hash", first_hash)):
+            if first is not None and first < 0:
+                raise AuditError(f"{what} index {first} is negative: the log was tampered with", index=0)
         checkpoints = store.checkpoints()
         next_cp = next(checkpoints, None)
         n_checkpoints = 0
@@ -242,9 +264,13 @@ class _Auditor:
                 "the log was truncated",
                 index=size,
             )
+        cosigned = self._check_cosigned()
         stored_rows = _RowSum()
-        for row in store.scan_cert_index():
-            stored_rows.add(row)
+        if store.has_cert_index:  # a file from before the index is audited without it
+            for row in store.scan_cert_index():
+                stored_rows.add(row)
+        else:
+            stored_rows = index_rows
         if (stored_rows.count, stored_rows.total) != (index_rows.count, index_rows.total):
             raise AuditError(
                 f"the certificate index does not match the entries: it has {stored_rows.count} row(s), "
@@ -263,7 +289,34 @@ class _Auditor:
             checkpoints_checked=n_checkpoints,
             latest_checkpoint_size=latest_cp,
             seconds=time.monotonic() - t0,
+            cosigned_checked=cosigned,
         )
+
+    def _check_cosigned(self) -> int:
+        """Check every stored cosigned note against the verified stored checkpoints."""
+        count = 0
+        for size, data in self.store.cosigned_notes():
+            what = f"cosigned note for size {size}"
+            if type(data) is not bytes:
+                raise AuditError(f"{what} is stored as {type(data).__name__}, not bytes")
+            text = self.checked.get(size)
+            if text is None:
+                raise AuditError(
+                    f"{what}: no stored checkpoint of that size: it cosigns nothing this log signed"
+                )
+            try:
+                parsed = note.parse(data, max_size=CHECKPOINT_MAX_SIZE)
+                if parsed.text != text:
+                    raise AuditError(
+                        f"{what}: its checkpoint text differs from the stored checkpoint of size {size}"
+                    )
+                self._open(data)
+            except LedgerError as e:
+                if isinstance(e, AuditError):
+                    raise
+                raise AuditError(f"{what} does not verify: {e}") from None
+            count += 1
+        return count
 
     def _hash_rows(self, count: int) -> Iterator[tuple[int, Any]]:
         for expect, (j, h) in enumerate(self.store.scan_hashes(0, count)):
@@ -298,6 +351,7 @@ class _Auditor:
                 f"{what}: it signs root {signed.root_hash.hex()}, but the entries give {root.hex()}: "
                 f"the first {cp.size} entries were rewritten after it was signed"
             )
+        self.checked[cp.size] = signed.to_text()
 
     def _open(self, data: bytes) -> OpenedCheckpoint:
         """Open a signed checkpoint with whichever given log key signed it."""
@@ -307,7 +361,7 @@ class _Auditor:
         for kid, public_key in self.keys.items():
             if (origin, kid) in signers:
                 log_key = VerifierKey(name=origin, public_key=public_key)
-                return open_checkpoint(data, log_key=log_key)
+                return open_checkpoint(data, log_key=log_key, witnesses=self.witnesses)
         seen = ", ".join(sorted({s.key for s in parsed.signatures}))
         raise SignatureError(f"signed by {seen}, none of the {len(self.keys)} log key(s) given")
 
@@ -317,10 +371,14 @@ def audit(
     *,
     keys: Iterable[PublicKey | VerifierKey],
     progress: Progress | None = None,
+    witnesses: Iterable[VerifierKey] = (),
 ) -> AuditReport:
     """Audit a log (a path, opened read-only, or an open store) against its public keys.
 
-    Returns an :class:`AuditReport` when everything holds; raises
+    ``witnesses`` are witness keys (type 0x04) whose cosignatures on stored checkpoints
+    must verify; cosignatures by other keys are not checked. The audit reads one
+    snapshot of the database (see the module docstring). Returns an
+    :class:`AuditReport` when everything holds; raises
     :class:`~ledger.errors.AuditError` naming the first bad index otherwise, and
     :class:`~ledger.errors.StorageError` when the file is not a readable log.
     """
@@ -331,7 +389,8 @@ def audit(
     try:
         key_map = log_key_map(store.origin, keys)
         try:
-            return _Auditor(store, key_map, progress).run()
+            with store.snapshot():
+                return _Auditor(store, key_map, progress, tuple(witnesses)).run()
         except StorageError as e:
             raise AuditError(f"cannot read the log: {e}") from None
     finally:

@@ -21,7 +21,9 @@ Ed25519 signature`` over::
 
 :func:`open_checkpoint` verifies the log's signature, parses the checkpoint, and
 returns the cosignatures that verify under the given witness keys, with their
-timestamps; other signatures are ignored, as the note spec requires.
+timestamps; other signatures are ignored, as the note spec requires. Given the
+verifier's clock (``now``), it refuses a cosignature timestamped more than the clock
+skew ahead of it (``future-time``): a time from the future never counts as fresh.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ledger.errors import MalformedError, SignatureError, TooLargeError
+from ledger.clock import CLOCK_SKEW, check_not_future
+from ledger.errors import MalformedError, PolicyError, SignatureError, TooLargeError
 from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
 from ledger.log import note
 
@@ -302,6 +305,8 @@ def open_checkpoint(
     log_key: VerifierKey,
     witnesses: Sequence[VerifierKey] = (),
     max_size: int = DEFAULT_MAX_SIZE,
+    now: int | None = None,
+    skew: int = CLOCK_SKEW,
 ) -> OpenedCheckpoint:
     """Verify and parse a signed checkpoint.
 
@@ -309,8 +314,24 @@ def open_checkpoint(
     checkpoint origin; each witness key (type 0x04) that cosigned must verify. A bad
     signature from any of these keys rejects the checkpoint (SignatureError); other
     signatures are ignored. A checkpoint that opened before with the same bytes and
-    keys is answered from a small cache without verifying again.
+    keys is answered from a small cache without verifying again. With ``now`` (the
+    verifier's clock), a verified cosignature timestamped more than ``skew`` seconds
+    after ``now`` rejects the checkpoint (PolicyError ``future-time``), cached or not.
     """
+    opened = _open_cached(data, log_key=log_key, witnesses=witnesses, max_size=max_size)
+    if now is not None:
+        cp = opened.checkpoint
+        for name, t in opened.cosignatures.items():
+            try:
+                check_not_future(t, now=now, what=f"cosignature time of witness {name}", skew=skew)
+            except PolicyError as e:
+                raise PolicyError(f"{e} (checkpoint of {cp.origin} at size {cp.size})", rule=e.rule) from None
+    return opened
+
+
+def _open_cached(
+    data: bytes, *, log_key: VerifierKey, witnesses: Sequence[VerifierKey], max_size: int
+) -> OpenedCheckpoint:
     given: object = data
     if not isinstance(given, bytes):  # bytes-like copies are opened as they are, without the cache
         return _open_checkpoint(data, log_key=log_key, witnesses=witnesses, max_size=max_size)

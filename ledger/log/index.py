@@ -41,6 +41,7 @@ from ledger.log.statement import Entry, Kind, Statement
 
 __all__ = [
     "KEY_SIZE",
+    "SCHEMA",
     "TABLE",
     "CertIndex",
     "IndexKind",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
-from ledger.errors import ProofError
+from ledger.errors import MalformedError, ProofError
 
 __all__ = [
     "EMPTY_ROOT",
@@ -216,8 +216,14 @@ def _check_hash(h: bytes, what: str) -> None:
         raise ProofError(f"{what} is not a 32-byte hash")
 
 
+def _check_ints(*values: object) -> None:
+    if any(type(v) is not int for v in values):
+        raise MalformedError("tree sizes and record indexes must be integers (true is not 1)")
+
+
 def check_record(proof: Sequence[bytes], t: int, root: bytes, n: int, leaf: bytes) -> None:
     """Check that ``leaf`` is record ``n`` of the tree of size ``t`` with hash ``root``."""
+    _check_ints(n, t)
     if not 0 <= n < t:
         raise ProofError(f"record {n} is not in a tree of size {t}")
     if len(proof) > _MAX_PROOF:
@@ -273,6 +279,7 @@ def check_tree(proof: Sequence[bytes], t: int, root_t: bytes, n: int, root_n: by
 
     A proof from the empty tree (``n == 0``) is rejected: it proves nothing.
     """
+    _check_ints(n, t)
     if not 1 <= n <= t:
         raise ProofError(f"no consistency proof from size {n} to size {t}")
     if len(proof) > _MAX_PROOF:

@@ -4,7 +4,7 @@ A :class:`Statement` is a canonical msgpack map with small integer keys (compact
 because issue statements travel inside QR codes)::
 
     0  version         1
-    1  kind            1 issue, 2 revoke, 3 suspend, 4 reinstate, 5 replace
+    1  kind            1 issue, 2 revoke, 3 suspend, 4 reinstate, 5 replace, 6 policy
     2  issuer          member id of the issuing department
     3  cert            certificate id (GB/T 36904 style, check character validated)
     4  type            certificate type code from the trust policy
@@ -15,6 +15,12 @@ because issue statements travel inside QR codes)::
     9  claims          {claim key: 32-byte salted digest} (issue, replace)
     10 reason          reason code (revoke, suspend, reinstate; optional for replace)
     11 replaces        the certificate id this one supersedes (replace)
+    12 policy_version  the trust-policy version the member adopted (policy)
+    13 policy_hash     SHA-256 of that version's exact document bytes (policy)
+
+A *policy* statement records that the member adopted a trust-policy version; it has
+no certificate id or type (``cert_id`` and ``cert_type`` are ``""`` on the object and
+absent from the encoding).
 
 A :class:`SignedStatement` is the statement's exact bytes, the signer's 4-byte key ID
 and an Ed25519 signature over ``STATEMENT_CONTEXT || statement bytes``.
@@ -27,6 +33,7 @@ Nothing is ever re-serialised: signatures and hashes cover the bytes as stored.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +49,7 @@ from ledger.keys import PublicKey, SigningKey
 from ledger.log.certid import CertId
 
 __all__ = [
+    "CERTIFICATE_KINDS",
     "ENTRY_VERSION",
     "GENESIS_PREV",
     "STATEMENT_CONTEXT",
@@ -80,6 +88,7 @@ class Kind(IntEnum):
     SUSPEND = 3
     REINSTATE = 4
     REPLACE = 5
+    POLICY = 6
 
     @property
     def label(self) -> str:
@@ -124,13 +133,19 @@ _REASON_LABELS = {
 
 _K_VERSION, _K_KIND, _K_ISSUER, _K_CERT, _K_TYPE, _K_TIME, _K_OPERATOR = 0, 1, 2, 3, 4, 5, 6
 _K_VALID_FROM, _K_VALID_UNTIL, _K_CLAIMS, _K_REASON, _K_REPLACES = 7, 8, 9, 10, 11
+_K_POLICY_VERSION, _K_POLICY_HASH = 12, 13
 _ALWAYS = frozenset({_K_VERSION, _K_KIND, _K_ISSUER, _K_CERT, _K_TYPE, _K_TIME, _K_OPERATOR})
+_POLICY = frozenset({_K_VERSION, _K_KIND, _K_ISSUER, _K_TIME, _K_OPERATOR, _K_POLICY_VERSION, _K_POLICY_HASH})
+#: Kinds that speak about a certificate (all but POLICY).
+CERTIFICATE_KINDS = frozenset({Kind.ISSUE, Kind.REVOKE, Kind.SUSPEND, Kind.REINSTATE, Kind.REPLACE})
+_MAX_POLICY_VERSION = 2**53
 _ALLOWED = {
     Kind.ISSUE: _ALWAYS | {_K_VALID_FROM, _K_VALID_UNTIL, _K_CLAIMS},
     Kind.REPLACE: _ALWAYS | {_K_VALID_FROM, _K_VALID_UNTIL, _K_CLAIMS, _K_REASON, _K_REPLACES},
     Kind.REVOKE: _ALWAYS | {_K_REASON},
     Kind.SUSPEND: _ALWAYS | {_K_REASON},
     Kind.REINSTATE: _ALWAYS | {_K_REASON},
+    Kind.POLICY: _POLICY,
 }
 _REQUIRED = {
     Kind.ISSUE: _ALWAYS | {_K_VALID_FROM, _K_CLAIMS},
@@ -138,6 +153,7 @@ _REQUIRED = {
     Kind.REVOKE: _ALWAYS | {_K_REASON},
     Kind.SUSPEND: _ALWAYS | {_K_REASON},
     Kind.REINSTATE: _ALWAYS | {_K_REASON},
+    Kind.POLICY: _POLICY,
 }
 _FIELD_NAMES = {
     _K_VERSION: "version",
@@ -152,6 +168,8 @@ _FIELD_NAMES = {
     _K_CLAIMS: "claim_digests",
     _K_REASON: "reason",
     _K_REPLACES: "replaces",
+    _K_POLICY_VERSION: "policy_version",
+    _K_POLICY_HASH: "policy_hash",
 }
 
 
@@ -163,12 +181,17 @@ def _time(value: Any, name: str) -> int:
 
 @dataclass(frozen=True, kw_only=True)
 class Statement:
-    """A statement a department signs. Validated on construction."""
+    """A statement a department signs. Validated on construction.
+
+    ``cert_id`` and ``cert_type`` are required for the certificate kinds and must be
+    ``""`` (meaning absent) for a :attr:`Kind.POLICY` statement, which carries
+    ``policy_version`` and ``policy_hash`` instead.
+    """
 
     kind: Kind
     issuer: str
-    cert_id: str
-    cert_type: str
+    cert_id: str = ""
+    cert_type: str = ""
     time: int
     operator: str
     valid_from: int | None = None
@@ -176,20 +199,31 @@ class Statement:
     claim_digests: Mapping[int, bytes] | None = None
     reason: Reason | None = None
     replaces: str | None = None
+    policy_version: int | None = None
+    policy_hash: bytes | None = None
     version: int = STATEMENT_VERSION
 
     def __post_init__(self) -> None:
-        if self.version != STATEMENT_VERSION:
-            raise MalformedError(f"statement: unknown version {self.version!r}")
+        if type(self.version) is not int or self.version != STATEMENT_VERSION:
+            raise MalformedError(f"statement: unknown version {self.version!r} (the integer 1 is expected)")
+        kind: object = self.kind  # a caller may pass anything; bool is an int subclass
+        if isinstance(kind, bool):
+            raise MalformedError("statement: kind must be an integer, not a boolean")
         try:
             object.__setattr__(self, "kind", Kind(self.kind))
         except (ValueError, TypeError):
             raise MalformedError(f"statement: unknown kind {self.kind!r}") from None
         if not isinstance(self.issuer, str) or not _MEMBER_ID.fullmatch(self.issuer):
             raise MalformedError(f"statement: issuer {self.issuer!r} is not a valid member id")
-        CertId.parse(self.cert_id)
-        if not isinstance(self.cert_type, str) or not _TYPE_CODE.fullmatch(self.cert_type):
-            raise MalformedError(f"statement: certificate type {self.cert_type!r} is not a valid type code")
+        if self.kind == Kind.POLICY:
+            if self.cert_id != "" or self.cert_type != "":
+                raise MalformedError("statement: a policy statement has no certificate id or type")
+        else:
+            CertId.parse(self.cert_id)
+            if not isinstance(self.cert_type, str) or not _TYPE_CODE.fullmatch(self.cert_type):
+                raise MalformedError(
+                    f"statement: certificate type {self.cert_type!r} is not a valid type code"
+                )
         _time(self.time, "time")
         if not isinstance(self.operator, str) or not _OPERATOR.fullmatch(self.operator):
             raise MalformedError(f"statement: operator id {self.operator!r} is not valid")
@@ -216,22 +250,51 @@ class Statement:
                     raise MalformedError(f"statement: digest of claim {key} must be {DIGEST_SIZE} bytes")
             object.__setattr__(self, "claim_digests", MappingProxyType(dict(sorted(digests.items()))))
         if self.reason is not None:
+            reason: object = self.reason
+            if isinstance(reason, bool):
+                raise MalformedError("statement: reason must be an integer, not a boolean")
             try:
                 object.__setattr__(self, "reason", Reason(self.reason))
             except (ValueError, TypeError):
                 raise MalformedError(f"statement: unknown reason code {self.reason!r}") from None
+        if self.policy_version is not None and (
+            type(self.policy_version) is not int or not 1 <= self.policy_version < _MAX_POLICY_VERSION
+        ):
+            raise MalformedError("statement: policy_version must be an integer from 1 to 2^53-1")
+        if self.policy_hash is not None and (
+            type(self.policy_hash) is not bytes or len(self.policy_hash) != DIGEST_SIZE
+        ):
+            raise MalformedError(f"statement: policy_hash must be {DIGEST_SIZE} bytes (a SHA-256)")
         if self.replaces is not None:
             CertId.parse(self.replaces)
             if self.replaces == self.cert_id:
                 raise MalformedError("statement: a certificate cannot replace itself")
+
+    @classmethod
+    def policy_adoption(
+        cls, *, issuer: str, time: int, operator: str, policy_version: int, document: bytes
+    ) -> Statement:
+        """The statement that member ``issuer`` adopted trust-policy version
+        ``policy_version``, whose exact document bytes (the signed policy note, as
+        received) are ``document``: it records their SHA-256."""
+        if not isinstance(document, bytes):
+            raise MalformedError("statement: the policy document must be bytes")
+        return cls(
+            kind=Kind.POLICY,
+            issuer=issuer,
+            time=time,
+            operator=operator,
+            policy_version=policy_version,
+            policy_hash=hashlib.sha256(document).digest(),
+        )
 
     def _fields(self) -> dict[int, Any]:
         return {
             _K_VERSION: self.version,
             _K_KIND: int(self.kind),
             _K_ISSUER: self.issuer,
-            _K_CERT: self.cert_id,
-            _K_TYPE: self.cert_type,
+            _K_CERT: self.cert_id or None,
+            _K_TYPE: self.cert_type or None,
             _K_TIME: self.time,
             _K_OPERATOR: self.operator,
             _K_VALID_FROM: self.valid_from,
@@ -239,6 +302,8 @@ class Statement:
             _K_CLAIMS: dict(self.claim_digests) if self.claim_digests is not None else None,
             _K_REASON: int(self.reason) if self.reason is not None else None,
             _K_REPLACES: self.replaces,
+            _K_POLICY_VERSION: self.policy_version,
+            _K_POLICY_HASH: self.policy_hash,
         }
 
     def to_bytes(self) -> bytes:
@@ -260,12 +325,16 @@ class Statement:
         unknown = [k for k in raw if k not in _FIELD_NAMES]
         if unknown:
             raise MalformedError(f"statement: unknown field {unknown[0]!r}")
-        if raw.get(_K_VERSION) != STATEMENT_VERSION:
-            raise MalformedError(f"statement: unknown version {raw.get(_K_VERSION)!r}")
+        version = raw.get(_K_VERSION)
+        if type(version) is not int or version != STATEMENT_VERSION:
+            raise MalformedError(f"statement: unknown version {version!r} (the integer 1 is expected)")
         kwargs = {_FIELD_NAMES[k]: v for k, v in raw.items()}
         kind = kwargs.get("kind")
         if type(kind) is not int:
             raise MalformedError("statement: kind must be an integer")
+        for k in (_K_CERT, _K_TYPE):  # "" is how the object says "absent": never encoded
+            if k in raw and raw[k] == "":
+                raise MalformedError(f"statement: {_FIELD_NAMES[k]} is empty")
         reason = kwargs.get("reason")
         if reason is not None and type(reason) is not int:
             raise MalformedError("statement: reason must be an integer")
@@ -289,6 +358,8 @@ class Statement:
                 value = self.reason.name.lower()  # noqa: PLW2901
             elif k == _K_CLAIMS:
                 value = {str(ck): d.hex() for ck, d in value.items()}  # noqa: PLW2901
+            elif k == _K_POLICY_HASH:
+                value = value.hex()  # noqa: PLW2901
             out[_FIELD_NAMES[k]] = value
         return out
 
@@ -389,8 +460,8 @@ class Entry:
         raw = canonical.decode(data, max_size=MAX_ENTRY_SIZE, max_depth=1, what="entry")
         if not isinstance(raw, dict) or set(raw) != {0, 1, 2, 3, 4}:
             raise MalformedError("entry: must be a map with exactly the keys 0..4")
-        if raw[0] != ENTRY_VERSION:
-            raise MalformedError(f"entry: unknown version {raw[0]!r}")
+        if type(raw[0]) is not int or raw[0] != ENTRY_VERSION:
+            raise MalformedError(f"entry: unknown version {raw[0]!r} (the integer 1 is expected)")
         for k in (1, 2, 3, 4):
             if type(raw[k]) is not bytes:
                 raise MalformedError("entry: fields 1..4 must be byte strings")

@@ -181,13 +181,15 @@ def verify(
     leaf_hash: bytes | None = None,
     witnesses: Sequence[VerifierKey] = (),
     quorum: int = 0,
+    now: int | None = None,
 ) -> OpenedCheckpoint:
     """Check ``proof`` for the entry ``leaf`` (its bytes) or ``leaf_hash`` (its RFC 9162
     leaf hash): the log's signature on the checkpoint, cosignatures from at least
     ``quorum`` of ``witnesses``, and the inclusion proof. Returns the opened checkpoint.
 
-    Raises SignatureError (signatures, quorum), ProofError (inclusion), or the errors
-    of :func:`~ledger.log.checkpoint.open_checkpoint`.
+    With ``now`` (the verifier's clock), a cosignature from the future is refused
+    (PolicyError ``future-time``). Raises SignatureError (signatures, quorum),
+    ProofError (inclusion), or the errors of :func:`~ledger.log.checkpoint.open_checkpoint`.
     """
     if (leaf is None) == (leaf_hash is None):
         raise MalformedError("give exactly one of leaf and leaf_hash")
@@ -197,7 +199,7 @@ def verify(
     assert lh is not None
     if not isinstance(lh, bytes) or len(lh) != merkle.HASH_SIZE:
         raise MalformedError("leaf hash must be 32 bytes")
-    opened = open_checkpoint(proof.checkpoint, log_key=log_key, witnesses=witnesses)
+    opened = open_checkpoint(proof.checkpoint, log_key=log_key, witnesses=witnesses, now=now)
     got = len(opened.cosignatures)
     if got < quorum:
         names = ", ".join(sorted(opened.cosignatures)) or "none"

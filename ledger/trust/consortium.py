@@ -10,6 +10,7 @@
 
 A spec file looks like this (every field is checked; unknown fields are errors)::
 
+    consortium = "hangzhou.example.gov.cn"   # the consortium's name, in every version
     expires = "+365d"            # or an RFC 3339 UTC time / TOML date-time
     witness_quorum = 1
     freshness_seconds = 86400
@@ -31,7 +32,7 @@ A spec file looks like this (every field is checked; unknown fields are errors):
     code = "business_licence"
     name = "营业执照"
     national_code = "11100000000013338W032"
-    issuers = ["hz-amr"]
+    issuers = ["hz-amr"]         # or { member = "hz-amr", valid_from = …, valid_until = … }
     revokers = ["hz-amr"]
     claims = [{ key = 0, name = "entity_name", label = "名称" }]
 """
@@ -48,13 +49,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from ledger.errors import LedgerError, MalformedError, SchemaError, TooLargeError
+from ledger.errors import LedgerError, MalformedError, PolicyError, SchemaError, TooLargeError
 from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, VerifierKey, check_key_name
 from ledger.trust.policy import (
     MAX_TIME,
     CertificateType,
     ClaimSpec,
     LogKey,
+    Mandate,
     Member,
     Policy,
     format_time,
@@ -90,8 +92,10 @@ CHANGES: dict[str, str] = {
     "older keys end then",
     "compromise": "compromise=MEMBER:KEYID@TIME: mark a log key compromised at TIME",
     "add-type": "add-type=FILE.toml: add the certificate type in FILE (fields of a [[types]] table)",
-    "issuers": "issuers=TYPE:ID,ID…: set who may issue (and replace) TYPE",
-    "revokers": "revokers=TYPE:ID,ID…: set who may revoke, suspend and reinstate TYPE",
+    "issuers": "issuers=TYPE:ID,ID…[@TIME]: set who may issue (and replace) TYPE from TIME "
+    "(default now); mandates of others end then",
+    "revokers": "revokers=TYPE:ID,ID…[@TIME]: set who may revoke, suspend and reinstate TYPE "
+    "from TIME (default now); mandates of others end then",
     "witness-key": "witness-key=MEMBER:VERIFIERKEY: replace a member's witness key",
     "base-url": "base-url=MEMBER:URL: change a member's base URL",
     "add-governance-key": "add-governance-key=VERIFIERKEY: add a governance key",
@@ -257,8 +261,30 @@ def _claim(value: Any, where: str) -> ClaimSpec:
     )
 
 
-def type_from_table(value: Any, where: str) -> CertificateType:
-    """A certificate type from a spec table."""
+def _spec_mandates(value: Any, where: str, *, now: int) -> tuple[Mandate, ...]:
+    """Mandates from a spec list: member ids (no window) or tables with a window."""
+    if not isinstance(value, list):
+        raise MalformedError(f"{where}: expected a list of member ids or tables")
+    out = []
+    for i, item in enumerate(value):
+        at = f"{where}[{i}]"
+        if isinstance(item, str):
+            out.append(Mandate(member=item))
+            continue
+        t = _table(item, at, {"member"}, {"valid_from", "valid_until"})
+        start, end = t.get("valid_from"), t.get("valid_until")
+        out.append(
+            Mandate(
+                member=_typed(t["member"], str, f"{at}.member"),
+                valid_from=None if start is None else spec_time(start, f"{at}.valid_from", now=now),
+                valid_until=None if end is None else spec_time(end, f"{at}.valid_until", now=now),
+            )
+        )
+    return tuple(out)
+
+
+def type_from_table(value: Any, where: str, *, now: int) -> CertificateType:
+    """A certificate type from a spec table (``now`` for relative mandate times)."""
     t = _table(
         value,
         where,
@@ -277,8 +303,8 @@ def type_from_table(value: Any, where: str) -> CertificateType:
             code=_typed(t["code"], str, f"{where}.code"),
             name=_typed(t["name"], str, f"{where}.name"),
             national_code=_typed(t["national_code"], str, f"{where}.national_code"),
-            issuers=frozenset(_strs(t["issuers"], f"{where}.issuers")),
-            revokers=frozenset(_strs(t["revokers"], f"{where}.revokers")),
+            issuers=_spec_mandates(t["issuers"], f"{where}.issuers", now=now),
+            revokers=_spec_mandates(t["revokers"], f"{where}.revokers", now=now),
             claims=tuple(_claim(c, f"{where}.claims[{i}]") for i, c in enumerate(claims)),
             max_validity_days=None if mvd is None else _typed(mvd, int, f"{where}.max_validity_days"),
             purposes={p: _strs(v, f"{where}.purposes.{p}") for p, v in purposes.items()},
@@ -287,14 +313,25 @@ def type_from_table(value: Any, where: str) -> CertificateType:
         raise SchemaError(f"{where}: {e}") from None
 
 
-def genesis(spec: dict[str, Any], *, now: int, make_key: KeyMaker) -> Policy:
-    """Policy version 1 from a parsed spec; keys it does not give come from ``make_key``."""
+def genesis(spec: dict[str, Any], *, now: int, make_key: KeyMaker, consortium: str | None = None) -> Policy:
+    """Policy version 1, issued at ``now``, from a parsed spec; keys it does not give
+    come from ``make_key``. The consortium's name is the spec's ``consortium`` or
+    ``consortium`` (they must agree when both are given)."""
     t = _table(
         spec,
         "spec",
         {"governance", "members"},
-        {"expires", "witness_quorum", "freshness_seconds", "keys_valid_from", "types"},
+        {"consortium", "expires", "witness_quorum", "freshness_seconds", "keys_valid_from", "types"},
     )
+    named = _typed(t["consortium"], str, "consortium") if "consortium" in t else None
+    if named is not None and consortium is not None and named != consortium:
+        raise MalformedError(f"consortium: the spec names {named!r}, but {consortium!r} was given")
+    consortium_name = named if named is not None else consortium
+    if consortium_name is None:
+        raise MalformedError(
+            'consortium: name the consortium (consortium = "…" in the spec); every version carries '
+            "the name, and verifiers refuse versions of another consortium"
+        )
     g = _table(t["governance"], "governance", {"threshold", "keys"}, set())
     gkeys = g["keys"]
     if not isinstance(gkeys, list) or not gkeys:
@@ -327,10 +364,12 @@ def genesis(spec: dict[str, Any], *, now: int, make_key: KeyMaker) -> Policy:
     )
     quorum_default = 1 if len(built) > 1 else 0
     return Policy(
+        consortium=consortium_name,
         version=1,
+        issued=now,
         expires=spec_time(t.get("expires", "+365d"), "expires", now=now),
         members=built,
-        types=tuple(type_from_table(x, f"types[{i}]") for i, x in enumerate(types)),
+        types=tuple(type_from_table(x, f"types[{i}]", now=now) for i, x in enumerate(types)),
         witness_quorum=_typed(t.get("witness_quorum", quorum_default), int, "witness_quorum"),
         freshness_seconds=_typed(t.get("freshness_seconds", _DAY), int, "freshness_seconds"),
         governance_keys=tuple(governance),
@@ -409,7 +448,7 @@ def _apply(p: Policy, change: Change, *, now: int, read_file: Callable[[str], by
         return dataclasses.replace(p, members=(*p.members, m))
     if kind == "add-type":
         data = read_file(change.value)
-        t = type_from_table(read_toml(data, what=change.value), change.value)
+        t = type_from_table(read_toml(data, what=change.value), change.value, now=now)
         return dataclasses.replace(p, types=(*p.types, t))
     if kind == "rotate-log-key":
         member_id, rest = _split(change)
@@ -446,11 +485,17 @@ def _apply(p: Policy, change: Change, *, now: int, read_file: Callable[[str], by
         return _replace_member(p, member_id, log_keys=marked)
     if kind in ("issuers", "revokers"):
         code, rest = _split(change)
-        who = frozenset(x for x in rest.split(",") if x)
-        return _replace_type(p, code, **{kind: who})
+        names, when = _at(rest, now=now)
+        who = frozenset(x for x in names.split(",") if x)
+        ctype = p.certificate_type(code)
+        if ctype is None:
+            raise MalformedError(f"no certificate type {code!r} in version {p.version}")
+        held = ctype.issuers if kind == "issuers" else ctype.revokers
+        updated = _set_mandates(held, who, at=now if when is None else when, change=change)
+        return _replace_type(p, code, **{kind: updated})
     if kind == "witness-key":
         member_id, rest = _split(change)
-        key = VerifierKey.parse(rest)
+        key = _change_key(change, rest)
         if key.sig_type != SIG_TYPE_COSIGNATURE:
             raise SchemaError(f"change {change}: a witness key has signature type 0x04")
         return _replace_member(p, member_id, witness_key=key)
@@ -458,7 +503,7 @@ def _apply(p: Policy, change: Change, *, now: int, read_file: Callable[[str], by
         member_id, rest = _split(change)
         return _replace_member(p, member_id, base_url=rest)
     if kind == "add-governance-key":
-        key = VerifierKey.parse(change.value)
+        key = _change_key(change, change.value)
         return dataclasses.replace(p, governance_keys=(*p.governance_keys, key))
     if kind == "remove-governance-key":
         kept = tuple(k for k in p.governance_keys if k.name != change.value)
@@ -474,6 +519,44 @@ def _apply(p: Policy, change: Change, *, now: int, read_file: Callable[[str], by
     if kind == "expires":
         return dataclasses.replace(p, expires=spec_time(change.value, "expires", now=now))
     raise AssertionError(kind)  # parse_change admits only the kinds above
+
+
+def _set_mandates(
+    held: tuple[Mandate, ...], who: frozenset[str], *, at: int, change: Change
+) -> tuple[Mandate, ...]:
+    """Mandates for exactly the members ``who`` from ``at`` on; earlier ones are kept,
+    so what was done under them stays valid."""
+    out: list[Mandate] = []
+    for m in held:
+        if m.member in who or (m.valid_until is not None and m.valid_until <= at):
+            out.append(m)
+        elif m.valid_from is not None and m.valid_from >= at:
+            raise MalformedError(
+                f"change {change}: the mandate of {m.member} only starts at {format_time(m.valid_from)}; "
+                "withdraw it at a later time"
+            )
+        else:
+            out.append(dataclasses.replace(m, valid_until=at))
+    for member in sorted(who):
+        mine = [m for m in out if m.member == member]
+        if not any(m.covers(at) or (m.valid_from is not None and m.valid_from > at) for m in mine):
+            out.append(Mandate(member=member, valid_from=at))
+    return tuple(out)
+
+
+def _prefixed(e: LedgerError, prefix: str) -> LedgerError:
+    """``e`` with ``prefix`` before its message (a PolicyError keeps its rule)."""
+    if isinstance(e, PolicyError):
+        return PolicyError(f"{prefix}{e}", rule=e.rule)
+    return type(e)(f"{prefix}{e}")
+
+
+def _change_key(change: Change, text: str) -> VerifierKey:
+    """The verifier key a change names; MalformedError naming the change and the broken rule."""
+    try:
+        return VerifierKey.parse(text)
+    except MalformedError as e:
+        raise MalformedError(f"change {change}: {e}") from None
 
 
 def _no_files(path: str) -> bytes:
@@ -492,14 +575,28 @@ def apply_changes(
     Changes that leave a policy the model refuses fail with the change named.
     ``read_file`` reads the TOML files named by ``add-member`` and ``add-type``.
     """
-    p = dataclasses.replace(current, version=current.version + 1)
+    # The new version is issued now; its expiry is set first, so that the bounds on
+    # it (after the issue time, at most 366 days later) hold at every step.
+    last = [c for c in changes if c.kind == "expires"][-1:]
+    try:
+        expires = spec_time(last[0].value, "expires", now=now) if last else current.expires
+        if expires <= now:
+            raise MalformedError(
+                f"version {current.version + 1} would already be expired at {format_time(expires)}; "
+                "add a change such as expires=+365d"
+            )
+        p = dataclasses.replace(current, version=current.version + 1, issued=now, expires=expires)
+    except LedgerError as e:
+        if not last:
+            raise
+        raise _prefixed(e, f"change {last[0]}: ") from None
     for change in changes:
         try:
             p = _apply(p, change, now=now, read_file=read_file)
         except LedgerError as e:
             if str(change) in str(e):
                 raise
-            raise type(e)(f"change {change}: {e}") from None
+            raise _prefixed(e, f"change {change}: ") from None
     return p
 
 
@@ -515,7 +612,7 @@ def warnings(p: Policy, *, now: int) -> list[str]:
         if not usable:
             out.append(f"member {m.id} has no uncompromised log key valid now or later: it cannot issue")
     for t in p.types:
-        if not t.issuers:
+        if not any(m.valid_until is None or m.valid_until > now for m in t.issuers):
             out.append(f"nobody may issue certificate type {t.code}")
     if p.expires - now < 30 * _DAY:
         out.append(f"version {p.version} expires soon, at {format_time(p.expires)}")
@@ -533,10 +630,17 @@ def _duration(seconds: int) -> str:
     return f"{seconds} s"
 
 
+def _mandate_list(held: tuple[Mandate, ...]) -> str:
+    if not held:
+        return "无 none"
+    return ", ".join(m.member if m.open else f"{m.member} {m.window()}" for m in held)
+
+
 def summary(p: Policy) -> list[str]:
     """A readable description of ``p`` with Chinese and English labels, line by line."""
     out = [
-        f"信任策略 Trust policy: 版本 version {p.version}",
+        f"信任策略 Trust policy: {p.consortium} 版本 version {p.version}",
+        f"  发布 Issued: {format_time(p.issued)}",
         f"  有效期至 Expires: {format_time(p.expires)}",
         f"  治理密钥 Governance keys: 门限 threshold {p.governance_threshold} of {len(p.governance_keys)}",
     ]
@@ -567,8 +671,8 @@ def summary(p: Policy) -> list[str]:
             f"    {t.code}  {t.name}",
             f"      国家代码 National code: {t.national_code}",
             f"      最长有效期 Maximum validity: {validity}",
-            f"      签发 Issuers: {', '.join(sorted(t.issuers)) or '无 none'}",
-            f"      撤销 Revokers: {', '.join(sorted(t.revokers)) or '无 none'}",
+            f"      签发 Issuers: {_mandate_list(t.issuers)}",
+            f"      撤销 Revokers: {_mandate_list(t.revokers)}",
             "      字段 Claims:",
         ]
         for c in t.claims:

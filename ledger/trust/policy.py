@@ -3,17 +3,21 @@
 This module holds the policy's data model and the small, pure queries the rest of the
 system asks of one policy version:
 
-* :meth:`Policy.check_mandate` — may member M issue (or revoke) certificate type T;
-* :meth:`Policy.log_key` — which log key of member M verifies key ID K for a statement
-  made at time t, given when its entry was witnessed;
+* :meth:`Policy.check_mandate` / :meth:`Policy.may_issue` / :meth:`Policy.may_revoke`
+  — may member M issue (or revoke) certificate type T in a statement made at time t
+  (:meth:`Policy.check_statement_mandate` asks it of a whole statement);
+* :meth:`Policy.log_key` / :meth:`Policy.find_log_key` — which log key of member M
+  verifies key ID K for a statement made at time t, given when its entry was witnessed;
 * :meth:`Policy.witness_keys` / :meth:`Policy.check_quorum` — the witnesses of a log
   and whether enough of them cosigned;
 * :meth:`Policy.check_fresh` / :meth:`Policy.check_not_expired` — time limits.
 
-Every value is validated on construction (:class:`~ledger.errors.SchemaError`); times
-are Unix seconds (UTC), from 1970 to the end of year 9999. A failed query raises
-:class:`~ledger.errors.PolicyError` whose ``rule`` names the broken rule (one of
-:data:`RULES`) and whose message says why.
+Every value is validated on construction (:class:`~ledger.errors.SchemaError`), and
+so are the rules no single version may switch off (:class:`~ledger.errors.PolicyError`
+naming the rule): one consortium name, one role per key, unique key IDs, a witness
+quorum, bounded freshness and lifetime. Times are Unix seconds (UTC), from 1970 to
+the end of year 9999. A failed query raises :class:`~ledger.errors.PolicyError` whose
+``rule`` names the broken rule (one of :data:`RULES`) and whose message says why.
 
 The signed document format is in :mod:`ledger.trust.policy_doc`, the version-update rules in
 :mod:`ledger.trust.trust`.
@@ -21,6 +25,7 @@ The signed document format is in :mod:`ledger.trust.policy_doc`, the version-upd
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,20 +33,28 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Literal
 
+from ledger.clock import CLOCK_SKEW, check_not_future
 from ledger.errors import MalformedError, PolicyError, SchemaError
 from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, PublicKey, VerifierKey, check_key_name, key_id
+from ledger.log.statement import Kind, Statement
 
 __all__ = [
     "CLAIM_KINDS",
+    "MAX_FRESHNESS_SECONDS",
     "MAX_GOVERNANCE_KEYS",
+    "MAX_LIFETIME_SECONDS",
+    "MAX_MANDATES",
     "MAX_TIME",
     "RULES",
+    "Action",
     "CertificateType",
     "ClaimSpec",
     "LogKey",
+    "Mandate",
     "Member",
     "Policy",
     "format_time",
+    "mandates",
     "rule_error",
 ]
 
@@ -50,6 +63,7 @@ _TYPE_CODE = re.compile(r"[a-z0-9][a-z0-9_]{0,62}")
 _CLAIM_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _PURPOSE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _CODE = re.compile(r"[0-9A-Z]{1,40}")
+_CONSORTIUM = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,126}[a-z0-9])?")
 #: Value kinds a claim may have. ``text``: a Unicode string; ``date``: ``YYYY-MM-DD``;
 #: ``integer``: a whole number; ``code``: upper-case letters and digits (identifiers).
 CLAIM_KINDS = frozenset({"text", "date", "integer", "code"})
@@ -61,7 +75,14 @@ MAX_MEMBERS = 256
 MAX_TYPES = 256
 MAX_LOG_KEYS = 64
 MAX_PURPOSES = 32
+MAX_MANDATES = 256
 _MAX_URL = 2048
+_DAY = 86_400
+#: The longest freshness limit a version may set: 30 days.
+MAX_FRESHNESS_SECONDS = 30 * _DAY
+#: The longest a version may live: it expires at most 366 days (a calendar year from
+#: any date) after its own ``issued`` time.
+MAX_LIFETIME_SECONDS = 366 * _DAY
 
 #: Every rule a :class:`~ledger.errors.PolicyError` can name, with what it means.
 RULES: Mapping[str, str] = MappingProxyType(
@@ -74,15 +95,27 @@ RULES: Mapping[str, str] = MappingProxyType(
         "bad-signature": "a signature by a governance key must verify over the exact document",
         "expired": "the newest version must not be expired (freeze attack)",
         "chain-too-long": "one update walks at most a capped number of versions",
+        "consortium": "a chain accepts only versions that name the pinned version's consortium",
+        # rules every version obeys (this module)
+        "key-reuse": "a public key appears once in a policy: one key, one role",
+        "key-id-collision": "key IDs are unique across a policy, whatever their roles",
+        "witness-name": "each member's witness has its own name",
+        "quorum-bound": "with two or more members the witness quorum is at least 1",
+        "freshness-bound": "the freshness limit is at most 30 days",
+        "expiry-bound": "a version expires after its issue time and at most 366 days after it",
         # queries (this module)
         "unknown-member": "statements are accepted only from consortium members",
         "unknown-type": "certificate types are those the policy defines",
         "mandate": "a member issues or revokes only the types that name it",
+        "mandate-validity": "a mandate is trusted only for statements made in its validity window",
+        "max-validity": "a certificate is valid no longer than its type's maximum (never open-ended then)",
+        "unknown-purpose": "a verification purpose is one the certificate type defines",
         "unknown-key": "a statement's key ID must name one of its member's log keys",
         "key-validity": "a log key is trusted only for statements made in its validity window",
         "key-compromised": "a key compromised at T is trusted only for entries witnessed before T",
         "witness-quorum": "a checkpoint counts as witnessed with cosignatures from a quorum of other members",
         "stale": "the newest witnessed checkpoint must be within the freshness limit",
+        "future-time": "a signed time more than the clock skew ahead of the verifier's clock is refused",
     }
 )
 
@@ -187,10 +220,8 @@ class Member:
         _require(
             all(isinstance(k, LogKey) for k in self.log_keys), f"member {self.id}: log keys must be LogKeys"
         )
-        _require(
-            len({k.public_key for k in self.log_keys}) == len(self.log_keys),
-            f"member {self.id}: a log key is listed twice",
-        )
+        if len({k.public_key for k in self.log_keys}) != len(self.log_keys):
+            raise _fail("key-reuse", f"member {self.id} lists one log key twice")
         _require(
             isinstance(self.witness_key, VerifierKey) and self.witness_key.sig_type == SIG_TYPE_COSIGNATURE,
             f"member {self.id}: witness_key must be a cosignature (type 0x04) verifier key",
@@ -234,22 +265,103 @@ class ClaimSpec:
         )
 
 
+def _window(start: int | None, end: int | None) -> str:
+    since = "open" if start is None else format_time(start)
+    until = "open-ended" if end is None else format_time(end)
+    return f"[{since}, {until})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mandate:
+    """A member's mandate to issue (or revoke) one certificate type, and when it holds.
+
+    It is judged at a statement's time, like a log key: it covers statements made in
+    ``[valid_from, valid_until)``; ``None`` leaves that end open. Withdrawing a
+    mandate from a date on (setting ``valid_until``) keeps what was issued before it
+    valid.
+    """
+
+    member: str
+    valid_from: int | None = None
+    valid_until: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(
+            isinstance(self.member, str) and bool(_MEMBER_ID.fullmatch(self.member)),
+            f"mandate: member id {self.member!r}",
+        )
+        if self.valid_from is not None:
+            _require(_is_time(self.valid_from), f"mandate of {self.member}: valid_from must be a time")
+        if self.valid_until is not None:
+            _require(
+                _is_time(self.valid_until)
+                and (self.valid_from is None or self.valid_until > self.valid_from),
+                f"mandate of {self.member}: valid_until must be a time after valid_from",
+            )
+
+    @property
+    def open(self) -> bool:
+        """True when the mandate has no window (it holds at every time)."""
+        return self.valid_from is None and self.valid_until is None
+
+    def covers(self, at: int) -> bool:
+        """True if the mandate holds for a statement made at ``at``."""
+        return (self.valid_from is None or at >= self.valid_from) and (
+            self.valid_until is None or at < self.valid_until
+        )
+
+    def window(self) -> str:
+        """The validity window, for messages: ``[from, until)``."""
+        return _window(self.valid_from, self.valid_until)
+
+    def _order(self) -> tuple[str, int]:
+        return (self.member, -1 if self.valid_from is None else self.valid_from)
+
+
+def mandates(*member_ids: str) -> tuple[Mandate, ...]:
+    """Open-ended mandates (no window) for ``member_ids``."""
+    return tuple(Mandate(member=m) for m in member_ids)
+
+
+def _check_mandates(code: str, attr: str, given: object) -> tuple[Mandate, ...]:
+    if not isinstance(given, tuple | list | frozenset | set):
+        raise SchemaError(f"type {code}: {attr} must be a tuple of Mandates")
+    items = tuple(given)
+    _require(len(items) <= MAX_MANDATES, f"type {code}: at most {MAX_MANDATES} {attr}")
+    _require(all(isinstance(m, Mandate) for m in items), f"type {code}: {attr} must be Mandates")
+    ordered = tuple(sorted(items, key=Mandate._order))
+    for a, b in itertools.pairwise(ordered):
+        if a.member == b.member and (
+            a.valid_until is None or b.valid_from is None or b.valid_from < a.valid_until
+        ):
+            raise SchemaError(
+                f"type {code}: {attr} mandates of {a.member} overlap ({a.window()}, {b.window()})"
+            )
+    return ordered
+
+
+#: What a mandate allows: ``"issue"`` (issue, replace) or ``"revoke"`` (revoke, suspend,
+#: reinstate).
+Action = Literal["issue", "revoke"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class CertificateType:
     """A kind of certificate, its claims, and which members may issue and revoke it.
 
     ``national_code`` is the licence-type segment of GB/T 36904 certificate ids.
     ``purposes`` maps a verification purpose to the claim names it needs disclosed.
-    ``max_validity_days`` of ``None`` allows open-ended certificates. Revokers also
-    suspend and reinstate; issuers also replace.
+    ``max_validity_days`` of ``None`` allows open-ended certificates. ``issuers`` and
+    ``revokers`` are :class:`Mandate` s (sorted by member and start; one member's
+    windows do not overlap). Revokers also suspend and reinstate; issuers also replace.
     """
 
     code: str
     name: str
     national_code: str
     claims: tuple[ClaimSpec, ...]
-    issuers: frozenset[str]
-    revokers: frozenset[str]
+    issuers: tuple[Mandate, ...]
+    revokers: tuple[Mandate, ...]
     max_validity_days: int | None = None
     purposes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -273,9 +385,7 @@ class CertificateType:
         names = {c.name for c in claims}
         _require(len(names) == len(claims), f"type {self.code}: claim names must be unique")
         for attr in ("issuers", "revokers"):
-            who = tuple(getattr(self, attr))
-            _require(all(isinstance(w, str) for w in who), f"type {self.code}: {attr} must be member ids")
-            object.__setattr__(self, attr, frozenset(who))
+            object.__setattr__(self, attr, _check_mandates(self.code, attr, getattr(self, attr)))
         if self.max_validity_days is not None:
             _require(
                 type(self.max_validity_days) is int and 0 < self.max_validity_days <= 100 * 366,
@@ -292,6 +402,65 @@ class CertificateType:
             _require(len(set(needed)) == len(needed), f"type {self.code}: purpose {purpose} repeats a claim")
             purposes[purpose] = needed
         object.__setattr__(self, "purposes", MappingProxyType(purposes))
+
+    def mandates(self, action: Action) -> tuple[Mandate, ...]:
+        """The mandates for ``action``: ``"issue"`` (issuers) or ``"revoke"`` (revokers)."""
+        if action == "issue":
+            return self.issuers
+        if action == "revoke":
+            return self.revokers
+        raise MalformedError(f"unknown mandate action {action!r}; expected 'issue' or 'revoke'")
+
+    def members_with(self, action: Action) -> tuple[str, ...]:
+        """The ids of members with any mandate for ``action``, sorted (for people)."""
+        return tuple(sorted({m.member for m in self.mandates(action)}))
+
+    def check_mandate(
+        self, member_id: str, action: Action, *, at: int, version: int | None = None
+    ) -> Mandate:
+        """The mandate that lets ``member_id`` ``action`` this type in a statement made at ``at``.
+
+        Raises PolicyError: ``mandate`` if the member has no mandate for ``action``,
+        ``mandate-validity`` if none of its mandates covers ``at``. ``version`` (the
+        policy version) is named in messages when given.
+        """
+        if not _is_time(at):
+            raise MalformedError(f"statement time {at!r} is not a time")
+        held = [m for m in self.mandates(action) if m.member == member_id]
+        under = f" under policy version {version}" if version is not None else ""
+        if not held:
+            who = ", ".join(self.members_with(action)) or "no member"
+            raise _fail(
+                "mandate",
+                f"{member_id} may not {action} {self.code}{under} (allowed to {action}: {who})",
+            )
+        for m in held:
+            if m.covers(at):
+                return m
+        windows = ", ".join(m.window() for m in held)
+        raise _fail(
+            "mandate-validity",
+            f"{member_id} may {action} {self.code} only in statements made in {windows}{under}, "
+            f"not at {format_time(at)}",
+        )
+
+    def check_validity(self, valid_from: int, valid_until: int | None) -> None:
+        """PolicyError (``max-validity``) if a certificate valid from ``valid_from`` to
+        ``valid_until`` (``None``: open-ended) is longer than this type allows."""
+        limit = self.max_validity_days
+        if limit is None:
+            return
+        if valid_until is None:
+            raise _fail(
+                "max-validity",
+                f"{self.code} certificates are valid for at most {limit} days; an open-ended one is refused",
+            )
+        if valid_until - valid_from > limit * _DAY:
+            days = (valid_until - valid_from) / _DAY
+            raise _fail(
+                "max-validity",
+                f"{self.code} certificates are valid for at most {limit} days, not {days:.1f}",
+            )
 
     def claim(self, name: str) -> ClaimSpec:
         """The claim called ``name``; SchemaError if the type has none."""
@@ -310,9 +479,16 @@ class CertificateType:
 
 @dataclass(frozen=True, kw_only=True)
 class Policy:
-    """One version of the trust policy."""
+    """One version of the trust policy.
 
+    ``consortium`` names the consortium (a chain never crosses from one to another);
+    ``issued`` is the version's own time, and ``expires`` lies at most
+    :data:`MAX_LIFETIME_SECONDS` after it.
+    """
+
+    consortium: str
     version: int
+    issued: int
     expires: int
     members: tuple[Member, ...]
     types: tuple[CertificateType, ...]
@@ -326,6 +502,12 @@ class Policy:
             type(self.version) is int and 1 <= self.version < 2**53,
             "policy version must be a positive integer",
         )
+        _require(
+            isinstance(self.consortium, str) and bool(_CONSORTIUM.fullmatch(self.consortium)),
+            "consortium name must be 1..128 of a-z, 0-9, '.' and '-', "
+            "starting and ending with a letter or digit",
+        )
+        _require(_is_time(self.issued), "policy issue time must be a time")
         _require(_is_time(self.expires) and self.expires > 0, "policy expiry must be a time")
         object.__setattr__(self, "members", tuple(self.members))
         object.__setattr__(self, "types", tuple(self.types))
@@ -337,19 +519,10 @@ class Policy:
         ids = [m.id for m in self.members]
         _require(len(set(ids)) == len(ids), "member ids must be unique")
         _require(len({m.origin for m in self.members}) == len(ids), "log origins must be unique")
-        owner: dict[PublicKey, str] = {}
-        for m in self.members:
-            for k in m.log_keys:
-                other = owner.setdefault(k.public_key, m.id)
-                _require(other == m.id, f"member {m.id} lists a log key that belongs to {other}")
-        _require(
-            len({m.witness_key.public_key for m in self.members}) == len(ids),
-            "each member needs its own witness key",
-        )
         codes = [t.code for t in self.types]
         _require(len(set(codes)) == len(codes), "certificate type codes must be unique")
         for t in self.types:
-            for who in sorted(t.issuers | t.revokers):
+            for who in sorted({m.member for m in (*t.issuers, *t.revokers)}):
                 _require(who in ids, f"type {t.code} names unknown member {who!r}")
         _require(
             type(self.witness_quorum) is int and 0 <= self.witness_quorum < max(len(ids), 1),
@@ -369,10 +542,6 @@ class Policy:
                 "governance keys must be Ed25519 (type 0x01) verifier keys",
             )
         _require(
-            len({g.public_key for g in self.governance_keys}) == len(self.governance_keys),
-            "governance keys must be distinct",
-        )
-        _require(
             len({g.name for g in self.governance_keys}) == len(self.governance_keys),
             "governance key names must be distinct",
         )
@@ -381,6 +550,69 @@ class Policy:
             and 1 <= self.governance_threshold <= len(self.governance_keys),
             "governance threshold must be between 1 and the number of governance keys",
         )
+        self._check_bounds()
+        self._check_keys()
+
+    def _check_bounds(self) -> None:
+        if len(self.members) >= 2 and self.witness_quorum < 1:
+            raise _fail(
+                "quorum-bound",
+                f"version {self.version} has {len(self.members)} members and witness quorum 0; "
+                "with two or more members at least one other member must witness each checkpoint",
+            )
+        if self.freshness_seconds > MAX_FRESHNESS_SECONDS:
+            raise _fail(
+                "freshness-bound",
+                f"version {self.version} sets a freshness limit of {self.freshness_seconds} s; "
+                f"at most {MAX_FRESHNESS_SECONDS} s (30 days) is allowed",
+            )
+        if self.expires <= self.issued:
+            raise _fail(
+                "expiry-bound",
+                f"version {self.version} expires at {format_time(self.expires)}, not after its "
+                f"issue time {format_time(self.issued)}",
+            )
+        if self.expires - self.issued > MAX_LIFETIME_SECONDS:
+            raise _fail(
+                "expiry-bound",
+                f"version {self.version} expires at {format_time(self.expires)}, more than 366 days "
+                f"after its issue time {format_time(self.issued)}",
+            )
+
+    def _check_keys(self) -> None:
+        """One key, one role; unique key IDs; unique witness names (across the policy)."""
+        roles: list[tuple[str, PublicKey, bytes]] = [
+            (f"governance key {g.name}", g.public_key, g.key_id) for g in self.governance_keys
+        ]
+        for m in self.members:
+            roles += [(f"log key of {m.id}", k.public_key, m.log_key_id(k)) for k in m.log_keys]
+            roles.append((f"witness key of {m.id}", m.witness_key.public_key, m.witness_key.key_id))
+        by_key: dict[PublicKey, int] = {}
+        by_id: dict[bytes, int] = {}
+        for i, (role, public, kid) in enumerate(roles):
+            first = by_key.setdefault(public, i)
+            if first != i:
+                raise _fail(
+                    "key-reuse",
+                    f"one public key is both the {roles[first][0]} and the {role} in version "
+                    f"{self.version}; a key holds one role only",
+                )
+            other = by_id.setdefault(kid, i)
+            if other != i:
+                raise _fail(
+                    "key-id-collision",
+                    f"key ID {kid.hex()} names both the {roles[other][0]} and the {role} in version "
+                    f"{self.version}; key IDs must be unique across the policy",
+                )
+        witness_names: dict[str, str] = {}
+        for m in self.members:
+            owner = witness_names.setdefault(m.witness_key.name, m.id)
+            if owner != m.id:
+                raise _fail(
+                    "witness-name",
+                    f"members {owner} and {m.id} both name their witness {m.witness_key.name!r} "
+                    f"in version {self.version}",
+                )
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -421,39 +653,66 @@ class Policy:
 
     # -- mandates --------------------------------------------------------------------
 
-    def may_issue(self, member_id: str, type_code: str) -> bool:
-        """True if the member may issue (and replace) certificates of this type."""
-        t = self.certificate_type(type_code)
-        return t is not None and self.member(member_id) is not None and member_id in t.issuers
+    def may_issue(self, member_id: str, type_code: str, *, at: int) -> bool:
+        """True if the member may issue (and replace) certificates of this type in a
+        statement made at ``at`` (its mandate is judged at the statement's time)."""
+        return self._may(member_id, type_code, "issue", at)
 
-    def may_revoke(self, member_id: str, type_code: str) -> bool:
-        """True if the member may revoke, suspend and reinstate certificates of this type."""
-        t = self.certificate_type(type_code)
-        return t is not None and self.member(member_id) is not None and member_id in t.revokers
+    def may_revoke(self, member_id: str, type_code: str, *, at: int) -> bool:
+        """True if the member may revoke, suspend and reinstate certificates of this
+        type in a statement made at ``at`` (its mandate is judged at the statement's time)."""
+        return self._may(member_id, type_code, "revoke", at)
 
-    def check_mandate(
-        self, member_id: str, type_code: str, action: Literal["issue", "revoke"]
-    ) -> CertificateType:
-        """The certificate type, if ``member_id`` may ``action`` it; else PolicyError.
+    def _may(self, member_id: str, type_code: str, action: Action, at: int) -> bool:
+        try:
+            self.check_mandate(member_id, type_code, action, at=at)
+        except PolicyError:
+            return False
+        return True
+
+    def check_mandate(self, member_id: str, type_code: str, action: Action, *, at: int) -> CertificateType:
+        """The certificate type, if ``member_id`` may ``action`` it in a statement made
+        at ``at``; else PolicyError.
 
         ``"issue"`` covers issue and replace statements; ``"revoke"`` covers revoke,
-        suspend and reinstate. Rules: ``unknown-member``, ``unknown-type``, ``mandate``.
+        suspend and reinstate. The mandate is judged at the statement's time, so a
+        mandate withdrawn from a date on still covers what was done before that date.
+        Rules: ``unknown-member``, ``unknown-type``, ``mandate``, ``mandate-validity``.
         """
         if action not in ("issue", "revoke"):
             raise MalformedError(f"unknown mandate action {action!r}; expected 'issue' or 'revoke'")
         self.require_member(member_id)
         t = self.require_type(type_code)
-        allowed = t.issuers if action == "issue" else t.revokers
-        if member_id not in allowed:
-            who = ", ".join(sorted(allowed)) or "no member"
-            raise _fail(
-                "mandate",
-                f"{member_id} may not {action} {type_code} under policy version {self.version} "
-                f"(allowed to {action}: {who})",
-            )
+        t.check_mandate(member_id, action, at=at, version=self.version)
         return t
 
+    def check_statement_mandate(self, statement: Statement) -> CertificateType:
+        """The certificate type, if the statement's issuer may make it at its time.
+
+        Issue and replace statements need an ``"issue"`` mandate; revoke, suspend and
+        reinstate statements a ``"revoke"`` one, judged at ``statement.time``. Same
+        rules as :meth:`check_mandate`.
+        """
+        action: Action = "issue" if statement.kind in (Kind.ISSUE, Kind.REPLACE) else "revoke"
+        return self.check_mandate(statement.issuer, statement.cert_type, action, at=statement.time)
+
     # -- keys ------------------------------------------------------------------------
+
+    def find_log_key(self, kid: bytes) -> tuple[Member, LogKey]:
+        """The member and log key with key ID ``kid`` (key IDs are unique in a policy).
+
+        PolicyError (``unknown-key``) if no member has such a key. Validity is not
+        judged here: see :meth:`log_key`.
+        """
+        if not isinstance(kid, bytes) or len(kid) != 4:
+            raise MalformedError("a key ID is exactly 4 bytes")
+        for m in self.members:
+            for k in m.log_keys:
+                if m.log_key_id(k) == kid:
+                    return m, k
+        raise _fail(
+            "unknown-key", f"no member has a log key with key ID {kid.hex()} in policy version {self.version}"
+        )
 
     def log_key(self, member_id: str, kid: bytes, *, at: int, witnessed_at: int | None) -> LogKey:
         """The log key of ``member_id`` with key ID ``kid`` trusted for this statement.
@@ -461,9 +720,11 @@ class Policy:
         ``at`` is the statement's time; ``witnessed_at`` is when a checkpoint covering
         its entry was first witnessed (``None`` if it has not been). The key must be
         valid at ``at`` (``valid_from <= at < valid_until``) and, if it was marked
-        compromised at T, the entry must have been witnessed before T. Raises
-        PolicyError naming the rule: ``unknown-member``, ``unknown-key``,
-        ``key-compromised`` or ``key-validity``.
+        compromised at T, the entry must have been witnessed before T. A statement
+        dated more than :data:`~ledger.clock.CLOCK_SKEW` after the witnessing of its
+        entry claims a time from the future. Raises PolicyError naming the rule:
+        ``unknown-member``, ``unknown-key``, ``future-time``, ``key-compromised`` or
+        ``key-validity``.
         """
         if not isinstance(kid, bytes) or len(kid) != 4:
             raise MalformedError("a key ID is exactly 4 bytes")
@@ -472,20 +733,23 @@ class Policy:
         if witnessed_at is not None and not _is_time(witnessed_at):
             raise MalformedError(f"witness time {witnessed_at!r} is not a time")
         m = self.require_member(member_id)
-        candidates = [k for k in m.log_keys if m.log_key_id(k) == kid]
-        if not candidates:
+        found = [k for k in m.log_keys if m.log_key_id(k) == kid]
+        if not found:
             raise _fail(
                 "unknown-key",
                 f"member {member_id} has no log key with key ID {kid.hex()} in policy version {self.version}",
             )
-        first: PolicyError | None = None
-        for k in candidates:
-            problem = self._key_problem(m, k, kid, at=at, witnessed_at=witnessed_at)
-            if problem is None:
-                return k
-            first = first or problem
-        assert first is not None
-        raise first
+        if witnessed_at is not None and at > witnessed_at + CLOCK_SKEW:
+            raise _fail(
+                "future-time",
+                f"the statement time {format_time(at)} is {at - witnessed_at} s after its entry was "
+                f"first witnessed ({format_time(witnessed_at)}); at most {CLOCK_SKEW} s of clock skew "
+                "is allowed",
+            )
+        problem = self._key_problem(m, found[0], kid, at=at, witnessed_at=witnessed_at)
+        if problem is not None:
+            raise problem
+        return found[0]
 
     def _key_problem(
         self, m: Member, k: LogKey, kid: bytes, *, at: int, witnessed_at: int | None
@@ -548,8 +812,19 @@ class Policy:
                 f"(now {format_time(now)}); fetch a newer version",
             )
 
-    def check_fresh(self, witnessed_at: int, *, now: int) -> None:
-        """PolicyError (``stale``) if the newest witnessed checkpoint is too old at ``now``."""
+    def check_issued(self, now: int, *, skew: int = CLOCK_SKEW) -> None:
+        """PolicyError (``future-time``) if this version's issue time is more than
+        ``skew`` seconds ahead of ``now``."""
+        check_not_future(self.issued, now=now, what=f"issue time of policy version {self.version}", skew=skew)
+
+    def check_fresh(self, witnessed_at: int, *, now: int, skew: int = CLOCK_SKEW) -> None:
+        """PolicyError unless the newest witnessed checkpoint is fresh at ``now``.
+
+        ``stale`` if it is older than the freshness limit; ``future-time`` if its time
+        is more than ``skew`` seconds ahead of ``now`` (a time from the future is never
+        counted as fresh).
+        """
+        check_not_future(witnessed_at, now=now, what="newest witnessed checkpoint's time", skew=skew)
         age = now - witnessed_at
         if age > self.freshness_seconds:
             raise _fail(

@@ -4,7 +4,9 @@ A policy version travels as a C2SP signed note whose text is::
 
     certledger/policy/v1
     {
+      "consortium": "consortium.example.gov.cn",
       "version": 2,
+      "issued": "2025-01-01T00:00:00Z",
       "expires": "2026-01-01T00:00:00Z",
       ...
     }
@@ -13,7 +15,8 @@ The first line names the format; the rest is the policy as pretty-printed JSON (
 two-space indent, arrays and objects of plain values on one line when that line part
 is at most 120 characters, Chinese text as itself, keys in the fixed order of :func:`to_json`,
 ``null`` for an absent optional value, times as RFC 3339 UTC strings, public keys as
-signed-note verifier-key strings) followed by a newline. There is exactly one text
+signed-note verifier-key strings, a mandate without a window as the member id alone)
+followed by a newline. There is exactly one text
 for each policy: :func:`parse_text` rebuilds the policy, renders it again with
 :func:`render` and rejects the text unless the two are identical, so what a
 department reviews is exactly what it signs and what every verifier parses.
@@ -45,10 +48,12 @@ from ledger.files import loads_json
 from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, SigningKey, VerifierKey
 from ledger.log import note
 from ledger.trust.policy import (
+    MAX_MANDATES,
     MAX_TIME,
     CertificateType,
     ClaimSpec,
     LogKey,
+    Mandate,
     Member,
     Policy,
     format_time,
@@ -84,7 +89,9 @@ _FLAT_WIDTH = 120
 _TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
 
 _POLICY_FIELDS = (
+    "consortium",
     "version",
+    "issued",
     "expires",
     "governance",
     "witness_quorum",
@@ -106,6 +113,7 @@ _TYPE_FIELDS = (
     "purposes",
 )
 _CLAIM_FIELDS = ("key", "name", "label", "kind", "required", "max_length")
+_MANDATE_FIELDS = ("member", "valid_from", "valid_until")
 
 
 # -- rendering ---------------------------------------------------------------------
@@ -115,10 +123,22 @@ def _opt_time(t: int | None) -> str | None:
     return None if t is None else format_time(t)
 
 
+def _mandate_json(m: Mandate) -> str | dict[str, Any]:
+    if m.open:
+        return m.member
+    return {
+        "member": m.member,
+        "valid_from": _opt_time(m.valid_from),
+        "valid_until": _opt_time(m.valid_until),
+    }
+
+
 def to_json(policy: Policy) -> dict[str, Any]:
     """The policy as a JSON value with every key in its fixed order."""
     return {
+        "consortium": policy.consortium,
         "version": policy.version,
+        "issued": format_time(policy.issued),
         "expires": format_time(policy.expires),
         "governance": {
             "threshold": policy.governance_threshold,
@@ -152,8 +172,8 @@ def to_json(policy: Policy) -> dict[str, Any]:
                 "name": t.name,
                 "national_code": t.national_code,
                 "max_validity_days": t.max_validity_days,
-                "issuers": sorted(t.issuers),
-                "revokers": sorted(t.revokers),
+                "issuers": [_mandate_json(m) for m in t.issuers],
+                "revokers": [_mandate_json(m) for m in t.revokers],
                 "claims": [
                     {
                         "key": c.key,
@@ -342,6 +362,21 @@ def _claim(value: Any, where: str) -> ClaimSpec:
     )
 
 
+def _mandate(value: Any, where: str) -> Mandate:
+    if isinstance(value, str):
+        return Mandate(member=value)
+    f = _fields(value, _MANDATE_FIELDS, where)
+    return Mandate(
+        member=_str(f["member"], f"{where}.member"),
+        valid_from=_opt(f["valid_from"], parse_time, f"{where}.valid_from"),
+        valid_until=_opt(f["valid_until"], parse_time, f"{where}.valid_until"),
+    )
+
+
+def _mandates(value: Any, where: str) -> tuple[Mandate, ...]:
+    return tuple(_mandate(v, f"{where}[{i}]") for i, v in enumerate(_list(value, where, MAX_MANDATES)))
+
+
 def _names(value: Any, where: str, limit: int) -> tuple[str, ...]:
     return tuple(_str(v, f"{where}[{i}]") for i, v in enumerate(_list(value, where, limit)))
 
@@ -359,8 +394,8 @@ def _type(value: Any, where: str) -> CertificateType:
         name=_str(f["name"], f"{where}.name"),
         national_code=_str(f["national_code"], f"{where}.national_code"),
         max_validity_days=_opt_int(f["max_validity_days"], f"{where}.max_validity_days"),
-        issuers=frozenset(_names(f["issuers"], f"{where}.issuers", 256)),
-        revokers=frozenset(_names(f["revokers"], f"{where}.revokers", 256)),
+        issuers=_mandates(f["issuers"], f"{where}.issuers"),
+        revokers=_mandates(f["revokers"], f"{where}.revokers"),
         claims=tuple(_claim(c, f"{where}.claims[{i}]") for i, c in enumerate(claims)),
         purposes={p: _names(v, f"{where}.purposes.{p}", 64) for p, v in purposes.items()},
     )
@@ -374,7 +409,9 @@ def from_json(value: Any) -> Policy:
     members = _list(f["members"], "members", 256)
     types = _list(f["types"], "types", 256)
     return Policy(
+        consortium=_str(f["consortium"], "consortium"),
         version=_int(f["version"], "version"),
+        issued=parse_time(f["issued"], "issued"),
         expires=parse_time(f["expires"], "expires"),
         governance_threshold=_int(g["threshold"], "governance.threshold"),
         governance_keys=tuple(

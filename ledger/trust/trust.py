@@ -4,8 +4,10 @@ A verifier pins one policy document (usually version 1) and moves forward only a
 a chain of documents that each satisfy these rules:
 
 1. a pinned document is signed by a threshold of its *own* governance keys;
-2. the next document is exactly version N+1 (``rollback`` for an older or equal
-   version, ``skipped-version`` for a gap);
+2. the next document names the same consortium (``consortium``: a version of a
+   staging consortium that shares governance keys is not a version of this one) and
+   is exactly version N+1 (``rollback`` for an older or equal version,
+   ``skipped-version`` for a gap);
 3. it is signed by a threshold of version N's governance keys (``old-threshold``)
    **and** by a threshold of its own (``own-threshold``);
 4. a signature by a governance key that does not verify over the exact document
@@ -14,6 +16,8 @@ a chain of documents that each satisfy these rules:
    names it is listed (keys are compared by public key);
 5. the newest version must not be expired at ``now`` (``expired``: the freeze
    attack). A chain walk checks expiry only for the version it ends at, as TUF does;
+   no version's issue time may lie ahead of ``now`` by more than the clock skew
+   (``future-time``), so the one-year bound on expiry cannot be stretched;
 6. one walk covers at most :data:`MAX_CHAIN` documents (``chain-too-long``); each
    document is size- and signature-capped by :mod:`ledger.trust.policy_doc`.
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ledger.clock import CLOCK_SKEW
 from ledger.errors import MalformedError, PolicyError, SignatureError
 from ledger.keys import PublicKey, VerifierKey
 from ledger.log import note
@@ -104,6 +109,12 @@ def verify_next(trusted: Policy, data: bytes) -> PolicyDocument:
     """Parse ``data`` and check it may follow ``trusted`` (rules 2 to 4; not expiry)."""
     doc = parse_document(data)
     n, v = trusted.version, doc.policy.version
+    if doc.policy.consortium != trusted.consortium:
+        raise _fail(
+            "consortium",
+            f"the document is version {v} of consortium {doc.policy.consortium!r}, "
+            f"not of the trusted consortium {trusted.consortium!r}",
+        )
     if v <= n:
         raise _fail("rollback", f"the document is version {v}, not newer than the trusted version {n}")
     if v != n + 1:
@@ -146,9 +157,16 @@ class TrustedPolicy:
         """The exact bytes of the trusted version's signed document."""
         return self._doc.data
 
+    @property
+    def consortium(self) -> str:
+        """The name of the consortium whose versions this verifier follows."""
+        return self._doc.policy.consortium
+
     def current(self, *, now: int) -> Policy:
-        """The trusted policy; PolicyError (``expired``) if it has expired at ``now``."""
+        """The trusted policy; PolicyError if it has expired at ``now`` (``expired``) or
+        was issued later than ``now`` plus the clock skew (``future-time``)."""
         _check_now(now)
+        self._doc.policy.check_issued(now)
         self._doc.policy.check_not_expired(now)
         return self._doc.policy
 
@@ -160,9 +178,10 @@ class TrustedPolicy:
         """Move along ``documents`` (versions N+1, N+2, … in order) to the last one.
 
         Every step must satisfy the update rules; only the last version must not be
-        expired at ``now``. On any failure nothing changes and the error says which
-        document (by its entry in ``names``, e.g. file names, if given) broke which
-        rule and how far the chain verified.
+        expired at ``now``, and none may be issued more than the clock skew after
+        ``now``. On any failure nothing changes and the error says which document (by
+        its entry in ``names``, e.g. file names, if given) broke which rule and how far
+        the chain verified.
         """
         _check_now(now)
         if len(documents) > MAX_CHAIN:
@@ -175,7 +194,9 @@ class TrustedPolicy:
         start = doc = self._doc
         for i, data in enumerate(documents):
             try:
-                doc = verify_next(doc.policy, data)
+                nxt = verify_next(doc.policy, data)
+                nxt.policy.check_issued(now, skew=CLOCK_SKEW)
+                doc = nxt
             except (PolicyError, MalformedError) as e:
                 label = f"document {i + 1} of {len(documents)}"
                 where = f" [{names[i]} ({label})" if names is not None else f" [{label}"
@@ -187,6 +208,11 @@ class TrustedPolicy:
                 if isinstance(e, PolicyError):
                     raise PolicyError(f"{e}{where}", rule=e.rule) from None
                 raise type(e)(f"{e}{where}") from None
+        if doc is start:
+            try:
+                start.policy.check_issued(now)
+            except PolicyError as e:
+                raise PolicyError(f"{e} [the pinned version {start.policy.version}]", rule=e.rule) from None
         if doc.policy.is_expired(now):
             raise _fail(
                 "expired",

@@ -1,0 +1,83 @@
+"""The checks a replica and a verifier share: opening a witnessed checkpoint of a member's
+log, and judging whether one logged statement is to be trusted.
+"""
+
+from __future__ import annotations
+
+from ledger.errors import LedgerError, MalformedError, PolicyError, SignatureError
+from ledger.log import note
+from ledger.log.checkpoint import DEFAULT_MAX_SIZE, open_checkpoint
+from ledger.log.statement import SignedStatement
+from ledger.replica.store import WitnessedCheckpoint
+from ledger.trust.policy import Member, Policy
+
+__all__ = ["entry_problem", "open_witnessed"]
+
+
+def open_witnessed(data: bytes, *, policy: Policy, member: Member, now: int) -> WitnessedCheckpoint:
+    """Verify a checkpoint of ``member``'s log: signed by one of its log keys, with the
+    policy's quorum of other members' witness cosignatures.
+
+    ``witnessed_at`` is when the quorum was reached (the quorum-th earliest counted
+    cosignature); ``newest_at`` the newest time a quorum attests (the quorum-th newest
+    counted cosignature, so one witness with a fast clock cannot move it); with a
+    quorum of 0, the earliest and newest cosignature, or ``now`` when there is none.
+    Raises SignatureError, PolicyError (``witness-quorum``) or MalformedError.
+    """
+    parsed = note.parse(data, max_size=DEFAULT_MAX_SIZE)
+    signers = {(s.name, s.key_id) for s in parsed.signatures}
+    log_keys = [member.log_verifier_key(k) for k in member.log_keys]
+    chosen = [k for k in log_keys if (k.name, k.key_id) in signers]
+    if not chosen:
+        raise SignatureError(f"checkpoint of {member.id} is not signed by any of its log keys")
+    witnesses = policy.witness_keys(member.id)
+    by_name = {k.name: mid for mid, k in witnesses.items()}
+    last: LedgerError | None = None
+    for log_key in chosen:
+        try:
+            opened = open_checkpoint(data, log_key=log_key, witnesses=list(witnesses.values()))
+        except SignatureError as e:
+            last = e
+            continue
+        times = {by_name[name]: t for name, t in opened.cosignatures.items() if name in by_name}
+        policy.check_quorum(member.id, times)
+        ordered = sorted(times.values())
+        q = policy.witness_quorum
+        witnessed_at = ordered[q - 1] if q >= 1 else (ordered[0] if ordered else now)
+        cp = opened.checkpoint
+        return WitnessedCheckpoint(
+            origin=cp.origin,
+            member_id=member.id,
+            size=cp.size,
+            root_hash=cp.root_hash,
+            note=bytes(data),
+            witnessed_at=witnessed_at,
+            newest_at=ordered[-q] if q >= 1 else (ordered[-1] if ordered else now),
+            cosigners=tuple(sorted(times)),
+        )
+    assert last is not None
+    raise last
+
+
+def entry_problem(
+    policy: Policy, member: Member, signed: SignedStatement, *, witnessed_at: int | None
+) -> str | None:
+    """Why a statement in ``member``'s log is not to be trusted, or None.
+
+    The statement must name the log's member as its maker; its key must be one of the
+    member's log keys valid at the statement's time and, if marked compromised, the
+    entry must have been witnessed before that; the member must hold the mandate for
+    the statement's kind (issue and replace: issue; revoke, suspend, reinstate:
+    revoke) at the statement's time. The signature itself is the caller's check. Returns ``"<rule>: <why>"``.
+    """
+    st = signed.statement
+    if st.issuer != member.id:
+        return f"impersonation: a statement in {member.id}'s log names {st.issuer} as its maker"
+    try:
+        policy.log_key(member.id, signed.key_id, at=st.time, witnessed_at=witnessed_at)
+        policy.check_statement_mandate(st)
+    except PolicyError as e:
+        return str(e)
+    except MalformedError as e:
+        return f"malformed: {e}"
+    return None

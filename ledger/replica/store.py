@@ -1,0 +1,699 @@
+"""The replica database: verified copies of consortium members' logs in one SQLite file.
+
+Only :mod:`ledger.replica.sync` writes here, and only what it verified: a witnessed
+checkpoint (log signature and witness quorum checked) with every entry it covers
+(hash chain, statement signatures, key validity and mandate checked; the tree
+recomputed up to the signed root). Everything is stored per log origin::
+
+    logs         (origin PK, member_id, size, root, note, witnessed_at, newest_at,
+                  cosigners, verified_at)         the newest verified witnessed checkpoint
+    checkpoints  (origin, size PK, root, note, witnessed_at, newest_at, cosigners)
+                                                  every verified witnessed checkpoint, first
+                                                  seen per size (the key-compromise rule
+                                                  asks for the first one covering an entry)
+    entries      (origin, idx PK, data)           exact entry bytes
+    hashes       (origin, idx PK, hash)           stored Merkle hashes (ledger.log.merkle order)
+    certs        (origin, idx PK, cert_id, kind, issuer, cert_type, time, stmt_hash,
+                  replaces, problem)              the certificate index of every statement
+    staged       (origin, idx PK, data)           entries fetched for a catch-up not yet
+                  + pending (origin PK, note, source)   verified up to its checkpoint root;
+                                                  never read as replica data
+    alerts       (id PK, origin, member_id, kind, message, note_a, note_b, proof,
+                  source, created)                forks and refused data, kept as evidence
+
+``witnessed_at`` of a checkpoint is the time its witness quorum was reached (the
+quorum-th earliest counted cosignature); ``newest_at`` the newest time a quorum of
+witnesses attests (the quorum-th newest), which is the replica's "as of" time for
+that log. ``problem`` holds the
+rule and reason for which an entry is not to be trusted (a key used outside its
+window, a compromised key, a statement outside its member's mandate, a member
+writing in another's name); such entries stay in the copy (they are in the signed
+log) but never count for a verdict.
+
+:class:`ReplicaStore` also answers :class:`ReplicaView`, what the verifier core reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from ledger.errors import StorageError
+from ledger.log import merkle
+from ledger.log.statement import Entry, SignedStatement, Statement
+
+__all__ = [
+    "Alert",
+    "IndexRow",
+    "LoggedEntry",
+    "ReplicaStore",
+    "ReplicaView",
+    "WitnessedCheckpoint",
+    "statement_hash",
+]
+
+#: ``PRAGMA application_id`` of a replica database ("CLR1").
+APPLICATION_ID = 0x434C5231
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE logs (
+    origin TEXT PRIMARY KEY NOT NULL, member_id TEXT NOT NULL, size INTEGER NOT NULL,
+    root BLOB NOT NULL, note BLOB NOT NULL, witnessed_at INTEGER NOT NULL,
+    newest_at INTEGER NOT NULL, cosigners TEXT NOT NULL, verified_at INTEGER NOT NULL
+);
+CREATE TABLE checkpoints (
+    origin TEXT NOT NULL, size INTEGER NOT NULL, root BLOB NOT NULL, note BLOB NOT NULL,
+    witnessed_at INTEGER NOT NULL, newest_at INTEGER NOT NULL, cosigners TEXT NOT NULL,
+    PRIMARY KEY (origin, size)
+) WITHOUT ROWID;
+CREATE TABLE entries (
+    origin TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (origin, idx)
+) WITHOUT ROWID;
+CREATE TABLE hashes (
+    origin TEXT NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (origin, idx)
+) WITHOUT ROWID;
+CREATE TABLE certs (
+    origin TEXT NOT NULL, idx INTEGER NOT NULL, cert_id TEXT NOT NULL, kind INTEGER NOT NULL,
+    issuer TEXT NOT NULL, cert_type TEXT NOT NULL, time INTEGER NOT NULL, stmt_hash BLOB NOT NULL,
+    replaces TEXT, problem TEXT, PRIMARY KEY (origin, idx)
+) WITHOUT ROWID;
+CREATE INDEX certs_by_id ON certs (cert_id);
+CREATE INDEX certs_by_replaces ON certs (replaces) WHERE replaces IS NOT NULL;
+CREATE INDEX certs_by_statement ON certs (origin, stmt_hash);
+CREATE TABLE staged (
+    origin TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (origin, idx)
+) WITHOUT ROWID;
+CREATE TABLE pending (origin TEXT PRIMARY KEY NOT NULL, note BLOB NOT NULL, source TEXT NOT NULL);
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY, origin TEXT NOT NULL, member_id TEXT NOT NULL, kind TEXT NOT NULL,
+    message TEXT NOT NULL, note_a BLOB, note_b BLOB, proof TEXT, source TEXT, created INTEGER NOT NULL
+);
+"""
+
+
+def statement_hash(statement_bytes: bytes) -> bytes:
+    """SHA-256 of a statement's exact bytes: how the verifier finds a presented one."""
+    return hashlib.sha256(statement_bytes).digest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class WitnessedCheckpoint:
+    """A checkpoint whose log signature and witness quorum verified.
+
+    ``cosigners`` are the member ids whose cosignatures counted.
+    """
+
+    origin: str
+    member_id: str
+    size: int
+    root_hash: bytes
+    note: bytes
+    witnessed_at: int
+    newest_at: int
+    cosigners: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggedEntry:
+    """One entry in a member's verified log copy, with the first witnessed checkpoint
+    that covers it and, if it is not to be trusted, why (``problem``). The entry is
+    parsed only when its statement is asked for."""
+
+    member_id: str
+    index: int
+    data: bytes
+    problem: str | None
+    first_witnessed: WitnessedCheckpoint
+
+    @functools.cached_property
+    def signed(self) -> SignedStatement:
+        """The signed statement the entry holds."""
+        return Entry.from_bytes(self.data).signed
+
+    @property
+    def statement(self) -> Statement:
+        """The statement the entry holds."""
+        return self.signed.statement
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexRow:
+    """One row of the certificate index, as the sync writes it."""
+
+    index: int
+    cert_id: str
+    kind: int
+    issuer: str
+    cert_type: str
+    time: int
+    stmt_hash: bytes
+    replaces: str | None
+    problem: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alert:
+    """Evidence of misbehaviour: a fork (both signed notes and the failed proof) or
+    data refused from a named source."""
+
+    id: int
+    origin: str
+    member_id: str
+    kind: str
+    message: str
+    note_a: bytes | None
+    note_b: bytes | None
+    proof: tuple[bytes, ...]
+    source: str | None
+    created: int
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON form for APIs and the command line."""
+        return {
+            "id": self.id,
+            "origin": self.origin,
+            "member": self.member_id,
+            "kind": self.kind,
+            "message": self.message,
+            "note_a": None if self.note_a is None else self.note_a.decode("utf-8", "replace"),
+            "note_b": None if self.note_b is None else self.note_b.decode("utf-8", "replace"),
+            "proof": [h.hex() for h in self.proof],
+            "source": self.source,
+            "created": self.created,
+        }
+
+
+class ReplicaView(Protocol):
+    """What the verifier core reads from a replica (no network, no writes)."""
+
+    def latest(self, member_id: str) -> WitnessedCheckpoint | None:
+        """The newest verified witnessed checkpoint of the member's log."""
+        ...
+
+    def find_statement(self, member_id: str, statement_bytes: bytes) -> LoggedEntry | None:
+        """The first entry of the member's log holding exactly these statement bytes."""
+        ...
+
+    def inclusion_proof(self, member_id: str, index: int, size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
+        ...
+
+    def status_entries(self, cert_id: str) -> list[LoggedEntry]:
+        """Every entry in any member's log about ``cert_id`` other than its issue: status
+        changes (revoke, suspend, reinstate) and replace statements that supersede it."""
+        ...
+
+    def newest_witnessed_time(self) -> int | None:
+        """The newest witness time over every log (a floor on the current time)."""
+        ...
+
+    def forks(self, member_id: str) -> list[Alert]:
+        """Fork alerts on record for the member's log (evidence of a split view)."""
+        ...
+
+
+@functools.lru_cache(maxsize=1024)
+def _cosigners(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+class ReplicaStore:
+    """The replica database. Open with :meth:`open`; thread-safe (one connection, serialised)."""
+
+    def __init__(self, *, _conn: sqlite3.Connection, _path: Path) -> None:
+        self._conn = _conn
+        self._path = _path
+        self._mutex = threading.RLock()
+        self._members: dict[str, str] = {}
+        self._origins: dict[str, str] = {}
+        self._checkpoints: dict[tuple[str, int], WitnessedCheckpoint] = {}
+
+    @classmethod
+    def open(cls, path: str | Path) -> ReplicaStore:
+        """Open (creating if needed) the replica database at ``path``."""
+        p = Path(path)
+        try:
+            conn = sqlite3.connect(str(p), isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=10000")
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+            if app_id == 0 and tables == 0:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(
+                    f"BEGIN; {_SCHEMA} PRAGMA application_id={APPLICATION_ID}; "
+                    f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                )
+            elif app_id != APPLICATION_ID:
+                conn.close()
+                raise StorageError(f"{p}: not a certledger replica database")
+            elif conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                conn.close()
+                raise StorageError(f"{p}: unknown replica schema version")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as e:
+            raise StorageError(f"{p}: cannot open the replica database: {e}") from None
+        return cls(_conn=conn, _path=p)
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._mutex:
+            self._conn.close()
+
+    def __enter__(self) -> ReplicaStore:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._mutex:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise StorageError(f"{self._path}: {e}") from None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._mutex:
+            c = self._conn
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    yield c
+                    c.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        c.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise StorageError(f"{self._path}: cannot write the replica: {e}") from None
+
+    # -- state of one log -----------------------------------------------------------
+
+    def size(self, origin: str) -> int:
+        """How many verified entries of the log ``origin`` the replica holds."""
+        rows = self._rows("SELECT size FROM logs WHERE origin = ?", (origin,))
+        return int(rows[0][0]) if rows else 0
+
+    def latest_checkpoint(self, origin: str) -> WitnessedCheckpoint | None:
+        """The newest verified witnessed checkpoint of ``origin``."""
+        rows = self._rows(
+            "SELECT member_id, size, root, note, witnessed_at, newest_at, cosigners FROM logs "
+            "WHERE origin = ?",
+            (origin,),
+        )
+        if not rows:
+            return None
+        m, size, root, note, w, n, cos = rows[0]
+        return WitnessedCheckpoint(
+            origin=origin,
+            member_id=m,
+            size=size,
+            root_hash=root,
+            note=note,
+            witnessed_at=w,
+            newest_at=n,
+            cosigners=_cosigners(cos),
+        )
+
+    def checkpoint_at(self, origin: str, size: int) -> WitnessedCheckpoint | None:
+        """The first verified witnessed checkpoint of ``origin`` for exactly ``size`` entries."""
+        rows = self._rows(
+            "SELECT size FROM checkpoints WHERE origin = ? AND size = ?",
+            (origin, size),
+        )
+        return self._covering(origin, size) if rows else None
+
+    def _covering(self, origin: str, index_or_size: int) -> WitnessedCheckpoint | None:
+        """The first stored checkpoint of ``origin`` whose size is at least ``index_or_size``."""
+        rows = self._rows(
+            "SELECT size, root, note, witnessed_at, newest_at, cosigners FROM checkpoints "
+            "WHERE origin = ? AND size >= ? ORDER BY size LIMIT 1",
+            (origin, index_or_size),
+        )
+        if not rows:
+            return None
+        size, root, note, w, n, cos = rows[0]
+        key = (origin, size)
+        cached = self._checkpoints.get(key)
+        if cached is not None and cached.note == note:
+            return cached
+        member = self._member_of(origin)
+        cp = WitnessedCheckpoint(
+            origin=origin,
+            member_id=member,
+            size=size,
+            root_hash=root,
+            note=note,
+            witnessed_at=w,
+            newest_at=n,
+            cosigners=_cosigners(cos),
+        )
+        self._checkpoints[key] = cp
+        return cp
+
+    def _member_of(self, origin: str) -> str:
+        m = self._members.get(origin)
+        if m is None:
+            rows = self._rows("SELECT member_id FROM logs WHERE origin = ?", (origin,))
+            if not rows:
+                raise StorageError(f"the replica holds no log {origin!r}")
+            m = self._members[origin] = str(rows[0][0])
+        return m
+
+    def _origin_of(self, member_id: str) -> str | None:
+        origin = self._origins.get(member_id)
+        if origin is None:
+            rows = self._rows("SELECT origin FROM logs WHERE member_id = ?", (member_id,))
+            if not rows:
+                return None
+            origin = self._origins[member_id] = str(rows[0][0])
+        return origin
+
+    def hash_reader(self, origin: str) -> merkle.HashReader:
+        """Reads stored Merkle hashes of ``origin`` by index."""
+
+        def read(indexes: Sequence[int]) -> list[bytes]:
+            want = list(indexes)
+            found: dict[int, bytes] = {}
+            if want:
+                rows = self._rows(
+                    "SELECT idx, hash FROM hashes WHERE origin = ? "
+                    "AND idx IN (SELECT value FROM json_each(?))",
+                    (origin, json.dumps(want)),
+                )
+                found.update(rows)
+            missing = [i for i in want if i not in found]
+            if missing:
+                raise StorageError(f"the replica of {origin} has no stored hash {missing[0]}")
+            return [found[i] for i in want]
+
+        return read
+
+    def edge(self, origin: str, size: int) -> dict[int, bytes]:
+        """The stored hashes on the right edge of the tree of ``size`` entries, by index."""
+        want = []
+        m, level = size, 0
+        while m:
+            if m & 1:
+                want.append(merkle.stored_hash_index(level, m - 1))
+            m >>= 1
+            level += 1
+        return dict(zip(want, self.hash_reader(origin)(want), strict=True))
+
+    def last_leaf(self, origin: str, size: int) -> bytes | None:
+        """The leaf hash of entry ``size - 1`` (the hash chain's link), or None for 0."""
+        if size == 0:
+            return None
+        return self.hash_reader(origin)([merkle.stored_hash_index(0, size - 1)])[0]
+
+    def entry(self, origin: str, index: int) -> bytes:
+        """The exact bytes of a verified entry."""
+        rows = self._rows("SELECT data FROM entries WHERE origin = ? AND idx = ?", (origin, index))
+        if not rows:
+            raise StorageError(f"the replica of {origin} has no entry {index}")
+        return bytes(rows[0][0])
+
+    def entries(self, origin: str, start: int, stop: int) -> list[bytes]:
+        """Verified entries ``[start, stop)`` of ``origin``."""
+        rows = self._rows(
+            "SELECT data FROM entries WHERE origin = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            (origin, start, stop),
+        )
+        return [bytes(r[0]) for r in rows]
+
+    # -- writing (the sync only) ------------------------------------------------------
+
+    def commit(
+        self,
+        checkpoint: WitnessedCheckpoint,
+        *,
+        entries: Sequence[tuple[int, bytes]],
+        hashes: Sequence[tuple[int, bytes]],
+        index: Sequence[IndexRow],
+        verified_at: int,
+    ) -> None:
+        """Store a verified checkpoint with the entries, hashes and index rows it adds,
+        in one transaction; clears any staged catch-up it completes."""
+        o = checkpoint.origin
+        cos = json.dumps(list(checkpoint.cosigners))
+        with self._transaction() as c:
+            c.executemany(
+                "INSERT INTO entries (origin, idx, data) VALUES (?, ?, ?)", [(o, i, d) for i, d in entries]
+            )
+            c.executemany(
+                "INSERT INTO hashes (origin, idx, hash) VALUES (?, ?, ?)", [(o, i, h) for i, h in hashes]
+            )
+            c.executemany(
+                "INSERT INTO certs (origin, idx, cert_id, kind, issuer, cert_type, time, stmt_hash, "
+                "replaces, problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        o,
+                        r.index,
+                        r.cert_id,
+                        r.kind,
+                        r.issuer,
+                        r.cert_type,
+                        r.time,
+                        r.stmt_hash,
+                        r.replaces,
+                        r.problem,
+                    )
+                    for r in index
+                ],
+            )
+            c.execute(
+                "INSERT OR IGNORE INTO checkpoints (origin, size, root, note, witnessed_at, newest_at, "
+                "cosigners) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    o,
+                    checkpoint.size,
+                    checkpoint.root_hash,
+                    checkpoint.note,
+                    checkpoint.witnessed_at,
+                    checkpoint.newest_at,
+                    cos,
+                ),
+            )
+            c.execute(
+                "INSERT OR REPLACE INTO logs (origin, member_id, size, root, note, witnessed_at, newest_at, "
+                "cosigners, verified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    o,
+                    checkpoint.member_id,
+                    checkpoint.size,
+                    checkpoint.root_hash,
+                    checkpoint.note,
+                    checkpoint.witnessed_at,
+                    checkpoint.newest_at,
+                    cos,
+                    verified_at,
+                ),
+            )
+            c.execute("DELETE FROM staged WHERE origin = ? AND idx < ?", (o, checkpoint.size))
+            c.execute("DELETE FROM pending WHERE origin = ?", (o,))
+
+    # -- a catch-up in progress --------------------------------------------------------
+
+    def pending(self, origin: str) -> tuple[bytes, str] | None:
+        """The checkpoint note an interrupted catch-up was heading for, and its source."""
+        rows = self._rows("SELECT note, source FROM pending WHERE origin = ?", (origin,))
+        return (bytes(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def stage(self, origin: str, *, note: bytes, source: str, entries: Sequence[tuple[int, bytes]]) -> None:
+        """Keep fetched entries of a catch-up towards ``note`` (not yet replica data)."""
+        with self._transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO pending (origin, note, source) VALUES (?, ?, ?)",
+                (origin, note, source),
+            )
+            c.executemany(
+                "INSERT OR REPLACE INTO staged (origin, idx, data) VALUES (?, ?, ?)",
+                [(origin, i, d) for i, d in entries],
+            )
+
+    def staged(self, origin: str, start: int, stop: int) -> list[bytes]:
+        """Staged entries ``[start, stop)``, contiguous from ``start`` (may be fewer)."""
+        rows = self._rows(
+            "SELECT idx, data FROM staged WHERE origin = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            (origin, start, stop),
+        )
+        out: list[bytes] = []
+        for i, d in rows:
+            if i != start + len(out):
+                break
+            out.append(bytes(d))
+        return out
+
+    def drop_staged(self, origin: str) -> None:
+        """Forget a catch-up in progress (its data did not verify)."""
+        with self._transaction() as c:
+            c.execute("DELETE FROM staged WHERE origin = ?", (origin,))
+            c.execute("DELETE FROM pending WHERE origin = ?", (origin,))
+
+    def refresh(self, checkpoint: WitnessedCheckpoint, *, verified_at: int) -> None:
+        """Record newer cosignatures on the checkpoint the replica already holds."""
+        with self._transaction() as c:
+            c.execute(
+                "UPDATE logs SET note = ?, newest_at = ?, cosigners = ?, verified_at = ? "
+                "WHERE origin = ? AND size = ? AND root = ? AND newest_at < ?",
+                (
+                    checkpoint.note,
+                    checkpoint.newest_at,
+                    json.dumps(list(checkpoint.cosigners)),
+                    verified_at,
+                    checkpoint.origin,
+                    checkpoint.size,
+                    checkpoint.root_hash,
+                    checkpoint.newest_at,
+                ),
+            )
+
+    # -- alerts ------------------------------------------------------------------------
+
+    def add_alert(
+        self,
+        *,
+        origin: str,
+        member_id: str,
+        kind: str,
+        message: str,
+        created: int,
+        note_a: bytes | None = None,
+        note_b: bytes | None = None,
+        proof: Sequence[bytes] = (),
+        source: str | None = None,
+    ) -> Alert:
+        """Keep evidence; the same evidence twice is kept once."""
+        proof_text = json.dumps([h.hex() for h in proof])
+        with self._transaction() as c:
+            row = c.execute(
+                "SELECT id, created FROM alerts WHERE origin = ? AND kind = ? AND message = ? "
+                "AND note_a IS ? AND note_b IS ? AND source IS ?",
+                (origin, kind, message, note_a, note_b, source),
+            ).fetchone()
+            if row is None:
+                cur = c.execute(
+                    "INSERT INTO alerts (origin, member_id, kind, message, note_a, note_b, proof, source, "
+                    "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (origin, member_id, kind, message, note_a, note_b, proof_text, source, created),
+                )
+                alert_id, when = int(cur.lastrowid or 0), created
+            else:
+                alert_id, when = int(row[0]), int(row[1])
+        return Alert(
+            id=alert_id,
+            origin=origin,
+            member_id=member_id,
+            kind=kind,
+            message=message,
+            note_a=note_a,
+            note_b=note_b,
+            proof=tuple(proof),
+            source=source,
+            created=when,
+        )
+
+    def alerts(self, member_id: str | None = None, *, kind: str | None = None) -> list[Alert]:
+        """Stored alerts, oldest first, optionally for one member and/or of one kind."""
+        rows = self._rows(
+            "SELECT id, origin, member_id, kind, message, note_a, note_b, proof, source, created FROM alerts "
+            "WHERE (? IS NULL OR member_id = ?) AND (? IS NULL OR kind = ?) ORDER BY id",
+            (member_id, member_id, kind, kind),
+        )
+        return [
+            Alert(
+                id=r[0],
+                origin=r[1],
+                member_id=r[2],
+                kind=r[3],
+                message=r[4],
+                note_a=None if r[5] is None else bytes(r[5]),
+                note_b=None if r[6] is None else bytes(r[6]),
+                proof=tuple(bytes.fromhex(h) for h in json.loads(r[7] or "[]")),
+                source=r[8],
+                created=r[9],
+            )
+            for r in rows
+        ]
+
+    def forks(self, member_id: str) -> list[Alert]:
+        """Fork alerts on record for the member's log."""
+        return self.alerts(member_id, kind="fork")
+
+    # -- ReplicaView ---------------------------------------------------------------------
+
+    def latest(self, member_id: str) -> WitnessedCheckpoint | None:
+        """The newest verified witnessed checkpoint of the member's log."""
+        origin = self._origin_of(member_id)
+        return None if origin is None else self.latest_checkpoint(origin)
+
+    def _logged(self, origin: str, idx: int, problem: str | None, data: bytes | None = None) -> LoggedEntry:
+        first = self._covering(origin, idx + 1)
+        if first is None:
+            raise StorageError(f"entry {idx} of {origin} is covered by no stored checkpoint")
+        return LoggedEntry(
+            member_id=self._member_of(origin),
+            index=idx,
+            data=self.entry(origin, idx) if data is None else data,
+            problem=problem,
+            first_witnessed=first,
+        )
+
+    def find_statement(self, member_id: str, statement_bytes: bytes) -> LoggedEntry | None:
+        """The first entry of the member's log whose statement hashes like ``statement_bytes``
+        (the caller compares the bytes)."""
+        origin = self._origin_of(member_id)
+        if origin is None:
+            return None
+        rows = self._rows(
+            "SELECT c.idx, c.problem, e.data FROM certs c "
+            "JOIN entries e ON e.origin = c.origin AND e.idx = c.idx "
+            "WHERE c.origin = ? AND c.stmt_hash = ? ORDER BY c.idx LIMIT 1",
+            (origin, statement_hash(statement_bytes)),
+        )
+        return self._logged(origin, rows[0][0], rows[0][1], bytes(rows[0][2])) if rows else None
+
+    def inclusion_proof(self, member_id: str, index: int, size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
+        origin = self._origin_of(member_id)
+        if origin is None or not 0 <= index < size <= self.size(origin):
+            raise StorageError(f"the replica cannot prove entry {index} of {member_id} in size {size}")
+        return merkle.prove_record(size, index, self.hash_reader(origin))
+
+    def status_entries(self, cert_id: str) -> list[LoggedEntry]:
+        """Every entry in any log about ``cert_id`` other than its issue."""
+        rows = self._rows(
+            "SELECT origin, idx, problem FROM certs "
+            "WHERE (cert_id = ? AND kind IN (2, 3, 4)) OR replaces = ? ORDER BY time, origin, idx",
+            (cert_id, cert_id),
+        )
+        return [self._logged(o, i, p) for o, i, p in rows]
+
+    def newest_witnessed_time(self) -> int | None:
+        """The newest witness time over every log."""
+        rows = self._rows("SELECT max(newest_at) FROM logs")
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    def members(self) -> list[str]:
+        """Member ids of every log the replica holds."""
+        return [str(r[0]) for r in self._rows("SELECT member_id FROM logs ORDER BY member_id")]
