@@ -10,6 +10,8 @@ Endpoints (``create_app(config=...)``):
 ``POST /add-checkpoint``                   C2SP tlog-witness, for the other members' logs
 ``GET /<origin hash>/checkpoint``          the latest checkpoint this witness cosigned
 ``GET /policy/latest``, ``/policy/<N>``    the chain of signed policy documents
+``GET /mirror/<origin hash>/...``          the verified copy of another member's log:
+                                           ``checkpoint`` and tiles, as above
 ``GET /v1/alerts``                         fork evidence this node holds (JSON list)
 ``POST /v1/statements``                    append statements pre-signed with the log key
 ``GET /healthz``, ``GET /metrics``         liveness and Prometheus metrics
@@ -27,24 +29,29 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from ledger.errors import LedgerError, MalformedError, SignatureError, StorageError, TooLargeError
-from ledger.log.statement import SignedStatement
+from ledger.log.signer import LogSigner
+from ledger.log.statement import Kind, SignedStatement, Statement
 from ledger.log.store import LogStore
 from ledger.log.witness import MAX_BODY_SIZE, is_origin_hash, origin_hash
 from ledger.replica import tiles
+from ledger.trust.policy_doc import parse_document
 from node.config import NodeConfig
 from node.issuing import Desk
 from node.issuing_api import install as install_clerks_api
+from node.mirror import Mirrors
 from node.published import Published
 from node.sequencer import Sequencer
 from node.static import TilesDir, tile_bytes
@@ -60,6 +67,7 @@ SHORT_LIVED = "no-cache"
 _MAX_STATEMENTS = 1000
 _MAX_APPEND_BODY = 4 << 20
 _TILE_CACHE = 2048
+_MAX_POLICY_STEPS = 16
 
 
 class Node:
@@ -69,6 +77,13 @@ class Node:
         self.config = config
         d = config.data_dir
         self.store = LogStore.open(d / "log.db")
+        self.signer = LogSigner.beside(d / "log.key", key=config.log_key)
+        # After a restore the log may be behind what the key last signed: refuse to run.
+        try:
+            self.store.check_signer(self.signer)
+        except LedgerError:
+            self.store.close()
+            raise
         self.reader = LogStore.open(d / "log.db", readonly=True)
         self.witness = Witness(
             path=d / "witness.db",
@@ -78,6 +93,15 @@ class Node:
             clock=config.clock,
         )
         self.published = Published(d / "node.db")
+        self.mirrors = Mirrors(
+            path=d / "mirrors.db",
+            member_id=config.member_id,
+            policy=lambda: config.policy.policy,
+            client=config.mirror_client or httpx.Client(timeout=10.0, follow_redirects=False),
+            extra_sources=config.mirror_sources,
+            clock=config.clock,
+        )
+        self._mirror_task: asyncio.Task[None] | None = None
         self.tiles_dir = TilesDir(config.tiles_dir) if config.tiles_dir is not None else None
         self._full_tiles: OrderedDict[tiles.Tile, bytes] = OrderedDict()
         self.registry = CollectorRegistry()
@@ -85,6 +109,7 @@ class Node:
         self.sequencer = Sequencer(
             store=self.store,
             key=config.log_key,
+            signer=self.signer,
             interval=config.checkpoint_interval,
             on_checkpoint=self._checkpoint_signed,
         )
@@ -118,11 +143,22 @@ class Node:
             registry=r,
         ).set_function(lambda: p.cosigners if (p := self.published.latest()) else 0)
         Gauge("certledger_alerts", "Fork alerts held by this node.", registry=r).set_function(
-            self.witness.alert_count
+            lambda: len(self.alerts())
         )
         Gauge(
             "certledger_policy_days_left", "Days until the current policy version expires.", registry=r
         ).set_function(lambda: (self.config.policy.policy.expires - self.config.clock()) / 86400)
+        lag = Gauge(
+            "certledger_mirror_lag_seconds",
+            "Seconds since the newest checkpoint of each mirrored log was witnessed (-1: none yet).",
+            ["member"],
+            registry=r,
+        )
+        size = Gauge("certledger_mirror_size", "Entries in each mirrored log's copy.", ["member"], registry=r)
+        for m in self.config.policy.policy.members:
+            if m.id != self.config.member_id:
+                lag.labels(member=m.id).set_function(self._lag_of(m.id))
+                size.labels(member=m.id).set_function(self._size_of(m.origin))
         self.witness_requests = Counter(
             "certledger_witness_requests",
             "add-checkpoint requests answered, by status.",
@@ -135,6 +171,12 @@ class Node:
             ["peer", "outcome"],
             registry=r,
         )
+
+    def _lag_of(self, member_id: str) -> Callable[[], float]:
+        return lambda: self.mirrors.lag().get(member_id, -1.0)
+
+    def _size_of(self, origin: str) -> Callable[[], float]:
+        return lambda: float(self.mirrors.store.size(origin))
 
     def _checkpoint_age(self) -> float:
         p = self.published.latest()
@@ -149,6 +191,10 @@ class Node:
         self.submitter.notify()
 
     def _publish(self, size: int, note: bytes, cosigners: int) -> None:
+        if cosigners:  # the log keeps the cosignatures with its checkpoint (log proof, audit)
+            policy = self.config.policy.policy
+            witnesses = list(policy.witness_keys(self.config.member_id).values())
+            note = self.store.add_cosignatures(note, witnesses=witnesses)
         self.published.add(size=size, note=note, cosigners=cosigners, now=int(self.config.clock()))
         log.info("checkpoint published", extra={"size": size, "cosigners": cosigners})
         if self.tiles_dir is not None:
@@ -157,13 +203,66 @@ class Node:
                 self.tiles_dir.write_tiles(self.reader, latest.size)
                 self.tiles_dir.write_checkpoint(latest.note)
 
-    async def _watch_policy(self) -> None:
-        while True:
-            await asyncio.sleep(5.0)
+    async def _record_policies(self) -> None:
+        """Append a POLICY statement for every held policy version not yet in our log."""
+        if not self.config.record_policy:
+            return
+        chain = self.config.policy
+        done = self.published.adopted()
+        kid = self.store.key_id(self.config.log_key)
+        for version in chain.versions():
+            doc = chain.document(version)
+            if version in done or doc is None:
+                continue
+            digest = hashlib.sha256(doc).digest()
+            statement = Statement(
+                kind=Kind.POLICY,
+                issuer=self.config.member_id,
+                time=int(self.config.clock()),
+                operator="node",
+                policy_version=version,
+                policy_hash=digest,
+            )
+            signed = SignedStatement.sign(statement, key=self.config.log_key, key_id=kid)
+            [index] = await self.sequencer.append([signed])
+            self.published.adopt(version=version, digest=digest, index=index)
+            log.info("policy version recorded in the log", extra={"version": version, "index": index})
+
+    async def _pull_policies(self, client: httpx.AsyncClient) -> None:
+        """Fetch and install newer policy versions that other members serve."""
+        chain = self.config.policy
+        for m in chain.policy.members:
+            if m.id == self.config.member_id:
+                continue
+            base = m.base_url.rstrip("/")
             try:
-                await asyncio.to_thread(self.config.policy.reload)
-            except LedgerError as e:
-                log.error("policy reload failed", extra={"error": str(e)})
+                r = await client.get(base + "/policy/latest")
+                if r.status_code != 200:
+                    continue
+                theirs = parse_document(r.content).policy.version
+                ours = chain.policy.version
+                for version in range(ours + 1, min(theirs, ours + _MAX_POLICY_STEPS) + 1):
+                    doc = (
+                        r.content
+                        if version == theirs
+                        else (await client.get(f"{base}/policy/{version}")).content
+                    )
+                    await asyncio.to_thread(chain.install, doc)
+                    log.info("policy version adopted from a peer", extra={"version": version, "peer": m.id})
+            except (httpx.HTTPError, LedgerError) as e:
+                log.warning("cannot take a policy version from a peer", extra={"peer": m.id, "error": str(e)})
+
+    async def _watch_policy(self) -> None:
+        async with httpx.AsyncClient(transport=self.config.transport, timeout=10.0) as client:
+            while True:
+                try:
+                    await self._record_policies()
+                    await asyncio.sleep(self.config.policy_interval)
+                    await asyncio.to_thread(self.config.policy.reload)
+                    if self.config.submit:
+                        await self._pull_policies(client)
+                except LedgerError as e:
+                    log.error("policy update failed", extra={"error": str(e)})
 
     async def start(self) -> None:
         """Start sequencing and, if configured, submitting to witnesses."""
@@ -171,16 +270,21 @@ class Node:
         if self.config.submit:
             self.submitter.start()
         self._policy_task = asyncio.create_task(self._watch_policy(), name="policy")
+        if self.config.mirror:
+            self._mirror_task = asyncio.create_task(
+                self.mirrors.run(self.config.mirror_interval), name="mirror"
+            )
 
     async def stop(self) -> None:
         """Commit and sign what was acknowledged, then stop everything and close."""
         await self.sequencer.stop()
         if self.config.submit:
             await self.submitter.stop()
-        if self._policy_task is not None:
-            self._policy_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._policy_task
+        for task in (self._policy_task, self._mirror_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.close()
 
     def close(self) -> None:
@@ -189,8 +293,13 @@ class Node:
         self.reader.close()
         self.witness.close()
         self.published.close()
+        self.mirrors.close()
 
     # ------------------------------------------------------------------ reads
+
+    def alerts(self) -> list[bytes]:
+        """Every fork alert held: met as a witness, then met as a mirror."""
+        return self.witness.alerts() + self.mirrors.fork_alerts()
 
     def checkpoint(self) -> bytes | None:
         """What ``/checkpoint`` serves."""
@@ -284,7 +393,9 @@ def create_app(*, config: NodeConfig) -> FastAPI:
             await node.stop()
             log.info("node stopped", extra={"member": config.member_id, "size": node.store.size})
 
-    app = FastAPI(title="certledger node", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="certledger node", lifespan=lifespan, docs_url="/docs", redoc_url=None, redirect_slashes=False
+    )
     app.state.node = node
     app.state.desk = desk
     install_clerks_api(app, desk)
@@ -332,7 +443,9 @@ def create_app(*, config: NodeConfig) -> FastAPI:
             log.warning(
                 "add-checkpoint refused", extra={"status": answer.status, "reason": answer.body[:200]}
             )
-        return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
+        # Set the type as a header: a media_type would gain "; charset=utf-8", which the
+        # spec's text/x.tlog.size does not have.
+        return Response(answer.body, status_code=answer.status, headers={"Content-Type": answer.content_type})
 
     @app.get("/policy/latest")
     def policy_latest() -> Response:
@@ -347,7 +460,7 @@ def create_app(*, config: NodeConfig) -> FastAPI:
 
     @app.get("/v1/alerts")
     def alerts() -> JSONResponse:
-        return JSONResponse([json.loads(a) for a in node.witness.alerts()])
+        return JSONResponse([json.loads(a) for a in node.alerts()])
 
     @app.post("/v1/statements")
     async def statements(request: Request) -> Response:
@@ -360,6 +473,30 @@ def create_app(*, config: NodeConfig) -> FastAPI:
         except StorageError as e:
             return _text(503, str(e))
         return JSONResponse({"indexes": indexes})
+
+    @app.get("/mirror/{ohash}/checkpoint")
+    def mirror_checkpoint(ohash: str) -> Response:
+        cp = node.mirrors.checkpoint(ohash)
+        if cp is None:
+            return _text(404, "no copy of that log here")
+        return Response(
+            cp.note, media_type="text/plain; charset=utf-8", headers={"Cache-Control": SHORT_LIVED}
+        )
+
+    @app.get("/mirror/{ohash}/tile/{rest:path}")
+    def mirror_tile(ohash: str, rest: str) -> Response:
+        try:
+            t = tiles.parse_tile_path("tile/" + rest)
+        except MalformedError as e:
+            return _text(400, str(e))
+        data = node.mirrors.tile(ohash, t)
+        if data is None:
+            return _text(404, f"{t.path} is not in this copy")
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers={"Cache-Control": IMMUTABLE if t.is_full else SHORT_LIVED},
+        )
 
     @app.get("/{ohash}/checkpoint")
     def witnessed(ohash: str) -> Response:

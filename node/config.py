@@ -67,11 +67,12 @@ class PolicyChain:
             raise FileError(f"{self._dir}: no policy version installed (run 'certledger node init')")
         docs = [read_capped(self._dir / n, limit=MAX_DOCUMENT_SIZE, what="policy document") for n in names]
         trusted = TrustedPolicy(docs[0])
+        first = trusted.version
         now = int(self._now())
         policy = (
             trusted.walk(docs[1:], now=now, names=names[1:]) if len(docs) > 1 else trusted.current(now=now)
         )
-        chain = {trusted.version + i: d for i, d in enumerate(docs)}
+        chain = {first + i: d for i, d in enumerate(docs)}
         with self._lock:
             self._docs = chain
             self._policy = policy
@@ -159,6 +160,17 @@ class NodeConfig:
     transport: httpx.AsyncBaseTransport | None = None
     #: Longest wait between two tries of a witness that failed.
     max_backoff: float = 10.0
+    #: Keep verified copies of the other members' logs, synced every ``mirror_interval`` s.
+    mirror: bool = True
+    mirror_interval: float = 2.0
+    #: Extra places to read a member's log from (URLs or directories), by member id.
+    mirror_sources: dict[str, list[str]] = field(default_factory=dict)
+    #: Record each adopted policy version (its document's hash) as a statement in our log.
+    record_policy: bool = True
+    #: Seconds between two looks for newer policy versions (on disk and at the peers).
+    policy_interval: float = 5.0
+    #: The client mirrors read with (tests route it in-process); None: a new one.
+    mirror_client: httpx.Client | None = None
     clock: Callable[[], float] = field(default=time.time)
     #: Accept clerks' bearer tokens over plain HTTP from non-loopback addresses
     #: (only behind a TLS-terminating proxy on a trusted network).
@@ -188,6 +200,9 @@ def load_config(
     clock: Callable[[], float] = time.time,
     passphrase: bytes | None = None,
     allow_plain_http: bool = False,
+    mirror: bool = True,
+    mirror_interval: float = 2.0,
+    mirror_sources: dict[str, list[str]] | None = None,
 ) -> NodeConfig:
     """Read and check a data directory; refuses an expired policy or keys it does not list."""
     d = Path(data_dir)
@@ -208,4 +223,7 @@ def load_config(
         transport=transport,
         clock=clock,
         allow_plain_http=allow_plain_http,
+        mirror=mirror,
+        mirror_interval=mirror_interval,
+        mirror_sources=dict(mirror_sources or {}),
     )

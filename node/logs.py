@@ -25,7 +25,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for k, v in record.__dict__.items():
-            if k not in _STANDARD and not k.startswith("_"):
+            if k not in _STANDARD and not k.startswith("_") and k != "color_message":
                 out[k] = v if isinstance(v, int | float | str | bool | None) else repr(v)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)

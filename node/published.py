@@ -1,4 +1,5 @@
-"""Our own log's checkpoints with the witness cosignatures collected for them (``node.db``).
+"""Our own log's checkpoints with the witness cosignatures collected for them, and the
+policy versions recorded in our log (``node.db``).
 
 A checkpoint is *published* (served at ``/checkpoint``) once the policy's witness
 quorum has cosigned it; cosignatures that arrive later are added to the stored note.
@@ -18,6 +19,9 @@ __all__ = ["Published", "PublishedCheckpoint"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cosigned (
     size INTEGER PRIMARY KEY, note BLOB NOT NULL, cosigners INTEGER NOT NULL, published_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS adopted (
+    version INTEGER PRIMARY KEY, hash BLOB NOT NULL, idx INTEGER NOT NULL
 );
 """
 
@@ -69,3 +73,16 @@ class Published:
         if row is None:
             return None
         return PublishedCheckpoint(size=row[0], note=row[1], cosigners=row[2], published_at=row[3])
+
+    def adopted(self) -> dict[int, bytes]:
+        """The policy versions already recorded in our log, with their document hashes."""
+        with self._lock:
+            return {v: h for v, h in self._conn.execute("SELECT version, hash FROM adopted")}
+
+    def adopt(self, *, version: int, digest: bytes, index: int) -> None:
+        """Remember that ``version`` (document hash ``digest``) is entry ``index`` of our log."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO adopted (version, hash, idx) VALUES (?, ?, ?)",
+                (version, digest, index),
+            )

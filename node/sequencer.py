@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from ledger.errors import LedgerError, StorageError
 from ledger.keys import SigningKey
+from ledger.log.signer import LogSigner
 from ledger.log.statement import SignedStatement
 from ledger.log.store import LogStore
 
@@ -26,19 +27,22 @@ log = logging.getLogger("certledger.node.sequencer")
 
 
 class Sequencer:
-    """Appends batched statements to ``store`` and signs checkpoints with ``key``."""
+    """Appends batched statements to ``store`` (signed with ``key``) and signs checkpoints
+    with ``signer``, the same key with its memory of the last checkpoint it signed."""
 
     def __init__(
         self,
         *,
         store: LogStore,
         key: SigningKey,
+        signer: LogSigner,
         interval: float,
         on_checkpoint: Callable[[], None],
         max_batch: int = 10_000,
     ) -> None:
         self._store = store
         self._key = key
+        self._signer = signer
         self._interval = interval
         self._on_checkpoint = on_checkpoint
         self._max_batch = max_batch
@@ -73,7 +77,7 @@ class Sequencer:
         return latest is None or latest.size < self._store.size
 
     async def _sign(self) -> None:
-        await asyncio.to_thread(self._store.checkpoint, self._key)
+        await asyncio.to_thread(self._store.checkpoint, self._signer)
         self._last_sign = time.monotonic()
         log.info("checkpoint signed", extra={"size": self._store.size})
         self._on_checkpoint()
@@ -110,7 +114,8 @@ class Sequencer:
                 timeout = max(0.0, self._last_sign + self._interval - time.monotonic())
             if not self._queue and not self._stopping:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
             self._wake.clear()
             while self._queue:
                 await self._commit()

@@ -106,7 +106,8 @@ class Submitter:
     async def _wait_new(self, name: str, timeout: float) -> None:
         event = self._events.setdefault(name, asyncio.Event())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
         event.clear()
 
     async def _quorum_zero(self) -> None:
@@ -188,7 +189,11 @@ class Submitter:
         self, peer: str, member: Member, policy: Policy, target: StoredCheckpoint, lines: bytes
     ) -> None:
         me = policy.require_member(self._member_id)
-        key = next(k for k in me.log_keys if me.log_key_id(k) == _kid(target.note, me.origin))
+        kid = _kid(target.note, me.origin)
+        keys = [k for k in me.log_keys if me.log_key_id(k) == kid]
+        if not keys:
+            raise LedgerError(f"our checkpoint is signed by key {kid.hex()}, which the policy does not list")
+        key = keys[0]
         opened = open_checkpoint(
             target.note + lines, log_key=me.log_verifier_key(key), witnesses=[member.witness_key]
         )

@@ -45,7 +45,7 @@ def init_node(tmp: Path, member_id: str, doc: bytes) -> Path:
     """``certledger node init`` with the member's fixture keys imported; returns the data dir."""
     data = tmp / member_id
     keys = tmp / "keys"
-    keys.mkdir(exist_ok=True)
+    keys.mkdir(parents=True, exist_ok=True)
     lk, wk = KEYS[member_id]
     lpath, wpath = keys / f"{member_id}.log.pem", keys / f"{member_id}.witness.pem"
     if not lpath.exists():
@@ -55,8 +55,10 @@ def init_node(tmp: Path, member_id: str, doc: bytes) -> Path:
     policy_file.write_bytes(doc)
     result = CliRunner().invoke(
         cli,
-        ["node", "init", "--policy", str(policy_file), "--member", member_id, "--data", str(data)]
-        + ["--log-key", str(lpath), "--witness-key", str(wpath)],
+        [
+            *("node", "init", "--policy", str(policy_file), "--member", member_id, "--data", str(data)),
+            *("--log-key", str(lpath), "--witness-key", str(wpath)),
+        ],
     )
     assert result.exit_code == 0, result.output
     return data
@@ -84,7 +86,12 @@ class Router(httpx.AsyncBaseTransport):
 def config(data: Path, **kw: object) -> NodeConfig:
     """The node's configuration, with a short checkpoint interval."""
     kw.setdefault("checkpoint_interval", 0.05)
-    return load_config(data, **kw)  # type: ignore[arg-type]
+    kw.setdefault("mirror", False)  # in process, mirrors are synced by the test itself
+    record_policy = kw.pop("record_policy", False)  # tests count entries from 0
+    cfg = load_config(data, **kw)  # type: ignore[arg-type]
+    cfg.record_policy = bool(record_policy)
+    cfg.policy_interval = 0.2
+    return cfg
 
 
 def statements_body(stmts: Sequence[Statement], key: SigningKey, kid: bytes) -> dict[str, object]:

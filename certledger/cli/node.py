@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import click
+import httpx
 import uvicorn
 
 from certledger.cli.clerk import (
@@ -36,6 +37,8 @@ from ledger.trust.trust import TrustedPolicy
 from node.app import create_app
 from node.config import PolicyChain, load_config, policy_dir
 from node.logs import configure
+from node.mirror import Mirrors
+from node.recover import recover as run_recover
 
 __all__ = ["node"]
 
@@ -188,6 +191,33 @@ def _listen(value: str) -> tuple[str, int]:
     show_envvar=True,
     help="Accept clerks' tokens over plain HTTP from other hosts (only behind a TLS-terminating proxy).",
 )
+@click.option(
+    "--mirror/--no-mirror",
+    default=True,
+    show_default=True,
+    envvar="CERTLEDGER_MIRROR",
+    show_envvar=True,
+    help="Keep verified copies of the other members' logs and serve them under /mirror/.",
+)
+@click.option(
+    "--mirror-interval",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    envvar="CERTLEDGER_MIRROR_INTERVAL",
+    show_envvar=True,
+    help="Seconds between two mirror syncs.",
+)
+@click.option(
+    "--mirror-source",
+    "mirror_sources",
+    multiple=True,
+    metavar="MEMBER=URL_OR_DIR",
+    envvar="CERTLEDGER_MIRROR_SOURCES",
+    show_envvar=True,
+    help="One more place to read MEMBER's log from: a URL or a directory with a static copy "
+    "of its tiles (repeatable; space-separated in the variable).",
+)
 def run(
     *,
     data: Path,
@@ -197,6 +227,9 @@ def run(
     tiles_dir: Path | None,
     checkpoint_interval: float,
     allow_plain_http: bool,
+    mirror: bool,
+    mirror_interval: float,
+    mirror_sources: tuple[str, ...],
 ) -> None:
     """Serve the log, the witness and the policy until stopped (SIGTERM or Ctrl-C).
 
@@ -206,6 +239,12 @@ def run(
     host, port = _listen(listen)
     if (tls_cert is None) != (tls_key is None):
         raise click.BadParameter("give both --tls-cert and --tls-key, or neither")
+    sources: dict[str, list[str]] = {}
+    for spec in mirror_sources:
+        member, sep, where = spec.partition("=")
+        if not sep or not member or not where:
+            raise click.BadParameter(f"{spec!r} is not MEMBER=URL_OR_DIR", param_hint="--mirror-source")
+        sources.setdefault(member, []).append(where)
     passphrase = os.environ.get("CERTLEDGER_KEY_PASSPHRASE")
     config = load_config(
         data,
@@ -213,6 +252,9 @@ def run(
         tiles_dir=tiles_dir,
         passphrase=passphrase.encode() if passphrase else None,
         allow_plain_http=allow_plain_http,
+        mirror=mirror,
+        mirror_interval=mirror_interval,
+        mirror_sources=sources,
     )
     configure()
     app = create_app(config=config)
@@ -251,7 +293,8 @@ def update_policy(policy_file: Path, data: Path) -> None:
     "--check/--no-check", default=True, show_default=True, help="Verify each alert against the policy."
 )
 def alerts(data: Path, check: bool) -> None:
-    """Print each fork alert as one JSON line; with --check, say whether it verifies."""
+    """Print each fork alert (met as a witness or as a mirror) as one JSON line; with
+    --check, say whether it verifies against the policy."""
     path = data / "witness.db"
     if not path.exists():
         raise FileError(f"{path}: no witness database")
@@ -263,6 +306,24 @@ def alerts(data: Path, check: bool) -> None:
             conn.close()
     except sqlite3.Error as e:
         raise StorageError(f"{path}: cannot read the alerts: {e}") from None
+    mirrors = data / "mirrors.db"
+    if mirrors.exists():
+        member = (
+            read_capped(data / "member", limit=256, what="member id file").decode("ascii", "replace").strip()
+        )
+        chain = PolicyChain(policy_dir(data), now=time.time)
+        m = Mirrors(
+            path=mirrors,
+            member_id=member,
+            policy=lambda: chain.policy,
+            client=httpx.Client(),
+            extra_sources={},
+            clock=time.time,
+        )
+        try:
+            rows += m.fork_alerts()
+        finally:
+            m.close()
     policy = PolicyChain(policy_dir(data), now=time.time).policy if check and rows else None
     for raw in rows:
         doc = json.loads(raw)
@@ -275,6 +336,31 @@ def alerts(data: Path, check: bool) -> None:
                 doc["error"] = str(e)
         click.echo(json.dumps(doc, sort_keys=True))
     click.echo(f"{len(rows)} alert(s)", err=True)
+
+
+@node.command(short_help="Rebuild this node's log from a mirror or a static copy of it.")
+@_data_option
+@click.option(
+    "--from",
+    "where",
+    required=True,
+    envvar="CERTLEDGER_RECOVER_FROM",
+    show_envvar=True,
+    help="A copy of this member's log: another node's /mirror/<origin hash>/ URL, or a "
+    "URL or directory with a static copy of its tiles.",
+)
+def recover(data: Path, where: str) -> None:
+    """Rebuild a lost or restored log from WHERE, verifying everything first.
+
+    The node must be stopped. The old database is kept, renamed. The rebuilt log must
+    extend the checkpoint the log key last signed.
+    """
+    passphrase = os.environ.get("CERTLEDGER_KEY_PASSPHRASE")
+    config = load_config(data, passphrase=passphrase.encode() if passphrase else None)
+    done = run_recover(config, where)
+    click.echo(f"recovered {done.size} entries from {done.source}")
+    if done.kept_old is not None:
+        click.echo(f"the old database is kept as {done.kept_old}")
 
 
 for _command in (add_clerk_cmd, list_clerks_cmd, remove_clerk_cmd, rotate_token_cmd, trail):

@@ -1,0 +1,268 @@
+"""Tile serving next to a trivial endpoint of the same node server.
+
+Not a test. Builds a node data directory holding a log of ``--entries`` entries
+(default 65,536: 256 full level-0 tiles and entry bundles), starts ``certledger``'s
+node app under uvicorn in a child process on 127.0.0.1 (witnessing off, so nothing
+else is contacted), and then, in alternating rounds from one client process with
+``--concurrency`` connections:
+
+* requests random full tiles (hash tiles and entry bundles) through ``/tile/...``;
+* requests ``/healthz`` (a trivial JSON endpoint of the same app).
+
+It prints requests per second for each, per round and as the median, and the ratio
+tile / trivial.
+
+Then it measures a mirror's catch-up (``--mirror-entries``, default 20,000; 0 skips):
+the node's tiles written as a static copy (``node.static.TilesDir``), and a fresh
+``ledger.replica.sync.Replica`` syncing all of it from that directory (checkpoint
+signature and witness quorum, tiles up to the root, hash chain, every statement's
+signature and mandate), in entries per second next to the machine's raw SHA-256 rate
+(hashes of entry-sized messages) and raw Ed25519 verify rate, measured in the same run.
+
+Usage: ``python bench/bench_node.py [--entries N] [--requests R] [--rounds K]
+[--concurrency C] [--mirror-entries M]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
+from ledger.log.certid import CertId
+from ledger.log.checkpoint import CosignatureSigner, cosign
+from ledger.log.statement import Kind, Statement
+from ledger.log.store import LogStore
+from ledger.replica import tiles
+from ledger.replica.fetch import DirectoryFetcher
+from ledger.replica.store import ReplicaStore
+from ledger.replica.sync import Replica
+from ledger.trust.policy import CertificateType, ClaimSpec, LogKey, Member, Policy
+from ledger.trust.policy_doc import sign_proposal
+from node.config import load_config
+from node.static import TilesDir
+
+ORIGIN = "ledger.example.gov.cn/bench-a"
+
+
+def _members(keys: dict[str, tuple[SigningKey, SigningKey]]) -> tuple[Member, ...]:
+    return tuple(
+        Member(
+            id=mid,
+            name=f"Department {mid}",
+            origin=f"ledger.example.gov.cn/{mid}",
+            issuer_code="11330106MB1234567X" if mid == "bench-a" else f"1133010600000000{i}X",
+            base_url="http://127.0.0.1:9/",
+            log_keys=(LogKey(public_key=lk.public_key, valid_from=0),),
+            witness_key=VerifierKey(
+                name=f"witness.example.gov.cn/{mid}", public_key=wk.public_key, sig_type=SIG_TYPE_COSIGNATURE
+            ),
+        )
+        for i, (mid, (lk, wk)) in enumerate(keys.items())
+    )
+
+
+def build(data: Path, entries: int) -> dict[str, tuple[SigningKey, SigningKey]]:
+    """A node data directory with a log of ``entries`` issue statements and a checkpoint;
+    returns every member's (log key, witness key)."""
+    keys = {m: (SigningKey.generate(), SigningKey.generate()) for m in ("bench-a", "bench-b", "bench-c")}
+    governance = SigningKey.generate()
+    policy = Policy(
+        version=1,
+        expires=int(time.time()) + 86400,
+        members=_members(keys),
+        types=(
+            CertificateType(
+                code="business_licence",
+                name="licence",
+                national_code="11100000000013338W032",
+                claims=(ClaimSpec(key=0, name="uscc", label="code", kind="code", max_length=18),),
+                issuers=frozenset({"bench-a"}),
+                revokers=frozenset({"bench-a"}),
+                purposes={"identity": ("uscc",)},
+            ),
+        ),
+        witness_quorum=1,
+        freshness_seconds=3600,
+        governance_keys=(VerifierKey(name="governance.example", public_key=governance.public_key),),
+        governance_threshold=1,
+    )
+    (data / "policy").mkdir(parents=True)
+    (data / "policy" / "00000001.note").write_bytes(
+        sign_proposal(policy, [("governance.example", governance)])
+    )
+    (data / "member").write_text("bench-a\n")
+    keys["bench-a"][0].save(data / "log.key")
+    keys["bench-a"][1].save(data / "witness.key")
+    with LogStore.create(data / "log.db", origin=ORIGIN) as store:
+        for start in range(0, entries, 4096):
+            batch = [
+                Statement(
+                    kind=Kind.ISSUE,
+                    issuer="bench-a",
+                    cert_id=str(
+                        CertId(
+                            type_code="11100000000013338W032",
+                            issuer_code="11330106MB1234567X",
+                            serial=str(i),
+                            version="001",
+                        )
+                    ),
+                    cert_type="business_licence",
+                    time=1_717_171_200 + i,
+                    operator="op:bench",
+                    valid_from=1_717_171_200,
+                    claim_digests={0: bytes(32)},
+                )
+                for i in range(start, min(entries, start + 4096))
+            ]
+            store.append(batch, key=keys["bench-a"][0])
+        store.checkpoint(keys["bench-a"][0])
+    return keys
+
+
+def serve(data: Path, port: int) -> None:
+    """Run the node app (witnessing off) until killed."""
+    import uvicorn
+
+    from node.app import create_app
+
+    app = create_app(config=load_config(data, submit=False, mirror=False))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+async def _round(base: str, paths: list[str], concurrency: int) -> float:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits) as client:
+        queue = list(paths)
+
+        async def worker() -> None:
+            while queue:
+                r = await client.get(queue.pop())
+                if r.status_code != 200:
+                    raise SystemExit(f"{r.request.url}: {r.status_code}")
+
+        t = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(paths) / (time.perf_counter() - t)
+
+
+def _raw_rates(message: bytes, key: SigningKey, seconds: float = 1.0) -> tuple[float, float]:
+    """Raw SHA-256 hashes/s of ``message`` and raw Ed25519 verifications/s, one core."""
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        for _ in range(1000):
+            hashlib.sha256(message).digest()
+        n += 1000
+    sha = n / (time.perf_counter() - t)
+    sig = key.sign(message)
+    public = key.public_key
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        for _ in range(100):
+            public.is_valid(sig, message)
+        n += 100
+    return sha, n / (time.perf_counter() - t)
+
+
+def mirror_catch_up(entries: int) -> None:
+    """Time a fresh replica syncing a static copy of a log of ``entries`` entries."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data, static = Path(tmp) / "node", Path(tmp) / "static"
+        keys = build(data, entries)
+        config = load_config(data, submit=False, mirror=False)
+        with LogStore.open(data / "log.db", readonly=True) as store:
+            t = time.perf_counter()
+            TilesDir(static).write_tiles(store, entries)
+            written = time.perf_counter() - t
+            latest = store.latest_checkpoint()
+            assert latest is not None
+            sample = store.entry(entries // 2)
+        policy = config.policy.policy
+        witness = policy.require_member("bench-b").witness_key
+        note = cosign(latest.note, CosignatureSigner(name=witness.name, key=keys["bench-b"][1]))
+        (static / "checkpoint").write_bytes(note)
+        sha_before, verify_before = _raw_rates(sample, keys["bench-a"][0])
+        with ReplicaStore.open(Path(tmp) / "replica.db") as replica_store:
+            replica = Replica(store=replica_store, policy=policy, member_id="bench-a")
+            t = time.perf_counter()
+            result = replica.sync([DirectoryFetcher(root=static)])
+            took = time.perf_counter() - t
+        sha_after, verify_after = _raw_rates(sample, keys["bench-a"][0])
+        if not result.ok or result.size != entries:
+            raise SystemExit(f"mirror sync failed: {result.refused}")
+        rate = entries / took
+        sha = (sha_before + sha_after) / 2
+        verify = (verify_before + verify_after) / 2
+        print(f"static copy of {entries:,} entries written in {written:.1f} s")
+        print(f"mirror catch-up (all checks, statement signatures included): {rate:,.0f} entries/s")
+        print(
+            f"raw SHA-256 of a {len(sample)}-byte entry: {sha:,.0f} hashes/s; "
+            f"catch-up / SHA-256 = {rate / sha:.3f}"
+        )
+        print(f"raw Ed25519 verify: {verify:,.0f} /s; catch-up / verify = {rate / verify:.2f} (one core)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--entries", type=int, default=65_536)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--mirror-entries", type=int, default=20_000)
+    ap.add_argument("--serve", nargs=2, metavar=("DATA", "PORT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        serve(Path(args.serve[0]), int(args.serve[1]))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "node"
+        t = time.perf_counter()
+        build(data, args.entries)
+        print(f"log of {args.entries:,} entries built in {time.perf_counter() - t:.1f} s")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, __file__, "--serve", str(data), str(port)])
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(300):
+                try:
+                    if httpx.get(base + "/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            full = [t for t in tiles.tiles_for_size(args.entries) if t.is_full and t.level <= 0]
+            rng = random.Random(1)
+            tile_rps, trivial_rps = [], []
+            for n in range(args.rounds):
+                paths = ["/" + rng.choice(full).path for _ in range(args.requests)]
+                tile_rps.append(asyncio.run(_round(base, paths, args.concurrency)))
+                trivial_rps.append(asyncio.run(_round(base, ["/healthz"] * args.requests, args.concurrency)))
+                print(
+                    f"round {n + 1}: tiles {tile_rps[-1]:,.0f} req/s, /healthz {trivial_rps[-1]:,.0f} req/s, "
+                    f"ratio {tile_rps[-1] / trivial_rps[-1]:.2f}"
+                )
+            ts, hs = statistics.median(tile_rps), statistics.median(trivial_rps)
+            print(f"median: full tiles {ts:,.0f} req/s, trivial endpoint {hs:,.0f} req/s")
+            print(f"tile serving / trivial endpoint = {ts / hs:.2f} ({len(full)} distinct full tiles)")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    if args.mirror_entries:
+        mirror_catch_up(args.mirror_entries)
+
+
+if __name__ == "__main__":
+    main()
