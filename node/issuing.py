@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ledger.credential.claims import canonical_value
 from ledger.credential.credential import Credential, issue_credential
@@ -283,16 +283,18 @@ class Desk:
 
     def issuable(self, code: str) -> CertificateType:
         """The type, if this department may issue it; ForbiddenError otherwise."""
-        ctype = self._type(code)
-        if self.config.member_id not in ctype.issuers:
-            raise ForbiddenError(f"{code} is outside this department's mandate: it may not issue it")
-        return ctype
+        return self._mandate(code, "issue")
 
     def revocable(self, code: str) -> CertificateType:
         """The type, if this department may revoke it; ForbiddenError otherwise."""
+        return self._mandate(code, "revoke")
+
+    def _mandate(self, code: str, action: Literal["issue", "revoke"]) -> CertificateType:
         ctype = self._type(code)
-        if self.config.member_id not in ctype.revokers:
-            raise ForbiddenError(f"{code} is outside this department's mandate: it may not revoke it")
+        try:
+            ctype.check_mandate(self.config.member_id, action, at=int(self.config.clock()))
+        except PolicyError as e:
+            raise ForbiddenError(f"{code} is outside this department's mandate: {e}") from None
         return ctype
 
     def _validate(self, ctype: CertificateType, n: int, item: IssueItem, now: int) -> list[ClaimProblem]:

@@ -212,15 +212,18 @@ def install(app: FastAPI, desk: Desk) -> None:
     @router.get("/types", summary="The certificate types this department may issue or revoke")
     def types() -> Response:
         policy = desk.config.policy.policy
+        now = int(desk.config.clock())
         out = []
         for t in policy.types:
-            if member_id in t.issuers or member_id in t.revokers:
+            may_issue = policy.may_issue(member_id, t.code, at=now)
+            may_revoke = policy.may_revoke(member_id, t.code, at=now)
+            if may_issue or may_revoke:
                 out.append(
                     {
                         "code": t.code,
                         "name": t.name,
-                        "may_issue": member_id in t.issuers,
-                        "may_revoke": member_id in t.revokers,
+                        "may_issue": may_issue,
+                        "may_revoke": may_revoke,
                         "max_validity_days": t.max_validity_days,
                         "claims": [
                             {

@@ -179,7 +179,7 @@ def test_trail_rewritten_wholesale_after_a_noted_head_is_caught(data: Path) -> N
 
 def test_update_policy_is_in_the_trail(data: Path, tmp_path: Path) -> None:
 
-    doc = nodes.sign_policy(nodes.policy_with_urls({nodes.B: window.DEAD, nodes.C: window.DEAD}, version=2))
+    doc = window.policy_doc(version=2)
     (tmp_path / "v2.note").write_bytes(doc)
     run("node", "update-policy", str(tmp_path / "v2.note"), "--data", str(data))
     out = run("node", "trail", "--data", str(data))

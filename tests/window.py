@@ -24,9 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 DEAD = "http://127.0.0.1:9/"
 
 
-def policy_doc() -> bytes:
-    """The fixture policy, the other members reachable only at a dead loopback port."""
-    return nodes.sign_policy(nodes.policy_with_urls({nodes.B: DEAD, nodes.C: DEAD}))
+def policy_doc(version: int = 1) -> bytes:
+    """The fixture policy, current at the real clock (a node runs at it), the other members
+    reachable only at a dead loopback port."""
+    expires = int(time.time()) + 200 * 86400
+    return nodes.sign_policy(
+        nodes.policy_with_urls({nodes.B: DEAD, nodes.C: DEAD}, version=version, expires=expires)
+    )
 
 
 def make_node(tmp: Path, member_id: str = nodes.A) -> Path:
