@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -104,6 +105,7 @@ class Node:
         self._mirror_task: asyncio.Task[None] | None = None
         self.tiles_dir = TilesDir(config.tiles_dir) if config.tiles_dir is not None else None
         self._full_tiles: OrderedDict[tiles.Tile, bytes] = OrderedDict()
+        self._cache_lock = threading.Lock()  # tile requests run on several threads
         self.registry = CollectorRegistry()
         self._metrics()
         self.sequencer = Sequencer(
@@ -315,14 +317,16 @@ class Node:
         if have is None or have.width < tile.width:
             return None
         if tile.is_full:
-            cached = self._full_tiles.get(tile)
+            with self._cache_lock:
+                cached = self._full_tiles.get(tile)
             if cached is not None:
                 return cached
         data = tile_bytes(self.reader, tile)
         if tile.is_full:
-            self._full_tiles[tile] = data
-            while len(self._full_tiles) > _TILE_CACHE:
-                self._full_tiles.popitem(last=False)
+            with self._cache_lock:
+                self._full_tiles[tile] = data
+                while len(self._full_tiles) > _TILE_CACHE:
+                    self._full_tiles.popitem(last=False)
         return data
 
 
