@@ -569,14 +569,14 @@ class Desk:
         if idempotency_key is not None:
             op = self.private.op_by_key(idempotency_key)
             if op is not None:
-                return self._replay_op(op, fp)
+                return await self._replay_op(op, fp)
         rec = self.record(cert_id)
         ctype = self.revocable(rec.type)
         async with self._lock(cert_id):
             if idempotency_key is not None:
                 op = self.private.op_by_key(idempotency_key)
                 if op is not None:
-                    return self._replay_op(op, fp)
+                    return await self._replay_op(op, fp)
             status = await asyncio.to_thread(self.status, cert_id)
             allowed, after = _CHANGES[kind]
             if status not in allowed:
@@ -639,14 +639,21 @@ class Desk:
             [index] = await self._append(ids, [signed])
         return {**result, "index": index}
 
-    def _replay_op(self, op: OpRow, fp: bytes) -> dict[str, Any]:
+    async def _replay_op(self, op: OpRow, fp: bytes) -> dict[str, Any]:
+        """The answer a retried status change got, its statement appended if it never reached the log."""
         if op.fingerprint != fp:
             raise ConflictError("that idempotency key was used for a different request")
         result: dict[str, Any] = json.loads(op.result)
-        for h in self.history(op.cert_id):
-            if h["event"] == Kind(op.kind).label and h["time"] == result["time"]:
-                result["index"] = h["index"]
-        return {**result, "replayed": True}
+        want = result["statement_sha256"]
+        rows = self.private.statements_for(op.cert_id)
+        row = next((r for r in rows if hashlib.sha256(r.data).hexdigest() == want), None)
+        if row is None:
+            raise StorageError(f"the private store lost the statement of {op.cert_id}; run an audit")
+        index = await asyncio.to_thread(self._log_index, op.cert_id, row.data)
+        if index is None:
+            signed = SignedStatement(statement_bytes=row.data, key_id=row.key_id, signature=row.signature)
+            [index] = await self.node.sequencer.append([signed])
+        return {**result, "index": index, "replayed": True}
 
 
 def parse_reason(value: str | int | None) -> Reason:

@@ -81,6 +81,7 @@ _SCHEMA = (
         key_id BLOB NOT NULL,
         signature BLOB NOT NULL
     )""",
+    "CREATE INDEX IF NOT EXISTS statements_by_cert ON statements (cert_id)",
     trail.SCHEMA,
 )
 
@@ -147,7 +148,7 @@ class PrivateStore:
                 os.close(fd)
         except OSError as e:
             raise FileError(f"{self.path}: cannot open the private store: {e.strerror}") from None
-        old = os.umask(0o077)  # the -wal and -shm files SQLite creates: owner only too
+        # SQLite gives the -wal and -shm files the database file's permissions.
         try:
             self._write = _connect(self.path)
             self._read = _connect(self.path)
@@ -156,8 +157,6 @@ class PrivateStore:
                     conn.execute(sql)
         except sqlite3.Error as e:
             raise StorageError(f"{self.path}: cannot open the private store: {e}") from None
-        finally:
-            os.umask(old)
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
 
@@ -332,6 +331,16 @@ class PrivateStore:
         return [
             (i, StatementRow(cert_id=c, data=bytes(d), key_id=bytes(k), signature=bytes(s)))
             for i, c, d, k, s in rows
+        ]
+
+    def statements_for(self, cert_id: str) -> list[StatementRow]:
+        """Statements signed here about ``cert_id``, in order."""
+        rows = self.query(
+            "SELECT cert_id, data, key_id, signature FROM statements WHERE cert_id = ? ORDER BY id",
+            (cert_id,),
+        )
+        return [
+            StatementRow(cert_id=c, data=bytes(d), key_id=bytes(k), signature=bytes(s)) for c, d, k, s in rows
         ]
 
     def meta(self, key: str) -> Any:

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from ledger.credential.credential import Credential
 from ledger.credential.qr import read_qr_codes
+from ledger.errors import StorageError
 from ledger.log.audit import audit
 from ledger.log.statement import Entry
 from ledger.log.store import LogStore
@@ -363,8 +364,8 @@ def test_claims_and_salts_stay_in_the_private_store(desk: Desk) -> None:
     for n in range(LogStore.open(desk.data / "log.db", readonly=True).size):
         entry = LogStore.open(desk.data / "log.db", readonly=True).entry(n)
         assert name not in entry
-    mode = stat.S_IMODE(os.stat(desk.data / "private.db").st_mode)
-    assert mode == 0o600
+    for name in ("private.db", "private.db-wal", "private.db-shm"):
+        assert stat.S_IMODE(os.stat(desk.data / name).st_mode) == 0o600, name
     conn = sqlite3.connect(desk.data / "private.db")
     assert conn.execute("SELECT count(*) FROM records WHERE cert_id = ?", (got["cert_id"],)).fetchone() == (
         1,
@@ -382,3 +383,55 @@ def test_every_logged_statement_carries_the_clerks_operator_id(desk: Desk) -> No
         private.close()
     assert operators <= ids and len(operators) >= 2
     assert audit(store, keys=[fx.AMR_KEY.public_key]).size == store.size
+
+
+def test_log_append_failing_after_the_private_commit_is_healed_by_the_retry(tmp_path: Path) -> None:
+    data = window.make_node(tmp_path)
+    token = window.add_clerk(data, "a", "admin")
+    app = create_app(config=nodes.config(data, submit=False))
+    h = {"Authorization": f"Bearer {token}"}
+    with TestClient(app, client=LOOPBACK) as client:
+        node = app.state.node
+        real = node.sequencer.append
+        calls = {"n": 0}
+
+        async def failing(statements: Any) -> list[int]:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise StorageError("disk full")
+            return await real(statements)  # type: ignore[no-any-return]
+
+        node.sequencer.append = failing
+        body = {"type": "food_business_permit", "claims": window.food_claims(1)}
+        first = client.post("/v1/certificates", json=body, headers={**h, "Idempotency-Key": "k"})
+        assert first.status_code == 503 and "disk full" in first.json()["error"]
+        again = client.post("/v1/certificates", json=body, headers={**h, "Idempotency-Key": "k"})
+        assert again.status_code == 200 and again.json()["replayed"] is True
+        cid = again.json()["cert_id"]
+        st = client.post(f"/v1/certificates/{cid}/suspend", headers={**h, "Idempotency-Key": "s"})
+        assert st.status_code == 200
+    store = LogStore.open(data / "log.db", readonly=True)
+    ids = [Entry.from_bytes(e).signed.statement.cert_id for e in store.entries()]
+    assert ids.count(cid) == 2  # issued once, suspended once
+
+
+def test_statements_committed_privately_but_not_logged_are_appended_at_start(tmp_path: Path) -> None:
+    data = window.make_node(tmp_path)
+    token = window.add_clerk(data, "a", "issue")
+    app = create_app(config=nodes.config(data, submit=False))
+    h = {"Authorization": f"Bearer {token}", "Idempotency-Key": "k"}
+    body = {"type": "food_business_permit", "claims": window.food_claims(1)}
+    with TestClient(app, client=LOOPBACK) as client:
+
+        async def lost(statements: Any) -> list[int]:
+            raise StorageError("power cut")
+
+        app.state.node.sequencer.append = lost
+        assert client.post("/v1/certificates", json=body, headers=h).status_code == 503
+    assert LogStore.open(data / "log.db", readonly=True).size == 0
+    again = create_app(config=nodes.config(data, submit=False))
+    with TestClient(again, client=LOOPBACK) as client:
+        assert LogStore.open(data / "log.db", readonly=True).size == 1  # before any request
+        r = client.post("/v1/certificates", json=body, headers=h)
+        assert r.status_code == 200 and r.json()["index"] == 0
+    assert LogStore.open(data / "log.db", readonly=True).size == 1
