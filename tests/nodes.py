@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import time
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,8 +34,11 @@ def sign_policy(policy: Policy) -> bytes:
     return sign_proposal(policy, [("governance.example.gov.cn", fx.GOVERNANCE_KEY)])
 
 
-def policy_with_urls(urls: dict[str, str], *, version: int = 1, expires: int = fx.POLICY_EXPIRES) -> Policy:
-    """The fixture policy with the given base URLs."""
+def policy_with_urls(urls: dict[str, str], *, version: int = 1, expires: int | None = None) -> Policy:
+    """The fixture policy with the given base URLs; by default current at the real clock
+    (issued before now, expiring within its year), since nodes run at the real clock."""
+    if expires is None:
+        expires = int(time.time()) + 200 * 86400
     members: list[Member] = [
         dataclasses.replace(m, base_url=urls.get(m.id, m.base_url)) for m in (fx.AMR, fx.HEALTH, fx.PSB)
     ]
