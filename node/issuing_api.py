@@ -30,10 +30,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.credential.credential import Credential
 from ledger.credential.qr import render_png, render_svg
-from ledger.errors import ConflictError, LedgerError, MalformedError, SchemaError, StorageError
+from ledger.errors import ConflictError, LedgerError, MalformedError, SchemaError, StorageError, TooLargeError
 from ledger.log.index import IndexKind
 from ledger.log.statement import Kind
 from node import trail
@@ -194,6 +195,58 @@ def _need(role: Role | None) -> Callable[[Request], Awaitable[Clerk]]:
 Issuer = Annotated[Clerk, Depends(_need(Role.ISSUE))]
 Revoker = Annotated[Clerk, Depends(_need(Role.REVOKE))]
 AnyClerk = Annotated[Clerk, Depends(_need(None))]
+
+
+#: Largest request body the clerks' API reads (a full batch of long claims fits).
+MAX_BODY = 16 << 20
+
+
+class BodyCap:
+    """ASGI middleware: 413 for a ``/v1/`` request body over ``MAX_BODY`` bytes, before it is read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > MAX_BODY):
+                await _too_large(send)
+                return
+        seen = 0
+        refused = False
+
+        async def capped() -> Message:
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > MAX_BODY and not refused:
+                    refused = True
+                    await _too_large(send)
+                if refused:
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # once refused, the app's own answer (if any) is dropped
+                await send(message)
+
+        await self.app(scope, capped, guarded_send)
+
+
+async def _too_large(send: Send) -> None:
+    body = json.dumps({"error": f"request body is over {MAX_BODY} bytes"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def install(app: FastAPI, desk: Desk) -> None:
@@ -422,6 +475,7 @@ def install(app: FastAPI, desk: Desk) -> None:
         return _raw(issued_json(issued), 200 if issued.replayed else 201)
 
     app.include_router(router)
+    app.add_middleware(BodyCap)
     _handlers(app)
 
 
@@ -450,5 +504,6 @@ def _handlers(app: FastAPI) -> None:
     )
     app.add_exception_handler(SchemaError, handler(422))
     app.add_exception_handler(ConflictError, handler(409))
+    app.add_exception_handler(TooLargeError, handler(413))
     app.add_exception_handler(StorageError, handler(503))
     app.add_exception_handler(MalformedError, handler(400))

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from certledger.cli import cli
-from certledger.cli.importer import decode_csv
+from certledger.cli.importer import decode_csv, read_rows
 from ledger.credential.credential import Credential
 from ledger.credential.qr import read_qr_file
 from ledger.errors import MalformedError
@@ -256,3 +258,54 @@ def test_unknown_column_aborts_before_anything_is_issued(
         ],
     )
     assert r.exit_code == 1 and "column '颜色' is neither a claim name nor a label" in r.output
+
+
+_SCHEMA = {
+    "code": "food_business_permit",
+    "claims": [
+        {"name": c.name, "label": c.label, "kind": c.kind, "required": c.required, "max_length": c.max_length}
+        for c in fx.FOOD_PERMIT.claims
+    ],
+}
+
+
+_FRAGMENTS = [
+    "许可证编号",
+    "licence_no",
+    "name",
+    "经营者名称",
+    ",",
+    '"',
+    "\r\n",
+    "\n",
+    "\r",
+    " ",
+    "a",
+    "1",
+    "-",
+    "/",
+    "年",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=60).map("".join))
+def test_random_csv_text_gives_rows_or_a_named_refusal(text: str) -> None:
+    try:
+        rows = list(read_rows(text, _SCHEMA))
+    except MalformedError as e:
+        assert str(e)
+        return
+    for row in rows:
+        assert row.line >= 2
+        assert (row.problem is None) == bool(row.key)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_decode_or_are_refused(raw: bytes) -> None:
+    try:
+        text, encoding = decode_csv(raw)
+    except MalformedError:
+        return
+    assert encoding in ("utf-8", "utf-8-sig", "gb18030") and isinstance(text, str)

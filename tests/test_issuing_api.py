@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ledger.credential.credential import Credential
 from ledger.credential.qr import read_qr_codes
@@ -20,6 +22,7 @@ from ledger.log.statement import Entry
 from ledger.log.store import LogStore
 from node import trail
 from node.app import create_app
+from node.issuing_api import MAX_BODY
 from node.private import PrivateStore
 from tests import nodes, window
 from tests.fixtures import consortium as fx
@@ -435,3 +438,56 @@ def test_statements_committed_privately_but_not_logged_are_appended_at_start(tmp
         r = client.post("/v1/certificates", json=body, headers=h)
         assert r.status_code == 200 and r.json()["index"] == 0
     assert LogStore.open(data / "log.db", readonly=True).size == 1
+
+
+# ---------------------------------------------------------------- hostile input
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    path=st.sampled_from(["/v1/certificates", "/v1/certificates/batch"]),
+    body=st.one_of(
+        _json_values,
+        st.fixed_dictionaries({"type": st.just("food_business_permit"), "claims": _json_values}),
+        st.fixed_dictionaries(
+            {
+                "type": st.just("food_business_permit"),
+                "items": st.lists(st.fixed_dictionaries({"claims": _json_values}), max_size=3),
+            }
+        ),
+    ),
+)
+def test_random_bodies_are_refused_cleanly(desk: Desk, path: str, body: object) -> None:
+    r = desk.client.post(path, json=body, headers=desk.h("issue"))
+    assert r.status_code in (201, 400, 409, 422), r.text
+    assert "error" in r.json() or "detail" in r.json() or r.status_code == 201
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=120))
+def test_random_authorization_headers_are_401(desk: Desk, header: str) -> None:
+    r = desk.client.post("/v1/certificates", json={}, headers={"Authorization": header})
+    assert r.status_code == 401
+
+
+def test_oversized_body_is_413_before_it_is_read(desk: Desk) -> None:
+    huge = b"{" + b" " * (MAX_BODY + 1) + b"}"
+    r = desk.client.post("/v1/certificates/batch", content=huge, headers=desk.h("issue"))
+    assert r.status_code == 413 and "over" in r.json()["error"]
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(MAX_BODY // (1 << 20) + 2):
+            yield b" " * (1 << 20)
+
+    r = desk.client.post("/v1/certificates/batch", content=chunks(), headers=desk.h("issue"))
+    assert r.status_code == 413
