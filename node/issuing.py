@@ -392,13 +392,13 @@ class Desk:
                     detail=f"{type_code}: {len(replayed)} certificate(s) asked for again with their keys",
                 )
             )
-        todo = [n for n in range(len(items)) if out[n] is None]
-        if not todo:
+        fresh = [n for n in range(len(items)) if out[n] is None]
+        if not fresh:
             return [o for o in out if o is not None]
-        problems = [p for n in todo for p in self._validate(ctype, n, items[n], now)]
+        problems = [p for n in fresh for p in self._validate(ctype, n, items[n], now)]
         if problems:
             raise ClaimsError(problems)
-        mine = {key for n in todo if (key := items[n].idempotency_key) is not None}
+        mine = {key for n in fresh if (key := items[n].idempotency_key) is not None}
         for k in mine:
             if k in self._inflight:
                 raise ConflictError(f"a request with idempotency key {k!r} is in progress")
@@ -407,7 +407,7 @@ class Desk:
             self._inflight[k] = gate
         try:
             creds = self._build(
-                clerk, ctype, [items[n] for n in todo], now=now, replaces=replaces, reason=reason
+                clerk, ctype, [items[n] for n in fresh], now=now, replaces=replaces, reason=reason
             )
             texts = [json.dumps(c.to_json(), ensure_ascii=False, separators=(",", ":")) for c in creds]
             records = [
@@ -422,7 +422,7 @@ class Desk:
                     created=now,
                     credential=text,
                 )
-                for n, c, text in zip(todo, creds, texts, strict=True)
+                for n, c, text in zip(fresh, creds, texts, strict=True)
             ]
             signed = [c.signed for c in creds]
             target = tuple(c.cert_id for c in creds)
@@ -461,7 +461,7 @@ class Desk:
                 self._inflight.pop(k, None)
         if not gate.done():
             gate.set_result(None)
-        for n, c, i, text in zip(todo, creds, indexes, texts, strict=True):
+        for n, c, i, text in zip(fresh, creds, indexes, texts, strict=True):
             out[n] = Issued(credential=c, index=i, credential_json=text)
         return [o for o in out if o is not None]
 

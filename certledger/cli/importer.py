@@ -16,6 +16,7 @@ go on. For each certificate ``OUT/<cert id>.json`` (the credential) and its QR c
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import hashlib
@@ -52,10 +53,8 @@ def decode_csv(raw: bytes) -> tuple[str, str]:
             return raw[3:].decode("utf-8"), "utf-8-sig"
         except UnicodeDecodeError as e:
             raise MalformedError(f"the file starts like UTF-8 but byte {e.start + 3} is not UTF-8") from None
-    try:
+    with contextlib.suppress(UnicodeDecodeError):
         return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
     try:
         return raw.decode("gb18030"), "gb18030"
     except UnicodeDecodeError as e:
@@ -296,18 +295,18 @@ def import_(
         done = _load_done(progress_file, out)
         rows = list(read_rows(text, schema))
         bad: list[Row] = [row for row in rows if row.problem is not None]
-        todo = [row for row in rows if row.problem is None and row.key not in done]
+        to_send = [row for row in rows if row.problem is None and row.key not in done]
         skipped = sum(1 for row in rows if row.problem is None and row.key in done)
         issued = 0
         bar = tqdm(total=len(rows), unit="row", disable=not progress, desc=file.name)
-        bar.update(len(rows) - len(todo))
+        bar.update(len(rows) - len(to_send))
         new_log = not progress_file.exists()
         with progress_file.open("a", encoding="utf-8", newline="") as log:
             writer = csv.writer(log)
             if new_log:
                 writer.writerow(["line", "key", "cert_id"])
-            for i in range(0, len(todo), batch):
-                chunk = todo[i : i + batch]
+            for i in range(0, len(to_send), batch):
+                chunk = to_send[i : i + batch]
                 while chunk:
                     r = client.request(
                         "POST",
