@@ -48,7 +48,7 @@ from ledger.replica import tiles
 from ledger.replica.fetch import DirectoryFetcher
 from ledger.replica.store import ReplicaStore
 from ledger.replica.sync import Replica
-from ledger.trust.policy import CertificateType, ClaimSpec, LogKey, Member, Policy
+from ledger.trust.policy import CertificateType, ClaimSpec, LogKey, Mandate, Member, Policy
 from ledger.trust.policy_doc import sign_proposal
 from node.config import load_config
 from node.static import TilesDir
@@ -78,9 +78,12 @@ def build(data: Path, entries: int) -> dict[str, tuple[SigningKey, SigningKey]]:
     returns every member's (log key, witness key)."""
     keys = {m: (SigningKey.generate(), SigningKey.generate()) for m in ("bench-a", "bench-b", "bench-c")}
     governance = SigningKey.generate()
+    now = int(time.time())
     policy = Policy(
+        consortium="bench",
         version=1,
-        expires=int(time.time()) + 86400,
+        issued=now - 60,
+        expires=now + 86400,
         members=_members(keys),
         types=(
             CertificateType(
@@ -88,8 +91,8 @@ def build(data: Path, entries: int) -> dict[str, tuple[SigningKey, SigningKey]]:
                 name="licence",
                 national_code="11100000000013338W032",
                 claims=(ClaimSpec(key=0, name="uscc", label="code", kind="code", max_length=18),),
-                issuers=frozenset({"bench-a"}),
-                revokers=frozenset({"bench-a"}),
+                issuers=(Mandate(member="bench-a"),),
+                revokers=(Mandate(member="bench-a"),),
                 purposes={"identity": ("uscc",)},
             ),
         ),

@@ -34,11 +34,13 @@ def sign_policy(policy: Policy) -> bytes:
     return sign_proposal(policy, [("governance.example.gov.cn", fx.GOVERNANCE_KEY)])
 
 
-def policy_with_urls(urls: dict[str, str], *, version: int = 1, expires: int | None = None) -> Policy:
-    """The fixture policy with the given base URLs; by default current at the real clock
-    (issued before now, expiring within its year), since nodes run at the real clock."""
-    if expires is None:
-        expires = int(time.time()) + 200 * 86400
+#: Nodes judge their policy by the real clock, so their policy expires half a year from
+#: now (a version is issued at most a year before it expires, and never in the future).
+NODE_POLICY_EXPIRES = int(time.time()) + 180 * 86400
+
+
+def policy_with_urls(urls: dict[str, str], *, version: int = 1, expires: int = NODE_POLICY_EXPIRES) -> Policy:
+    """The fixture policy with the given base URLs."""
     members: list[Member] = [
         dataclasses.replace(m, base_url=urls.get(m.id, m.base_url)) for m in (fx.AMR, fx.HEALTH, fx.PSB)
     ]
