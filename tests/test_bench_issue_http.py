@@ -35,3 +35,4 @@ def test_bench_issue_http_runs() -> None:
     assert "(median of 2 per-block ratios; target >= 0.6)" in out.stdout
     assert "single issuing, 4 clients:" in out.stdout and "p99" in out.stdout
     assert "GET /healthz, 4 clients:" in out.stdout
+    assert "single issuing in-process ASGI, 4 concurrent:" in out.stdout
