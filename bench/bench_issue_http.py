@@ -104,6 +104,7 @@ async def singles(
     """Wall time and per-request latencies of ``total`` single issues by ``clients`` clients
     (or, with ``path="/healthz"``, of as many trivial GETs: the HTTP stack's own cost)."""
     latencies: list[float] = []
+    retries: list[int] = []
     counter = iter(range(start, start + total))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(
@@ -114,16 +115,25 @@ async def singles(
             for n in counter:
                 body = {"type": FOOD_PERMIT.code, "claims": window.food_claims(n)}
                 t = time.perf_counter()
-                if path == "/healthz":
-                    r = await client.get(path)
-                else:
-                    r = await client.post(path, json=body)
+                for attempt in range(5):  # a dropped connection is retried, with the same key
+                    try:
+                        if path == "/healthz":
+                            r = await client.get(path)
+                        else:
+                            r = await client.post(path, json=body, headers={"Idempotency-Key": f"bench-{n}"})
+                        break
+                    except httpx.TransportError:
+                        retries.append(n)
+                        if attempt == 4:
+                            raise
                 latencies.append(time.perf_counter() - t)
                 if r.status_code not in (200, 201):
                     raise SystemExit(f"single issue failed: {r.status_code} {r.text[:300]}")
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
+        if retries:
+            print(f"  ({len(retries)} request(s) retried after a dropped connection, same idempotency key)")
         return time.perf_counter() - t0, latencies
 
 
