@@ -20,6 +20,12 @@ Each block verifies a batch of distinct presentations; right before or after it 
 order alternates) libsodium through PyNaCl verifies as many statement signatures of
 the same messages: the yardstick. Prints per-block rates and ratios and their median.
 
+A second series measures the public entry point the verifier service and
+``certledger verify`` use, :func:`verifier.core.verify`, on a replica synced from the
+log's tiles (:class:`ledger.replica.sync.Replica`): the same steps plus the status from
+every member's log, freshness and the verdict with its reasons, interleaved with the
+same yardstick.
+
 Usage, with the package installed (``pip install -e .``):
 ``python bench/bench_verify.py [--certificates N] [--blocks B] [--full] [--dir DIR]``.
 """
@@ -46,6 +52,10 @@ from ledger.log.checkpoint import CosignatureSigner, cosign
 from ledger.log.index import IndexKind
 from ledger.log.statement import encode_entry, statement_message
 from ledger.log.store import LogStore
+from ledger.replica import tiles
+from ledger.replica.fetch import DirectoryFetcher
+from ledger.replica.store import ReplicaStore
+from ledger.replica.sync import Replica
 from tests.fixtures.consortium import (
     AMR,
     AMR_KEY,
@@ -56,6 +66,8 @@ from tests.fixtures.consortium import (
     key,
     reference_licence,
 )
+from verifier import core
+from verifier.verdict import Code
 
 PURPOSE = "identity"
 WITNESS_SEEDS = {HEALTH.id: 52, PSB.id: 53}  # the fixture's witness keys
@@ -148,6 +160,56 @@ def breakdown(
         print(f"  {label:46s} {dt / n * 1e6:7.1f}   {dt / t_raw:5.2f}")
 
 
+def publish(store: LogStore, note: bytes, directory: Path) -> None:
+    """Write the log's tiles, entry bundles and witnessed checkpoint as a static copy."""
+    for t in tiles.tiles_for_size(store.size):
+        if t.is_entries:
+            first = t.index * tiles.TILE_WIDTH
+            data = tiles.encode_bundle(list(store.entries(first, first + t.width)))
+        else:
+            data = tiles.tile_from_hashes(t, store.read_hashes)
+        path = directory / t.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (directory / "checkpoint").write_bytes(note)
+
+
+def verdict_blocks(
+    texts: list[str],
+    messages: list[tuple[bytes, bytes]],
+    verify_key: nacl.signing.VerifyKey,
+    *,
+    replica: ReplicaStore,
+    blocks: int,
+    now: int,
+) -> tuple[int, float, float, list[float]]:
+    """Blocks of :func:`verifier.core.verify` interleaved with the raw yardstick."""
+    print(f"{'block':>5} {'verdicts/s':>10} {'raw verify/s':>12} {'ratio':>6}   (verifier.core.verify)")
+    per_block = max(1, len(texts) // blocks)
+    ratios: list[float] = []
+    total_full = total_raw = 0.0
+    done = 0
+    check = core.verify
+    for block in range(blocks):
+        lo = (block * per_block) % len(texts)
+        chunk, pairs = texts[lo : lo + per_block], messages[lo : lo + per_block]
+        raw_first = block % 2 == 0
+        t_raw = raw_verify(pairs, verify_key) if raw_first else 0.0
+        t = time.perf_counter()
+        for text in chunk:
+            check(text, policy=POLICY, replica_view=replica, now=now, purpose=PURPOSE)
+        t_full = time.perf_counter() - t
+        if not raw_first:
+            t_raw = raw_verify(pairs, verify_key)
+        full_rate, raw_rate = len(chunk) / t_full, len(pairs) / t_raw
+        ratios.append(full_rate / raw_rate)
+        total_full += t_full
+        total_raw += t_raw
+        done += len(chunk)
+        print(f"{block + 1:5d} {full_rate:10,.0f} {raw_rate:12,.0f} {ratios[-1]:6.2f}", flush=True)
+    return done, total_full, total_raw, ratios
+
+
 def run(args: argparse.Namespace, work: Path) -> None:
     ref = reference_licence()
     at = ref["valid_from"] + 10 * 3600
@@ -223,7 +285,24 @@ def run(args: argparse.Namespace, work: Path) -> None:
         done += len(chunk)
         print(f"{block + 1:5d} {full_rate:10,.0f} {raw_rate:12,.0f} {ratios[-1]:6.2f}", flush=True)
     breakdown(texts[: min(len(texts), 500)], messages, verify_key, store=store, witnessed=witnessed, now=now)
+    publish(store, witnessed, work / "tiles")
     store.close()
+    replica = ReplicaStore.open(work / "replica.db")
+    synced = Replica(store=replica, policy=POLICY, member_id=AMR.id, clock=lambda: now).sync(
+        [DirectoryFetcher(root=work / "tiles")]
+    )
+    if not synced.ok:
+        raise SystemExit(f"the replica did not sync: {synced.refused}")
+    for text in texts[: min(50, len(texts))]:
+        verdict = core.verify(text, policy=POLICY, replica_view=replica, now=now, purpose=PURPOSE)
+        if verdict.code != Code.VALID:
+            raise SystemExit(f"not VALID through verifier.core.verify: {verdict.reason_en}")
+    if core.verify(forged.to_text(), policy=POLICY, replica_view=replica, now=now).code != Code.BAD_SIGNATURE:
+        raise SystemExit("a forged presentation was not refused through verifier.core.verify")
+    v_done, v_full, v_raw, v_ratios = verdict_blocks(
+        texts, messages, verify_key, replica=replica, blocks=args.blocks, now=now
+    )
+    replica.close()
     print()
     print(f"full verifications:          {done / total_full:10,.0f} /s  (QR text to verdict, proof included)")
     print(
@@ -232,6 +311,14 @@ def run(args: argparse.Namespace, work: Path) -> None:
     print(
         f"verifying / raw verify:      {statistics.median(ratios):10.2f}   "
         f"(median of {len(ratios)} per-block ratios)"
+    )
+    print(
+        f"verdicts (verifier.core.verify): {v_done / v_full:7,.0f} /s  (replica, status, freshness; "
+        f"raw {v_done / v_raw:,.0f} /s alongside)"
+    )
+    print(
+        f"verdicts / raw verify:       {statistics.median(v_ratios):10.2f}   "
+        f"(median of {len(v_ratios)} per-block ratios)"
     )
 
 

@@ -29,11 +29,12 @@ import httpx
 from ledger.errors import FileError, MalformedError, PolicyError
 from ledger.files import read_capped, write_file
 from ledger.keys import SigningKey
+from ledger.log.store import LogStore
 from ledger.trust.policy import Member, Policy
 from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE
 from ledger.trust.trust import TrustedPolicy
 
-__all__ = ["NodeConfig", "PolicyChain", "check_keys", "load_config", "policy_dir"]
+__all__ = ["NodeConfig", "PolicyChain", "check_keys", "init_data_dir", "load_config", "policy_dir"]
 
 _DOC = re.compile(r"([0-9]{8})\.note")
 
@@ -180,6 +181,44 @@ class NodeConfig:
     def member(self) -> Member:
         """This node's member entry in the current policy."""
         return self.policy.policy.require_member(self.member_id)
+
+
+def init_data_dir(
+    data_dir: Path,
+    *,
+    document: bytes,
+    member_id: str,
+    log_key: SigningKey,
+    witness_key: SigningKey,
+    passphrase: bytes | None = None,
+) -> Member:
+    """Create a node's data directory: keys (mode 0600), member id, pinned policy, empty log.
+
+    ``document`` is the signed policy to pin; refuses a member it does not list and a
+    directory that already holds a node. Returns the member as the policy lists it.
+    """
+    trusted = TrustedPolicy(document)
+    member = trusted.policy.member(member_id)
+    if member is None:
+        raise MalformedError(f"member {member_id!r} is not in policy version {trusted.version}")
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise FileError(f"{data_dir}: cannot create the data directory: {e.strerror}") from None
+    if any((data_dir / n).exists() for n in ("member", "log.key", "witness.key", "log.db")):
+        raise FileError(f"{data_dir}: already holds a node; refusing to overwrite it")
+    try:
+        policy_dir(data_dir).mkdir(mode=0o755, exist_ok=True)
+    except OSError as e:
+        raise FileError(f"{data_dir}: cannot create the data directory: {e.strerror}") from None
+    log_key.save(data_dir / "log.key", passphrase=passphrase)
+    witness_key.save(data_dir / "witness.key", passphrase=passphrase)
+    write_file(data_dir / "member", member_id.encode() + b"\n", mode=0o644, what="member id")
+    write_file(
+        policy_dir(data_dir) / f"{trusted.version:08d}.note", document, mode=0o644, what="policy document"
+    )
+    LogStore.create(data_dir / "log.db", origin=member.origin).close()
+    return member
 
 
 def _read_member(data_dir: Path) -> str:

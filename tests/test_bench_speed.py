@@ -35,3 +35,5 @@ def test_bench_verify_runs() -> None:
     assert "raw libsodium verification:" in out
     assert "verifying / raw verify:" in out and "(median of 2 per-block ratios)" in out
     assert "check against the policy (rebuild, verify)" in out
+    assert "verdicts (verifier.core.verify):" in out
+    assert "verdicts / raw verify:" in out

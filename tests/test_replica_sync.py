@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -331,3 +332,22 @@ def test_one_witness_with_a_fast_clock_cannot_move_the_as_of_time(net: Net, stor
     # the quorum of two attests no later than a minute ago; it was complete only with the second
     assert result.checkpoint.newest_at == NOW - 60 and result.checkpoint.witnessed_at == NOW + 86400
     assert set(result.checkpoint.cosigners) == {HEALTH.id, PSB.id}
+
+
+def test_two_syncs_racing_without_a_lock_refuse_rather_than_corrupt(net: Net, store: ReplicaStore) -> None:
+    fill(net, 600)
+    net.publish(AMR.id)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(replica(store).sync([net.source(AMR.id)])))
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 3 and any(r.ok for r in results)
+    for r in results:
+        assert r.ok or any("changed during the sync" in why for why in r.refused)
+    assert store.size(AMR.origin) == 600
+    assert store.entries(AMR.origin, 0, 600) == list(net.stores[AMR.id].entries(0, 600))

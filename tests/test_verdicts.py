@@ -4,6 +4,7 @@ and a replica synced from tile copies."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from ledger.credential.credential import issue_credential
 from ledger.credential.presentation import PREFIX, Presentation
 from ledger.keys import SigningKey
 from ledger.log.statement import Kind
-from ledger.replica.fetch import Fetcher, HttpFetcher
+from ledger.replica.fetch import Fetcher, HttpFetcher, mirror_prefix
 from ledger.replica.store import ReplicaStore
 from ledger.trust.policy import LogKey, Policy, mandates
 from tests.fixtures.consortium import (
@@ -30,10 +31,11 @@ from tests.fixtures.consortium import (
     issue_reference,
     policy,
 )
+from tests.helpers import issue
 from tests.replica_fixtures import NOW, Net, licence, outside_mandate, status, sync
 from verifier.core import verify
 from verifier.verdict import Code, Verdict
-from verifier.verifier import Verifier
+from verifier.verifier import Verifier, node_sources
 
 
 class CountingFetcher:
@@ -524,3 +526,51 @@ def test_back_dated_revocation_with_a_compromised_key_is_ignored(net: Net, store
     v = check(ref.to_qr_text(), store, pol=pol)
     assert v.code == Code.VALID, v.reason_en
     assert any("ignored the revoke" in w and "key-compromised" in w for w in v.warnings)
+
+
+def test_issuer_node_down_any_mirror_will_do(net: Net, store: ReplicaStore, tmp_path: Path) -> None:
+    # another department's node mirrors the regulator's log; the regulator's own node is down
+    mirror = tmp_path / "health-node"
+    for m in (AMR, HEALTH, PSB):
+        net.copy_tiles(m.id, mirror / mirror_prefix(m.origin))
+    client = httpx.Client(transport=httpx.MockTransport(_unreachable))
+    sources = node_sources([AMR.base_url, str(mirror)], client=client)
+    assert [s.name for s in sources(AMR)] == [AMR.base_url, f"directory {mirror / mirror_prefix(AMR.origin)}"]
+    verifier = Verifier(policy=POLICY, store=store, sources=sources, clock=lambda: NOW)
+    results = verifier.sync()
+    assert all(r.ok for r in results)
+    amr = results[0]
+    assert amr.source is not None and str(mirror) in amr.source and "connection refused" in amr.refused[0]
+    assert verifier.verify(issue_reference().to_qr_text()).code == Code.VALID
+
+
+def test_stale_replica_heals_by_syncing_before_it_answers(net: Net, store: ReplicaStore) -> None:
+    publish_all(net, at=NOW - 2 * 3600)
+    synced(store, net)
+    text = issue_reference().to_qr_text()
+    assert check(text, store).code == Code.STALE
+    publish_all(net)  # the witnesses cosigned again a minute ago
+    verifier = Verifier(policy=POLICY, store=store, sources=lambda m: [net.source(m.id)], clock=lambda: NOW)
+    v = verifier.verify(text)
+    assert v.code == Code.VALID and v.as_of == NOW - 60
+
+
+def test_concurrent_syncs_of_one_log_do_not_collide(net: Net, store: ReplicaStore) -> None:
+    net.append(AMR.id, [issue(i) for i in range(300)])
+    net.publish(AMR.id)
+    verifier = Verifier(policy=POLICY, store=store, sources=lambda m: [net.source(m.id)], clock=lambda: NOW)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            verifier.sync(AMR.id)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.size(AMR.origin) == 301

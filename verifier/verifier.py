@@ -3,7 +3,8 @@
 :class:`Verifier` holds the trust policy and the replica database, syncs every
 member's log from its sources (on a schedule the caller drives, with
 :meth:`Verifier.sync`), and, before answering NOT_IN_LEDGER, syncs the issuer's log on
-demand (the certificate may be newer than the replica) and verifies again. With no
+demand (the certificate may be newer than the replica) and verifies again; before
+answering STALE it syncs every member's log and verifies again. With no
 sources (offline) it answers from the replica alone and opens no connection.
 """
 
@@ -77,6 +78,7 @@ class Verifier:
         self._min_interval = min_interval
         self._last_sync: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._syncing: dict[str, threading.Lock] = {}
 
     @property
     def offline(self) -> bool:
@@ -97,8 +99,16 @@ class Verifier:
             member = self.policy.require_member(mid)
             with self._lock:
                 self._last_sync[mid] = self._clock()
-            out.append(self.replica(mid).sync(self._sources(member)))
+                one = self._syncing.setdefault(mid, threading.Lock())
+            with one:  # one sync of a log at a time: a scheduled one and an on-demand one meet here
+                out.append(self.replica(mid).sync(self._sources(member)))
         return out
+
+    def _due(self, member_ids: list[str]) -> list[str]:
+        """The members not synced within ``min_interval``."""
+        now = self._clock()
+        with self._lock:
+            return [m for m in member_ids if now - self._last_sync.get(m, -1e18) >= self._min_interval]
 
     def verify(
         self,
@@ -108,24 +118,13 @@ class Verifier:
         now: int | None = None,
         skew: int = DEFAULT_CLOCK_SKEW,
     ) -> Verdict:
-        """Verify against the replica; on NOT_IN_LEDGER, sync the issuer and verify again."""
+        """Verify against the replica. Before answering NOT_IN_LEDGER, sync the issuer's
+        log and verify again; before answering STALE, sync every member's log and verify
+        again (the answer is then as fresh as the sources allow)."""
         t = int(self._clock()) if now is None else now
-        verdict = verify(
-            text_or_presentation,
-            policy=self.policy,
-            replica_view=self.store,
-            now=t,
-            purpose=purpose,
-            skew=skew,
-        )
-        if verdict.code != Code.NOT_IN_LEDGER or verdict.issuer_id is None or self._sources is None:
-            return verdict
-        with self._lock:
-            last = self._last_sync.get(verdict.issuer_id)
-            recent = last is not None and self._clock() - last < self._min_interval
-        if not recent:
-            results = self.sync(verdict.issuer_id)
-            verdict = verify(
+
+        def run() -> Verdict:
+            return verify(
                 text_or_presentation,
                 policy=self.policy,
                 replica_view=self.store,
@@ -133,16 +132,31 @@ class Verifier:
                 purpose=purpose,
                 skew=skew,
             )
-            if verdict.code == Code.NOT_IN_LEDGER:
-                note = (
-                    f"synced {verdict.issuer_id}'s log on demand from {results[0].source}: not there either"
-                    if results and results[0].ok
-                    else f"could not sync {verdict.issuer_id}'s log on demand: "
-                    + (
-                        "; ".join(results[0].refused)
-                        if results and results[0].refused
-                        else "no source answered"
-                    )
-                )
-                verdict = dataclasses.replace(verdict, warnings=(*verdict.warnings, note))
+
+        verdict = run()
+        if self._sources is None or verdict.issuer_id is None:
+            return verdict
+        if verdict.code == Code.NOT_IN_LEDGER:
+            wanted = [verdict.issuer_id]
+        elif verdict.code == Code.STALE:
+            wanted = [m.id for m in self.policy.members]
+        else:
+            return verdict
+        due = self._due(wanted)
+        if not due:
+            return verdict
+        results = [r for mid in due for r in self.sync(mid)]
+        verdict = run()
+        if verdict.code in (Code.NOT_IN_LEDGER, Code.STALE):
+            mine = next((r for r in results if r.member_id == verdict.issuer_id), None)
+            if mine is None:
+                return verdict
+            note = (
+                f"synced {mine.member_id}'s log on demand from {mine.source}"
+                + (": not there either" if verdict.code == Code.NOT_IN_LEDGER else "")
+                if mine.ok
+                else f"could not sync {mine.member_id}'s log on demand: "
+                + ("; ".join(mine.refused) if mine.refused else "no source answered")
+            )
+            verdict = dataclasses.replace(verdict, warnings=(*verdict.warnings, note))
         return verdict

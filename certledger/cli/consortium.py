@@ -43,6 +43,7 @@ from ledger.trust.policy_doc import (
     sign_proposal,
 )
 from ledger.trust.trust import TrustedPolicy, signed_by, verify_pinned
+from node.config import init_data_dir, policy_dir
 
 __all__ = ["consortium", "key_file"]
 
@@ -143,6 +144,9 @@ def consortium() -> None:
       3. certledger consortium diff V1 V2                    (every holder reviews)
       4. certledger consortium sign V2 --key KEY --name NAME (each holder)
       5. certledger consortium verify --pinned V1 V2         (before distributing)
+
+    On one machine, `certledger consortium bootstrap` does step 1 and sets up every
+    node at once (docker compose, tests, demos).
     """
 
 
@@ -230,6 +234,189 @@ def init(spec: Path, out_dir: Path, encrypt: bool, consortium_name: str | None, 
         click.echo("version 1 is unsigned: each governance key holder runs `certledger consortium sign`")
     click.echo(f"text SHA-256: {_digest(policy)}")
     click.echo("distribute version 1 to every node and verifier once signed; they pin it.")
+
+
+def _pairs(values: tuple[str, ...], option: str, metavar: str) -> dict[str, str]:
+    """``MEMBER=VALUE`` options as a dict; each member at most once."""
+    pairs: dict[str, str] = {}
+    for value in values:
+        member, sep, rest = value.partition("=")
+        if not sep or not member or not rest:
+            raise click.BadParameter(f"{value!r} is not {metavar}", param_hint=option)
+        if member in pairs:
+            raise click.BadParameter(f"member {member!r} is given twice", param_hint=option)
+        pairs[member] = rest
+    return pairs
+
+
+def _pinned_document(data_dir: Path) -> bytes | None:
+    """The first policy version a node's data directory pinned, or None if it holds no node."""
+    if not (data_dir / "member").exists():
+        return None
+    versions = sorted(policy_dir(data_dir).glob("*.note"))
+    return _read_document(versions[0]) if versions else None
+
+
+def _check_bootstrapped(target: Path, nodes: dict[str, Path]) -> Policy:
+    """The existing consortium in ``target``, after checking every node directory belongs to it."""
+    data = _read_document(target)
+    try:
+        policy = verify_pinned(data).policy
+    except LedgerError as e:
+        raise type(e)(f"{target}: {e}") from None
+    for member_id, data_dir in nodes.items():
+        pinned = _pinned_document(data_dir)
+        if pinned is None:
+            raise click.ClickException(
+                f"{data_dir}: holds no node for {member_id}, but the consortium in {target.parent} exists; "
+                "restore the node's data directory from its backup (its keys are nowhere else)"
+            )
+        held = (data_dir / "member").read_bytes().strip().decode(errors="replace")
+        if held != member_id or pinned != data:
+            raise click.ClickException(
+                f"{data_dir}: holds a node of {held!r} pinned to another policy, not {member_id} "
+                f"of the consortium in {target.parent}"
+            )
+    return policy
+
+
+@consortium.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the signed policy-v1.note, the public file nodes and verifiers pin.",
+)
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the governance keys and the keys of members without --node "
+    "(default: OUT/keys; mode 0700).",
+)
+@click.option(
+    "--node",
+    "node_specs",
+    multiple=True,
+    metavar="MEMBER=DIR",
+    help="Create MEMBER's node data directory in DIR, with its keys (repeatable).",
+)
+@click.option(
+    "--base-url",
+    "base_urls",
+    multiple=True,
+    metavar="MEMBER=URL",
+    help="Use URL as MEMBER's base URL instead of the spec's (repeatable).",
+)
+@click.option("--now", "now_text", metavar="TIME", help=_NOW_HELP)
+def bootstrap(
+    *,
+    spec: Path,
+    out_dir: Path,
+    keys_dir: Path | None,
+    node_specs: tuple[str, ...],
+    base_urls: tuple[str, ...],
+    now_text: str | None,
+) -> None:
+    """Create a whole consortium on one machine, without prompts: policy, keys, nodes.
+
+    For a test or single-host deployment (docker compose, the demo): version 1 of the
+    policy is made from SPEC as `init` makes it, signed with governance keys generated
+    here, and each --node directory is set up as `certledger node init` does, with the
+    member's generated keys. Where departments hold their own keys, use `init` and
+    `sign` instead.
+
+    Runs again safely: when OUT already holds the policy and every --node directory
+    holds its node, it changes nothing and exits 0. Keys are encrypted with
+    $CERTLEDGER_KEY_PASSPHRASE when it is set.
+    """
+    now = _now(now_text)
+    nodes = {m: Path(d) for m, d in _pairs(node_specs, "--node", "MEMBER=DIR").items()}
+    urls = _pairs(base_urls, "--base-url", "MEMBER=URL")
+    if len(set(nodes.values())) != len(nodes):
+        raise click.BadParameter("two members share one data directory", param_hint="--node")
+    keys_dir = keys_dir or out_dir / "keys"
+    target = out_dir / "policy-v1.note"
+    if target.exists():
+        policy = _check_bootstrapped(target, nodes)
+        click.echo(
+            f"consortium already set up in {out_dir} (policy version 1, {len(policy.members)} members); "
+            "nothing to do. Change it with `certledger consortium propose`."
+        )
+        return
+    for data_dir in nodes.values():
+        if _pinned_document(data_dir) is not None or (data_dir / "log.db").exists():
+            raise click.ClickException(
+                f"{data_dir}: already holds a node, but {out_dir} has no policy: an earlier bootstrap "
+                f"stopped half-way or the directory belongs to another consortium; empty it and run again"
+            )
+    parsed = read_toml(read_capped(spec, limit=MAX_SPEC_SIZE, what="spec"), what=str(spec))
+    tables = parsed.get("members")
+    listed = {t.get("id"): t for t in tables if isinstance(t, dict)} if isinstance(tables, list) else {}
+    for option, given in (("--node", nodes), ("--base-url", urls)):
+        unknown = sorted(set(given) - set(listed))
+        if unknown:
+            raise click.BadParameter(f"{', '.join(unknown)}: not a member in {spec}", param_hint=option)
+    for member_id, url in urls.items():
+        listed[member_id]["base_url"] = url
+    made: dict[tuple[str, str | None], tuple[KeyRequest, SigningKey]] = {}
+
+    def make_key(request: KeyRequest) -> PublicKey:
+        key = SigningKey.generate()
+        made[(request.role, request.member or request.name)] = (request, key)
+        return key.public_key
+
+    try:
+        policy = genesis(parsed, now=now, make_key=make_key)
+    except LedgerError as e:
+        raise type(e)(f"{spec}: {e}") from None
+    if policy.is_expired(now):
+        raise click.ClickException(
+            f"{spec}: the policy would already be expired ({format_time(policy.expires)})"
+        )
+    governance = [(r.name, k) for r, k in made.values() if r.role == "governance"]
+    if len(governance) < policy.governance_threshold:
+        raise click.ClickException(
+            f"{spec}: bootstrap signs version 1 with the governance keys it generates, but only "
+            f"{len(governance)} of the {len(policy.governance_keys)} are generated (threshold "
+            f"{policy.governance_threshold}); leave their `key` out, or use `init` and `sign`"
+        )
+    for member_id in nodes:
+        if ("log", member_id) not in made or ("witness", member_id) not in made:
+            raise click.ClickException(
+                f"{spec}: member {member_id} gives its own keys; a --node needs keys made here "
+                "(leave log_key and witness_key out, or set the node up with `certledger node init`)"
+            )
+    document = sign_proposal(policy, governance)
+    passphrase_text = os.environ.get(_PASSPHRASE_ENV)
+    passphrase = passphrase_text.encode() if passphrase_text else None
+    try:
+        out_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.ClickException(f"{e.filename}: cannot create: {e.strerror}") from None
+    for (role, owner), (request, key) in made.items():
+        if owner in nodes:
+            continue
+        path = key_file(keys_dir, request)
+        key.save(path, passphrase=passphrase)
+        click.echo(f"key   {path}  ({role})")
+    for member_id, data_dir in nodes.items():
+        member = init_data_dir(
+            data_dir,
+            document=document,
+            member_id=member_id,
+            log_key=made[("log", member_id)][1],
+            witness_key=made[("witness", member_id)][1],
+            passphrase=passphrase,
+        )
+        click.echo(f"node  {data_dir}  {member_id} (log origin {member.origin}, {member.base_url})")
+    _write_document(target, document)  # last: its presence says the bootstrap finished
+    click.echo(f"wrote {target}")
+    click.echo(f"version 1: {_signed_status(parse_document(document), policy, 'its own')}")
+    click.echo(f"text SHA-256: {_digest(policy)}")
 
 
 @consortium.command()

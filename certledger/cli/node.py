@@ -27,15 +27,13 @@ from certledger.cli.clerk import (
     trail,
 )
 from certledger.cli.log import load_signing_key
-from ledger.errors import FileError, LedgerError, MalformedError, StorageError
-from ledger.files import read_capped, write_file
+from ledger.errors import FileError, LedgerError, StorageError
+from ledger.files import read_capped
 from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, SigningKey, VerifierKey
 from ledger.log.alert import check_alert
-from ledger.log.store import LogStore
 from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE
-from ledger.trust.trust import TrustedPolicy
 from node.app import create_app
-from node.config import PolicyChain, load_config, policy_dir
+from node.config import PolicyChain, init_data_dir, load_config, policy_dir
 from node.logs import configure
 from node.mirror import Mirrors
 from node.recover import recover as run_recover
@@ -112,25 +110,16 @@ def init(
     the node refuses to run until the policy lists them.
     """
     doc = read_capped(policy_file, limit=MAX_DOCUMENT_SIZE, what="policy document")
-    trusted = TrustedPolicy(doc)
-    m = trusted.policy.member(member)
-    if m is None:
-        raise MalformedError(f"member {member!r} is not in policy version {trusted.version}")
     lk, wk = _key(log_key), _key(witness_key)
-    try:
-        data.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (data / "policy").mkdir(mode=0o755, exist_ok=True)
-    except OSError as e:
-        raise FileError(f"{data}: cannot create the data directory: {e.strerror}") from None
-    if any((data / n).exists() for n in ("member", "log.key", "witness.key", "log.db")):
-        raise FileError(f"{data}: already holds a node; refusing to overwrite it")
     passphrase = os.environ.get("CERTLEDGER_KEY_PASSPHRASE")
-    pw = passphrase.encode() if passphrase else None
-    lk.save(data / "log.key", passphrase=pw)
-    wk.save(data / "witness.key", passphrase=pw)
-    write_file(data / "member", member.encode() + b"\n", mode=0o644, what="member id")
-    write_file(data / "policy" / f"{trusted.version:08d}.note", doc, mode=0o644, what="policy document")
-    LogStore.create(data / "log.db", origin=m.origin).close()
+    m = init_data_dir(
+        data,
+        document=doc,
+        member_id=member,
+        log_key=lk,
+        witness_key=wk,
+        passphrase=passphrase.encode() if passphrase else None,
+    )
     log_vkey = VerifierKey(name=m.origin, public_key=lk.public_key, sig_type=SIG_TYPE_ED25519)
     wit_vkey = VerifierKey(name=m.witness_key.name, public_key=wk.public_key, sig_type=SIG_TYPE_COSIGNATURE)
     click.echo(f"created {data} for {member} (log origin {m.origin})")

@@ -47,7 +47,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from ledger.errors import StorageError
+from ledger.errors import ConflictError, StorageError
 from ledger.log import merkle
 from ledger.log.statement import Entry, SignedStatement, Statement
 
@@ -450,12 +450,18 @@ class ReplicaStore:
         hashes: Sequence[tuple[int, bytes]],
         index: Sequence[IndexRow],
         verified_at: int,
+        start: int,
     ) -> None:
-        """Store a verified checkpoint with the entries, hashes and index rows it adds,
-        in one transaction; clears any staged catch-up it completes."""
+        """Store a verified checkpoint with the entries, hashes and index rows it adds to
+        a copy of ``start`` entries, in one transaction; clears any staged catch-up it
+        completes. ConflictError if the copy no longer has ``start`` entries (another
+        sync, perhaps in another process, moved it on)."""
         o = checkpoint.origin
         cos = json.dumps(list(checkpoint.cosigners))
         with self._transaction() as c:
+            row = c.execute("SELECT size FROM logs WHERE origin = ?", (o,)).fetchone()
+            if (0 if row is None else int(row[0])) != start:
+                raise ConflictError(f"the copy of {o} changed during the sync; sync again")
             c.executemany(
                 "INSERT INTO entries (origin, idx, data) VALUES (?, ?, ?)", [(o, i, d) for i, d in entries]
             )

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ledger.errors import (
+    ConflictError,
     FileError,
     LedgerError,
     MalformedError,
@@ -126,7 +127,15 @@ class Replica:
                 self._advance(src, cp)
             except _Forked:
                 return self._result(before, None, refused, forked=True)
-            except (_Refused, FileError, MalformedError, SignatureError, PolicyError, ProofError) as e:
+            except (
+                _Refused,
+                ConflictError,
+                FileError,
+                MalformedError,
+                SignatureError,
+                PolicyError,
+                ProofError,
+            ) as e:
                 refused.append(f"{src.name}: {e}")
                 continue
             verified = src.name
@@ -337,7 +346,9 @@ class Replica:
         if root != cp.root_hash:
             store.drop_staged(origin)
             raise self._refuse(src, f"the entries give root {root.hex()}, not the checkpoint's")
-        store.commit(cp, entries=entry_rows, hashes=hash_rows, index=index_rows, verified_at=self._now())
+        store.commit(
+            cp, entries=entry_rows, hashes=hash_rows, index=index_rows, verified_at=self._now(), start=start
+        )
 
     def _bad_log(self, src: Fetcher, cp: WitnessedCheckpoint, why: str) -> _Refused:
         """The member's signed log itself holds a bad entry: kept as evidence, never stored."""
