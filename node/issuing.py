@@ -395,9 +395,6 @@ class Desk:
         fresh = [n for n in range(len(items)) if out[n] is None]
         if not fresh:
             return [o for o in out if o is not None]
-        problems = [p for n in fresh for p in self._validate(ctype, n, items[n], now)]
-        if problems:
-            raise ClaimsError(problems)
         mine = {key for n in fresh if (key := items[n].idempotency_key) is not None}
         for k in mine:
             if k in self._inflight:
@@ -406,9 +403,7 @@ class Desk:
         for k in mine:
             self._inflight[k] = gate
         try:
-            creds = self._build(
-                clerk, ctype, [items[n] for n in fresh], now=now, replaces=replaces, reason=reason
-            )
+            creds = self._build(clerk, ctype, items, fresh, now=now, replaces=replaces, reason=reason)
             texts = [json.dumps(c.to_json(), ensure_ascii=False, separators=(",", ":")) for c in creds]
             records = [
                 RecordRow(
@@ -470,23 +465,33 @@ class Desk:
         clerk: Clerk,
         ctype: CertificateType,
         items: Sequence[IssueItem],
+        fresh: Sequence[int],
         *,
         now: int,
         replaces: RecordRow | None,
         reason: Reason | None,
     ) -> list[Credential]:
+        """Sign the items at ``fresh``, or raise ClaimsError naming every problem of every item.
+
+        Claims are checked once, by :func:`issue_credential`; only an item it refuses is
+        looked at again, to name each field and rule. Serials are taken only when all pass.
+        """
         member = self.config.member
         assert self._serials is not None
-        out = []
-        for it in items:
+        base = self._serials.get(ctype.code, 0)
+        out: list[Credential] = []
+        problems: list[ClaimProblem] = []
+        for n in fresh:
+            it = items[n]
             if replaces is None:
-                serial = self._serials.get(ctype.code, 0) + 1
-                self._serials[ctype.code] = serial
-                version = "001"
+                serial, version = base + 1 + len(out), "001"
             else:
-                serial = replaces.serial
-                version = f"{int(replaces.version) + 1:03d}"
+                serial, version = replaces.serial, f"{int(replaces.version) + 1:03d}"
             vf = now if it.valid_from is None else it.valid_from
+            vu = self._valid_until(ctype, it, vf)
+            if vu is not None and vu <= vf:
+                problems.append(ClaimProblem(item=n, field="valid_until", rule="must be after valid_from"))
+                continue
             try:
                 out.append(
                     issue_credential(
@@ -499,15 +504,23 @@ class Desk:
                         operator=clerk.operator,
                         time=now,
                         valid_from=vf,
-                        valid_until=self._valid_until(ctype, it, vf),
+                        valid_until=vu,
                         replaces=None if replaces is None else replaces.cert_id,
                         reason=reason,
                     )
                 )
             except SchemaError as e:
-                raise ClaimsError([ClaimProblem(item=0, field="claims", rule=str(e))]) from None
-            except PolicyError as e:
-                raise ForbiddenError(str(e)) from None
+                found = self._validate(ctype, n, it, now)
+                problems.extend(found or [ClaimProblem(item=n, field="claims", rule=str(e))])
+            except PolicyError as e:  # a validity over the type's longest is the item's fault
+                found = self._validate(ctype, n, it, now)
+                if not found:
+                    raise ForbiddenError(str(e)) from None
+                problems.extend(found)
+        if problems:
+            raise ClaimsError(problems)
+        if replaces is None:
+            self._serials[ctype.code] = base + len(out)
         return out
 
     async def _replay(self, rec: RecordRow) -> Issued:
