@@ -15,6 +15,8 @@ Endpoints (``create_app(config=...)``):
 ``GET /v1/alerts``                         fork evidence this node holds (JSON list)
 ``POST /v1/statements``                    append statements pre-signed with the log key
 ``GET /healthz``, ``GET /metrics``         liveness and Prometheus metrics
+``/v1/types``, ``/v1/certificates…``       the clerks' issuing API (node.issuing_api)
+``GET /docs``                              its OpenAPI documentation
 =========================================  ===============================================
 
 Full tiles are immutable (``Cache-Control: public, max-age=31536000, immutable``);
@@ -48,6 +50,8 @@ from ledger.log.witness import MAX_BODY_SIZE, is_origin_hash, origin_hash
 from ledger.replica import tiles
 from ledger.trust.policy_doc import parse_document
 from node.config import NodeConfig
+from node.issuing import Desk
+from node.issuing_api import install as install_clerks_api
 from node.mirror import Mirrors
 from node.published import Published
 from node.sequencer import Sequencer
@@ -379,21 +383,26 @@ def _parse_statements(raw: bytes, node: Node) -> list[SignedStatement]:
 def create_app(*, config: NodeConfig) -> FastAPI:
     """The node's ASGI app. Databases open now; sequencing and submitting start with the app."""
     node = Node(config)
+    desk = Desk(node=node)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await node.start()
+        await desk.start()
         log.info("node started", extra={"member": config.member_id, "size": node.store.size})
         try:
             yield
         finally:
+            await desk.stop()
             await node.stop()
             log.info("node stopped", extra={"member": config.member_id, "size": node.store.size})
 
     app = FastAPI(
-        title="certledger node", lifespan=lifespan, docs_url=None, redoc_url=None, redirect_slashes=False
+        title="certledger node", lifespan=lifespan, docs_url="/docs", redoc_url=None, redirect_slashes=False
     )
     app.state.node = node
+    app.state.desk = desk
+    install_clerks_api(app, desk)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

@@ -173,6 +173,9 @@ class NodeConfig:
     #: The client mirrors read with (tests route it in-process); None: a new one.
     mirror_client: httpx.Client | None = None
     clock: Callable[[], float] = field(default=time.time)
+    #: Accept clerks' bearer tokens over plain HTTP from non-loopback addresses
+    #: (only behind a TLS-terminating proxy on a trusted network).
+    allow_plain_http: bool = False
 
     @property
     def member(self) -> Member:
@@ -235,6 +238,7 @@ def load_config(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
     passphrase: bytes | None = None,
+    allow_plain_http: bool = False,
     mirror: bool = True,
     mirror_interval: float = 2.0,
     mirror_sources: dict[str, list[str]] | None = None,
@@ -257,6 +261,7 @@ def load_config(
         submit=submit,
         transport=transport,
         clock=clock,
+        allow_plain_http=allow_plain_http,
         mirror=mirror,
         mirror_interval=mirror_interval,
         mirror_sources=dict(mirror_sources or {}),

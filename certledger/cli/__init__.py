@@ -18,13 +18,17 @@ from ledger.errors import LedgerError
 
 __all__ = ["cli", "main"]
 
-# name -> "module:attribute" of a click command or group
+# name -> ("module" or "module:attribute" of a click command or group, help)
 _COMMANDS: dict[str, tuple[str, str]] = {
     "consortium": (
         "certledger.cli.consortium",
         "Create, change, sign and verify the consortium trust policy.",
     ),
     "demo": ("certledger.cli.demo", "Run the whole system offline, step by step: policy to QR to attacks."),
+    "import": (
+        "certledger.cli.importer:import_",
+        "Issue a department's existing register (CSV) through its node.",
+    ),
     "log": ("certledger.cli.log", "Operate on a department's log database: audit, checkpoints, proofs."),
     "node": (
         "certledger.cli.node",
@@ -52,8 +56,9 @@ class _LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in _COMMANDS:
-            module = importlib.import_module(_COMMANDS[cmd_name][0])
-            command = getattr(module, cmd_name)
+            module_name, _, attribute = _COMMANDS[cmd_name][0].partition(":")
+            module = importlib.import_module(module_name)
+            command = getattr(module, attribute or cmd_name)
             assert isinstance(command, click.Command)
             return command
         return super().get_command(ctx, cmd_name)

@@ -18,6 +18,14 @@ import click
 import httpx
 import uvicorn
 
+from certledger.cli.clerk import (
+    add_clerk_cmd,
+    list_clerks_cmd,
+    record_cli_event,
+    remove_clerk_cmd,
+    rotate_token_cmd,
+    trail,
+)
 from certledger.cli.log import load_signing_key
 from ledger.errors import FileError, LedgerError, StorageError
 from ledger.files import read_capped
@@ -166,6 +174,13 @@ def _listen(value: str) -> tuple[str, int]:
     help="Seconds between checkpoints while entries arrive.",
 )
 @click.option(
+    "--allow-plain-http",
+    is_flag=True,
+    envvar="CERTLEDGER_ALLOW_PLAIN_HTTP",
+    show_envvar=True,
+    help="Accept clerks' tokens over plain HTTP from other hosts (only behind a TLS-terminating proxy).",
+)
+@click.option(
     "--mirror/--no-mirror",
     default=True,
     show_default=True,
@@ -200,6 +215,7 @@ def run(
     tls_key: Path | None,
     tiles_dir: Path | None,
     checkpoint_interval: float,
+    allow_plain_http: bool,
     mirror: bool,
     mirror_interval: float,
     mirror_sources: tuple[str, ...],
@@ -224,6 +240,7 @@ def run(
         checkpoint_interval=checkpoint_interval,
         tiles_dir=tiles_dir,
         passphrase=passphrase.encode() if passphrase else None,
+        allow_plain_http=allow_plain_http,
         mirror=mirror,
         mirror_interval=mirror_interval,
         mirror_sources=sources,
@@ -255,6 +272,7 @@ def update_policy(policy_file: Path, data: Path) -> None:
     chain = PolicyChain(policy_dir(data))
     doc = read_capped(policy_file, limit=MAX_DOCUMENT_SIZE, what="policy document")
     policy = chain.install(doc)
+    record_cli_event(data, "update-policy", detail=f"installed policy version {policy.version}")
     click.echo(f"installed policy version {policy.version}")
 
 
@@ -332,3 +350,7 @@ def recover(data: Path, where: str) -> None:
     click.echo(f"recovered {done.size} entries from {done.source}")
     if done.kept_old is not None:
         click.echo(f"the old database is kept as {done.kept_old}")
+
+
+for _command in (add_clerk_cmd, list_clerks_cmd, remove_clerk_cmd, rotate_token_cmd, trail):
+    node.add_command(_command)

@@ -1,0 +1,293 @@
+"""Issuing over HTTP next to issuing in-process, interleaved in one run.
+
+Not a test. A real node (``certledger node run``) listens on 127.0.0.1; a clerk token is
+made with ``certledger node add-clerk``.
+
+1. Batch issuing: each block posts one batch of food business permits to
+   ``POST /v1/certificates/batch`` (claims checked, credentials signed, records, statements
+   and the trail event committed to the private store, statements appended to the log
+   through the sequencer, the reply with every credential and its ``CL1:`` text parsed by
+   the client). Right before or after it (the order alternates) the same number of
+   permits is issued in this process through
+   :func:`ledger.credential.issuing.issue_credentials` into a log of its own, and each
+   credential's JSON and ``CL1:`` text are made: the same work without HTTP, private
+   store and trail. Prints each block's rates and their ratio, then the median ratio.
+2. Single issuing: ``--clients`` concurrent clients each post one permit at a time to
+   ``POST /v1/certificates`` until ``--requests`` are answered; prints requests/s and the
+   p50/p99 latency. Concurrent requests share durable commits (group commit).
+
+Client and server share the machine's cores.
+
+Usage, with the package installed (``pip install -e .``):
+``python bench/bench_issue_http.py [--blocks N] [--batch B] [--clients C] [--requests R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ledger.credential.issuing import IssueRequest, issue_credentials
+from ledger.log.store import LogStore
+from node.app import create_app
+from node.config import load_config
+from tests import window
+from tests.fixtures.consortium import AMR, AMR_KEY, FOOD_PERMIT
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds used so far by process ``pid`` (Linux), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_note(before: float | None, after: float | None, count: int, what: str) -> str:
+    if before is None or after is None:
+        return ""
+    ms = (after - before) * 1000 / count
+    return f"  node CPU {ms:.2f} ms per {what} (~{1000 / ms:,.0f}/s per core)" if ms > 0 else ""
+
+
+def in_process(store: LogStore, start: int, count: int, at: int) -> float:
+    """Seconds to issue ``count`` permits in this process, with their JSON and QR text."""
+    reqs = [
+        IssueRequest(
+            cert_type=FOOD_PERMIT,
+            serial=str(n),
+            claims=window.food_claims(n),
+            operator="op:bench",
+            valid_from=at,
+            valid_until=at + 365 * 86400,
+        )
+        for n in range(start, start + count)
+    ]
+    t = time.perf_counter()
+    issued = issue_credentials(reqs, issuer=AMR, key=AMR_KEY, store=store, time=at)
+    for i in issued:
+        json.dumps(i.credential.to_json(), ensure_ascii=False)
+        i.credential.to_qr_text()
+    return time.perf_counter() - t
+
+
+def over_http(client: httpx.Client, start: int, count: int) -> float:
+    """Seconds for one batch request of ``count`` permits, reply parsed."""
+    body = {
+        "type": FOOD_PERMIT.code,
+        "items": [{"claims": window.food_claims(n)} for n in range(start, start + count)],
+    }
+    t = time.perf_counter()
+    r = client.post("/v1/certificates/batch", json=body)
+    got = r.json()
+    elapsed = time.perf_counter() - t
+    if r.status_code != 201 or len(got["certificates"]) != count:
+        raise SystemExit(f"batch failed: {r.status_code} {r.text[:300]}")
+    return elapsed
+
+
+async def singles(
+    url: str, token: str, clients: int, total: int, start: int, *, path: str = "/v1/certificates"
+) -> tuple[float, list[float]]:
+    """Wall time and per-request latencies of ``total`` single issues by ``clients`` clients
+    (or, with ``path="/healthz"``, of as many trivial GETs: the HTTP stack's own cost)."""
+    latencies: list[float] = []
+    retries: list[int] = []
+    counter = iter(range(start, start + total))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=60.0
+    ) as client:
+
+        async def worker() -> None:
+            for n in counter:
+                body = {"type": FOOD_PERMIT.code, "claims": window.food_claims(n)}
+                t = time.perf_counter()
+                for attempt in range(5):  # a dropped connection is retried, with the same key
+                    try:
+                        if path == "/healthz":
+                            r = await client.get(path)
+                        else:
+                            r = await client.post(path, json=body, headers={"Idempotency-Key": f"bench-{n}"})
+                        break
+                    except httpx.TransportError:
+                        retries.append(n)
+                        if attempt == 4:
+                            raise
+                latencies.append(time.perf_counter() - t)
+                if r.status_code not in (200, 201):
+                    raise SystemExit(f"single issue failed: {r.status_code} {r.text[:300]}")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        if retries:
+            print(f"  ({len(retries)} request(s) retried after a dropped connection, same idempotency key)")
+        return time.perf_counter() - t0, latencies
+
+
+async def asgi_singles(work: Path, clients: int, total: int) -> tuple[float, float, list[float]]:
+    """The single-issue load driven straight into the node's ASGI app (no sockets, no HTTP
+    parsing, no client): wall time, CPU seconds of this process, latencies."""
+    data = window.make_node(work / "asgi")
+    token = window.add_clerk(data, "bench", "issue")
+    app = create_app(config=load_config(data, checkpoint_interval=1.0, submit=False, mirror=False))
+    headers = [(b"host", b"node"), (b"content-type", b"application/json")]
+    headers.append((b"authorization", f"Bearer {token}".encode()))
+
+    async def call(n: int) -> float:
+        body = json.dumps({"type": FOOD_PERMIT.code, "claims": window.food_claims(n)}).encode()
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/certificates",
+            "raw_path": b"/v1/certificates",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+            "state": {},
+        }
+        sent = False
+        status: list[int] = []
+
+        async def receive() -> dict[str, object]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))  # type: ignore[call-overload]
+
+        t = time.perf_counter()
+        await app(scope, receive, send)  # type: ignore[arg-type]
+        if status != [201]:
+            raise SystemExit(f"in-process single issue failed: {status}")
+        return time.perf_counter() - t
+
+    latencies: list[float] = []
+    async with app.router.lifespan_context(app):
+        await asyncio.gather(*(call(n) for n in range(clients)))  # warm up
+        numbers = iter(range(clients, clients + total))
+
+        async def worker() -> None:
+            for n in numbers:
+                latencies.append(await call(n))
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return time.perf_counter() - t0, time.process_time() - c0, latencies
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    data = window.make_node(work)
+    token = window.add_clerk(data, "bench", "issue")
+    node = window.NodeProcess(data, interval=1.0).start()
+    try:
+        store = LogStore.create(work / "in-process.db", origin=AMR.origin)
+        at = int(time.time())
+        with httpx.Client(
+            base_url=node.url, headers={"Authorization": f"Bearer {token}"}, timeout=300.0
+        ) as c:
+            over_http(c, 1, min(args.batch, 200))  # warm up
+            in_process(store, 1, min(args.batch, 200), at)
+            print(f"food business permits, {len(FOOD_PERMIT.claims)} claims; batches of {args.batch:,}")
+            print(f"{'block':>5} {'http/s':>10} {'in-proc/s':>10} {'ratio':>6}")
+            ratios: list[float] = []
+            t_http = t_local = 0.0
+            cpu_http = 0.0
+            pid = node.proc.pid if node.proc is not None else -1
+            serial = 1000
+            for block in range(args.blocks):
+                local_first = block % 2 == 1
+                tl = in_process(store, serial, args.batch, at) if local_first else 0.0
+                c0 = cpu_seconds(pid)
+                th = over_http(c, serial, args.batch)
+                c1 = cpu_seconds(pid)
+                if c0 is not None and c1 is not None:
+                    cpu_http += c1 - c0
+                if not local_first:
+                    tl = in_process(store, serial, args.batch, at)
+                serial += args.batch
+                ratios.append(tl / th)
+                t_http += th
+                t_local += tl
+                print(
+                    f"{block + 1:5d} {args.batch / th:10,.0f} {args.batch / tl:10,.0f} {ratios[-1]:6.2f}",
+                    flush=True,
+                )
+        store.close()
+        n = args.blocks * args.batch
+        print()
+        print(
+            f"batch issuing over HTTP:     {n / t_http:10,.0f} /s  (target >= 5,000/s)"
+            + cpu_note(0.0, cpu_http or None, n, "certificate")
+        )
+        print(f"in-process end to end:       {n / t_local:10,.0f} /s  (issue_credentials + JSON + QR text)")
+        print(
+            f"HTTP / in-process:           {statistics.median(ratios):10.2f}   "
+            f"(median of {len(ratios)} per-block ratios; target >= 0.6)"
+        )
+        c0 = cpu_seconds(pid)
+        wall, lat = asyncio.run(singles(node.url, token, args.clients, args.requests, 10_000_000))
+        c1 = cpu_seconds(pid)
+        lat.sort()
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        print(
+            f"single issuing, {args.clients} clients: {len(lat) / wall:8,.0f} requests/s  "
+            f"p50 {lat[len(lat) // 2] * 1000:.1f} ms  p99 {p99 * 1000:.1f} ms  "
+            f"({len(lat):,} requests; target >= 1,000/s)"
+        )
+        print(f"{'':29}" + cpu_note(c0, c1, len(lat), "request").strip())
+        c0 = cpu_seconds(pid)
+        wall, lat = asyncio.run(singles(node.url, token, args.clients, args.requests, 0, path="/healthz"))
+        c1 = cpu_seconds(pid)
+        lat.sort()
+        print(
+            f"GET /healthz, {args.clients} clients:   {len(lat) / wall:8,.0f} requests/s  "
+            f"p50 {lat[len(lat) // 2] * 1000:.1f} ms  (the HTTP stack and client alone, same run)"
+        )
+        print(f"{'':29}" + cpu_note(c0, c1, len(lat), "request").strip())
+    finally:
+        node.stop()
+    wall, cpu, lat = asyncio.run(asgi_singles(work, args.clients, args.requests))
+    lat.sort()
+    print(
+        f"single issuing in-process ASGI, {args.clients} concurrent: {len(lat) / wall:8,.0f} requests/s  "
+        f"p50 {lat[len(lat) // 2] * 1000:.1f} ms  CPU {cpu * 1000 / len(lat):.2f} ms per request "
+        "(the app with group commit, no sockets)"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--blocks", type=int, default=6, help="measured batch blocks (default 6)")
+    ap.add_argument("--batch", type=int, default=2000, help="permits per batch (default 2,000)")
+    ap.add_argument("--clients", type=int, default=64, help="concurrent single-issue clients (default 64)")
+    ap.add_argument("--requests", type=int, default=5000, help="single-issue requests (default 5,000)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-issue-http-") as tmp:
+        run(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
