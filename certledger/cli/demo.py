@@ -36,12 +36,10 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import re
 import shlex
 import sqlite3
 import tempfile
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -51,6 +49,8 @@ from typing import Any
 import click
 
 from certledger.cli.consortium import key_file
+from certledger.cli.demo_network import STATE_FILE, Network, sigterm_as_interrupt
+from certledger.cli.story import Out as _Out
 from ledger.credential.claims import canonical_value, claim_digest, claim_salt
 from ledger.credential.credential import issue_credential
 from ledger.credential.presentation import Presentation
@@ -96,8 +96,6 @@ OPERATOR = "op:7f3a9c"
 #: How long before the present the story starts: the verifier's clock moves on by this
 #: much in step 5, past the policy's freshness limit (a day in the shipped spec).
 LATER = 25 * 3600
-#: Output width.
-WIDTH = 100
 _CHINA = dt.timezone(dt.timedelta(hours=8))
 
 
@@ -136,66 +134,6 @@ def _replace_entry(db: Path, index: int, entry: bytes) -> None:
             conn.commit()
     except sqlite3.Error as e:
         raise StorageError(f"{db}: {e}") from None
-
-
-def _columns(text: str) -> int:
-    """Terminal columns ``text`` takes: two for each wide (CJK) character."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def _spaced(text: str) -> list[tuple[str, str]]:
-    """The breakable pieces of ``text`` with the spaces before each: words, and each wide
-    character on its own."""
-    out: list[tuple[str, str]] = []
-    for m in re.finditer(r"(\s*)(\S+)", text):
-        gap, run = m.group(1), ""
-        for c in m.group(2):
-            if unicodedata.east_asian_width(c) in "WF":
-                if run:
-                    out.append((run, gap))
-                    run, gap = "", ""
-                out.append((c, gap))
-                gap = ""
-            else:
-                run += c
-        if run:
-            out.append((run, gap))
-    return out
-
-
-def _pack(pieces: list[tuple[str, str]], width: int, first: str, rest: str) -> list[str]:
-    """The pieces in lines of at most ``width`` columns (a longer piece gets a line of its own)."""
-    lines: list[str] = []
-    line, empty = first, True
-    for piece, space in pieces:
-        gap = "" if empty else space
-        if not empty and _columns(line + gap + piece) > width:
-            lines.append(line)
-            line, empty, gap = rest, True, ""
-        line += gap + piece
-        empty = False
-    lines.append(line)
-    return lines
-
-
-class _Out:
-    """Prints the demo's lines wrapped at :data:`WIDTH` columns; nothing when quiet."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-
-    def __call__(self, text: str = "", indent: int = 3, *, wrap: bool = True, hang: int = 2) -> None:
-        """Print ``text`` indented, its further lines by ``hang`` more."""
-        if self.quiet:
-            return
-        if not text or not wrap:
-            click.echo(" " * indent + text if text else "")
-            return
-        click.echo("\n".join(_pack(_spaced(text), WIDTH, " " * indent, " " * (indent + hang))))
-
-    def step(self, n: int, title: str) -> None:
-        self()
-        self(f"{n}. {title}", 0)
 
 
 class _Demo:
@@ -845,25 +783,102 @@ def _workdir(directory: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
+@contextmanager
+def _network_dir(directory: Path | None) -> Iterator[Path]:
+    """The network demo's data directory: new, empty, or one an earlier run left."""
+    if directory is not None:
+        if directory.exists() and (
+            not directory.is_dir() or (any(directory.iterdir()) and not (directory / STATE_FILE).exists())
+        ):
+            raise click.ClickException(
+                f"{directory} is neither empty nor an earlier demo's directory; give a new or empty --dir"
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        yield directory
+        return
+    with tempfile.TemporaryDirectory(prefix="certledger-demo-") as tmp:
+        yield Path(tmp)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--dir",
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Keep every file (policy, keys, logs, published tiles, the verifier's replica, credential, QR "
-    "images, proofs) in this new or empty "
-    "directory. Default: a temporary directory, removed at the end.",
+    help="Keep every file (policy, keys, the nodes' and the verifier's data, QR images, logs) in this "
+    "directory; a second run with the same directory starts the same consortium again. Default: a "
+    "temporary directory, removed at the end.",
+)
+@click.option("--exit", "exit_after", is_flag=True, help="Tell the story, then stop every process and exit.")
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Tell the story in this one process instead, without servers (the verifier's core on a "
+    "replica synced from a static copy of the logs, attacks included); needs an empty --dir.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only a one-line summary.")
-def demo(directory: Path | None, quiet: bool) -> None:
-    """Run the whole system offline and explain each step.
+def demo(directory: Path | None, exit_after: bool, offline: bool, quiet: bool) -> None:
+    """Run a consortium of three departments and a verifier on this machine, and explain it.
 
-    Three departments agree on a trust policy, each opens a log, the market
-    regulator issues a business licence that the others witness, the holder shows
-    it as a QR code, public security's verifier checks it against its replica
-    (VALID, then STALE when the replica is too old), attacks are refused, and the
-    licence is revoked (REVOKED). Takes a few seconds and needs no network.
+    Three department nodes and one verifier start as separate processes on 127.0.0.1;
+    a clerk at each node issues a certificate through the clerks' HTTP API (QR codes
+    printed and written as PNG files), the verifier checks one of each over HTTP, a
+    revocation turns VALID into REVOKED, and a node stops while verification goes on.
+    The consortium then runs until Ctrl-C; --exit stops it at once. --offline tells
+    the story in one process instead (VALID, STALE, REVOKED and attacks), offline.
     """
+    if offline:
+        _offline(directory, quiet)
+        return
+    say = _Out(quiet)
+    t0 = time.monotonic()
+    with _network_dir(directory) as work, sigterm_as_interrupt():
+        say(
+            f"certledger demo: a consortium of separate processes on 127.0.0.1, files in {work}",
+            0,
+            wrap=False,
+        )
+        net = Network(work, say, qr=not quiet)
+        try:
+            if net.resumed:
+                net.load()
+                net.start_all()
+                net.check_all(3)
+                net.urls(4)
+            else:
+                net.setup()
+                net.start_all()
+                net.issue()
+                net.check_all(4)
+                net.revoke()
+                net.node_down()
+                net.urls(7)
+            seconds = time.monotonic() - t0
+            codes = ", ".join(v["code"] for _, v in net.verdicts)
+            if quiet:
+                click.echo(
+                    f"certledger demo: OK in {seconds:.1f}s: {len(net.procs)} processes on 127.0.0.1, "
+                    f"verdicts {codes}; verifier {net.url('verifier')}"
+                )
+            say()
+            if exit_after:
+                say(f"Told in {seconds:.1f}s; stopping every process.", 0)
+            else:
+                say(f"Told in {seconds:.1f}s. The consortium runs until Ctrl-C.", 0)
+                with contextlib.suppress(KeyboardInterrupt):
+                    net.watch()
+                say()
+                say("Stopping every process.", 0)
+        finally:
+            net.stop_all()
+        if directory is not None:
+            say(
+                f"The files are kept in {work}; run again with --dir {work} to start it again.", 0, wrap=False
+            )
+
+
+def _offline(directory: Path | None, quiet: bool) -> None:
+    """The whole story in this one process (``demo --offline``)."""
     say = _Out(quiet)
     t0 = time.monotonic()
     with _workdir(directory) as work:
