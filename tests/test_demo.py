@@ -23,7 +23,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from certledger.cli import cli
-from certledger.cli.demo import LATER, _Demo, _Out, tell
+from certledger.cli.demo import LATER, _Demo, tell
+from certledger.cli.story import Out as _Out
 from ledger.credential.presentation import check_presentation
 from ledger.errors import ProofError
 from ledger.keys import SigningKey
@@ -405,12 +406,12 @@ def test_a_new_verifier_syncing_the_kept_static_copy_agrees(kept: tuple[Path, st
 
 def test_dir_must_be_new_or_empty(kept: tuple[Path, str], tmp_path: Path) -> None:
     work, _ = kept
-    again = run("demo", "--dir", work)
+    again = run("demo", "--offline", "--dir", work)
     assert again.exit_code == 1
     assert f"Error: {work} is not an empty directory; give a new or empty --dir" in again.output
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run("demo", "--dir", empty)
+    result = run("demo", "--offline", "--dir", empty)
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert lines[0] == f"certledger demo: the whole system in one offline run, files in {empty}"
@@ -432,7 +433,7 @@ def test_dir_must_be_new_or_empty(kept: tuple[Path, str], tmp_path: Path) -> Non
 
 
 def test_quiet_prints_one_summary_line(tmp_path: Path) -> None:
-    result = run("demo", "-q")
+    result = run("demo", "--offline", "-q")
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert len(lines) == 1
@@ -451,14 +452,15 @@ def test_quiet_prints_one_summary_line(tmp_path: Path) -> None:
 def test_help() -> None:
     result = run("demo", "--help")
     assert result.exit_code == 0
-    assert "--dir DIRECTORY" in result.output and "-q, --quiet" in result.output
-    assert "Run the whole system offline" in result.output
+    for option in ("--dir DIRECTORY", "--exit", "--offline", "-q, --quiet"):
+        assert option in result.output
+    assert "Run a consortium of three departments and a verifier on this machine" in result.output
 
 
 def test_the_real_command_in_a_subprocess_in_a_temporary_directory(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "certledger", "demo"],
+        [sys.executable, "-m", "certledger", "demo", "--offline"],
         capture_output=True,
         text=True,
         env=env,
@@ -538,6 +540,11 @@ def test_the_shipped_data_is_package_data() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     patterns = config["tool"]["setuptools"]["package-data"]["certledger"]
     shipped = sorted(p.name for p in DATA.iterdir() if p.is_file())
-    assert shipped == ["business_licence.json", "demo-consortium.toml", "demo-food-permit.toml"]
+    assert shipped == [
+        "business_licence.json",
+        "demo-consortium.toml",
+        "demo-food-permit.toml",
+        "demo-network.toml",
+    ]
     for name in shipped:
         assert any(fnmatch.fnmatch(f"data/{name}", pattern) for pattern in patterns), name
