@@ -369,8 +369,8 @@ class Network:
             png = self.work / "certificates" / f"{m}.png"
             write_file(png, render_png(cert.qr_text), mode=0o600, overwrite=True, what="PNG")
             say(
-                f"POST {self.url(m)}v1/certificates ({ctype}): {cert.cert_id}, entry {doc['index']} of the "
-                f"log; QR code ({len(cert.qr_text)} characters) → certificates/{png.name}"
+                f"{m}: POST /v1/certificates ({ctype}) → {cert.cert_id}, entry {doc['index']} of its log; "
+                f"QR code of {len(cert.qr_text)} characters → certificates/{png.name}"
             )
             if self.qr:
                 qr_out = io.StringIO()
@@ -389,7 +389,7 @@ class Network:
                 break
             time.sleep(0.25)
         mark = {"valid": "✓", "invalid": "✗", "unsure": "?"}.get(v.get("class", ""), "?")
-        self.say(f"{why}: POST {url}", 3)
+        self.say(f"{why}: POST /v1/verify at the verifier", 3)
         self.say(f"→ {mark} {v['code']}  {v['reason']['zh']}", 6, hang=4)
         self.say(v["reason"]["en"], 10)
         if v["code"] != expected:
@@ -423,7 +423,7 @@ class Network:
             raise click.ClickException(f"revoking failed, HTTP {r.status_code}: {r.text}")
         cert.expected = "REVOKED"
         self.save()
-        say(f"POST {self.url(AMR)}v1/certificates/{cert.cert_id}/revoke (holder_ceased)")
+        say(f"POST /v1/certificates/{cert.cert_id}/revoke at its node, reason holder_ceased")
         self.verify(cert, "REVOKED", why="the same licence, once the revocation is witnessed and synced")
 
     def node_down(self) -> None:
