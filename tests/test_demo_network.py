@@ -36,12 +36,28 @@ def pids(output: str) -> list[int]:
     return [int(p) for p in re.findall(r"^ +\S+ +pid (\d+) +http://127\.0\.0\.1:\d+/", output, re.M)]
 
 
+def running_under(directory: Path) -> list[int]:
+    """Live processes whose command line names ``directory`` (every node and verifier the
+    demo starts is given its data directory there)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(directory).encode() in cmdline and alive(int(proc.name)):
+                out.append(int(proc.name))
+    return out
+
+
 @pytest.fixture
-def started() -> Iterator[list[int]]:
-    """Process ids the test learns of; any still running at the end is killed."""
+def started(tmp_path: Path) -> Iterator[list[int]]:
+    """Process ids the test learns of; at the end, any of them still running, and any
+    process working under the test's directory, is killed."""
     seen: list[int] = []
     yield seen
-    for pid in seen:
+    for pid in {*seen, *running_under(tmp_path)}:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
 
@@ -65,7 +81,10 @@ def test_the_consortium_runs_tells_its_story_and_resumes(tmp_path: Path, started
     work = tmp_path / "demo"
     first = demo("--exit", "--dir", work, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     started.append(first.pid)
-    out, err = first.communicate(timeout=240)
+    try:
+        out, err = first.communicate(timeout=240)
+    finally:
+        first.kill()
     started.extend(pids(out))
     assert first.returncode == 0, out + err
     assert len(pids(out)) == 4
@@ -105,6 +124,7 @@ def test_the_consortium_runs_tells_its_story_and_resumes(tmp_path: Path, started
     assert second.wait(timeout=60) == 0, log.read_text()
     assert "Stopping every process." in log.read_text()
     assert [p for p in pids(text) if alive(p)] == []
+    assert running_under(tmp_path) == []
 
 
 def test_a_directory_of_something_else_is_refused(tmp_path: Path) -> None:
