@@ -89,6 +89,7 @@ def test_the_consortium_runs_tells_its_story_and_resumes(tmp_path: Path, started
     started.extend(pids(out))
     assert first.returncode == 0, out + err
     assert len(pids(out)) == 4
+    assert "hangzhou-psb       杭州市公安局: issues residence_permit 居住证; node http://127.0.0.1:" in out
     # issued at each node through the clerks' API, QR codes in the terminal and as PNG files
     for m in MEMBERS:
         assert f"certificates/{m}.png" in out

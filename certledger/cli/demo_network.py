@@ -218,7 +218,7 @@ class Network:
         doc = sign_proposal(policy, governance[: policy.governance_threshold])
         write_file(work / "policy.note", doc, mode=0o644, what="policy document")
         for m in policy.members:
-            types = ", ".join(f"{t.code} {t.name}" for t in policy.types if m.id in t.issuers)
+            types = ", ".join(f"{t.code} {t.name}" for t in policy.types if m.id in t.members_with("issue"))
             say(f"{m.id:<18} {m.name}: issues {types}; node {m.base_url}", 5)
         say(
             f"policy.note: version {policy.version}, signed by {policy.governance_threshold} of "
