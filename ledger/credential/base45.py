@@ -12,6 +12,7 @@ operations on one large integer (it is on every verification's path).
 from __future__ import annotations
 
 import re
+import struct
 
 from ledger.errors import MalformedError, TooLargeError
 
