@@ -264,7 +264,7 @@ class Gossip:
             if not isinstance(items, list):
                 raise MalformedError("alert list: not a JSON list")
         except FileError as e:
-            log.info("peer's alerts not read", extra={"peer": peer.id, "error": str(e)})
+            log.debug("peer's alerts not read", extra={"peer": peer.id, "error": str(e)})
             return 0
         except MalformedError as e:
             self.refused.labels(peer=peer.id, what="alerts").inc()

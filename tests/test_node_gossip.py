@@ -10,14 +10,19 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from certledger.cli import cli
 from ledger.log import merkle
 from ledger.log.alert import Alert, check_alert, encode_alert
 from ledger.log.checkpoint import Checkpoint, sign_checkpoint
+from ledger.log.store import LogStore
 from ledger.log.witness import encode_add_checkpoint, origin_hash
+from ledger.replica.store import ReplicaStore
 from node.gossip import Gossip
+from node.witness import Witness
 from tests import nodes
 from tests.fixtures import consortium as fx
 from tests.test_node import A_KEY, Net, append, net, wait_cosigned
@@ -249,3 +254,53 @@ async def test_gossip_tolerates_peers_that_are_down_or_serve_garbage(net: Net) -
         c.gossip._client.close()
     async with net.client(nodes.C) as cc:
         assert (await cc.get("/v1/alerts")).json() == []
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+            max_leaves=12,
+        ).map(lambda doc: json.dumps(doc).encode()),
+    ),
+    checkpoint=st.binary(max_size=300),
+)
+def test_random_answers_from_a_peer_are_refused(tmp_path: Path, body: bytes, checkpoint: bytes) -> None:
+    def peer(request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        if url == B_URL + "v1/alerts":
+            return httpx.Response(200, content=body)
+        if url.startswith(B_URL):
+            return httpx.Response(200, content=checkpoint)
+        return httpx.Response(404)
+
+    d = tmp_path / "fuzz"
+    d.mkdir(exist_ok=True)
+    witness = Witness(path=d / "w.db", member_id=nodes.C, key=nodes.KEYS[nodes.C][1], policy=lambda: POLICY)
+    replicas = ReplicaStore.open(d / "m.db")
+    if not (d / "log.db").exists():
+        LogStore.create(d / "log.db", origin=fx.PSB.origin).close()
+    own = LogStore.open(d / "log.db", readonly=True)
+    gossip = Gossip(
+        path=d / "g.db",
+        member_id=nodes.C,
+        policy=lambda: POLICY,
+        client=httpx.Client(transport=httpx.MockTransport(peer)),
+        witness=witness,
+        replicas=replicas,
+        own_log=own,
+        known_alerts=list,
+        mirror_sources=lambda member: [],
+        registry=CollectorRegistry(),
+    )
+    try:
+        assert gossip.gossip_once() == 0
+        assert gossip.alerts() == []
+    finally:
+        gossip.close()
+        witness.close()
+        replicas.close()
+        own.close()
