@@ -200,8 +200,8 @@ def test_witnessing_mirrors_and_forks_between_processes(network: Network, tmp_pa
         check_alert(json.dumps(httpx.get(w + "v1/alerts").json()[0]).encode(), policy)
         assert "certledger_alerts 1.0" in httpx.get(w + "metrics").text
         # The cosigned checkpoint did not move.
-        held = httpx.get(w + origin_hash(fx.AMR.origin) + "/checkpoint").content
-        assert open_checkpoint(held, log_key=LOG_VKEY).checkpoint.size == 41
+        kept = httpx.get(w + origin_hash(fx.AMR.origin) + "/checkpoint").content
+        assert open_checkpoint(kept, log_key=LOG_VKEY).checkpoint.size == 41
     c_metrics = httpx.get(c + "metrics").text
     assert 'certledger_gossip_alerts_total{how="adopted"} 1.0' in c_metrics
     # C also compares the checkpoints B holds with its own, and finds them consistent.
