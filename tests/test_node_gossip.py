@@ -21,7 +21,7 @@ from ledger.log.checkpoint import Checkpoint, sign_checkpoint
 from ledger.log.store import LogStore
 from ledger.log.witness import encode_add_checkpoint, origin_hash
 from ledger.replica.store import ReplicaStore
-from node.gossip import Gossip
+from node.gossip import Gossip, read_learned
 from node.witness import Witness
 from tests import nodes
 from tests.fixtures import consortium as fx
@@ -128,7 +128,7 @@ async def test_a_split_view_is_found_by_comparing_cosigned_checkpoints(net: Net,
     assert line["source"] == f"{B_URL}{A_HASH}/checkpoint" and line["verified"] is True
 
 
-async def test_a_checkpoint_inconsistent_with_our_own_log_is_evidence(net: Net) -> None:
+async def test_a_checkpoint_inconsistent_with_our_own_log_is_evidence(net: Net, tmp_path: Path) -> None:
     """B's witness is shown a size-15 tree that extends A's real size-12 one; A's real log
     then grows differently. A compares B's checkpoint with its own log and proves the fork."""
     a = net.apps[nodes.A].state.node
@@ -154,6 +154,8 @@ async def test_a_checkpoint_inconsistent_with_our_own_log_is_evidence(net: Net) 
     assert alert.kind == "inconsistent" and alert.origin == fx.AMR.origin
     assert Checkpoint.parse(alert.later.split(b"\n\n")[0].decode() + "\n").size == 20
     assert Checkpoint.parse(alert.earlier.split(b"\n\n")[0].decode() + "\n").size == 15
+    [learned] = read_learned(tmp_path / nodes.A / "gossip.db")
+    assert learned.how == "compared" and learned.source == f"{B_URL}{A_HASH}/checkpoint"
     # Consistent checkpoints raise nothing, and the same fork is not kept twice.
     assert await asyncio.to_thread(a.gossip.gossip_once) == 0
 
