@@ -45,6 +45,7 @@ from ledger.errors import (
     ProofError,
     SignatureError,
     StorageError,
+    TooLargeError,
 )
 from ledger.files import loads_json
 from ledger.log import merkle, note
@@ -228,7 +229,10 @@ class Gossip:
     async def run(self, interval: float) -> None:
         """Gossip every ``interval`` seconds until cancelled."""
         while True:
-            await asyncio.to_thread(self.gossip_once)
+            try:
+                await asyncio.to_thread(self.gossip_once)
+            except LedgerError as e:  # our own database failing: say so, and try again next round
+                log.error("gossip round failed", extra={"error": str(e)})
             await asyncio.sleep(interval)
 
     def gossip_once(self) -> int:
@@ -266,7 +270,7 @@ class Gossip:
         except FileError as e:
             log.debug("peer's alerts not read", extra={"peer": peer.id, "error": str(e)})
             return 0
-        except MalformedError as e:
+        except (MalformedError, TooLargeError) as e:
             self.refused.labels(peer=peer.id, what="alerts").inc()
             log.warning("peer served a malformed alert list", extra={"peer": peer.id, "error": str(e)})
             return 0
@@ -292,9 +296,13 @@ class Gossip:
             )
         except FileError:
             return 0  # not held there (404) or the peer is down: nothing to compare
+        except TooLargeError as e:
+            self.refused.labels(peer=peer.id, what="checkpoint").inc()
+            log.warning("peer served an oversized checkpoint", extra={"url": url, "error": str(e)})
+            return 0
         try:
             got = _open(data, m)
-        except (MalformedError, SignatureError) as e:
+        except (MalformedError, TooLargeError, SignatureError) as e:
             self.refused.labels(peer=peer.id, what="checkpoint").inc()
             log.warning("peer served a checkpoint the log did not sign", extra={"url": url, "error": str(e)})
             return 0
@@ -342,7 +350,7 @@ class Gossip:
         for src in sources:
             try:
                 return merkle.prove_tree(big.size, small.size, tree_reader(src, big.size, big.root))
-            except (ProofError, FileError, MalformedError) as e:
+            except (ProofError, FileError, MalformedError, TooLargeError) as e:
                 log.debug("no tiles for a consistency check", extra={"source": src.name, "error": str(e)})
         return None
 

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from certledger.cli import cli
 from ledger.log import merkle
 from ledger.log.alert import Alert, check_alert, encode_alert
-from ledger.log.checkpoint import Checkpoint, sign_checkpoint
+from ledger.log.checkpoint import DEFAULT_MAX_SIZE, Checkpoint, sign_checkpoint
 from ledger.log.store import LogStore
 from ledger.log.witness import encode_add_checkpoint, origin_hash
 from ledger.replica.store import ReplicaStore
@@ -166,10 +166,13 @@ class LyingPeer:
     def __init__(self, alerts: list[bytes], checkpoint: bytes) -> None:
         self.alerts = alerts
         self.checkpoint = checkpoint
+        self.raw_alerts: bytes | None = None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         url = str(request.url)
         if url == B_URL + "v1/alerts":
+            if self.raw_alerts is not None:
+                return httpx.Response(200, content=self.raw_alerts)
             return httpx.Response(200, json=[json.loads(a) for a in self.alerts])
         if url == f"{B_URL}{A_HASH}/checkpoint":
             return httpx.Response(200, content=self.checkpoint)
@@ -246,12 +249,23 @@ async def test_a_lying_peer_cannot_plant_a_false_alert(net: Net, tmp_path: Path)
         gossip.close()
 
 
-async def test_gossip_tolerates_peers_that_are_down_or_serve_garbage(net: Net) -> None:
+@pytest.mark.parametrize(
+    "checkpoint", [b"not a checkpoint", b"x" * (DEFAULT_MAX_SIZE + 1)], ids=["garbage", "oversized"]
+)
+async def test_gossip_tolerates_peers_that_are_down_or_serve_garbage(net: Net, checkpoint: bytes) -> None:
     c = net.apps[nodes.C].state.node
-    garbage = LyingPeer([], b"not a checkpoint")
+    garbage = LyingPeer([], checkpoint)
     c.gossip._client = httpx.Client(transport=httpx.MockTransport(garbage))
     try:
         assert await asyncio.to_thread(c.gossip.gossip_once) == 0
+        # An oversized alert list is refused too.
+        garbage.raw_alerts = b"[" + b" " * (16 << 20) + b"]"
+        assert await asyncio.to_thread(c.gossip.gossip_once) == 0
+        refused = {"peer": nodes.B, "what": "alerts"}
+        assert c.registry.get_sample_value("certledger_gossip_refused_total", refused) == 1
+        assert c.registry.get_sample_value(
+            "certledger_gossip_refused_total", {**refused, "what": "checkpoint"}
+        )
     finally:
         c.gossip._client.close()
     async with net.client(nodes.C) as cc:
