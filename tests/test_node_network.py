@@ -239,6 +239,33 @@ def test_witnessing_mirrors_and_forks_between_processes(network: Network, tmp_pa
             len(open_checkpoint(kept.cosigned_note, log_key=LOG_VKEY, witnesses=WITNESSES).cosignatures) == 2
         )
 
+    # A split view: A's key extends the real size-46 tree one way for B and another way for
+    # C. Each witness sees a consistent history and cosigns; comparing what they hold, the
+    # nodes find two roots for one size.
+    with LogStore.open(tmp_path / nodes.A / "log.db", readonly=True) as store:
+        real = [merkle.leaf_hash(e) for e in store.entries(0, 46)]
+    for w, tag in ((b, b"for B"), (c, b"for C")):
+        view = real + [merkle.leaf_hash(tag + b" %d" % i) for i in range(4)]
+        note50 = sign_checkpoint(
+            Checkpoint(origin=fx.AMR.origin, size=50, root_hash=merkle.root_from_leaf_hashes(view)), key=lk
+        )
+        body = encode_add_checkpoint(old_size=46, proof=merkle.prove_tree(50, 46, _reader(view)), note=note50)
+        assert httpx.post(w + "add-checkpoint", content=body).status_code == 200
+
+    def compared(w: str) -> bool:
+        return any(x["kind"] == "same-size" for x in httpx.get(w + "v1/alerts").json())
+
+    for w in (b, c):
+        wait_until(lambda w=w: compared(w), f"{w} to find the split view by comparing checkpoints")
+    out = subprocess.run(
+        [sys.executable, "-m", "certledger", "node", "alerts", "--data", str(tmp_path / nodes.C)],
+        capture_output=True,
+        check=True,
+    )
+    [split] = [x for x in map(json.loads, out.stdout.splitlines()) if x["kind"] == "same-size"]
+    assert split["verified"] is True and split["found_by"] == "gossip"
+    assert split["how"] in ("found comparing checkpoints", "adopted from a peer")
+
 
 def test_mirrors_catch_up_and_sync_from_a_static_copy(network: Network, tmp_path: Path) -> None:
     a, b, c = (network.urls[m] for m in MEMBERS)
