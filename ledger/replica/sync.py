@@ -27,9 +27,10 @@ the copy's "as of" time.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,8 @@ BATCH_BUNDLES = 16
 #: The last bytes of every canonical entry: key 4, a 32-byte binary string (the chain link).
 _LINK_TAG = b"\x04\xc4\x20"
 _sha256 = hashlib.sha256
+#: Fewest entries to check for which ``workers`` processes are started.
+PARALLEL_MIN = 4 * BATCH_BUNDLES * tiles.TILE_WIDTH
 
 
 class _Refused(LedgerError):
@@ -93,9 +96,9 @@ class SyncResult:
 class Replica:
     """A verified copy of ``member_id``'s log in ``store``, checked against ``policy``.
 
-    With ``workers`` above 1, statement signatures are checked in that many threads
-    (the Ed25519 library releases the interpreter lock) while the entries are parsed;
-    nothing is stored before its checks have passed.
+    With ``workers`` above 1, a long catch-up checks statement signatures in that many
+    processes while this one parses the entries; nothing is stored before its checks
+    have passed.
     """
 
     def __init__(
@@ -242,7 +245,7 @@ class Replica:
         if cp.size == 0:
             store.commit(cp, verified_at=self._now(), start=0, statements_checked=statements)
             return
-        reader = self._tile_reader(src, cp)
+        reader, seen = self._tile_reader(src, cp)
         if held is not None and m > 0:
             try:
                 proof = merkle.prove_tree(cp.size, m, reader)
@@ -260,7 +263,7 @@ class Replica:
                 store.drop_staged(origin)
                 fetched = m
         tree = _Tree.resume(store, origin, fetched)
-        pool = ThreadPoolExecutor(max_workers=self.workers) if statements and self.workers > 1 else None
+        pool = self._pool(cp.size - fetched) if statements else None
         width = tiles.TILE_WIDTH
         try:
             waiting: _Batch | None = None
@@ -273,7 +276,7 @@ class Replica:
                 while fetched < cp.size and fetched // width < last_bundle:
                     k = fetched // width
                     try:
-                        got, hashed = self._checked_bundle(src, reader, k, cp.size)
+                        got, hashed = self._checked_bundle(src, reader, seen, k, cp.size)
                     except LedgerError as e:  # keep the bundles checked so far, then stop
                         failed = e
                         break
@@ -300,22 +303,27 @@ class Replica:
         store.commit(cp, verified_at=self._now(), start=m, statements_checked=statements)
 
     def _checked_bundle(
-        self, src: Fetcher, reader: merkle.HashReader, k: int, size: int
+        self, src: Fetcher, reader: merkle.HashReader, seen: dict[tiles.Tile, bytes], k: int, size: int
     ) -> tuple[list[bytes], list[bytes]]:
         """Entry bundle ``k`` of the tree of ``size`` and its entries' leaf hashes, each
-        checked against its level-0 tile hash authenticated up to the root."""
+        checked against its level-0 tile, authenticated up to the root as a whole."""
         bundle = tiles.tile_for(tiles.ENTRIES, k, size)
-        assert bundle is not None
+        hash_tile = tiles.tile_for(0, k, size)
+        assert bundle is not None and hash_tile is not None
         entries = self._bundle(src, bundle)
         first = k * tiles.TILE_WIDTH
+        last = first + bundle.width - 1
         try:
-            # stored_hash_index(0, n) == 2n - popcount(n)
-            authentic = reader([2 * n - n.bit_count() for n in range(first, first + bundle.width)])
+            # Reading one hash authenticates its whole level-0 tile: a full one against
+            # its parent, a partial one (at the tree's edge) against the root.
+            reader([2 * last - last.bit_count()])  # stored_hash_index(0, last)
         except ProofError as e:
             raise self._refuse(src, str(e)) from None
+        authentic = seen[hash_tile]
         leaves = [_sha256(b"\x00" + e).digest() for e in entries]
-        if leaves != list(authentic):
-            i = next(i for i, (a, b) in enumerate(zip(leaves, authentic, strict=True)) if a != b)
+        if b"".join(leaves) != authentic[: len(leaves) * merkle.HASH_SIZE]:
+            size_ = merkle.HASH_SIZE
+            i = next(i for i, h in enumerate(leaves) if h != authentic[i * size_ : (i + 1) * size_])
             raise self._refuse(src, f"entry {first + i} in {bundle.path} does not hash to the checkpoint")
         return entries, leaves
 
@@ -328,7 +336,7 @@ class Replica:
         datas: list[bytes],
         leaves: list[bytes],
         statements: bool,
-        pool: ThreadPoolExecutor | None,
+        pool: Executor | None,
     ) -> _Batch:
         """Check the chain of entries ``start, ...`` (and, with ``statements``, parse them
         and start their signature checks) and extend ``tree`` with them."""
@@ -368,6 +376,12 @@ class Replica:
             index=batch.index,
         )
 
+    def _pool(self, count: int) -> Executor | None:
+        """Processes for the signature checks of ``count`` entries, when worth starting."""
+        if self.workers < 2 or count < PARALLEL_MIN:
+            return None
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+
     def _keys(self) -> dict[bytes, PublicKey]:
         return {self.member.log_key_id(k): k.public_key for k in self.member.log_keys}
 
@@ -389,7 +403,7 @@ class Replica:
         key = keys.get(signed.key_id)
         if key is None:
             raise self._bad_log(source, cp, f"entry {n}: the statement signature does not verify")
-        jobs.append((n, key, signed.signature, statement_message(signed.statement_bytes)))
+        jobs.append((n, key.raw, signed.signature, statement_message(signed.statement_bytes)))
         st = signed.statement
         return (
             n,
@@ -417,7 +431,7 @@ class Replica:
             return 0
         covering = store.checkpoint_sizes(origin, start, size)
         keys = self._keys()
-        pool = ThreadPoolExecutor(max_workers=self.workers) if self.workers > 1 else None
+        pool = self._pool(size - start)
         done, c = start, 0
         try:
             while done < size:
@@ -461,21 +475,29 @@ class Replica:
             return tiles.encode_bundle(items)
         return full[: t.size]
 
-    def _tile_reader(self, src: Fetcher, cp: WitnessedCheckpoint) -> merkle.HashReader:
+    def _tile_reader(
+        self, src: Fetcher, cp: WitnessedCheckpoint
+    ) -> tuple[merkle.HashReader, dict[tiles.Tile, bytes]]:
+        """A reader of the source's hashes authenticated against ``cp``, and the tiles it
+        read: the upper and partial ones, and the last full level-0 tile."""
         cache: dict[tiles.Tile, bytes] = {}
+        level0: tiles.Tile | None = None
 
         def fetch(wanted: Sequence[tiles.Tile]) -> list[bytes]:
+            nonlocal level0
             out = []
             for t in wanted:
                 data = cache.get(t)
                 if data is None:
-                    data = self._get_tile(src, t)
-                    if t.level > 0 or not t.is_full:  # full level-0 tiles are read once
-                        cache[t] = data
+                    data = cache[t] = self._get_tile(src, t)
+                    if t.level == 0 and t.is_full:  # full level-0 tiles are read once
+                        if level0 is not None:
+                            del cache[level0]
+                        level0 = t
                 out.append(data)
             return out
 
-        return tiles.tile_hash_reader(cp.size, cp.root_hash, fetch)
+        return tiles.tile_hash_reader(cp.size, cp.root_hash, fetch), cache
 
     def _bundle(self, src: Fetcher, t: tiles.Tile) -> list[bytes]:
         data = self._get_tile(src, t)
@@ -499,21 +521,23 @@ class Replica:
         return _Refused(alert.message)
 
 
-_Job = tuple[int, PublicKey, bytes, bytes]
+_Job = tuple[int, bytes, bytes, bytes]  # entry index, public key, signature, signed message
 
 
 def _first_bad(jobs: Sequence[_Job]) -> int | None:
     """The index of the first entry whose statement signature does not verify, or None."""
-    for n, key, signature, message in jobs:
+    keys: dict[bytes, PublicKey] = {}
+    for n, raw, signature, message in jobs:
+        key = keys.get(raw)
+        if key is None:
+            key = keys[raw] = PublicKey(raw=raw)
         if not key.is_valid(signature, message):
             return n
     return None
 
 
-def _signature_checks(
-    jobs: list[_Job], pool: ThreadPoolExecutor | None, workers: int
-) -> list[Future[int | None]]:
-    """Start checking the signatures, split over the pool's threads (or here, without one)."""
+def _signature_checks(jobs: list[_Job], pool: Executor | None, workers: int) -> list[Future[int | None]]:
+    """Start checking the signatures, split over the pool's processes (or here, without one)."""
     if pool is None:
         done: Future[int | None] = Future()
         done.set_result(_first_bad(jobs))
