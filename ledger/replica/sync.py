@@ -47,7 +47,14 @@ from ledger.errors import (
 from ledger.keys import PublicKey
 from ledger.log import merkle
 from ledger.log.checkpoint import DEFAULT_MAX_SIZE
-from ledger.log.statement import GENESIS_PREV, MAX_ENTRY_SIZE, Entry, statement_message
+from ledger.log.statement import (
+    GENESIS_PREV,
+    MAX_ENTRY_SIZE,
+    Entry,
+    SignedStatement,
+    encode_entry,
+    statement_message,
+)
 from ledger.replica import tiles
 from ledger.replica.checks import entry_problem, open_witnessed
 from ledger.replica.fetch import Fetcher, NotFoundError
@@ -397,7 +404,7 @@ class Replica:
     ) -> tuple[Any, ...]:
         """Parse entry ``n`` strictly, queue its signature check, and judge its statement."""
         try:
-            signed = Entry.from_bytes(data).signed
+            signed = _signed_statement(data)
         except MalformedError as e:
             raise self._bad_log(source, cp, f"entry {n} is malformed: {e}") from None
         key = keys.get(signed.key_id)
@@ -520,6 +527,35 @@ class Replica:
         )
         return _Refused(alert.message)
 
+
+def _signed_statement(data: bytes) -> SignedStatement:
+    """The signed statement of an entry, parsed as strictly as :meth:`Entry.from_bytes`.
+
+    An entry in the one canonical layout (``encode_entry`` gives back exactly its bytes)
+    is cut at fixed offsets, so only the statement inside is decoded; anything else
+    goes through ``Entry.from_bytes``, which accepts or names the problem.
+    """
+    if data[:4] == b"\x85\x00\x01\x01" and len(data) > 6:
+        if data[4] == 0xC4:
+            length, off = data[5], 6
+        elif data[4] == 0xC5:
+            length, off = int.from_bytes(data[5:7], "big"), 7
+        else:
+            length, off = -1, 0
+        rest = data[off + length :]
+        if length >= 0 and len(rest) == _TAIL:
+            statement_bytes, key_id, signature = data[off : off + length], rest[3:7], rest[10:74]
+            canonical = encode_entry(
+                statement_bytes=statement_bytes, key_id=key_id, signature=signature, prev=rest[77:]
+            )
+            if canonical == data:
+                return SignedStatement(statement_bytes=statement_bytes, key_id=key_id, signature=signature)
+    return Entry.from_bytes(data).signed
+
+
+#: The canonical entry's bytes after the statement: key 2 with a 4-byte key ID, key 3
+#: with a 64-byte signature, key 4 with the 32-byte chain link.
+_TAIL = 3 + 4 + 3 + 64 + 3 + 32
 
 _Job = tuple[int, bytes, bytes, bytes]  # entry index, public key, signature, signed message
 
