@@ -10,18 +10,24 @@ or static copy will do, and the issuer is never needed) and, before storing anyt
    read from the source's tiles, every tile authenticated against the new root). A
    contradiction between two signed checkpoints is a **fork**: refused and kept as an
    alert with both notes and the failed proof;
-3. reads the new entries' bundles and checks each entry against its authenticated
-   level-0 tile hash (a tile or bundle that does not hash to the checkpoint is refused
-   and its source named, and the next source is tried);
-4. checks the hash chain and every statement's signature, recomputes the tree up to
-   the signed root, and judges each statement's key validity (with the compromise rule
-   at this checkpoint's witness time), mandate and maker; a statement that fails these
-   stays in the copy marked with its problem and never counts for a verdict;
-5. stores the checkpoint, entries, hashes and certificate index in one transaction.
+3. reads the new entries' bundles and checks each entry against its level-0 tile,
+   authenticated up to the signed root (a tile or bundle that does not hash to the
+   checkpoint is refused and its source named, and the next source is tried);
+4. checks the hash chain and every statement's signature, recomputes the tree, and
+   judges each statement's key validity (with the compromise rule at this
+   checkpoint's witness time), mandate and maker; a statement that fails these stays
+   in the copy marked with its problem and never counts for a verdict;
+5. keeps the checked entries, hashes and certificate index rows batch by batch (one
+   transaction per :data:`BATCH_BUNDLES` bundles, so memory stays flat however long
+   the log), and once the tree gives the signed root, stores the checkpoint, which
+   makes them replica data in one transaction. Until then nothing past the copy's
+   size is read as replica data.
 
-A catch-up keeps the bundles it verified as it goes, so an interrupted one resumes
-where it stopped. Re-fetching the same checkpoint with newer cosignatures refreshes
-the copy's "as of" time.
+A catch-up keeps the batches it checked, so an interrupted one resumes where it
+stopped. Re-fetching the same checkpoint with newer cosignatures refreshes the copy's
+"as of" time. ``sync(statements=False)`` checks the checkpoint, tree, chain and root
+only (what serving the copy as tiles needs); verdicts then keep reading the prefix
+whose statements are checked until :meth:`Replica.check_statements` checks the rest.
 """
 
 from __future__ import annotations
