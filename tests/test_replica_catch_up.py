@@ -168,3 +168,17 @@ def test_entry_fast_path_accepts_and_refuses_exactly_as_entry_from_bytes(
     elif mode == 2:
         data.insert(at % (len(data) + 1), byte)
     _same_verdict(bytes(data))
+
+
+def test_a_catch_up_kept_tree_only_is_not_resumed_as_checked(
+    tmp_path: Path, long_log: Net, store: ReplicaStore
+) -> None:
+    bad = long_log.copy_tiles(AMR.id, tmp_path / "tampered")
+    (bad / "tile/entries/017").write_bytes(b"")
+    assert not replica(store).sync([DirectoryFetcher(root=bad)], statements=False).ok
+    assert store.resume_point(AMR.origin) == 17 * 256 and store.index_tip(AMR.origin) == 0
+    result = replica(store).sync([long_log.source(AMR.id)])
+    assert result.ok and result.size == LONG and store.checked_size(AMR.origin) == LONG
+    assert store.index_tip(AMR.origin) == LONG
+    found = store.find_statement(AMR.id, statement_bytes(long_log, 100))
+    assert found is not None and found.index == 100

@@ -450,6 +450,11 @@ class ReplicaStore:
             except sqlite3.Error as e:
                 raise StorageError(f"{self._path}: {e}") from None
 
+    def index_tip(self, origin: str) -> int:
+        """One past the last certificate index row of ``origin`` (0 for none)."""
+        rows = self._rows("SELECT max(idx) FROM certs WHERE origin = ?", (origin,))
+        return 0 if not rows or rows[0][0] is None else int(rows[0][0]) + 1
+
     def write_checked(
         self,
         origin: str,

@@ -272,7 +272,9 @@ class Replica:
         fetched = m
         if pending is not None:
             fetched = store.resume_point(origin) if pending[0] == cp.note else -1
-            if not m <= fetched <= cp.size:
+            # the kept entries must have been checked the way this sync checks them
+            indexed = store.index_tip(origin) == fetched
+            if not m <= fetched <= cp.size or (fetched > m and indexed != statements):
                 store.drop_staged(origin)
                 fetched = m
         tree = _Tree.resume(store, origin, fetched)
