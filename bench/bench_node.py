@@ -12,12 +12,21 @@ else is contacted), and then, in alternating rounds from one client process with
 It prints requests per second for each, per round and as the median, and the ratio
 tile / trivial.
 
-Then it measures a mirror's catch-up (``--mirror-entries``, default 20,000; 0 skips):
-the node's tiles written as a static copy (``node.static.TilesDir``), and a fresh
-``ledger.replica.sync.Replica`` syncing all of it from that directory (checkpoint
-signature and witness quorum, tiles up to the root, hash chain, every statement's
-signature and mandate), in entries per second next to the machine's raw SHA-256 rate
-(hashes of entry-sized messages) and raw Ed25519 verify rate, measured in the same run.
+Then it measures a mirror's catch-up (``--mirror-entries``, default 1,000,000; 0
+skips): the node's tiles written as a static copy (``node.static.TilesDir``), and fresh
+replicas each syncing all of it from that directory end to end through
+``ledger.replica.sync.Replica.sync`` (checkpoint signature and witness quorum first):
+
+* checking the tree, the hash chain and the root (``statements=False``), next to the
+  machine's raw SHA-256 rate (hashes of an entry-sized message);
+* with every statement's signature, key validity and mandate checked as well, in one
+  process and with two worker processes for the signatures, next to the raw Ed25519
+  verify rate of one core, also per core used (CPU time of the process and its workers
+  over the wall-clock time).
+
+The raw rates are measured right before and after each catch-up in the same run. The
+resident set size of the syncing process is printed at 100,000, 500,000 entries and at
+the end.
 
 Usage: ``python bench/bench_node.py [--entries N] [--requests R] [--rounds K]
 [--concurrency C] [--mirror-entries M]``.
@@ -28,7 +37,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import random
+import resource
 import socket
 import statistics
 import subprocess
@@ -38,6 +49,7 @@ import time
 from pathlib import Path
 
 import httpx
+import nacl.bindings
 
 from ledger.keys import SIG_TYPE_COSIGNATURE, SigningKey, VerifierKey
 from ledger.log.certid import CertId
@@ -161,60 +173,130 @@ async def _round(base: str, paths: list[str], concurrency: int) -> float:
         return len(paths) / (time.perf_counter() - t)
 
 
-def _raw_rates(message: bytes, key: SigningKey, seconds: float = 1.0) -> tuple[float, float]:
-    """Raw SHA-256 hashes/s of ``message`` and raw Ed25519 verifications/s, one core."""
-    n, t = 0, time.perf_counter()
+def _raw_rates(message: bytes, key: SigningKey, seconds: float = 1.0) -> tuple[float, float, float, float]:
+    """Raw SHA-256 hashes of ``message`` and raw libsodium Ed25519 verifications on one
+    core: per second of wall-clock time, then per second of CPU time."""
+    n, t, c = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t < seconds:
         for _ in range(1000):
             hashlib.sha256(message).digest()
         n += 1000
-    sha = n / (time.perf_counter() - t)
-    sig = key.sign(message)
-    public = key.public_key
-    n, t = 0, time.perf_counter()
+    sha, sha_cpu = n / (time.perf_counter() - t), n / (time.process_time() - c)
+    signed = key.sign(message) + message
+    public = key.public_key.raw
+    n, t, c = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t < seconds:
         for _ in range(100):
-            public.is_valid(sig, message)
+            nacl.bindings.crypto_sign_open(signed, public)
         n += 100
-    return sha, n / (time.perf_counter() - t)
+    return sha, n / (time.perf_counter() - t), sha_cpu, n / (time.process_time() - c)
+
+
+def _rss() -> int:
+    """This process's resident set size in bytes (Linux), else its peak."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _RssProbe:
+    """A source that notes the RSS when the catch-up first asks for entries past each mark."""
+
+    def __init__(self, inner: DirectoryFetcher, marks: list[int]) -> None:
+        self.inner = inner
+        self.marks = sorted(marks)
+        self.seen: dict[int, int] = {}
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def get(self, path: str, *, max_size: int) -> bytes:
+        if path.startswith("tile/entries/"):
+            first = tiles.parse_tile_path(path).index * tiles.TILE_WIDTH
+            for mark in self.marks:
+                if first >= mark and mark not in self.seen:
+                    self.seen[mark] = _rss()
+        return self.inner.get(path, max_size=max_size)
+
+
+def _catch_up(
+    static: Path, db: Path, policy: Policy, entries: int, *, statements: bool, workers: int
+) -> tuple[float, float, dict[int, int]]:
+    """One fresh replica's catch-up through ``Replica.sync``: (seconds, CPU seconds of this
+    process and its workers, RSS of this process at marks)."""
+    marks = [m for m in (100_000, 500_000) if m < entries]
+    probe = _RssProbe(DirectoryFetcher(root=static), marks)
+    with ReplicaStore.open(db) as replica_store:
+        replica = Replica(store=replica_store, policy=policy, member_id="bench-a", workers=workers)
+        cpu = os.times()
+        t = time.perf_counter()
+        result = replica.sync([probe], statements=statements)
+        took = time.perf_counter() - t
+        after = os.times()
+    if not result.ok or result.size != entries:
+        raise SystemExit(f"mirror sync failed: {result.refused}")
+    probe.seen[entries] = _rss()
+    used = sum(after[:4]) - sum(cpu[:4])  # user + system, this process and finished children
+    return took, used, probe.seen
 
 
 def mirror_catch_up(entries: int) -> None:
-    """Time a fresh replica syncing a static copy of a log of ``entries`` entries."""
+    """Time fresh replicas syncing a static copy of a log of ``entries`` entries."""
     with tempfile.TemporaryDirectory() as tmp:
         data, static = Path(tmp) / "node", Path(tmp) / "static"
+        t = time.perf_counter()
         keys = build(data, entries)
         config = load_config(data, submit=False, mirror=False)
         with LogStore.open(data / "log.db", readonly=True) as store:
-            t = time.perf_counter()
             TilesDir(static).write_tiles(store, entries)
-            written = time.perf_counter() - t
             latest = store.latest_checkpoint()
             assert latest is not None
             sample = store.entry(entries // 2)
+        built = time.perf_counter() - t
+        print(f"log of {entries:,} entries built and written as a static tile copy in {built:.0f} s")
+        (data / "log.db").unlink()
         policy = config.policy.policy
         witness = policy.require_member("bench-b").witness_key
         note = cosign(latest.note, CosignatureSigner(name=witness.name, key=keys["bench-b"][1]))
         (static / "checkpoint").write_bytes(note)
-        sha_before, verify_before = _raw_rates(sample, keys["bench-a"][0])
-        with ReplicaStore.open(Path(tmp) / "replica.db") as replica_store:
-            replica = Replica(store=replica_store, policy=policy, member_id="bench-a")
-            t = time.perf_counter()
-            result = replica.sync([DirectoryFetcher(root=static)])
-            took = time.perf_counter() - t
-        sha_after, verify_after = _raw_rates(sample, keys["bench-a"][0])
-        if not result.ok or result.size != entries:
-            raise SystemExit(f"mirror sync failed: {result.refused}")
-        rate = entries / took
-        sha = (sha_before + sha_after) / 2
-        verify = (verify_before + verify_after) / 2
-        print(f"static copy of {entries:,} entries written in {written:.1f} s")
-        print(f"mirror catch-up (all checks, statement signatures included): {rate:,.0f} entries/s")
-        print(
-            f"raw SHA-256 of a {len(sample)}-byte entry: {sha:,.0f} hashes/s; "
-            f"catch-up / SHA-256 = {rate / sha:.3f}"
-        )
-        print(f"raw Ed25519 verify: {verify:,.0f} /s; catch-up / verify = {rate / verify:.2f} (one core)")
+        cores = min(2, os.cpu_count() or 1)
+        runs = [("tree, chain and root", False, 1), ("all checks, 1 process", True, 1)]
+        if cores > 1:
+            runs.append((f"all checks, {cores} worker processes", True, cores))
+        print(f"RSS before the catch-ups: {_rss() / 2**20:,.0f} MiB")
+        for n, (what, statements, workers) in enumerate(runs):
+            before = _raw_rates(sample, keys["bench-a"][0])
+            took, cpu, rss = _catch_up(
+                static, Path(tmp) / f"replica{n}.db", policy, entries, statements=statements, workers=workers
+            )
+            after = _raw_rates(sample, keys["bench-a"][0])
+            sha_rate, verify_rate, sha_cpu, verify_cpu = (
+                (x + y) / 2 for x, y in zip(before, after, strict=True)
+            )
+            rate, rate_cpu = entries / took, entries / cpu
+            print(
+                f"mirror catch-up ({what}): {rate:,.0f} entries/s in {took:.1f} s; "
+                f"{cpu / took:.2f} cores busy, {rate_cpu:,.0f} entries per CPU-second"
+            )
+            if statements:
+                print(
+                    f"  raw libsodium Ed25519 verify (one core, same run): {verify_rate:,.0f} /s, "
+                    f"{verify_cpu:,.0f} per CPU-second; catch-up / verify = {rate / verify_rate:.2f}, "
+                    f"per core used {rate_cpu / verify_cpu:.2f}"
+                )
+            else:
+                print(
+                    f"  raw SHA-256 of a {len(sample)}-byte entry (one core, same run): {sha_rate:,.0f} /s, "
+                    f"{sha_cpu:,.0f} per CPU-second; catch-up / SHA-256 = {rate / sha_rate:.3f}, "
+                    f"per core used {rate_cpu / sha_cpu:.3f}"
+                )
+            print(
+                "  RSS: " + ", ".join(f"{k:,} entries {v / 2**20:,.0f} MiB" for k, v in sorted(rss.items()))
+            )
+            (Path(tmp) / f"replica{n}.db").unlink()
 
 
 def main() -> None:
@@ -223,7 +305,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--mirror-entries", type=int, default=20_000)
+    ap.add_argument("--mirror-entries", type=int, default=1_000_000)
     ap.add_argument("--serve", nargs=2, metavar=("DATA", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:

@@ -22,5 +22,7 @@ def test_bench_node_runs() -> None:
     assert "log of 600 entries built" in out.stdout
     assert "tile serving / trivial endpoint = " in out.stdout
     assert "(4 distinct full tiles)" in out.stdout
-    assert "mirror catch-up (all checks, statement signatures included): " in out.stdout
+    assert "mirror catch-up (all checks, 1 process): " in out.stdout
     assert "catch-up / SHA-256 = " in out.stdout and "catch-up / verify = " in out.stdout
+    assert "mirror catch-up (tree, chain and root): " in out.stdout and "per core used " in out.stdout
+    assert "  RSS: 600 entries " in out.stdout

@@ -15,9 +15,15 @@ recomputed up to the signed root). Everything is stored per log origin::
     hashes       (origin, idx PK, hash)           stored Merkle hashes (ledger.log.merkle order)
     certs        (origin, idx PK, cert_id, kind, issuer, cert_type, time, stmt_hash,
                   replaces, problem)              the certificate index of every statement
-    staged       (origin, idx PK, data)           entries fetched for a catch-up not yet
-                  + pending (origin PK, note, source)   verified up to its checkpoint root;
-                                                  never read as replica data
+    pending      (origin PK, note, source)        a catch-up in progress: entries, hashes and
+                                                  index rows at or past the log's ``size`` were
+                                                  checked towards ``note`` but its root is not
+                                                  reached yet; never read as replica data
+    checked      (origin PK, size)                present only while a log's statements are
+                                                  checked for ``[0, size)`` alone (a sync that
+                                                  checked the tree and chain only); verdicts
+                                                  read that prefix and its checkpoint
+    staged       (origin, idx PK, data)           unused (kept for older databases)
     alerts       (id PK, origin, member_id, kind, message, note_a, note_b, proof,
                   source, created)                forks and refused data, kept as evidence
 
@@ -53,7 +59,6 @@ from ledger.log.statement import Entry, SignedStatement, Statement
 
 __all__ = [
     "Alert",
-    "IndexRow",
     "LoggedEntry",
     "ReplicaStore",
     "ReplicaView",
@@ -94,6 +99,7 @@ CREATE TABLE staged (
     origin TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (origin, idx)
 ) WITHOUT ROWID;
 CREATE TABLE pending (origin TEXT PRIMARY KEY NOT NULL, note BLOB NOT NULL, source TEXT NOT NULL);
+CREATE TABLE checked (origin TEXT PRIMARY KEY NOT NULL, size INTEGER NOT NULL);
 CREATE TABLE alerts (
     id INTEGER PRIMARY KEY, origin TEXT NOT NULL, member_id TEXT NOT NULL, kind TEXT NOT NULL,
     message TEXT NOT NULL, note_a BLOB, note_b BLOB, proof TEXT, source TEXT, created INTEGER NOT NULL
@@ -144,21 +150,6 @@ class LoggedEntry:
     def statement(self) -> Statement:
         """The statement the entry holds."""
         return self.signed.statement
-
-
-@dataclass(frozen=True, kw_only=True)
-class IndexRow:
-    """One row of the certificate index, as the sync writes it."""
-
-    index: int
-    cert_id: str
-    kind: int
-    issuer: str
-    cert_type: str
-    time: int
-    stmt_hash: bytes
-    replaces: str | None
-    problem: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,6 +252,9 @@ class ReplicaStore:
                 raise StorageError(f"{p}: unknown replica schema version")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS checked (origin TEXT PRIMARY KEY NOT NULL, size INTEGER NOT NULL)"
+            )
         except sqlite3.Error as e:
             raise StorageError(f"{p}: cannot open the replica database: {e}") from None
         return cls(_conn=conn, _path=p)
@@ -457,51 +451,85 @@ class ReplicaStore:
 
     # -- writing (the sync only) ------------------------------------------------------
 
-    def commit(
+    def _tip(self, c: sqlite3.Connection, origin: str) -> int:
+        """One past the last entry row of ``origin``, verified or in progress."""
+        row = c.execute("SELECT max(idx) FROM entries WHERE origin = ?", (origin,)).fetchone()
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def resume_point(self, origin: str) -> int:
+        """Where a catch-up of ``origin`` continues: one past the last entry checked,
+        whether its checkpoint is reached yet or not."""
+        with self._mutex:
+            try:
+                return self._tip(self._conn, origin)
+            except sqlite3.Error as e:
+                raise StorageError(f"{self._path}: {e}") from None
+
+    def index_tip(self, origin: str) -> int:
+        """One past the last certificate index row of ``origin`` (0 for none)."""
+        rows = self._rows("SELECT max(idx) FROM certs WHERE origin = ?", (origin,))
+        return 0 if not rows or rows[0][0] is None else int(rows[0][0]) + 1
+
+    def write_checked(
         self,
-        checkpoint: WitnessedCheckpoint,
+        origin: str,
         *,
+        note: bytes,
+        source: str,
+        base: int,
+        start: int,
         entries: Sequence[tuple[int, bytes]],
         hashes: Sequence[tuple[int, bytes]],
-        index: Sequence[IndexRow],
-        verified_at: int,
-        start: int,
+        index: Sequence[tuple[Any, ...]],
     ) -> None:
-        """Store a verified checkpoint with the entries, hashes and index rows it adds to
-        a copy of ``start`` entries, in one transaction; clears any staged catch-up it
-        completes. ConflictError if the copy no longer has ``start`` entries (another
-        sync, perhaps in another process, moved it on)."""
+        """Keep one checked batch of a catch-up towards ``note`` from a copy of ``base``
+        entries: entries ``start, start + 1, ...``, their stored hashes and index rows
+        (``(idx, cert_id, kind, issuer, cert_type, time, stmt_hash, replaces, problem)``),
+        in one transaction. They are not replica data until :meth:`commit` reaches the
+        checkpoint. ConflictError if another sync moved the copy or the catch-up on."""
+        with self._transaction() as c:
+            row = c.execute("SELECT size FROM logs WHERE origin = ?", (origin,)).fetchone()
+            if (0 if row is None else int(row[0])) != base or max(self._tip(c, origin), base) != start:
+                raise ConflictError(f"the copy of {origin} changed during the sync; sync again")
+            c.execute(
+                "INSERT OR REPLACE INTO pending (origin, note, source) VALUES (?, ?, ?)",
+                (origin, note, source),
+            )
+            c.executemany(
+                "INSERT INTO entries (origin, idx, data) VALUES (?, ?, ?)",
+                [(origin, i, d) for i, d in entries],
+            )
+            c.executemany(
+                "INSERT INTO hashes (origin, idx, hash) VALUES (?, ?, ?)", [(origin, i, h) for i, h in hashes]
+            )
+            if index:
+                c.executemany(
+                    "INSERT INTO certs (origin, idx, cert_id, kind, issuer, cert_type, time, stmt_hash, "
+                    "replaces, problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(origin, *r) for r in index],
+                )
+
+    def commit(
+        self, checkpoint: WitnessedCheckpoint, *, verified_at: int, start: int, statements_checked: bool
+    ) -> None:
+        """Make the checked entries of a catch-up from a copy of ``start`` entries up to
+        ``checkpoint`` replica data, storing the checkpoint, in one transaction.
+
+        With ``statements_checked`` false the entries were checked for tree and chain
+        only: verdicts keep reading the prefix whose statements are checked (see
+        :meth:`checked_size`). ConflictError if the copy no longer has ``start`` entries
+        or the checked entries do not reach the checkpoint."""
         o = checkpoint.origin
         cos = json.dumps(list(checkpoint.cosigners))
         with self._transaction() as c:
             row = c.execute("SELECT size FROM logs WHERE origin = ?", (o,)).fetchone()
-            if (0 if row is None else int(row[0])) != start:
+            if (0 if row is None else int(row[0])) != start or max(self._tip(c, o), start) != checkpoint.size:
                 raise ConflictError(f"the copy of {o} changed during the sync; sync again")
-            c.executemany(
-                "INSERT INTO entries (origin, idx, data) VALUES (?, ?, ?)", [(o, i, d) for i, d in entries]
-            )
-            c.executemany(
-                "INSERT INTO hashes (origin, idx, hash) VALUES (?, ?, ?)", [(o, i, h) for i, h in hashes]
-            )
-            c.executemany(
-                "INSERT INTO certs (origin, idx, cert_id, kind, issuer, cert_type, time, stmt_hash, "
-                "replaces, problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        o,
-                        r.index,
-                        r.cert_id,
-                        r.kind,
-                        r.issuer,
-                        r.cert_type,
-                        r.time,
-                        r.stmt_hash,
-                        r.replaces,
-                        r.problem,
-                    )
-                    for r in index
-                ],
-            )
+            if statements_checked:
+                if c.execute("SELECT 1 FROM checked WHERE origin = ?", (o,)).fetchone() is not None:
+                    raise ConflictError(f"the statements of {o} are not all checked; sync again")
+            else:
+                c.execute("INSERT OR IGNORE INTO checked (origin, size) VALUES (?, ?)", (o, start))
             c.execute(
                 "INSERT OR IGNORE INTO checkpoints (origin, size, root, note, witnessed_at, newest_at, "
                 "cosigners) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -530,8 +558,49 @@ class ReplicaStore:
                     verified_at,
                 ),
             )
-            c.execute("DELETE FROM staged WHERE origin = ? AND idx < ?", (o, checkpoint.size))
+            c.execute("DELETE FROM staged WHERE origin = ?", (o,))
             c.execute("DELETE FROM pending WHERE origin = ?", (o,))
+
+    # -- statements checked after the tree ---------------------------------------------
+
+    def checked_size(self, origin: str) -> int:
+        """How many entries of ``origin`` have their statements checked and indexed (the
+        prefix verdicts read); equal to :meth:`size` unless a sync checked the tree only."""
+        rows = self._rows(
+            "SELECT coalesce((SELECT size FROM checked WHERE origin = ?), "
+            "(SELECT size FROM logs WHERE origin = ?), 0)",
+            (origin, origin),
+        )
+        return int(rows[0][0])
+
+    def checkpoint_sizes(self, origin: str, start: int, stop: int) -> list[tuple[int, int]]:
+        """``(size, witnessed_at)`` of the stored checkpoints of ``origin`` with ``start < size <= stop``."""
+        rows = self._rows(
+            "SELECT size, witnessed_at FROM checkpoints WHERE origin = ? AND size > ? AND size <= ? "
+            "ORDER BY size",
+            (origin, start, stop),
+        )
+        return [(int(a), int(b)) for a, b in rows]
+
+    def index_checked(self, origin: str, *, start: int, index: Sequence[tuple[Any, ...]]) -> None:
+        """Add the index rows of entries whose statements were checked after their tree,
+        from ``start``; the checked prefix grows past them (and ends when it is the whole
+        copy). ConflictError if another check moved it on."""
+        with self._transaction() as c:
+            row = c.execute("SELECT size FROM checked WHERE origin = ?", (origin,)).fetchone()
+            if row is None or int(row[0]) != start:
+                raise ConflictError(f"the statement check of {origin} moved on; sync again")
+            c.executemany(
+                "INSERT INTO certs (origin, idx, cert_id, kind, issuer, cert_type, time, stmt_hash, "
+                "replaces, problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(origin, *r) for r in index],
+            )
+            stop = start + len(index)
+            size = c.execute("SELECT size FROM logs WHERE origin = ?", (origin,)).fetchone()[0]
+            if stop >= size:
+                c.execute("DELETE FROM checked WHERE origin = ?", (origin,))
+            else:
+                c.execute("UPDATE checked SET size = ? WHERE origin = ?", (stop, origin))
 
     # -- a catch-up in progress --------------------------------------------------------
 
@@ -540,34 +609,16 @@ class ReplicaStore:
         rows = self._rows("SELECT note, source FROM pending WHERE origin = ?", (origin,))
         return (bytes(rows[0][0]), str(rows[0][1])) if rows else None
 
-    def stage(self, origin: str, *, note: bytes, source: str, entries: Sequence[tuple[int, bytes]]) -> None:
-        """Keep fetched entries of a catch-up towards ``note`` (not yet replica data)."""
-        with self._transaction() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO pending (origin, note, source) VALUES (?, ?, ?)",
-                (origin, note, source),
-            )
-            c.executemany(
-                "INSERT OR REPLACE INTO staged (origin, idx, data) VALUES (?, ?, ?)",
-                [(origin, i, d) for i, d in entries],
-            )
-
-    def staged(self, origin: str, start: int, stop: int) -> list[bytes]:
-        """Staged entries ``[start, stop)``, contiguous from ``start`` (may be fewer)."""
-        rows = self._rows(
-            "SELECT idx, data FROM staged WHERE origin = ? AND idx >= ? AND idx < ? ORDER BY idx",
-            (origin, start, stop),
-        )
-        out: list[bytes] = []
-        for i, d in rows:
-            if i != start + len(out):
-                break
-            out.append(bytes(d))
-        return out
-
     def drop_staged(self, origin: str) -> None:
-        """Forget a catch-up in progress (its data did not verify)."""
+        """Forget a catch-up in progress (its data did not verify, or it heads elsewhere)."""
         with self._transaction() as c:
+            row = c.execute("SELECT size FROM logs WHERE origin = ?", (origin,)).fetchone()
+            size = 0 if row is None else int(row[0])
+            c.execute("DELETE FROM entries WHERE origin = ? AND idx >= ?", (origin, size))
+            c.execute(
+                "DELETE FROM hashes WHERE origin = ? AND idx >= ?", (origin, merkle.stored_hash_count(size))
+            )
+            c.execute("DELETE FROM certs WHERE origin = ? AND idx >= ?", (origin, size))
             c.execute("DELETE FROM staged WHERE origin = ?", (origin,))
             c.execute("DELETE FROM pending WHERE origin = ?", (origin,))
 
@@ -664,9 +715,15 @@ class ReplicaStore:
     # -- ReplicaView ---------------------------------------------------------------------
 
     def latest(self, member_id: str) -> WitnessedCheckpoint | None:
-        """The newest verified witnessed checkpoint of the member's log."""
+        """The newest verified witnessed checkpoint of the member's log whose statements
+        are all checked (the newest one, unless a sync checked the tree only)."""
         origin = self._origin_of(member_id)
-        return None if origin is None else self.latest_checkpoint(origin)
+        if origin is None:
+            return None
+        rows = self._rows("SELECT size FROM checked WHERE origin = ?", (origin,))
+        if not rows:
+            return self.latest_checkpoint(origin)
+        return self.checkpoint_at(origin, int(rows[0][0]))
 
     def _logged(self, origin: str, idx: int, problem: str | None, data: bytes | None = None) -> LoggedEntry:
         first = self._covering(origin, idx + 1)
@@ -689,8 +746,8 @@ class ReplicaStore:
         rows = self._rows(
             "SELECT c.idx, c.problem, e.data FROM certs c "
             "JOIN entries e ON e.origin = c.origin AND e.idx = c.idx "
-            "WHERE c.origin = ? AND c.stmt_hash = ? ORDER BY c.idx LIMIT 1",
-            (origin, statement_hash(statement_bytes)),
+            "WHERE c.origin = ? AND c.stmt_hash = ? AND c.idx < ? ORDER BY c.idx LIMIT 1",
+            (origin, statement_hash(statement_bytes), self.checked_size(origin)),
         )
         return self._logged(origin, rows[0][0], rows[0][1], bytes(rows[0][2])) if rows else None
 
@@ -704,8 +761,10 @@ class ReplicaStore:
     def status_entries(self, cert_id: str) -> list[LoggedEntry]:
         """Every entry in any log about ``cert_id`` other than its issue."""
         rows = self._rows(
-            "SELECT origin, idx, problem FROM certs "
-            "WHERE (cert_id = ? AND kind IN (2, 3, 4)) OR replaces = ? ORDER BY time, origin, idx",
+            "SELECT c.origin, c.idx, c.problem FROM certs c "
+            "WHERE ((c.cert_id = ? AND c.kind IN (2, 3, 4)) OR c.replaces = ?) AND c.idx < coalesce("
+            "(SELECT size FROM checked k WHERE k.origin = c.origin), "
+            "(SELECT size FROM logs l WHERE l.origin = c.origin), 0) ORDER BY c.time, c.origin, c.idx",
             (cert_id, cert_id),
         )
         return [self._logged(o, i, p) for o, i, p in rows]

@@ -10,25 +10,35 @@ or static copy will do, and the issuer is never needed) and, before storing anyt
    read from the source's tiles, every tile authenticated against the new root). A
    contradiction between two signed checkpoints is a **fork**: refused and kept as an
    alert with both notes and the failed proof;
-3. reads the new entries' bundles and checks each entry against its authenticated
-   level-0 tile hash (a tile or bundle that does not hash to the checkpoint is refused
-   and its source named, and the next source is tried);
-4. checks the hash chain and every statement's signature, recomputes the tree up to
-   the signed root, and judges each statement's key validity (with the compromise rule
-   at this checkpoint's witness time), mandate and maker; a statement that fails these
-   stays in the copy marked with its problem and never counts for a verdict;
-5. stores the checkpoint, entries, hashes and certificate index in one transaction.
+3. reads the new entries' bundles and checks each entry against its level-0 tile,
+   authenticated up to the signed root (a tile or bundle that does not hash to the
+   checkpoint is refused and its source named, and the next source is tried);
+4. checks the hash chain and every statement's signature, recomputes the tree, and
+   judges each statement's key validity (with the compromise rule at this
+   checkpoint's witness time), mandate and maker; a statement that fails these stays
+   in the copy marked with its problem and never counts for a verdict;
+5. keeps the checked entries, hashes and certificate index rows batch by batch (one
+   transaction per :data:`BATCH_BUNDLES` bundles, so memory stays flat however long
+   the log), and once the tree gives the signed root, stores the checkpoint, which
+   makes them replica data in one transaction. Until then nothing past the copy's
+   size is read as replica data.
 
-A catch-up keeps the bundles it verified as it goes, so an interrupted one resumes
-where it stopped. Re-fetching the same checkpoint with newer cosignatures refreshes
-the copy's "as of" time.
+A catch-up keeps the batches it checked, so an interrupted one resumes where it
+stopped. Re-fetching the same checkpoint with newer cosignatures refreshes the copy's
+"as of" time. ``sync(statements=False)`` checks the checkpoint, tree, chain and root
+only (what serving the copy as tiles needs); verdicts then keep reading the prefix
+whose statements are checked until :meth:`Replica.check_statements` checks the rest.
 """
 
 from __future__ import annotations
 
+import hashlib
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from ledger.errors import (
     ConflictError,
@@ -40,19 +50,34 @@ from ledger.errors import (
     SignatureError,
     TooLargeError,
 )
+from ledger.keys import PublicKey
 from ledger.log import merkle
 from ledger.log.checkpoint import DEFAULT_MAX_SIZE
-from ledger.log.statement import GENESIS_PREV, MAX_ENTRY_SIZE, Entry, statement_message
+from ledger.log.statement import (
+    GENESIS_PREV,
+    MAX_ENTRY_SIZE,
+    Entry,
+    SignedStatement,
+    encode_entry,
+    statement_message,
+)
 from ledger.replica import tiles
 from ledger.replica.checks import entry_problem, open_witnessed
 from ledger.replica.fetch import Fetcher, NotFoundError
-from ledger.replica.store import IndexRow, ReplicaStore, WitnessedCheckpoint, statement_hash
+from ledger.replica.store import ReplicaStore, WitnessedCheckpoint
 from ledger.trust.policy import Member, Policy
 
 __all__ = ["Replica", "SyncResult", "get_tile", "tree_reader"]
 
 _MAX_TILE = tiles.TILE_WIDTH * merkle.HASH_SIZE
 _MAX_BUNDLE = tiles.TILE_WIDTH * (2 + MAX_ENTRY_SIZE)
+#: Entry bundles checked and kept per transaction during a catch-up.
+BATCH_BUNDLES = 16
+#: The last bytes of every canonical entry: key 4, a 32-byte binary string (the chain link).
+_LINK_TAG = b"\x04\xc4\x20"
+_sha256 = hashlib.sha256
+#: Fewest entries to check for which ``workers`` processes are started.
+PARALLEL_MIN = 4 * BATCH_BUNDLES * tiles.TILE_WIDTH
 
 
 def get_tile(src: Fetcher, t: tiles.Tile) -> bytes:
@@ -114,7 +139,12 @@ class SyncResult:
 
 
 class Replica:
-    """A verified copy of ``member_id``'s log in ``store``, checked against ``policy``."""
+    """A verified copy of ``member_id``'s log in ``store``, checked against ``policy``.
+
+    With ``workers`` above 1, a long catch-up checks statement signatures in that many
+    processes while this one parses the entries; nothing is stored before its checks
+    have passed.
+    """
 
     def __init__(
         self,
@@ -123,11 +153,15 @@ class Replica:
         policy: Policy,
         member_id: str,
         clock: Callable[[], float] = time.time,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         self.store = store
         self.policy = policy
         self.member: Member = policy.require_member(member_id)
         self._clock = clock
+        self.workers = workers
 
     @property
     def origin(self) -> str:
@@ -141,22 +175,33 @@ class Replica:
     def _now(self) -> int:
         return int(self._clock())
 
-    def sync(self, sources: Sequence[Fetcher]) -> SyncResult:
+    def sync(self, sources: Sequence[Fetcher], *, statements: bool = True) -> SyncResult:
         """Bring the copy up to date from the sources, tried in turn.
 
         The first source whose checkpoint verifies and adds entries ends the sync; a
         source that verifies but has nothing new (a lagging mirror) is noted and the
         next one is tried. ``source`` of the result names the last source that
         verified; ``refused`` says why each other one failed.
+
+        With ``statements`` false only the checkpoint, the tree, the hash chain and the
+        root are checked (what serving the copy as tiles needs): the new entries are
+        kept but not indexed, and verdicts keep reading the prefix whose statements are
+        checked, until :meth:`check_statements` (or a sync with ``statements``) checks
+        them.
         """
         before = self.store.size(self.origin)
         refused: list[str] = []
         verified: str | None = None
+        if statements and self.store.checked_size(self.origin) < before:
+            try:
+                self.check_statements()
+            except (_Refused, ConflictError) as e:
+                return self._result(before, None, [f"statement check: {e}"], forked=False)
         for src in sources:
             try:
                 cp = self._checkpoint(src)
-                self._resume(src, cp)
-                self._advance(src, cp)
+                self._resume(src, cp, statements)
+                self._advance(src, cp, statements)
             except _Forked:
                 return self._result(before, None, refused, forked=True)
             except (
@@ -193,7 +238,7 @@ class Replica:
         except (MalformedError, SignatureError, PolicyError) as e:
             raise _Refused(f"checkpoint refused: {e}") from None
 
-    def _resume(self, src: Fetcher, newest: WitnessedCheckpoint) -> None:
+    def _resume(self, src: Fetcher, newest: WitnessedCheckpoint, statements: bool) -> None:
         """Finish an interrupted catch-up first, if the source still serves its tiles."""
         pending = self.store.pending(self.origin)
         if pending is None:
@@ -204,7 +249,7 @@ class Replica:
             self.store.drop_staged(self.origin)
             return
         if self.store.size(self.origin) < cp.size <= newest.size and cp.note != newest.note:
-            self._advance(src, cp)
+            self._advance(src, cp, statements)
 
     # -- one step to a verified checkpoint -------------------------------------------------
 
@@ -230,7 +275,7 @@ class Replica:
         )
         return _Forked(alert.message)
 
-    def _advance(self, src: Fetcher, cp: WitnessedCheckpoint) -> None:
+    def _advance(self, src: Fetcher, cp: WitnessedCheckpoint, statements: bool) -> None:
         store, origin = self.store, self.origin
         held = store.latest_checkpoint(origin)
         m = 0 if held is None else held.size
@@ -243,9 +288,9 @@ class Replica:
                 store.refresh(cp, verified_at=self._now())
             return
         if cp.size == 0:
-            self._commit(src, cp, 0, [])
+            store.commit(cp, verified_at=self._now(), start=0, statements_checked=statements)
             return
-        reader = self._tile_reader(src, cp)
+        reader, seen = self._tile_reader(src, cp)
         if held is not None and m > 0:
             try:
                 proof = merkle.prove_tree(cp.size, m, reader)
@@ -256,30 +301,201 @@ class Replica:
             except ProofError as e:
                 raise self._fork(src, held, cp, proof, f"consistency proof fails ({e})") from None
         pending = store.pending(origin)
-        if pending is not None and pending[0] != cp.note:
+        fetched = m
+        if pending is not None:
+            fetched = store.resume_point(origin) if pending[0] == cp.note else -1
+            # the kept entries must have been checked the way this sync checks them
+            indexed = store.index_tip(origin) == fetched
+            if not m <= fetched <= cp.size or (fetched > m and indexed != statements):
+                store.drop_staged(origin)
+                fetched = m
+        tree = _Tree.resume(store, origin, fetched)
+        pool = self._pool(cp.size - fetched) if statements else None
+        width = tiles.TILE_WIDTH
+        try:
+            waiting: _Batch | None = None
+            while fetched < cp.size:
+                start = fetched
+                datas: list[bytes] = []
+                leaves: list[bytes] = []
+                last_bundle = fetched // width + BATCH_BUNDLES
+                failed: LedgerError | None = None
+                while fetched < cp.size and fetched // width < last_bundle:
+                    k = fetched // width
+                    try:
+                        got, hashed = self._checked_bundle(src, reader, seen, k, cp.size)
+                    except LedgerError as e:  # keep the bundles checked so far, then stop
+                        failed = e
+                        break
+                    skip = fetched - k * width
+                    datas.extend(got[skip:])
+                    leaves.extend(hashed[skip:])
+                    fetched = k * width + len(got)
+                batch = self._check_batch(src.name, cp, tree, start, datas, leaves, statements, pool)
+                if waiting is not None:
+                    self._keep(src, cp, m, waiting)
+                waiting = batch
+                if failed is not None:
+                    self._keep(src, cp, m, waiting)
+                    raise failed
+            if waiting is not None:
+                self._keep(src, cp, m, waiting)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        root = tree.root()
+        if root != cp.root_hash:
             store.drop_staged(origin)
-        staged = store.staged(origin, m, cp.size) if pending is not None and pending[0] == cp.note else []
-        fetched = m + len(staged)
-        while fetched < cp.size:
-            k = fetched // tiles.TILE_WIDTH
-            bundle = tiles.tile_for(tiles.ENTRIES, k, cp.size)
-            assert bundle is not None
-            entries = self._bundle(src, bundle)
-            first = k * tiles.TILE_WIDTH
-            try:
-                leaves = reader([merkle.stored_hash_index(0, first + i) for i in range(bundle.width)])
-            except ProofError as e:
-                raise self._refuse(src, str(e)) from None
-            for i, (item, leaf) in enumerate(zip(entries, leaves, strict=True)):
-                if merkle.leaf_hash(item) != leaf:
-                    raise self._refuse(
-                        src, f"entry {first + i} in {bundle.path} does not hash to the checkpoint"
-                    )
-            new = [(first + i, e) for i, e in enumerate(entries) if first + i >= fetched]
-            store.stage(origin, note=cp.note, source=src.name, entries=new)
-            staged.extend(e for _, e in new)
-            fetched = first + bundle.width
-        self._commit(src, cp, m, staged)
+            raise self._refuse(src, f"the entries give root {root.hex()}, not the checkpoint's")
+        store.commit(cp, verified_at=self._now(), start=m, statements_checked=statements)
+
+    def _checked_bundle(
+        self, src: Fetcher, reader: merkle.HashReader, seen: dict[tiles.Tile, bytes], k: int, size: int
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Entry bundle ``k`` of the tree of ``size`` and its entries' leaf hashes, each
+        checked against its level-0 tile, authenticated up to the root as a whole."""
+        bundle = tiles.tile_for(tiles.ENTRIES, k, size)
+        hash_tile = tiles.tile_for(0, k, size)
+        assert bundle is not None and hash_tile is not None
+        entries = self._bundle(src, bundle)
+        first = k * tiles.TILE_WIDTH
+        last = first + bundle.width - 1
+        try:
+            # Reading one hash authenticates its whole level-0 tile: a full one against
+            # its parent, a partial one (at the tree's edge) against the root.
+            reader([2 * last - last.bit_count()])  # stored_hash_index(0, last)
+        except ProofError as e:
+            raise self._refuse(src, str(e)) from None
+        authentic = seen[hash_tile]
+        leaves = [_sha256(b"\x00" + e).digest() for e in entries]
+        if b"".join(leaves) != authentic[: len(leaves) * merkle.HASH_SIZE]:
+            size_ = merkle.HASH_SIZE
+            i = next(i for i, h in enumerate(leaves) if h != authentic[i * size_ : (i + 1) * size_])
+            raise self._refuse(src, f"entry {first + i} in {bundle.path} does not hash to the checkpoint")
+        return entries, leaves
+
+    def _check_batch(  # noqa: PLR0917
+        self,
+        source: str,
+        cp: WitnessedCheckpoint,
+        tree: _Tree,
+        start: int,
+        datas: list[bytes],
+        leaves: list[bytes],
+        statements: bool,
+        pool: Executor | None,
+    ) -> _Batch:
+        """Check the chain of entries ``start, ...`` (and, with ``statements``, parse them
+        and start their signature checks) and extend ``tree`` with them."""
+        hashes: list[tuple[int, bytes]] = []
+        index: list[tuple[Any, ...]] = []
+        jobs: list[_Job] = []
+        keys = self._keys()
+        prev = tree.prev
+        add = tree.add
+        for n, (data, leaf) in enumerate(zip(datas, leaves, strict=True), start):
+            if statements:
+                index.append(self._statement_row(source, cp, n, data, keys, cp.witnessed_at, jobs))
+            if data[-32:] != prev or data[-35:-32] != _LINK_TAG:
+                raise self._bad_log(source, cp, f"entry {n}: the hash chain is broken")
+            prev = leaf
+            add(leaf, hashes)
+        tree.prev = prev
+        return _Batch(
+            start=start,
+            entries=list(enumerate(datas, start)),
+            hashes=hashes,
+            index=index,
+            checks=_signature_checks(jobs, pool, self.workers),
+        )
+
+    def _keep(self, src: Fetcher, cp: WitnessedCheckpoint, base: int, batch: _Batch) -> None:
+        """Store a checked batch once its signature checks have passed."""
+        _raise_bad_signature(self, src.name, cp, batch.checks)
+        self.store.write_checked(
+            self.origin,
+            note=cp.note,
+            source=src.name,
+            base=base,
+            start=batch.start,
+            entries=batch.entries,
+            hashes=batch.hashes,
+            index=batch.index,
+        )
+
+    def _pool(self, count: int) -> Executor | None:
+        """Processes for the signature checks of ``count`` entries, when worth starting."""
+        if self.workers < 2 or count < PARALLEL_MIN:
+            return None
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def _keys(self) -> dict[bytes, PublicKey]:
+        return {self.member.log_key_id(k): k.public_key for k in self.member.log_keys}
+
+    def _statement_row(  # noqa: PLR0917
+        self,
+        source: str | None,
+        cp: WitnessedCheckpoint,
+        n: int,
+        data: bytes,
+        keys: dict[bytes, PublicKey],
+        witnessed_at: int,
+        jobs: list[_Job],
+    ) -> tuple[Any, ...]:
+        """Parse entry ``n`` strictly, queue its signature check, and judge its statement."""
+        try:
+            signed = _signed_statement(data)
+        except MalformedError as e:
+            raise self._bad_log(source, cp, f"entry {n} is malformed: {e}") from None
+        key = keys.get(signed.key_id)
+        if key is None:
+            raise self._bad_log(source, cp, f"entry {n}: the statement signature does not verify")
+        jobs.append((n, key.raw, signed.signature, statement_message(signed.statement_bytes)))
+        st = signed.statement
+        return (
+            n,
+            st.cert_id,
+            int(st.kind),
+            st.issuer,
+            st.cert_type,
+            st.time,
+            _sha256(signed.statement_bytes).digest(),
+            st.replaces,
+            entry_problem(self.policy, self.member, signed, witnessed_at=witnessed_at),
+        )
+
+    def check_statements(self) -> int:
+        """Check and index the statements of entries a tree-only sync kept (signature, key
+        validity at the first checkpoint covering each, mandate, maker); returns how many.
+
+        A statement that fails its signature or does not parse is a bad log: kept as a
+        ``bad-log`` alert, and verdicts stay on the prefix before it.
+        """
+        store, origin = self.store, self.origin
+        start, size = store.checked_size(origin), store.size(origin)
+        held = store.latest_checkpoint(origin)
+        if start >= size or held is None:
+            return 0
+        covering = store.checkpoint_sizes(origin, start, size)
+        keys = self._keys()
+        pool = self._pool(size - start)
+        done, c = start, 0
+        try:
+            while done < size:
+                stop = min(size, done + BATCH_BUNDLES * tiles.TILE_WIDTH)
+                index: list[tuple[Any, ...]] = []
+                jobs: list[_Job] = []
+                for n, data in enumerate(store.entries(origin, done, stop), done):
+                    while covering[c][0] <= n:
+                        c += 1
+                    index.append(self._statement_row(None, held, n, data, keys, covering[c][1], jobs))
+                _raise_bad_signature(self, None, held, _signature_checks(jobs, pool, self.workers))
+                store.index_checked(origin, start=done, index=index)
+                done = stop
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        return size - start
 
     def _refuse(self, src: Fetcher, why: str) -> _Refused:
         self.store.add_alert(
@@ -295,8 +511,29 @@ class Replica:
     def _get_tile(self, src: Fetcher, t: tiles.Tile) -> bytes:
         return get_tile(src, t)
 
-    def _tile_reader(self, src: Fetcher, cp: WitnessedCheckpoint) -> merkle.HashReader:
-        return tree_reader(src, cp.size, cp.root_hash)
+    def _tile_reader(
+        self, src: Fetcher, cp: WitnessedCheckpoint
+    ) -> tuple[merkle.HashReader, dict[tiles.Tile, bytes]]:
+        """A reader of the source's hashes authenticated against ``cp``, and the tiles it
+        read: the upper and partial ones, and the last full level-0 tile."""
+        cache: dict[tiles.Tile, bytes] = {}
+        level0: tiles.Tile | None = None
+
+        def fetch(wanted: Sequence[tiles.Tile]) -> list[bytes]:
+            nonlocal level0
+            out = []
+            for t in wanted:
+                data = cache.get(t)
+                if data is None:
+                    data = cache[t] = self._get_tile(src, t)
+                    if t.level == 0 and t.is_full:  # full level-0 tiles are read once
+                        if level0 is not None:
+                            del cache[level0]
+                        level0 = t
+                out.append(data)
+            return out
+
+        return tiles.tile_hash_reader(cp.size, cp.root_hash, fetch), cache
 
     def _bundle(self, src: Fetcher, t: tiles.Tile) -> list[bytes]:
         data = self._get_tile(src, t)
@@ -305,62 +542,7 @@ class Replica:
         except (MalformedError, TooLargeError) as e:
             raise self._refuse(src, str(e)) from None
 
-    def _commit(self, src: Fetcher, cp: WitnessedCheckpoint, start: int, entries: Sequence[bytes]) -> None:
-        """Check chain, signatures and trust of entries ``[start, cp.size)``; store them."""
-        store, origin, member, policy = self.store, self.origin, self.member, self.policy
-        keys = {member.log_key_id(k): k.public_key for k in member.log_keys}
-        known = store.edge(origin, start)
-        prev = store.last_leaf(origin, start) or GENESIS_PREV
-        hash_index = merkle.stored_hash_count(start)
-
-        def read(indexes: Sequence[int]) -> list[bytes]:
-            return [known[i] for i in indexes]
-
-        entry_rows: list[tuple[int, bytes]] = []
-        hash_rows: list[tuple[int, bytes]] = []
-        index_rows: list[IndexRow] = []
-        for n, data in enumerate(entries, start=start):
-            try:
-                entry = Entry.from_bytes(data)
-            except MalformedError as e:
-                raise self._bad_log(src, cp, f"entry {n} is malformed: {e}") from None
-            if entry.prev != prev:
-                raise self._bad_log(src, cp, f"entry {n}: the hash chain is broken")
-            signed = entry.signed
-            key = keys.get(signed.key_id)
-            if key is None or not key.is_valid(signed.signature, statement_message(signed.statement_bytes)):
-                raise self._bad_log(src, cp, f"entry {n}: the statement signature does not verify")
-            st = signed.statement
-            index_rows.append(
-                IndexRow(
-                    index=n,
-                    cert_id=st.cert_id,
-                    kind=int(st.kind),
-                    issuer=st.issuer,
-                    cert_type=st.cert_type,
-                    time=st.time,
-                    stmt_hash=statement_hash(signed.statement_bytes),
-                    replaces=st.replaces,
-                    problem=entry_problem(policy, member, signed, witnessed_at=cp.witnessed_at),
-                )
-            )
-            prev = merkle.leaf_hash(data)
-            entry_rows.append((n, data))
-            for h in merkle.stored_hashes(n, prev, read):
-                known[hash_index] = h
-                hash_rows.append((hash_index, h))
-                hash_index += 1
-        root = (
-            merkle.tree_hash(cp.size, lambda idx: [known[i] for i in idx]) if cp.size else merkle.EMPTY_ROOT
-        )
-        if root != cp.root_hash:
-            store.drop_staged(origin)
-            raise self._refuse(src, f"the entries give root {root.hex()}, not the checkpoint's")
-        store.commit(
-            cp, entries=entry_rows, hashes=hash_rows, index=index_rows, verified_at=self._now(), start=start
-        )
-
-    def _bad_log(self, src: Fetcher, cp: WitnessedCheckpoint, why: str) -> _Refused:
+    def _bad_log(self, source: str | None, cp: WitnessedCheckpoint, why: str) -> _Refused:
         """The member's signed log itself holds a bad entry: kept as evidence, never stored."""
         self.store.drop_staged(self.origin)
         alert = self.store.add_alert(
@@ -370,6 +552,122 @@ class Replica:
             message=f"the log of {self.member.id} at size {cp.size} is invalid: {why}",
             created=self._now(),
             note_b=cp.note,
-            source=src.name,
+            source=source,
         )
         return _Refused(alert.message)
+
+
+def _signed_statement(data: bytes) -> SignedStatement:
+    """The signed statement of an entry, parsed as strictly as :meth:`Entry.from_bytes`.
+
+    An entry in the one canonical layout (``encode_entry`` gives back exactly its bytes)
+    is cut at fixed offsets, so only the statement inside is decoded; anything else
+    goes through ``Entry.from_bytes``, which accepts or names the problem.
+    """
+    if data[:4] == b"\x85\x00\x01\x01" and len(data) > 6:
+        if data[4] == 0xC4:
+            length, off = data[5], 6
+        elif data[4] == 0xC5:
+            length, off = int.from_bytes(data[5:7], "big"), 7
+        else:
+            length, off = -1, 0
+        rest = data[off + length :]
+        if length >= 0 and len(rest) == _TAIL:
+            statement_bytes, key_id, signature = data[off : off + length], rest[3:7], rest[10:74]
+            canonical = encode_entry(
+                statement_bytes=statement_bytes, key_id=key_id, signature=signature, prev=rest[77:]
+            )
+            if canonical == data:
+                return SignedStatement(statement_bytes=statement_bytes, key_id=key_id, signature=signature)
+    return Entry.from_bytes(data).signed
+
+
+#: The canonical entry's bytes after the statement: key 2 with a 4-byte key ID, key 3
+#: with a 64-byte signature, key 4 with the 32-byte chain link.
+_TAIL = 3 + 4 + 3 + 64 + 3 + 32
+
+_Job = tuple[int, bytes, bytes, bytes]  # entry index, public key, signature, signed message
+
+
+def _first_bad(jobs: Sequence[_Job]) -> int | None:
+    """The index of the first entry whose statement signature does not verify, or None."""
+    keys: dict[bytes, PublicKey] = {}
+    for n, raw, signature, message in jobs:
+        key = keys.get(raw)
+        if key is None:
+            key = keys[raw] = PublicKey(raw=raw)
+        if not key.is_valid(signature, message):
+            return n
+    return None
+
+
+def _signature_checks(jobs: list[_Job], pool: Executor | None, workers: int) -> list[Future[int | None]]:
+    """Start checking the signatures, split over the pool's processes (or here, without one)."""
+    if pool is None:
+        done: Future[int | None] = Future()
+        done.set_result(_first_bad(jobs))
+        return [done]
+    step = -(-len(jobs) // workers) or 1
+    return [pool.submit(_first_bad, jobs[i : i + step]) for i in range(0, len(jobs), step)]
+
+
+def _raise_bad_signature(
+    replica: Replica, source: str | None, cp: WitnessedCheckpoint, checks: Sequence[Future[int | None]]
+) -> None:
+    bad = [n for n in (f.result() for f in checks) if n is not None]
+    if bad:
+        raise replica._bad_log(source, cp, f"entry {min(bad)}: the statement signature does not verify")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Batch:
+    """Entries checked up to their signatures, which ``checks`` are checking."""
+
+    start: int
+    entries: list[tuple[int, bytes]]
+    hashes: list[tuple[int, bytes]]
+    index: list[tuple[Any, ...]]
+    checks: list[Future[int | None]]
+
+
+class _Tree:
+    """The right edge of a Merkle tree being extended, and the chain link to its last entry."""
+
+    __slots__ = ("hash_index", "prev", "size", "stack")
+
+    def __init__(self, *, size: int, stack: list[bytes], prev: bytes) -> None:
+        self.size = size
+        self.stack = stack  # the complete subtrees of [0, size), largest first
+        self.hash_index = merkle.stored_hash_count(size)
+        self.prev = prev
+
+    @classmethod
+    def resume(cls, store: ReplicaStore, origin: str, size: int) -> _Tree:
+        edge = store.edge(origin, size)  # smallest subtree first
+        return cls(
+            size=size, stack=list(reversed(edge.values())), prev=store.last_leaf(origin, size) or GENESIS_PREV
+        )
+
+    def add(self, leaf: bytes, out: list[tuple[int, bytes]]) -> None:
+        """Add a leaf; append the hashes to store (ledger.log.merkle order) to ``out``."""
+        stack, n, i = self.stack, self.size, self.hash_index
+        out.append((i, leaf))
+        i += 1
+        h = leaf
+        while n & 1:
+            h = _sha256(b"\x01" + stack.pop() + h).digest()
+            out.append((i, h))
+            i += 1
+            n >>= 1
+        stack.append(h)
+        self.size += 1
+        self.hash_index = i
+
+    def root(self) -> bytes:
+        """The tree's root hash."""
+        if not self.stack:
+            return merkle.EMPTY_ROOT
+        h = self.stack[-1]
+        for left in reversed(self.stack[:-1]):
+            h = _sha256(b"\x01" + left + h).digest()
+        return h
