@@ -97,44 +97,51 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise MalformedError(f"msgpack extension type {code} is not allowed")
 
 
-def _depth(value: Any, limit: int, what: str) -> None:
+def _check_tree(value: Any, limit: int, what: str) -> bool:
+    """Raise TooLargeError if ``value`` nests deeper than ``limit``; return True if
+    every map has int or str keys in strictly increasing encoded order and every
+    scalar is a str, bytes, int, bool or None (the decoder's quick canonical check;
+    False means "check the slow way", not "not canonical"). One walk for both."""
+    quick = True
     stack: list[tuple[Any, int]] = [(value, 0)]
+    scalars = _SCALARS
     while stack:
         v, d = stack.pop()
-        if isinstance(v, list):
-            children: Any = v
-        elif isinstance(v, dict):
-            children = v.values()
-        else:
-            continue
-        if d + 1 > limit:
+        if d >= limit:
             raise TooLargeError(f"{what}: nested deeper than {limit} levels")
-        stack.extend((c, d + 1) for c in children)
+        if type(v) is dict:
+            if quick:
+                quick = _keys_in_order(v)
+            children: Any = v.values()
+        else:
+            children = v
+        for c in children:
+            t = type(c)
+            if t is dict or t is list:
+                stack.append((c, d + 1))
+            elif t not in scalars:
+                quick = False
+    return quick
 
 
-def _sorted_without_floats(value: Any) -> bool:
-    """True if every map in ``value`` has int or str keys in strictly increasing encoded
-    order and every scalar is a str, bytes, int, bool or None (the decoder's quick
-    canonical check; False means "check the slow way", not "not canonical")."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        t = type(v)
-        if t is dict:
-            previous = b""
-            for k in v:
-                tk = type(k)
-                if tk is not int and tk is not str:
-                    return False
-                kb = _key_bytes(k)
-                if kb <= previous:
-                    return False
-                previous = kb
-            stack.extend(v.values())
-        elif t is list:
-            stack.extend(v)
-        elif t not in _SCALARS:  # floats, timestamps and anything else: the slow way
+def _keys_in_order(m: dict[Any, Any]) -> bool:
+    """True if ``m``'s keys are ints or strs in strictly increasing encoded order."""
+    previous_int = -1
+    for k in m:  # non-negative ints: numeric order is msgpack's encoded order
+        if type(k) is not int or k <= previous_int:
+            break
+        previous_int = k
+    else:
+        return True
+    previous = b""
+    for k in m:
+        tk = type(k)
+        if tk is not int and tk is not str:
             return False
+        kb = _key_bytes(k)
+        if kb <= previous:
+            return False
+        previous = kb
     return True
 
 
@@ -183,8 +190,10 @@ def decode(
     except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as e:
         detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         raise MalformedError(f"{what}: not valid msgpack ({detail})") from None
-    _depth(value, max_depth, what)
-    if _sorted_without_floats(value) and msgpack.packb(value, use_bin_type=True) == data:
+    type_of = type(value)
+    is_tree = type_of is dict or type_of is list
+    quick = _check_tree(value, max_depth, what) if is_tree else type_of in _SCALARS
+    if quick and msgpack.packb(value, use_bin_type=True) == data:
         # Map keys are integers or strings, strictly increasing in encoded order, and
         # nothing is a float: re-packing in the decoded order is the canonical encoding.
         return value

@@ -93,6 +93,23 @@ def test_stored_hash_index_round_trip() -> None:
         assert merkle.stored_hash_index(level, n) == index
 
 
+def _stored_hash_index_by_counting(level: int, n: int) -> int:
+    """The stored-hash position by its definition: the hashes of records [0, m] at every level."""
+    m = n
+    for _ in range(level):
+        m = 2 * m + 1
+    count = 0
+    while m > 0:
+        count += m
+        m >>= 1
+    return count + level
+
+
+@given(st.integers(min_value=0, max_value=62), st.integers(min_value=0, max_value=2**62))
+def test_stored_hash_index_closed_form_matches_counting(level: int, n: int) -> None:
+    assert merkle.stored_hash_index(level, n) == _stored_hash_index_by_counting(level, n)
+
+
 def test_tree_hash_matches_recursive_definition() -> None:
     assert merkle.tree_hash(0, LOG.read) == merkle.EMPTY_ROOT
     for t in range(1, 65):

@@ -1,5 +1,6 @@
 import contextlib
 import hashlib
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -7,6 +8,7 @@ from hypothesis import strategies as st
 
 from ledger import canonical
 from ledger.errors import LedgerError, MalformedError, SignatureError
+from ledger.log.certid import CertId
 from ledger.log.statement import GENESIS_PREV, Entry, Kind, Reason, SignedStatement, Statement, encode_entry
 from tests.helpers import ISSUER, T0, cert_id, issue, log_key, mutate, revoke
 
@@ -306,3 +308,59 @@ def test_mutated_policy_statements_parse_or_raise_malformed(data: st.DataObject)
     except MalformedError:
         return
     assert s.to_bytes() == blob
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from([Kind.ISSUE, Kind.REPLACE]),
+    issuer=st.sampled_from([ISSUER, "Bad Issuer", ""]),
+    cert_type=st.sampled_from(["business_licence", "Bad-Type"]),
+    time=st.sampled_from([T0, -1, 2**40, True]),
+    operator=st.sampled_from(["op:7f3a9c", "张三", ""]),
+    valid_from=st.sampled_from([T0, None, -5]),
+    valid_until=st.sampled_from([None, T0 + 86400, T0, T0 - 1]),
+    claims=st.integers(0, 66),
+    reason=st.sampled_from([None, Reason.HOLDER_REQUEST, 3, 99, True]),
+    replaces=st.sampled_from([None, cert_id(7), cert_id(8), "1.2.156.3005.2.X.Y.1.001.0", "nonsense"]),
+)
+def test_issuer_fast_construction_matches_the_checked_one(
+    *,
+    kind: Kind,
+    issuer: str,
+    cert_type: str,
+    time: int,
+    operator: str,
+    valid_from: int | None,
+    valid_until: int | None,
+    claims: int,
+    reason: Reason | None,
+    replaces: str | None,
+) -> None:
+    """Statement._certificate (the issuer's path, for an id and digests it has just built)
+    accepts exactly what construction accepts, with the same message, and builds the same
+    statement with the same bytes."""
+    cid = CertId.parse(cert_id(8))
+    digests = {i: hashlib.sha256(bytes([i])).digest() for i in range(claims)}
+    fields: dict[str, Any] = {
+        "kind": kind,
+        "issuer": issuer,
+        "cert_type": cert_type,
+        "time": time,
+        "operator": operator,
+        "valid_from": valid_from,
+        "valid_until": valid_until,
+        "claim_digests": digests,
+        "reason": reason,
+        "replaces": replaces,
+    }
+    try:
+        want: Statement | str = Statement(cert_id=str(cid), **fields)
+    except MalformedError as e:
+        want = str(e)
+    try:
+        got: Statement | str = Statement._certificate(cert_id=cid, **fields)
+    except MalformedError as e:
+        got = str(e)
+    assert got == want
+    if isinstance(got, Statement) and isinstance(want, Statement):
+        assert got.to_bytes() == want.to_bytes() and got.claim_digests == want.claim_digests

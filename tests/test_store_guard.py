@@ -282,7 +282,10 @@ def _peak_rss_of_audit(db: Path) -> tuple[str, int]:
         "    print('passed')\n"
         "except LedgerError as e:\n"
         "    print(type(e).__name__, e)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        # VmHWM is this process image's own peak; ru_maxrss would also count the
+        # parent's pages from before exec, and pytest grows large in a long run.
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')]\n"
+        "print(int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120

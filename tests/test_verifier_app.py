@@ -318,3 +318,26 @@ def test_purpose_needs_its_claims_disclosed(client: TestClient) -> None:
     assert r.json()["code"] == "VALID"
     bad = client.post("/v1/verify", json={"text": shown, "purpose": "../x"})
     assert bad.status_code == 400 and bad.json()["reason"]["en"].startswith("purpose must be")
+
+
+def test_verify_route_answers_alike_mounted_and_with_query_purpose(service: ReplicaService) -> None:
+    """POST /v1/verify is served before FastAPI's routing: same verdicts, refusals and
+    headers, also when the application is mounted under a prefix."""
+    outer = create_app(service=service, limits=Limits(rate=1000.0, burst=1000))
+    outer.mount("/under", create_app(service=service, limits=Limits(rate=1000.0, burst=1000)))
+    shown = LICENCE.to_qr_text(["uscc", "name"])
+    with TestClient(outer) as c:
+        for prefix in ("", "/under"):
+            ok = c.post(
+                f"{prefix}/v1/verify?purpose=identity", content=shown, headers={"content-type": "text/plain"}
+            )
+            assert ok.status_code == 200 and ok.json()["code"] == "VALID"
+            assert "nosniff" in ok.headers["x-content-type-options"]
+            assert "content-security-policy" in ok.headers
+            bad = c.post(
+                f"{prefix}/v1/verify?purpose=", content=shown, headers={"content-type": "text/plain"}
+            )
+            assert bad.status_code == 400 and bad.json()["reason"]["en"].startswith("purpose must be")
+            odd = c.post(f"{prefix}/v1/verify", content=b"x", headers={"content-type": "image/gif"})
+            assert odd.status_code == 415 and odd.json()["code"] == "MALFORMED"
+        assert c.get("/v1/verify").status_code == 405

@@ -210,33 +210,61 @@ def claim_salts(secret: bytes, keys: Iterable[int]) -> dict[int, bytes]:
     return out
 
 
+#: SHA-256 state after DIGEST_CONTEXT: each digest copies it instead of hashing the context again.
+_DIGEST_STATE = hashlib.sha256(DIGEST_CONTEXT)
+_KEY_BYTE = tuple(bytes((k,)) for k in range(256))
+
+
 def claim_digest(salt: bytes, key: int, value: CanonicalValue) -> bytes:
     """The 32-byte digest of a claim's canonical value under its salt."""
     if type(salt) is not bytes or len(salt) != SALT_SIZE:
         raise SchemaError(f"a claim salt must be {SALT_SIZE} bytes")
+    h = _DIGEST_STATE.copy()
     if type(key) is int and 0 <= key <= 255 and (type(value) is str or type(value) is int):
         # A list of bytes, a small int and a str or int: msgpack's own smallest-form
         # encoding is the canonical one (the tests compare it with canonical.encode).
         try:
-            packed: bytes = msgpack.packb([salt, key, value], use_bin_type=True)
+            h.update(msgpack.packb([salt, key, value], use_bin_type=True))
         except (ValueError, OverflowError, UnicodeEncodeError):
-            packed = canonical.encode([salt, key, value])  # raises MalformedError
-        return hashlib.sha256(DIGEST_CONTEXT + packed).digest()
-    return hashlib.sha256(DIGEST_CONTEXT + canonical.encode([salt, key, value])).digest()
+            h.update(canonical.encode([salt, key, value]))  # raises MalformedError
+        return h.digest()
+    h.update(canonical.encode([salt, key, value]))
+    return h.digest()
 
 
 def digests_from_secret(secret: bytes, values: Mapping[int, CanonicalValue]) -> dict[int, bytes]:
-    """``{key: digest}`` for canonical ``values`` with salts derived from ``secret``."""
-    salts = claim_salts(secret, sorted(values))
-    sha256, pack, context = hashlib.sha256, msgpack.packb, DIGEST_CONTEXT
+    """``{key: digest}`` for canonical ``values`` with salts derived from ``secret``.
+
+    The same HMAC-SHA256 and SHA-256 as :func:`claim_salt` and :func:`claim_digest`,
+    with the HMAC pads and the digest context hashed once, and one msgpack packer for
+    the certificate.
+    """
+    if type(secret) is not bytes or len(secret) != SECRET_SIZE:
+        raise SchemaError(f"the salt secret must be {SECRET_SIZE} bytes")
+    padded = secret + bytes(64 - SECRET_SIZE)
+    inner = hashlib.sha256(padded.translate(_IPAD))
+    outer = hashlib.sha256(padded.translate(_OPAD))
+    inner.update(SALT_CONTEXT)
+    state, key_byte = _DIGEST_STATE, _KEY_BYTE
+    pack = msgpack.Packer(use_bin_type=True).pack  # one per call: a packer is not shared between threads
     out: dict[int, bytes] = {}
-    for k, salt in salts.items():
+    for k in sorted(values):
+        if type(k) is not int or not 0 <= k <= 255:
+            raise SchemaError(f"claim key {k!r} must be an integer 0..255")
+        i = inner.copy()
+        i.update(key_byte[k])
+        o = outer.copy()
+        o.update(i.digest())
+        salt = o.digest()[:SALT_SIZE]
         v = values[k]
         if type(v) is str or type(v) is int:
+            h = state.copy()
             try:  # see claim_digest: msgpack's smallest form is the canonical one here
-                out[k] = sha256(context + pack([salt, k, v], use_bin_type=True)).digest()
-                continue
+                h.update(pack([salt, k, v]))
             except (ValueError, OverflowError, UnicodeEncodeError):
-                pass
+                pack = msgpack.Packer(use_bin_type=True).pack  # a failed pack may leave its buffer dirty
+            else:
+                out[k] = h.digest()
+                continue
         out[k] = claim_digest(salt, k, v)
     return out

@@ -445,10 +445,10 @@ def issue_credential(
     cid = CertId(
         type_code=cert_type.national_code, issuer_code=issuer.issuer_code, serial=serial, version=cert_version
     )
-    statement = Statement(
+    statement = Statement._certificate(  # the id and digests were built just now: not parsed again
         kind=Kind.REPLACE if replaces is not None else Kind.ISSUE,
         issuer=issuer.id,
-        cert_id=str(cid),
+        cert_id=cid,
         cert_type=cert_type.code,
         time=time,
         operator=operator,

@@ -169,6 +169,9 @@ def _claim_map(value: Any, name: str, check: Any) -> dict[int, Any]:
         if type(k) is not int or not 0 <= k <= 255:
             raise _fail(f"{name}: claim key {k!r} must be an integer 0..255")
         out[k] = check(k, v)
+    keys = list(out)
+    if keys == sorted(keys):  # as decoded from canonical msgpack: already in order
+        return out
     return dict(sorted(out.items()))
 
 
@@ -212,6 +215,10 @@ def _bytes_of(size: int, what: str) -> Any:
         return v
 
     return check
+
+
+_CHECK_SALT = _bytes_of(SALT_SIZE, "salt")
+_CHECK_DIGEST = _bytes_of(DIGEST_SIZE, "digest")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,8 +298,8 @@ class Presentation:
         else:
             if self.salts is None or self.digests is None:
                 raise _fail("a selective disclosure needs salts and digests (or the salt secret)")
-            salts = _claim_map(self.salts, "salts", _bytes_of(SALT_SIZE, "salt"))
-            digests = _claim_map(self.digests, "digests", _bytes_of(DIGEST_SIZE, "digest"))
+            salts = _claim_map(self.salts, "salts", _CHECK_SALT)
+            digests = _claim_map(self.digests, "digests", _CHECK_DIGEST)
             if salts.keys() != values.keys():
                 raise _fail("a selective disclosure has exactly one salt per disclosed value")
             if not digests:
@@ -341,11 +348,21 @@ class Presentation:
         )
 
     def statement(self, *, issuer: str, national_code: str, issuer_code: str) -> Statement:
-        """The statement the issuer signed, rebuilt (its bytes are what the signature covers)."""
-        return Statement(
+        """The statement the issuer signed, rebuilt (its bytes are what the signature covers).
+
+        The id is built here and the digests are computed or were checked with this
+        presentation ({claim key 0..255: 32 bytes}); every other field is checked again
+        by the statement's rules.
+        """
+        return Statement._certificate(
             kind=self.kind,
             issuer=issuer,
-            cert_id=self.cert_id(national_code=national_code, issuer_code=issuer_code),
+            cert_id=CertId(
+                type_code=national_code,
+                issuer_code=issuer_code,
+                serial=self.serial,
+                version=self.cert_version,
+            ),
             cert_type=self.cert_type,
             time=self.time,
             operator=self.operator,
@@ -708,10 +725,10 @@ def verify_presentation(
 
 
 def _claim_name(ctype: CertificateType, key: int) -> str:
-    for c in ctype.claims:
-        if c.key == key:
-            return c.name
-    return f"claim {key}"
+    try:
+        return ctype.claim_by_key(key).name
+    except SchemaError:
+        return f"claim {key}"
 
 
 def check_presentation(

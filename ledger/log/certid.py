@@ -29,6 +29,11 @@ _SEGMENT = re.compile(r"[0-9A-Z]{1,40}")
 _SERIAL = re.compile(r"[0-9]{1,20}")
 _VERSION = re.compile(r"[0-9]{3}")
 _MAX_LEN = 160
+# A well-formed identifier in one match (the segments' patterns above); parse() then
+# only checks the check character, and names the broken rule the slow way otherwise.
+_WHOLE = re.compile(
+    r"1\.2\.156\.3005\.2\.([0-9A-Z]{1,40})\.([0-9A-Z]{1,40})\.([0-9]{1,20})\.([0-9]{3})\.(.)", re.S
+)
 
 
 # _STEP[p][ch]: the MOD 37,36 state after reading ``ch`` in state ``p`` (1..36).
@@ -94,6 +99,17 @@ class CertId:
         """Parse and validate an identifier, including its check character."""
         if not isinstance(text, str) or len(text) > _MAX_LEN:
             raise MalformedError("certificate id is not a string of a sensible length")
+        m = _WHOLE.fullmatch(text)
+        if m is not None:
+            type_code, issuer_code, serial, version, check = m.groups()
+            cid = object.__new__(cls)  # the segments matched their patterns just now
+            object.__setattr__(cid, "type_code", type_code)
+            object.__setattr__(cid, "issuer_code", issuer_code)
+            object.__setattr__(cid, "serial", serial)
+            object.__setattr__(cid, "version", version)
+            if check != cid.check:
+                raise MalformedError(f"certificate id check character is {check!r}, expected {cid.check!r}")
+            return cid
         if not text.startswith(PREFIX + "."):
             raise MalformedError(f"certificate id must start with {PREFIX}.")
         parts = text[len(PREFIX) + 1 :].split(".")

@@ -68,15 +68,10 @@ def stored_hash_index(level: int, n: int) -> int:
         raise ValueError("level and n must be non-negative")
     # Hashes of level L for records [0, n << L) come before (level, n): count the
     # stored hashes of the first (n << L) records, then those of the last record's
-    # own completed subtrees below this level.
-    for _ in range(level):
-        n = 2 * n + 1
-    i = 0
-    m = n
-    while m > 0:
-        i += m
-        m >>= 1
-    return i + level
+    # own completed subtrees below this level. With m = ((n + 1) << level) - 1, the
+    # count is m + m//2 + m//4 + ... = 2m - popcount(m).
+    m = ((n + 1) << level) - 1
+    return 2 * m - m.bit_count() + level
 
 
 def split_stored_hash_index(index: int) -> tuple[int, int]:
@@ -186,7 +181,7 @@ def prove_record(t: int, n: int, read: HashReader) -> list[bytes]:
     lo, hi = 0, t
     path: list[tuple[int, int]] = []
     while hi - lo > 1:
-        k = _maxpow2(hi - lo)
+        k = 1 << ((hi - lo - 1).bit_length() - 1)  # _maxpow2(hi - lo)
         if n < lo + k:
             path.append((lo + k, hi))
             hi = lo + k
@@ -198,7 +193,13 @@ def prove_record(t: int, n: int, read: HashReader) -> list[bytes]:
     groups: list[tuple[int, int]] = []
     for a, b in reversed(path):
         start = len(need)
-        _subtree_indexes(a, b, need)
+        size = b - a
+        if size & (size - 1):
+            _subtree_indexes(a, b, need)
+        else:  # one complete subtree (every left sibling, most right ones): one stored hash
+            level = size.bit_length() - 1
+            m = (((a >> level) + 1) << level) - 1
+            need.append(2 * m - m.bit_count() + level)  # stored_hash_index(level, a >> level)
         groups.append((start, len(need)))
     hashes = list(read(need)) if need else []
     if len(hashes) != len(need):

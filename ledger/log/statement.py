@@ -134,6 +134,7 @@ _REASON_LABELS = {
 _K_VERSION, _K_KIND, _K_ISSUER, _K_CERT, _K_TYPE, _K_TIME, _K_OPERATOR = 0, 1, 2, 3, 4, 5, 6
 _K_VALID_FROM, _K_VALID_UNTIL, _K_CLAIMS, _K_REASON, _K_REPLACES = 7, 8, 9, 10, 11
 _K_POLICY_VERSION, _K_POLICY_HASH = 12, 13
+_KEYS = tuple(range(14))  # every field's key, in order
 _ALWAYS = frozenset({_K_VERSION, _K_KIND, _K_ISSUER, _K_CERT, _K_TYPE, _K_TIME, _K_OPERATOR})
 _POLICY = frozenset({_K_VERSION, _K_KIND, _K_ISSUER, _K_TIME, _K_OPERATOR, _K_POLICY_VERSION, _K_POLICY_HASH})
 #: Kinds that speak about a certificate (all but POLICY).
@@ -227,7 +228,7 @@ class Statement:
         _time(self.time, "time")
         if not isinstance(self.operator, str) or not _OPERATOR.fullmatch(self.operator):
             raise MalformedError(f"statement: operator id {self.operator!r} is not valid")
-        present = {k for k, v in self._fields().items() if v is not None}
+        present = {k for k, v in zip(_KEYS, self._raw_fields(), strict=True) if v is not None}
         allowed, required = _ALLOWED[self.kind], _REQUIRED[self.kind]
         for k in sorted(present - allowed):
             raise MalformedError(f"statement: a {self.kind.label} statement has no {_FIELD_NAMES[k]}")
@@ -271,6 +272,90 @@ class Statement:
                 raise MalformedError("statement: a certificate cannot replace itself")
 
     @classmethod
+    def _certificate(
+        cls,
+        *,
+        kind: Kind,
+        issuer: str,
+        cert_id: CertId,
+        cert_type: str,
+        time: int,
+        operator: str,
+        valid_from: int,
+        valid_until: int | None,
+        claim_digests: dict[int, bytes],
+        reason: Reason | None,
+        replaces: str | None,
+    ) -> Statement:
+        """An issue or replace statement from parts an issuer has just built: ``cert_id``
+        is a :class:`CertId` (well-formed by construction) and ``claim_digests`` were
+        computed here ({claim key 0..255: 32-byte digest}). Every other field is checked
+        by the rules of construction, with the same messages; the tests hold the two
+        paths to the same results."""
+        if kind is not Kind.ISSUE and kind is not Kind.REPLACE:
+            raise MalformedError(f"statement: only issue and replace statements are built here, not {kind!r}")
+        if not isinstance(issuer, str) or not _MEMBER_ID.fullmatch(issuer):
+            raise MalformedError(f"statement: issuer {issuer!r} is not a valid member id")
+        if not isinstance(cert_type, str) or not _TYPE_CODE.fullmatch(cert_type):
+            raise MalformedError(f"statement: certificate type {cert_type!r} is not a valid type code")
+        _time(time, "time")
+        if not isinstance(operator, str) or not _OPERATOR.fullmatch(operator):
+            raise MalformedError(f"statement: operator id {operator!r} is not valid")
+        label = kind.label
+        extra: tuple[tuple[int, object], ...] = ((_K_REASON, reason), (_K_REPLACES, replaces))
+        for k, v in extra if kind is Kind.ISSUE else ():
+            if v is not None:
+                raise MalformedError(f"statement: a {label} statement has no {_FIELD_NAMES[k]}")
+        needed: tuple[tuple[int, object], ...] = (
+            (_K_VALID_FROM, valid_from),
+            (_K_REPLACES, replaces if kind is Kind.REPLACE else ""),
+        )
+        for k, v in needed:
+            if v is None:
+                raise MalformedError(f"statement: a {label} statement needs {_FIELD_NAMES[k]}")
+        _time(valid_from, "valid_from")
+        if valid_until is not None:
+            _time(valid_until, "valid_until")
+            if valid_until <= valid_from:
+                raise MalformedError("statement: valid_until must be after valid_from")
+        if not 0 < len(claim_digests) <= MAX_CLAIMS:
+            raise MalformedError(f"statement: claim digests must be a map of 1 to {MAX_CLAIMS} entries")
+        if reason is not None:
+            given: object = reason  # a caller may pass anything; bool is an int subclass
+            if isinstance(given, bool):
+                raise MalformedError("statement: reason must be an integer, not a boolean")
+            try:
+                reason = Reason(reason)
+            except (ValueError, TypeError):
+                raise MalformedError(f"statement: unknown reason code {reason!r}") from None
+        text = str(cert_id)
+        if replaces is not None:
+            CertId.parse(replaces)
+            if replaces == text:
+                raise MalformedError("statement: a certificate cannot replace itself")
+        keys = list(claim_digests)
+        digests = claim_digests if keys == sorted(keys) else dict(sorted(claim_digests.items()))
+        st = object.__new__(cls)
+        for name, value in (
+            ("kind", kind),
+            ("issuer", issuer),
+            ("cert_id", text),
+            ("cert_type", cert_type),
+            ("time", time),
+            ("operator", operator),
+            ("valid_from", valid_from),
+            ("valid_until", valid_until),
+            ("claim_digests", MappingProxyType(digests)),
+            ("reason", reason),
+            ("replaces", replaces),
+            ("policy_version", None),
+            ("policy_hash", None),
+            ("version", STATEMENT_VERSION),
+        ):
+            object.__setattr__(st, name, value)
+        return st
+
+    @classmethod
     def policy_adoption(
         cls, *, issuer: str, time: int, operator: str, policy_version: int, document: bytes
     ) -> Statement:
@@ -286,6 +371,25 @@ class Statement:
             operator=operator,
             policy_version=policy_version,
             policy_hash=hashlib.sha256(document).digest(),
+        )
+
+    def _raw_fields(self) -> tuple[Any, ...]:
+        """The fields in key order (:data:`_KEYS`) as given, ``""`` ids as None."""
+        return (
+            self.version,
+            self.kind,
+            self.issuer,
+            self.cert_id or None,
+            self.cert_type or None,
+            self.time,
+            self.operator,
+            self.valid_from,
+            self.valid_until,
+            self.claim_digests,
+            self.reason,
+            self.replaces,
+            self.policy_version,
+            self.policy_hash,
         )
 
     def _fields(self) -> dict[int, Any]:
@@ -314,7 +418,24 @@ class Statement:
         the canonical encoding (this is the append hot path; the tests check it against
         :func:`ledger.canonical.encode`).
         """
-        return _pack({k: v for k, v in self._fields().items() if v is not None})
+        out: dict[int, Any] = {_K_VERSION: self.version, _K_KIND: int(self.kind), _K_ISSUER: self.issuer}
+        if self.kind != Kind.POLICY:
+            out[_K_CERT] = self.cert_id
+            out[_K_TYPE] = self.cert_type
+        out[_K_TIME] = self.time
+        out[_K_OPERATOR] = self.operator
+        for k, v in (
+            (_K_VALID_FROM, self.valid_from),
+            (_K_VALID_UNTIL, self.valid_until),
+            (_K_CLAIMS, None if self.claim_digests is None else dict(self.claim_digests)),
+            (_K_REASON, None if self.reason is None else int(self.reason)),
+            (_K_REPLACES, self.replaces),
+            (_K_POLICY_VERSION, self.policy_version),
+            (_K_POLICY_HASH, self.policy_hash),
+        ):
+            if v is not None:
+                out[k] = v
+        return _pack(out)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Statement:

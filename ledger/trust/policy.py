@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property, lru_cache
 from types import MappingProxyType
 from typing import Literal
 
@@ -186,6 +187,17 @@ class LogKey:
         return f"[{format_time(self.valid_from)}, {until})"
 
 
+# Pure functions of immutable values, asked for on every verification: remembered.
+@lru_cache(maxsize=1024)
+def _log_key_id(origin: str, raw: bytes) -> bytes:
+    return key_id(origin, SIG_TYPE_ED25519, raw)
+
+
+@lru_cache(maxsize=1024)
+def _log_verifier_key(origin: str, public_key: PublicKey) -> VerifierKey:
+    return VerifierKey(name=origin, public_key=public_key, sig_type=SIG_TYPE_ED25519)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Member:
     """A department in the consortium."""
@@ -229,11 +241,11 @@ class Member:
 
     def log_key_id(self, key: LogKey) -> bytes:
         """The 4-byte C2SP key ID of ``key`` under this member's origin."""
-        return key_id(self.origin, SIG_TYPE_ED25519, key.public_key.raw)
+        return _log_key_id(self.origin, key.public_key.raw)
 
     def log_verifier_key(self, key: LogKey) -> VerifierKey:
         """``key`` as a signed-note verifier key named by this member's origin."""
-        return VerifierKey(name=self.origin, public_key=key.public_key, sig_type=SIG_TYPE_ED25519)
+        return _log_verifier_key(self.origin, key.public_key)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -469,11 +481,15 @@ class CertificateType:
                 return c
         raise SchemaError(f"certificate type {self.code} has no claim {name!r}")
 
+    @cached_property
+    def _claims_by_key(self) -> dict[int, ClaimSpec]:
+        return {c.key: c for c in self.claims}
+
     def claim_by_key(self, key: int) -> ClaimSpec:
         """The claim with compact key ``key``; SchemaError if the type has none."""
-        for c in self.claims:
-            if c.key == key:
-                return c
+        c = self._claims_by_key.get(key) if isinstance(key, int) else None
+        if c is not None:
+            return c
         raise SchemaError(f"certificate type {self.code} has no claim with key {key}")
 
 
@@ -616,12 +632,23 @@ class Policy:
 
     # -- lookups ---------------------------------------------------------------------
 
+    # The policy is immutable: its lookups are dicts built on first use (ids, codes and
+    # key IDs are unique, as construction checked).
+    @cached_property
+    def _members_by_id(self) -> dict[str, Member]:
+        return {m.id: m for m in self.members}
+
+    @cached_property
+    def _types_by_code(self) -> dict[str, CertificateType]:
+        return {t.code: t for t in self.types}
+
+    @cached_property
+    def _log_keys_by_id(self) -> dict[bytes, tuple[Member, LogKey]]:
+        return {m.log_key_id(k): (m, k) for m in self.members for k in m.log_keys}
+
     def member(self, member_id: str) -> Member | None:
         """The member with this id, or None."""
-        for m in self.members:
-            if m.id == member_id:
-                return m
-        return None
+        return self._members_by_id.get(member_id) if isinstance(member_id, str) else None
 
     def member_by_origin(self, origin: str) -> Member | None:
         """The member whose log has this origin, or None."""
@@ -632,10 +659,7 @@ class Policy:
 
     def certificate_type(self, code: str) -> CertificateType | None:
         """The certificate type with this code, or None."""
-        for t in self.types:
-            if t.code == code:
-                return t
-        return None
+        return self._types_by_code.get(code) if isinstance(code, str) else None
 
     def require_member(self, member_id: str) -> Member:
         """The member with this id; PolicyError (``unknown-member``) if there is none."""
@@ -706,10 +730,9 @@ class Policy:
         """
         if not isinstance(kid, bytes) or len(kid) != 4:
             raise MalformedError("a key ID is exactly 4 bytes")
-        for m in self.members:
-            for k in m.log_keys:
-                if m.log_key_id(k) == kid:
-                    return m, k
+        found = self._log_keys_by_id.get(kid)
+        if found is not None:
+            return found
         raise _fail(
             "unknown-key", f"no member has a log key with key ID {kid.hex()} in policy version {self.version}"
         )
