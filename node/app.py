@@ -13,6 +13,7 @@ Endpoints (``create_app(config=...)``):
 ``GET /mirror/<origin hash>/...``          the verified copy of another member's log:
                                            ``checkpoint`` and tiles, as above
 ``GET /v1/alerts``                         fork evidence this node holds (JSON list)
+``GET /v1/refused``                        data the mirrors refused, each naming its source
 ``POST /v1/statements``                    append statements pre-signed with the log key
 ``GET /healthz``, ``GET /metrics``         liveness and Prometheus metrics
 ``/v1/types``, ``/v1/certificates…``       the clerks' issuing API (node.issuing_api)
@@ -50,6 +51,7 @@ from ledger.log.witness import MAX_BODY_SIZE, is_origin_hash, origin_hash
 from ledger.replica import tiles
 from ledger.trust.policy_doc import parse_document
 from node.config import NodeConfig
+from node.gossip import Gossip
 from node.issuing import Desk
 from node.issuing_api import install as install_clerks_api
 from node.mirror import Mirrors
@@ -103,11 +105,25 @@ class Node:
             clock=config.clock,
         )
         self._mirror_task: asyncio.Task[None] | None = None
+        self._gossip_task: asyncio.Task[None] | None = None
         self.tiles_dir = TilesDir(config.tiles_dir) if config.tiles_dir is not None else None
         self._full_tiles: OrderedDict[tiles.Tile, bytes] = OrderedDict()
         self._cache_lock = threading.Lock()  # tile requests run on several threads
         self.registry = CollectorRegistry()
         self._metrics()
+        self.gossip = Gossip(
+            path=d / "gossip.db",
+            member_id=config.member_id,
+            policy=lambda: config.policy.policy,
+            client=self.mirrors.client,
+            witness=self.witness,
+            replicas=self.mirrors.store,
+            own_log=self.reader,
+            known_alerts=lambda: self.witness.alerts() + self.mirrors.fork_alerts(),
+            mirror_sources=self.mirrors.sources,
+            registry=self.registry,
+            clock=config.clock,
+        )
         self.sequencer = Sequencer(
             store=self.store,
             key=config.log_key,
@@ -276,13 +292,17 @@ class Node:
             self._mirror_task = asyncio.create_task(
                 self.mirrors.run(self.config.mirror_interval), name="mirror"
             )
+        if self.config.gossip:
+            self._gossip_task = asyncio.create_task(
+                self.gossip.run(self.config.gossip_interval), name="gossip"
+            )
 
     async def stop(self) -> None:
         """Commit and sign what was acknowledged, then stop everything and close."""
         await self.sequencer.stop()
         if self.config.submit:
             await self.submitter.stop()
-        for task in (self._policy_task, self._mirror_task):
+        for task in (self._policy_task, self._mirror_task, self._gossip_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -295,13 +315,14 @@ class Node:
         self.reader.close()
         self.witness.close()
         self.published.close()
+        self.gossip.close()
         self.mirrors.close()
 
     # ------------------------------------------------------------------ reads
 
     def alerts(self) -> list[bytes]:
-        """Every fork alert held: met as a witness, then met as a mirror."""
-        return self.witness.alerts() + self.mirrors.fork_alerts()
+        """Every fork alert held: met as a witness, as a mirror, then learned by gossip."""
+        return self.witness.alerts() + self.mirrors.fork_alerts() + self.gossip.alerts()
 
     def checkpoint(self) -> bytes | None:
         """What ``/checkpoint`` serves."""
@@ -465,6 +486,10 @@ def create_app(*, config: NodeConfig) -> FastAPI:
     @app.get("/v1/alerts")
     def alerts() -> JSONResponse:
         return JSONResponse([json.loads(a) for a in node.alerts()])
+
+    @app.get("/v1/refused")
+    def refused() -> JSONResponse:
+        return JSONResponse([a.to_json() for a in node.mirrors.store.alerts(kind="bad-source")])
 
     @app.post("/v1/statements")
     async def statements(request: Request) -> Response:

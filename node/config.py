@@ -7,6 +7,8 @@ Layout of the data directory (created by ``certledger node init``)::
     witness.key        the witness cosigning key (PEM, mode 0600)
     log.db             the department's log (ledger.log.store)
     witness.db         witness state and fork alerts (node.witness)
+    mirrors.db         verified copies of the other members' logs (node.mirror)
+    gossip.db          fork alerts learned from the other members (node.gossip)
     node.db            checkpoints of our own log with the cosignatures collected
     policy/<N>.note    every trust-policy version adopted, N zero-padded; the first is pinned
 
@@ -170,7 +172,10 @@ class NodeConfig:
     record_policy: bool = True
     #: Seconds between two looks for newer policy versions (on disk and at the peers).
     policy_interval: float = 5.0
-    #: The client mirrors read with (tests route it in-process); None: a new one.
+    #: Compare checkpoints and fork alerts with the other members every ``gossip_interval`` s.
+    gossip: bool = True
+    gossip_interval: float = 5.0
+    #: The client mirrors and gossip read with (tests route it in-process); None: a new one.
     mirror_client: httpx.Client | None = None
     clock: Callable[[], float] = field(default=time.time)
     #: Accept clerks' bearer tokens over plain HTTP from non-loopback addresses
@@ -242,6 +247,8 @@ def load_config(
     mirror: bool = True,
     mirror_interval: float = 2.0,
     mirror_sources: dict[str, list[str]] | None = None,
+    gossip: bool = True,
+    gossip_interval: float = 5.0,
 ) -> NodeConfig:
     """Read and check a data directory; refuses an expired policy or keys it does not list."""
     d = Path(data_dir)
@@ -265,4 +272,6 @@ def load_config(
         mirror=mirror,
         mirror_interval=mirror_interval,
         mirror_sources=dict(mirror_sources or {}),
+        gossip=gossip,
+        gossip_interval=gossip_interval,
     )

@@ -60,7 +60,7 @@ class Mirrors:
         self.store = ReplicaStore.open(path)
         self._member_id = member_id
         self._policy = policy
-        self._client = client
+        self.client = client
         self._extra = extra_sources
         self._clock = clock
         self._lock = threading.Lock()
@@ -69,18 +69,18 @@ class Mirrors:
     def close(self) -> None:
         """Close the replica database and the HTTP client."""
         self.store.close()
-        self._client.close()
+        self.client.close()
 
     def sources(self, member_id: str) -> list[Fetcher]:
         """Where to read ``member_id``'s log: its node, extra sources, the others' mirrors."""
         policy = self._policy()
         member = policy.require_member(member_id)
-        out: list[Fetcher] = [HttpFetcher(base_url=member.base_url, client=self._client)]
-        out += [source(s, self._client) for s in self._extra.get(member_id, ())]
+        out: list[Fetcher] = [HttpFetcher(base_url=member.base_url, client=self.client)]
+        out += [source(s, self.client) for s in self._extra.get(member_id, ())]
         for m in policy.members:
             if m.id not in (member_id, self._member_id):
                 base = m.base_url if m.base_url.endswith("/") else m.base_url + "/"
-                out.append(HttpFetcher(base_url=base + mirror_prefix(member.origin), client=self._client))
+                out.append(HttpFetcher(base_url=base + mirror_prefix(member.origin), client=self.client))
         return out
 
     def sync_once(self) -> dict[str, SyncResult]:

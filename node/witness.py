@@ -112,6 +112,20 @@ class Witness:
         with self._lock:
             return [r[0] for r in self._conn.execute("SELECT origin FROM latest ORDER BY origin")]
 
+    def near(self, origin: str, size: int) -> list[tuple[int, bytes, bytes]]:
+        """``(size, root, note)`` of the checkpoints cosigned for ``origin`` nearest to
+        ``size``: the largest below it, every one at it, and the smallest above it."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM (SELECT size, root, note FROM history WHERE origin = ? AND size < ? "
+                "ORDER BY size DESC LIMIT 1) "
+                "UNION ALL SELECT size, root, note FROM history WHERE origin = ? AND size = ? "
+                "UNION ALL SELECT * FROM (SELECT size, root, note FROM history WHERE origin = ? AND size > ? "
+                "ORDER BY size LIMIT 1)",
+                (origin, size, origin, size, origin, size),
+            ).fetchall()
+        return [(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+
     def alerts(self) -> list[bytes]:
         """Every alert kept, oldest first, as alert JSON bytes."""
         with self._lock:

@@ -93,6 +93,7 @@ def config(data: Path, **kw: object) -> NodeConfig:
     """The node's configuration, with a short checkpoint interval."""
     kw.setdefault("checkpoint_interval", 0.05)
     kw.setdefault("mirror", False)  # in process, mirrors are synced by the test itself
+    kw.setdefault("gossip", False)  # and gossip rounds are run by the test itself
     record_policy = kw.pop("record_policy", False)  # tests count entries from 0
     cfg = load_config(data, **kw)  # type: ignore[arg-type]
     cfg.record_policy = bool(record_policy)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,7 +79,15 @@ class Network:
 
     def start(self, m: str, *extra: str) -> None:
         self.logs[m] = (self.tmp / f"{m}.log").open("ab")
-        args = ["--checkpoint-interval", "0.2", "--mirror-interval", "0.3", *extra]
+        args = [
+            "--checkpoint-interval",
+            "0.2",
+            "--mirror-interval",
+            "0.3",
+            "--gossip-interval",
+            "0.3",
+            *extra,
+        ]
         if m == nodes.A:
             args += ["--tiles-dir", str(self.static)]
         self.procs[m] = subprocess.Popen(
@@ -177,32 +187,37 @@ def test_witnessing_mirrors_and_forks_between_processes(network: Network, tmp_pa
         Checkpoint(origin=fx.AMR.origin, size=45, root_hash=merkle.root_from_leaf_hashes(leaves)), key=lk
     )
     proof = merkle.prove_tree(45, 41, _reader(leaves))  # an honest-looking proof of the forked tree
+    # Shown to B only: B refuses it and keeps the evidence.
     r = httpx.post(b + "add-checkpoint", content=encode_add_checkpoint(old_size=41, proof=proof, note=forked))
     assert r.status_code == 422 and "bad consistency proof" in r.text
-    # And the same size with another root, to C.
-    same_size = sign_checkpoint(
-        Checkpoint(origin=fx.AMR.origin, size=41, root_hash=merkle.root_from_leaf_hashes(leaves[:41])), key=lk
-    )
-    r = httpx.post(c + "add-checkpoint", content=encode_add_checkpoint(old_size=41, proof=[], note=same_size))
-    assert r.status_code == 422
+    [held_by_b] = httpx.get(b + "v1/alerts").json()
+    assert held_by_b["kind"] == "inconsistent" and held_by_b["observed_by"] == nodes.B
 
+    # C learns it by gossip, and verifies it before keeping it.
     policy = nodes.policy_with_urls({})
-    for w, kind in ((b, "inconsistent"), (c, "same-size")):
-        alerts = httpx.get(w + "v1/alerts").json()
-        assert [x["kind"] for x in alerts] == [kind]
-        check_alert(json.dumps(alerts[0]).encode(), policy)
+    wait_until(lambda: httpx.get(c + "v1/alerts").json() == [held_by_b], "C to learn B's alert by gossip")
+    for w in (b, c):
+        check_alert(json.dumps(httpx.get(w + "v1/alerts").json()[0]).encode(), policy)
         assert "certledger_alerts 1.0" in httpx.get(w + "metrics").text
         # The cosigned checkpoint did not move.
-        held = httpx.get(w + origin_hash(fx.AMR.origin) + "/checkpoint").content
-        assert open_checkpoint(held, log_key=LOG_VKEY).checkpoint.size == 41
+        kept = httpx.get(w + origin_hash(fx.AMR.origin) + "/checkpoint").content
+        assert open_checkpoint(kept, log_key=LOG_VKEY).checkpoint.size == 41
+    c_metrics = httpx.get(c + "metrics").text
+    assert 'certledger_gossip_alerts_total{how="adopted"} 1.0' in c_metrics
+    # C also compares the checkpoints B holds with its own, and finds them consistent.
+    assert re.search(r'certledger_gossip_checkpoints_total\{outcome="consistent"\} [1-9]', c_metrics)
 
-    out = subprocess.run(
-        [sys.executable, "-m", "certledger", "node", "alerts", "--data", str(tmp_path / nodes.B)],
-        capture_output=True,
-        check=True,
-    )
-    listed = [json.loads(line) for line in out.stdout.splitlines()]
-    assert len(listed) == 1 and listed[0]["verified"] is True and listed[0]["origin"] == fx.AMR.origin
+    for m, found_by in ((nodes.B, "witness"), (nodes.C, "gossip")):
+        out = subprocess.run(
+            [sys.executable, "-m", "certledger", "node", "alerts", "--data", str(tmp_path / m)],
+            capture_output=True,
+            check=True,
+        )
+        listed = [json.loads(line) for line in out.stdout.splitlines()]
+        assert len(listed) == 1 and listed[0]["verified"] is True and listed[0]["origin"] == fx.AMR.origin
+        assert listed[0]["found_by"] == found_by
+    # From B, or from A, which also adopts it (it is about A's own log): alerts travel on.
+    assert listed[0]["source"] in (b + "v1/alerts", a + "v1/alerts")
 
     # A's own log keeps growing and being witnessed after the refused fork.
     r = httpx.post(
@@ -223,6 +238,33 @@ def test_witnessing_mirrors_and_forks_between_processes(network: Network, tmp_pa
         assert (
             len(open_checkpoint(kept.cosigned_note, log_key=LOG_VKEY, witnesses=WITNESSES).cosignatures) == 2
         )
+
+    # A split view: A's key extends the real size-46 tree one way for B and another way for
+    # C. Each witness sees a consistent history and cosigns; comparing what they hold, the
+    # nodes find two roots for one size.
+    with LogStore.open(tmp_path / nodes.A / "log.db", readonly=True) as store:
+        real = [merkle.leaf_hash(e) for e in store.entries(0, 46)]
+    for w, tag in ((b, b"for B"), (c, b"for C")):
+        view = real + [merkle.leaf_hash(tag + b" %d" % i) for i in range(4)]
+        note50 = sign_checkpoint(
+            Checkpoint(origin=fx.AMR.origin, size=50, root_hash=merkle.root_from_leaf_hashes(view)), key=lk
+        )
+        body = encode_add_checkpoint(old_size=46, proof=merkle.prove_tree(50, 46, _reader(view)), note=note50)
+        assert httpx.post(w + "add-checkpoint", content=body).status_code == 200
+
+    def compared(w: str) -> bool:
+        return any(x["kind"] == "same-size" for x in httpx.get(w + "v1/alerts").json())
+
+    for w in (b, c):
+        wait_until(lambda w=w: compared(w), f"{w} to find the split view by comparing checkpoints")
+    out = subprocess.run(
+        [sys.executable, "-m", "certledger", "node", "alerts", "--data", str(tmp_path / nodes.C)],
+        capture_output=True,
+        check=True,
+    )
+    [split] = [x for x in map(json.loads, out.stdout.splitlines()) if x["kind"] == "same-size"]
+    assert split["verified"] is True and split["found_by"] == "gossip"
+    assert split["how"] in ("found comparing checkpoints", "adopted from a peer")
 
 
 def test_mirrors_catch_up_and_sync_from_a_static_copy(network: Network, tmp_path: Path) -> None:
@@ -253,6 +295,58 @@ def test_mirrors_catch_up_and_sync_from_a_static_copy(network: Network, tmp_path
         replica = Replica(store=store, policy=nodes.policy_with_urls(network.urls), member_id=nodes.A)
         result = replica.sync([DirectoryFetcher(root=network.static)])
         assert result.ok and result.size >= 300, result.refused
+
+
+def test_a_node_serving_a_tampered_tile_is_rejected(network: Network, tmp_path: Path) -> None:
+    a, b, c = (network.urls[m] for m in MEMBERS)
+    lk = nodes.KEYS[nodes.A][0]
+    kid = key_id(fx.AMR.origin, SIG_TYPE_ED25519, lk.public_key.raw)
+    r = httpx.post(a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(300)], lk, kid))
+    assert r.status_code == 200
+    wait_until(lambda: mirrored_size(c) == 301, "C to mirror A's 301 entries")
+    network.kill(nodes.C)
+    r = httpx.post(
+        a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(300, 310)], lk, kid)
+    )
+    assert r.status_code == 200
+    wait_until(lambda: mirrored_size(b) == 311, "B to mirror 311 entries")
+    static_checkpoint = network.static / "checkpoint"
+    wait_until(
+        lambda: (
+            static_checkpoint.exists()
+            and open_checkpoint(static_checkpoint.read_bytes(), log_key=LOG_VKEY).checkpoint.size == 311
+        ),
+        "A's static copy at 311 entries",
+    )
+    # A copy of A's tiles with one byte flipped in every tile, served by a plain web server.
+    tampered = tmp_path / "tampered"
+    shutil.copytree(network.static, tampered)
+    for f in (tampered / "tile").rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            f.write_bytes(bytes([data[0] ^ 1]) + data[1:])
+    [port] = free_ports(1)
+    bad = f"http://127.0.0.1:{port}/"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tampered)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: httpx.get(bad + "checkpoint").status_code == 200, "the tampered copy's server")
+        network.kill(nodes.A)  # C must read A's log from the tampered copy or from B's mirror
+        network.start(nodes.C, "--mirror-source", f"{nodes.A}={bad}")
+        wait_until(lambda: mirrored_size(c) == 311, "C to catch up from B's mirror")
+        refused = httpx.get(c + "v1/refused").json()
+        named = [x for x in refused if x["source"] == bad]
+        assert named and named[0]["member"] == nodes.A
+        assert named[0]["message"].startswith(f"refused data from {bad}: ")
+        # The tampered data is refused, not a fork: no fork alert anywhere.
+        assert httpx.get(c + "v1/alerts").json() == []
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    network.start(nodes.A)
 
 
 def test_a_new_policy_version_is_adopted_by_all(network: Network, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from ledger.log.alert import check_alert
 from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE
 from node.app import create_app
 from node.config import PolicyChain, init_data_dir, load_config, policy_dir
+from node.gossip import read_learned
 from node.logs import configure
 from node.mirror import Mirrors
 from node.recover import recover as run_recover
@@ -207,6 +208,23 @@ def _listen(value: str) -> tuple[str, int]:
     help="One more place to read MEMBER's log from: a URL or a directory with a static copy "
     "of its tiles (repeatable; space-separated in the variable).",
 )
+@click.option(
+    "--gossip/--no-gossip",
+    default=True,
+    show_default=True,
+    envvar="CERTLEDGER_GOSSIP",
+    show_envvar=True,
+    help="Compare checkpoints and fork alerts with the other members' nodes.",
+)
+@click.option(
+    "--gossip-interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    envvar="CERTLEDGER_GOSSIP_INTERVAL",
+    show_envvar=True,
+    help="Seconds between two rounds of gossip.",
+)
 def run(
     *,
     data: Path,
@@ -219,6 +237,8 @@ def run(
     mirror: bool,
     mirror_interval: float,
     mirror_sources: tuple[str, ...],
+    gossip: bool,
+    gossip_interval: float,
 ) -> None:
     """Serve the log, the witness and the policy until stopped (SIGTERM or Ctrl-C).
 
@@ -244,6 +264,8 @@ def run(
         mirror=mirror,
         mirror_interval=mirror_interval,
         mirror_sources=sources,
+        gossip=gossip,
+        gossip_interval=gossip_interval,
     )
     configure()
     app = create_app(config=config)
@@ -282,19 +304,21 @@ def update_policy(policy_file: Path, data: Path) -> None:
     "--check/--no-check", default=True, show_default=True, help="Verify each alert against the policy."
 )
 def alerts(data: Path, check: bool) -> None:
-    """Print each fork alert (met as a witness or as a mirror) as one JSON line; with
-    --check, say whether it verifies against the policy."""
+    """Print each fork alert as one JSON line: met as a witness, as a mirror, or learned
+    from another member's node by gossip (``found_by``, and for gossip ``source``, the
+    peer URL it came from); with --check, say whether it verifies against the policy."""
     path = data / "witness.db"
     if not path.exists():
         raise FileError(f"{path}: no witness database")
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            rows = [r[0] for r in conn.execute("SELECT alert FROM alerts ORDER BY id")]
+            witnessed = [bytes(r[0]) for r in conn.execute("SELECT alert FROM alerts ORDER BY id")]
         finally:
             conn.close()
     except sqlite3.Error as e:
         raise StorageError(f"{path}: cannot read the alerts: {e}") from None
+    rows: list[tuple[bytes, dict[str, object]]] = [(a, {"found_by": "witness"}) for a in witnessed]
     mirrors = data / "mirrors.db"
     if mirrors.exists():
         member = (
@@ -310,12 +334,26 @@ def alerts(data: Path, check: bool) -> None:
             clock=time.time,
         )
         try:
-            rows += m.fork_alerts()
+            rows += [(a, {"found_by": "mirror"}) for a in m.fork_alerts()]
         finally:
             m.close()
+    if (data / "gossip.db").exists():
+        rows += [
+            (
+                g.alert,
+                {
+                    "found_by": "gossip",
+                    "how": "adopted from a peer" if g.how == "adopted" else "found comparing checkpoints",
+                    "source": g.source,
+                    "learned_at": g.learned_at,
+                },
+            )
+            for g in read_learned(data / "gossip.db")
+        ]
     policy = PolicyChain(policy_dir(data), now=time.time).policy if check and rows else None
-    for raw in rows:
+    for raw, where in rows:
         doc = json.loads(raw)
+        doc.update(where)
         if policy is not None:
             try:
                 check_alert(raw, policy)

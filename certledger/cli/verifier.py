@@ -39,6 +39,8 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # listen now, so that a client told the address queues until the server accepts
+        sock.listen(2048)
     except OSError as e:
         sock.close()
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror}") from None

@@ -342,6 +342,21 @@ class ReplicaStore:
         )
         return self._covering(origin, size) if rows else None
 
+    def checkpoints_near(self, origin: str, size: int) -> list[WitnessedCheckpoint]:
+        """The verified checkpoints nearest to ``size``: the largest below, the one at it,
+        the smallest above (those that exist)."""
+        out = []
+        for sql in (
+            "SELECT size FROM checkpoints WHERE origin = ? AND size < ? ORDER BY size DESC LIMIT 1",
+            "SELECT size FROM checkpoints WHERE origin = ? AND size = ?",
+            "SELECT size FROM checkpoints WHERE origin = ? AND size > ? ORDER BY size LIMIT 1",
+        ):
+            for (n,) in self._rows(sql, (origin, size)):
+                cp = self.checkpoint_at(origin, int(n))
+                if cp is not None:
+                    out.append(cp)
+        return out
+
     def _covering(self, origin: str, index_or_size: int) -> WitnessedCheckpoint | None:
         """The first stored checkpoint of ``origin`` whose size is at least ``index_or_size``."""
         rows = self._rows(

@@ -49,10 +49,42 @@ from ledger.replica.fetch import Fetcher, NotFoundError
 from ledger.replica.store import IndexRow, ReplicaStore, WitnessedCheckpoint, statement_hash
 from ledger.trust.policy import Member, Policy
 
-__all__ = ["Replica", "SyncResult"]
+__all__ = ["Replica", "SyncResult", "get_tile", "tree_reader"]
 
 _MAX_TILE = tiles.TILE_WIDTH * merkle.HASH_SIZE
 _MAX_BUNDLE = tiles.TILE_WIDTH * (2 + MAX_ENTRY_SIZE)
+
+
+def get_tile(src: Fetcher, t: tiles.Tile) -> bytes:
+    """A tile at exactly the width asked: the partial tile, else a prefix of the full one."""
+    limit = _MAX_BUNDLE if t.is_entries else _MAX_TILE
+    try:
+        return src.get(t.path, max_size=limit)
+    except NotFoundError:
+        if t.is_full:
+            raise
+    full = src.get(t.full.path, max_size=limit)
+    if t.is_entries:
+        items = tiles.decode_bundle(t.full, full)[: t.width]
+        return tiles.encode_bundle(items)
+    return full[: t.size]
+
+
+def tree_reader(src: Fetcher, size: int, root: bytes) -> merkle.HashReader:
+    """A hash reader for the tree ``(size, root)`` from a source's tiles, each tile
+    authenticated against ``root`` (ProofError or FileError when it cannot be)."""
+    cache: dict[tiles.Tile, bytes] = {}
+
+    def fetch(wanted: Sequence[tiles.Tile]) -> list[bytes]:
+        out = []
+        for t in wanted:
+            data = cache.get(t)
+            if data is None:
+                data = cache[t] = get_tile(src, t)
+            out.append(data)
+        return out
+
+    return tiles.tile_hash_reader(size, root, fetch)
 
 
 class _Refused(LedgerError):
@@ -261,32 +293,10 @@ class Replica:
         return _Refused(why)
 
     def _get_tile(self, src: Fetcher, t: tiles.Tile) -> bytes:
-        """A tile at exactly the width asked: the partial tile, else a prefix of the full one."""
-        limit = _MAX_BUNDLE if t.is_entries else _MAX_TILE
-        try:
-            return src.get(t.path, max_size=limit)
-        except NotFoundError:
-            if t.is_full:
-                raise
-        full = src.get(t.full.path, max_size=limit)
-        if t.is_entries:
-            items = tiles.decode_bundle(t.full, full)[: t.width]
-            return tiles.encode_bundle(items)
-        return full[: t.size]
+        return get_tile(src, t)
 
     def _tile_reader(self, src: Fetcher, cp: WitnessedCheckpoint) -> merkle.HashReader:
-        cache: dict[tiles.Tile, bytes] = {}
-
-        def fetch(wanted: Sequence[tiles.Tile]) -> list[bytes]:
-            out = []
-            for t in wanted:
-                data = cache.get(t)
-                if data is None:
-                    data = cache[t] = self._get_tile(src, t)
-                out.append(data)
-            return out
-
-        return tiles.tile_hash_reader(cp.size, cp.root_hash, fetch)
+        return tree_reader(src, cp.size, cp.root_hash)
 
     def _bundle(self, src: Fetcher, t: tiles.Tile) -> list[bytes]:
         data = self._get_tile(src, t)
