@@ -377,6 +377,8 @@ def test_claims_and_salts_stay_in_the_private_store(desk: Desk) -> None:
 
 
 def test_every_logged_statement_carries_the_clerks_operator_id(desk: Desk) -> None:
+    desk.issue(500, role="issue")
+    desk.issue(501, role="admin")
     store = LogStore.open(desk.data / "log.db", readonly=True)
     operators = {Entry.from_bytes(store.entry(n)).signed.statement.operator for n in range(store.size)}
     private = PrivateStore(desk.data / "private.db")

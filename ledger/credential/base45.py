@@ -1,7 +1,7 @@
 """Strict Base45 (RFC 9285), the QR-alphanumeric-friendly text encoding of QR payloads.
 
-Encoding looks up three characters per two bytes in a table. Decoding is strict: a size cap applied before
-any work, only the 45 characters of the alphabet, a length that is not ``1 (mod 3)``,
+Encoding looks up three characters per two bytes in a table. Decoding is strict: a
+size cap applied before any work, only the 45 characters of the alphabet, a length that is not ``1 (mod 3)``,
 and no group whose value is out of range (``> 0xFFFF`` for three characters, ``> 0xFF``
 for two), which is what makes the encoding canonical: every byte string has exactly
 one Base45 text, so a decoded text always re-encodes to itself. The decoder turns the
