@@ -596,7 +596,17 @@ class Desk:
                 raise ConflictError(f"cannot {kind.label} a certificate that is {status}")
             now = int(self.config.clock())
             member = self.config.member
-            lk = next(k for k in member.log_keys if k.public_key == self.config.log_key.public_key)
+            lk = next((k for k in member.log_keys if k.public_key == self.config.log_key.public_key), None)
+            if (
+                lk is None
+                or now < lk.valid_from
+                or (lk.valid_until is not None and now >= lk.valid_until)
+                or (lk.compromised_at is not None and now >= lk.compromised_at)
+            ):
+                raise StorageError(
+                    f"this node's log key is not a valid log key of {member.id} now under trust policy "
+                    f"version {self.config.policy.policy.version}; install the new log key and restart"
+                )
             signed = SignedStatement.sign(
                 Statement(
                     kind=kind,

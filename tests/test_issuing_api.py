@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import stat
@@ -493,3 +494,24 @@ def test_oversized_body_is_413_before_it_is_read(desk: Desk) -> None:
 
     r = desk.client.post("/v1/certificates/batch", content=chunks(), headers=desk.h("issue"))
     assert r.status_code == 413
+
+
+def test_a_status_change_is_refused_while_the_nodes_log_key_is_not_valid(tmp_path: Path) -> None:
+    """After a rotation the old key stops being valid: the node must not sign with it."""
+    data = window.make_node(tmp_path)
+    h = {"Authorization": f"Bearer {window.add_clerk(data, 'clerk-admin', 'admin')}"}
+    with TestClient(create_app(config=nodes.config(data, submit=False)), client=LOOPBACK) as client:
+        r = client.post(
+            "/v1/certificates",
+            json={"type": "food_business_permit", "claims": window.food_claims(1)},
+            headers=h,
+        )
+        assert r.status_code == 201, r.text
+        cid = r.json()["cert_id"]
+    config = nodes.config(data, submit=False)
+    key = next(k for k in config.member.log_keys if k.public_key == config.log_key.public_key)
+    before = dataclasses.replace(config, clock=lambda: key.valid_from - 3600)
+    with TestClient(create_app(config=before), client=LOOPBACK) as client:
+        r = client.post(f"/v1/certificates/{cid}/revoke", json={"reason": "holder_request"}, headers=h)
+    assert r.status_code == 503, r.text
+    assert "log key is not a valid log key" in r.text and "install the new log key" in r.text
