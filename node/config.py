@@ -36,7 +36,15 @@ from ledger.trust.policy import Member, Policy
 from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE
 from ledger.trust.trust import TrustedPolicy
 
-__all__ = ["NodeConfig", "PolicyChain", "check_keys", "init_data_dir", "load_config", "policy_dir"]
+__all__ = [
+    "NodeConfig",
+    "PolicyChain",
+    "check_keys",
+    "init_data_dir",
+    "load_config",
+    "policy_dir",
+    "read_member",
+]
 
 _DOC = re.compile(r"([0-9]{8})\.note")
 
@@ -226,7 +234,8 @@ def init_data_dir(
     return member
 
 
-def _read_member(data_dir: Path) -> str:
+def read_member(data_dir: Path) -> str:
+    """The member id in ``DATA/member``."""
     raw = read_capped(data_dir / "member", limit=256, what="member id file")
     try:
         return raw.decode("ascii").strip()
@@ -252,7 +261,7 @@ def load_config(
 ) -> NodeConfig:
     """Read and check a data directory; refuses an expired policy or keys it does not list."""
     d = Path(data_dir)
-    member_id = _read_member(d)
+    member_id = read_member(d)
     chain = PolicyChain(policy_dir(d), now=clock)
     log_key = SigningKey.load(d / "log.key", passphrase=passphrase)
     witness_key = SigningKey.load(d / "witness.key", passphrase=passphrase)

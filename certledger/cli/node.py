@@ -38,6 +38,7 @@ from node.gossip import read_learned
 from node.logs import configure
 from node.mirror import Mirrors
 from node.recover import recover as run_recover
+from node.rotate import NEXT_KEY, rotate_log_key, stage_log_key
 
 __all__ = ["node"]
 
@@ -296,6 +297,53 @@ def update_policy(policy_file: Path, data: Path) -> None:
     policy = chain.install(doc)
     record_cli_event(data, "update-policy", detail=f"installed policy version {policy.version}")
     click.echo(f"installed policy version {policy.version}")
+
+
+@node.command("rotate-key", short_help="Switch a stopped node to a new log key the policy lists.")
+@_data_option
+@click.option(
+    "--key",
+    "key_file",
+    type=_FILE,
+    envvar="CERTLEDGER_NEW_LOG_KEY",
+    show_envvar=True,
+    help=f"The new log key (PEM); default: DATA/{NEXT_KEY}, made by --generate.",
+)
+@click.option(
+    "--generate",
+    is_flag=True,
+    help=f"Only generate a new log key into DATA/{NEXT_KEY} and print it for the policy proposal.",
+)
+def rotate_key(data: Path, key_file: Path | None, generate: bool) -> None:
+    """Make a new log key the node's key, keeping the old one under DATA/retired-keys/.
+
+    With --generate: create the new key (0600) and print its verifier key to propose
+    with 'certledger consortium propose ... rotate-log-key=MEMBER:KEY'; the node may
+    keep running. Once 'node update-policy' installed a version listing it, stop the
+    node and run this again (with --key, or without to use the generated key). The new
+    key's first checkpoint must extend the log's latest one.
+    """
+    passphrase = os.environ.get("CERTLEDGER_KEY_PASSPHRASE")
+    secret = passphrase.encode() if passphrase else None
+    if generate:
+        if key_file is not None:
+            raise click.BadParameter("give --key or --generate, not both")
+        path, vkey, listed = stage_log_key(data, passphrase=secret)
+        click.echo(f"generated {path}")
+        click.echo(f"log key: {vkey}")
+        if not listed:
+            member = read_capped(data / "member", limit=256, what="member id file").decode().strip()
+            click.echo(
+                "policy: not listed yet; propose it with 'certledger consortium propose --current "
+                f"<newest policy> rotate-log-key={member}:{vkey}', install the signed version with "
+                f"'certledger node update-policy FILE --data {data}', then stop the node and run "
+                f"'certledger node rotate-key --data {data}'"
+            )
+        return
+    done = rotate_log_key(data, new_key_file=key_file or data / NEXT_KEY, passphrase=secret)
+    record_cli_event(data, "rotate-key", detail=f"log key {done.old_key_id.hex()} -> {done.new_key_id.hex()}")
+    click.echo(f"log key is now {done.new_key_id.hex()} (its first checkpoint extends size {done.size})")
+    click.echo(f"the old key {done.old_key_id.hex()} and its state are kept in {done.retired}")
 
 
 @node.command(short_help="List the fork alerts this node holds.")
