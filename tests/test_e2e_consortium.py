@@ -211,16 +211,18 @@ def test_a_rotated_log_key_keeps_old_certificates_valid(net: Network) -> None:
     v2 = next_version(net, f"rotate-log-key={AMR}:{new_key.strip()}")
     install(net, v2)
 
-    # the node reads its log key (data/log.key) at start, and the key's memory of what it
-    # signed (log.key.last-checkpoint) belongs to that key alone: stop the node, move the
-    # old key aside together with its memory, put the new key in place, start it again
+    # the key's memory of what it signed belongs to that key alone: stop the node and let
+    # 'node rotate-key' switch it to the new key (refused while the node runs), keeping the
+    # old key and its memory aside
     amr = net.procs[AMR]
-    net.stop(AMR)
     data = net.work / "nodes" / AMR
-    (data / "log.key").replace(data / "log.key.old")
-    (data / "log.key.last-checkpoint").replace(data / "log.key.old.last-checkpoint")
-    SigningKey.load(new_key_file).save(data / "log.key.new")
-    (data / "log.key.new").replace(data / "log.key")
+    old_kid = key_id(ORIGIN_AMR, SIG_TYPE_ED25519, SigningKey.load(data / "log.key").public_key.raw)
+    refused = CliRunner().invoke(cli, ["node", "rotate-key", "--data", str(data), "--key", str(new_key_file)])
+    assert refused.exit_code != 0
+    assert "rule: node-running" in refused.output
+    net.stop(AMR)
+    rotated = run("node", "rotate-key", "--data", str(data), "--key", str(new_key_file))
+    assert f"kept in {data / 'retired-keys' / old_kid.hex()}" in rotated
     net.spawn(amr)
     net.wait_healthy(amr)
 
@@ -228,7 +230,6 @@ def test_a_rotated_log_key_keeps_old_certificates_valid(net: Network) -> None:
     new = issue(net, AMR, token, amr_type, claims)
     assert new["index"] > old["index"]
     # the old certificate's entry carries the old key's ID, the new one's the new key's
-    old_kid = key_id(ORIGIN_AMR, SIG_TYPE_ED25519, SigningKey.load(data / "log.key.old").public_key.raw)
     new_kid = key_id(ORIGIN_AMR, SIG_TYPE_ED25519, SigningKey.load(new_key_file).public_key.raw)
     with LogStore.open(data / "log.db", readonly=True) as store:
         assert Entry.from_bytes(store.entry(old["index"])).signed.key_id == old_kid
