@@ -175,6 +175,25 @@ def test_issue_reject_revoke_and_qr(desk: Desk) -> None:
             assert "licence_no, name" in page.inner_text("#qr-msg")
             page.screenshot(path=str(desk.shots / "clerk.png"), full_page=True)
 
+            # replace it: the form comes back filled with its claims
+            page.select_option("#reason", "information_changed")
+            page.click("#replace")
+            assert page.input_value("#f-name") == window.food_claims(1)["name"]
+            assert page.is_visible("#replace-note") and page.inner_text("#replacing") == cert_id
+            page.fill("#f-name", "杭州西溪小馆餐饮有限公司")
+            page.click("#issue-submit")
+            page.wait_for_function(
+                "id => { const t = document.getElementById('issued-id').textContent; return t && t !== id; }",
+                arg=cert_id,
+            )
+            old_id, cert_id = cert_id, page.inner_text("#issued-id")
+            assert "已换发" in page.inner_text("#issue-msg") and page.is_hidden("#replace-note")
+            page.wait_for_function(
+                "id => document.getElementById('cert-type').textContent.endsWith(id)", arg=cert_id
+            )
+            assert "杭州西溪小馆餐饮有限公司" in page.inner_text("#claims")
+            assert "replace" in page.inner_text("#history")
+
             # revoke with a reason from the API's list
             page.select_option("#reason", "obtained_by_fraud")
             page.click("#revoke")
@@ -188,10 +207,11 @@ def test_issue_reject_revoke_and_qr(desk: Desk) -> None:
             page.wait_for_function("() => document.getElementById('action-msg').className === 'msg bad'")
             assert "未能办理" in page.inner_text("#action-msg")
 
-            # a fresh look-up of the id by hand finds the same record
-            page.fill("#lookup-id", cert_id)
+            # the replaced edition, looked up by hand
+            page.fill("#lookup-id", old_id)
             page.click("#lookup")
-            page.wait_for_function("() => document.getElementById('cert-status').textContent === 'revoked'")
+            page.wait_for_function("() => document.getElementById('cert-status').textContent === 'replaced'")
+            assert "information_changed" in page.inner_text("#history")
             assert errors == []
         finally:
             browser.close()

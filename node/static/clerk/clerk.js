@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 let types = [];
 let current = null; // the certificate on show: {cert_id, type, ...}
 let qrUrls = [];
+let replacing = null; // the certificate a submitted form replaces, or null to issue anew
 
 function token() { return sessionStorage.getItem(KEY) || ""; }
 
@@ -147,11 +148,17 @@ async function issue(ev) {
     if (v === "") continue;
     claims[c.name] = c.kind === "integer" && /^-?\d+$/.test(v) ? Number(v) : v;
   }
-  const res = await api("/v1/certificates", { method: "POST", json: { type: t.code, claims } });
+  const res = replacing
+    ? await api("/v1/certificates/" + encodeURIComponent(replacing) + "/replace", {
+        method: "POST",
+        json: { claims, reason: $("reason").value || null },
+      })
+    : await api("/v1/certificates", { method: "POST", json: { type: t.code, claims } });
   if (res.status === 422) {
     const loose = [];
     for (const p of (res.doc && res.doc.problems) || []) {
       const name = String(p.field).replace(/^claims\./, "");
+      if (name === "reason") { loose.push("原因 reason: " + p.rule); continue; }
       const err = $("err-" + name);
       if (err) err.textContent = p.rule; else loose.push(p.field + ": " + p.rule);
     }
@@ -160,8 +167,9 @@ async function issue(ev) {
   }
   if (!res.ok) { show("issue-msg", "签发失败 · not issued: " + errorText(res), "bad"); return; }
   $("issued-id").textContent = res.doc.cert_id;
-  show("issue-msg", "已签发 · issued", "good");
+  show("issue-msg", replacing ? "已换发 · replaced " + replacing : "已签发 · issued", "good");
   $("issue-form").reset();
+  stopReplacing();
   $("lookup-id").value = res.doc.cert_id;
   await lookup();
 }
@@ -251,6 +259,30 @@ async function changeStatus(action) {
   await lookup();
 }
 
+function startReplacing() {
+  if (!current) return;
+  const cred = typeof current.credential === "string" ? JSON.parse(current.credential) : current.credential;
+  $("type").value = current.type;
+  buildForm();
+  clearFieldErrors();
+  for (const [name, value] of Object.entries((cred && cred.claims) || {})) {
+    const input = $("f-" + name);
+    if (input) input.value = String(value);
+  }
+  replacing = current.cert_id;
+  $("replacing").textContent = replacing;
+  $("replace-note").hidden = false;
+  $("type").disabled = true;
+  show("issue-msg", "修改后提交（原因见下方选择） · edit and submit (reason as chosen below)", "");
+  $("issue-box").scrollIntoView();
+}
+
+function stopReplacing() {
+  replacing = null;
+  $("replace-note").hidden = true;
+  $("type").disabled = false;
+}
+
 // ---- QR code ----
 
 function clearQr() {
@@ -298,6 +330,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("revoke").addEventListener("click", () => changeStatus("revoke"));
   $("suspend").addEventListener("click", () => changeStatus("suspend"));
   $("reinstate").addEventListener("click", () => changeStatus("reinstate"));
+  $("replace").addEventListener("click", startReplacing);
+  $("replace-cancel").addEventListener("click", () => { stopReplacing(); $("issue-form").reset(); show("issue-msg", "", ""); });
   $("qr-show").addEventListener("click", showQr);
   $("qr-print").addEventListener("click", printQr);
   if (token()) signIn(token());
