@@ -50,6 +50,7 @@ from ledger.log.store import LogStore
 from ledger.log.witness import MAX_BODY_SIZE, is_origin_hash, origin_hash
 from ledger.replica import tiles
 from ledger.trust.policy_doc import parse_document
+from node.clerk_page import install as install_clerk_page
 from node.config import NodeConfig
 from node.gossip import Gossip
 from node.issuing import Desk
@@ -542,4 +543,5 @@ def create_app(*, config: NodeConfig) -> FastAPI:
                     )
         return _text(404, "this witness has never cosigned that log")
 
+    install_clerk_page(app)
     return app

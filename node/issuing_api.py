@@ -1,7 +1,7 @@
 """The clerks' HTTP API under ``/v1`` (documented at ``/docs``).
 
 ==============================================  ==========  =========================================
-``GET  /v1/types``                              public      the types this department may issue/revoke
+``GET  /v1/types``                              public      types to issue/revoke; status reasons
 ``POST /v1/certificates``                       issue       issue one certificate
 ``POST /v1/certificates/batch``                 issue       issue up to 5,000 at once (all or none)
 ``GET  /v1/certificates``                       any clerk   list this department's certificates
@@ -36,7 +36,7 @@ from ledger.credential.credential import Credential
 from ledger.credential.qr import render_png, render_svg
 from ledger.errors import ConflictError, LedgerError, MalformedError, SchemaError, StorageError, TooLargeError
 from ledger.log.index import IndexKind
-from ledger.log.statement import Kind
+from ledger.log.statement import Kind, Reason
 from node import trail
 from node.clerks import Clerk, ForbiddenError, Role, TokenError, authenticate, require
 from node.issuing import (
@@ -290,7 +290,8 @@ def install(app: FastAPI, desk: Desk) -> None:
                         ],
                     }
                 )
-        return _json({"member": member_id, "types": out})
+        reasons = [{"name": r.name.lower(), "zh": r.label_zh, "en": r.label_en} for r in Reason]
+        return _json({"member": member_id, "types": out, "reasons": reasons})
 
     @router.post("/certificates", summary="Issue one certificate", status_code=201)
     async def issue_one(

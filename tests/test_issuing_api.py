@@ -515,3 +515,11 @@ def test_a_status_change_is_refused_while_the_nodes_log_key_is_not_valid(tmp_pat
         r = client.post(f"/v1/certificates/{cid}/revoke", json={"reason": "holder_request"}, headers=h)
     assert r.status_code == 503, r.text
     assert "log key is not a valid log key" in r.text and "install the new log key" in r.text
+
+
+def test_types_lists_the_status_change_reasons_in_both_languages(desk: Desk) -> None:
+    doc = desk.client.get("/v1/types").json()
+    assert [t["code"] for t in doc["types"]] == ["business_licence", "food_business_permit"]
+    reasons = {r["name"]: (r["zh"], r["en"]) for r in doc["reasons"]}
+    assert reasons["holder_request"] == ("持证人申请", "at the holder's request")
+    assert len(reasons) == 10
