@@ -123,7 +123,7 @@ def test_the_consortium_runs_tells_its_story_and_resumes(tmp_path: Path, started
     assert verdicts(text) == ["REVOKED", "VALID", "VALID"]
     assert all(alive(p) for p in pids(text))
     urls = re.findall(r"(http://127\.0\.0\.1:\d+/\S*)", text[text.index("addresses") :])
-    assert len(urls) == 5 and urls[1].endswith("/consortium") and all(u.endswith("/docs") for u in urls[2:])
+    assert len(urls) == 5 and urls[1].endswith("/consortium") and all(u.endswith("/clerk/") for u in urls[2:])
     with httpx.Client(trust_env=False, timeout=10) as client:
         for url in urls:  # the pages the demo points to answer while it runs
             assert client.get(url).status_code == 200, url

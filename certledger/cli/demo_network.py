@@ -444,7 +444,7 @@ class Network:
         say(f"verifier page       {self.url('verifier')}", 5)
         say(f"consortium page     {self.url('verifier')}consortium", 5)
         for m in MEMBERS:
-            say(f"{m:<19} {self.url(m)}docs (the clerk API; token in demo.json)", 5)
+            say(f"{m:<19} {self.url(m)}clerk/ (the clerk's page; token in demo.json; API at /docs)", 5)
 
     def watch(self) -> None:
         """Until Ctrl-C (or SIGTERM): report a process that exits on its own."""
