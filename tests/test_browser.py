@@ -8,74 +8,30 @@ README's test command installs Chromium).
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from PIL import Image
 
 from ledger.credential.qr import render_png
 from ledger.replica.store import ReplicaStore
+from tests.browser import ARGS, CHROMIUM, Server, require_chromium
 from tests.fixtures.consortium import POLICY, all_credentials
 from tests.verifier_world import REVOKED, UNLOGGED, World
 from verifier.app import Limits, create_app
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
-    pytest.skip(
-        f"{CHROMIUM} is absent (install Debian's chromium package; the README's test command does)",
-        allow_module_level=True,
-    )
+require_chromium()
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 CREDENTIALS = all_credentials()
 LICENCE = CREDENTIALS["business_licence"]
 TEXT = LICENCE.to_qr_text(["uscc", "name", "legal_representative"])
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHONE = {"width": 390, "height": 844}
-
-
-class _Server:
-    """uvicorn serving ``app`` on 127.0.0.1 at an ephemeral port, in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the verifier did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-        self.sock.close()
-        assert not self.thread.is_alive()
 
 
 def _y4m(png: bytes, path: Path, *, width: int = 640, height: int = 480, frames: int = 5) -> None:
@@ -96,13 +52,15 @@ def _y4m(png: bytes, path: Path, *, width: int = 640, height: int = 480, frames:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("world")
     world = World(root)
     with ReplicaStore.open(root / "replica.db") as store:
         service = world.service(store)
         assert all(r.ok for r in service.sync())
-        with _Server(create_app(service=service, limits=Limits(rate=1000.0, burst=1000))) as s:
+        with Server(
+            create_app(service=service, limits=Limits(rate=1000.0, burst=1000)), what="the verifier"
+        ) as s:
             yield s
     world.close()
 
@@ -151,7 +109,7 @@ def _launch(p: Any, extra: list[str] = ()) -> Any:  # type: ignore[assignment]
     return p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, *extra], headless=True)
 
 
-def test_upload_valid_then_revoked(server: _Server, files: dict[str, Path]) -> None:
+def test_upload_valid_then_revoked(server: Server, files: dict[str, Path]) -> None:
     with sync_playwright() as p:
         browser = _launch(p)
         try:
@@ -183,7 +141,7 @@ def test_upload_valid_then_revoked(server: _Server, files: dict[str, Path]) -> N
             browser.close()
 
 
-def test_paste_scanner_and_mangled_input(server: _Server) -> None:
+def test_paste_scanner_and_mangled_input(server: Server) -> None:
     with sync_playwright() as p:
         browser = _launch(p)
         try:
@@ -215,7 +173,7 @@ def test_paste_scanner_and_mangled_input(server: _Server) -> None:
             browser.close()
 
 
-def test_consortium_page(server: _Server, files: dict[str, Path]) -> None:
+def test_consortium_page(server: Server, files: dict[str, Path]) -> None:
     with sync_playwright() as p:
         browser = _launch(p)
         try:
@@ -236,7 +194,7 @@ def test_consortium_page(server: _Server, files: dict[str, Path]) -> None:
             browser.close()
 
 
-def test_camera_reads_a_fake_video_stream(server: _Server, files: dict[str, Path]) -> None:
+def test_camera_reads_a_fake_video_stream(server: Server, files: dict[str, Path]) -> None:
     fake = [
         "--use-fake-device-for-media-stream",
         "--use-fake-ui-for-media-stream",

@@ -8,74 +8,30 @@ off, so the only address it contacts is that one. Outside CI the test skips when
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from node.app import create_app
 from tests import nodes, window
+from tests.browser import ARGS, CHROMIUM, Server, require_chromium
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
-    pytest.skip(
-        f"{CHROMIUM} is absent (install Debian's chromium package; the README's test command does)",
-        allow_module_level=True,
-    )
+require_chromium()
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DESKTOP = {"width": 1000, "height": 1400}
-
-
-class _Server:
-    """uvicorn serving ``app`` on 127.0.0.1 at an ephemeral port, in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the node did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-        self.sock.close()
-        assert not self.thread.is_alive()
 
 
 class Desk:
     """The running node and an admin clerk's token."""
 
-    def __init__(self, server: _Server, token: str, shots: Path) -> None:
+    def __init__(self, server: Server, token: str, shots: Path) -> None:
         self.url = server.url
         self.token = token
         self.shots = shots
@@ -86,7 +42,7 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
     tmp = tmp_path_factory.mktemp("clerk-page")
     data = window.make_node(tmp)
     token = window.add_clerk(data, "王芳", "admin")
-    with _Server(create_app(config=nodes.config(data, submit=False))) as s:
+    with Server(create_app(config=nodes.config(data, submit=False)), what="the node") as s:
         yield Desk(s, token, tmp)
 
 
