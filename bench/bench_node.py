@@ -240,7 +240,8 @@ def _catch_up(
         raise SystemExit(f"mirror sync failed: {result.refused}")
     probe.seen[entries] = _rss()
     used = sum(after[:4]) - sum(cpu[:4])  # user + system, this process and finished children
-    return took, used, probe.seen
+    # os.times counts whole clock ticks: a catch-up shorter than one tick still used some
+    return took, max(used, 1 / os.sysconf("SC_CLK_TCK")), probe.seen
 
 
 def mirror_catch_up(entries: int) -> None:
