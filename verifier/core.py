@@ -56,7 +56,7 @@ from ledger.errors import (
 from ledger.log import merkle
 from ledger.log.statement import Kind, encode_entry, statement_message
 from ledger.replica.checks import open_witnessed
-from ledger.replica.store import LoggedEntry, ReplicaView, WitnessedCheckpoint
+from ledger.replica.store import LoggedEntry, ReplicaState, ReplicaView, WitnessedCheckpoint
 from ledger.trust.policy import Member, Policy, format_time
 from verifier.verdict import Claim, Code, Evidence, Verdict
 
@@ -115,11 +115,12 @@ class _Run:
         self.checked_at = now
         self.policy = policy
         self.view = view
+        self.state = state = view.state()
         self.warnings: list[str] = []
         self.as_of: int | None = None
         self.checked: CheckedPresentation | None = None
         self.evidence: Evidence | None = None
-        floor = view.newest_witnessed_time()
+        floor = state.newest_witnessed_time
         self.now = now
         if floor is not None and floor > now:
             self.now = floor
@@ -250,9 +251,10 @@ def _verify(
         return run.verdict(Code.MALFORMED, "证照内容格式错误", f"malformed presentation: {e}")
     run.checked = checked
     issuer = checked.issuer
-    latest = view.latest(issuer.id)
+    state = run.state
+    latest = state.latest.get(issuer.id)
     run.as_of = None if latest is None else latest.newest_at
-    entry = view.find_statement(issuer.id, checked.signed.statement_bytes)
+    entry = view.find_statement(issuer.id, checked.signed.statement_bytes, state=state)
     # 3. (continued) A key marked compromised is trusted only for entries witnessed before then.
     if checked.log_key.compromised_at is not None:
         witnessed = None if entry is None else entry.first_witnessed.witnessed_at
@@ -277,7 +279,7 @@ def _verify(
             f"not valid before {format_time(checked.valid_from)}",
         )
     # 8. In the issuer's log replica, covered by a witnessed checkpoint (inclusion proof).
-    forks = view.forks(issuer.id)
+    forks = state.forks.get(issuer.id, ())
     if forks:
         f = forks[0]
         run.warnings.append(f"alert {f.id}: {f.message}")
@@ -302,7 +304,7 @@ def _verify(
         )
     try:
         wcp = _CACHE.open(latest.note, policy=policy, member=issuer, now=run.now)
-        _prove(view, entry, wcp, checked)
+        _prove(view, state, entry, wcp, checked)
     except (LedgerError, ValueError) as e:
         return run.verdict(
             Code.NOT_IN_LEDGER,
@@ -326,7 +328,7 @@ def _verify(
     revokers = checked.certificate_type.members_with("revoke")
     watched = [issuer.id, *(m for m in revokers if m != issuer.id)]
     for member_id in watched:
-        cp = latest if member_id == issuer.id else view.latest(member_id)
+        cp = latest if member_id == issuer.id else state.latest.get(member_id)
         member = policy.member(member_id)
         name = member.name if member is not None else member_id
         if cp is None:
@@ -355,7 +357,11 @@ def _verify(
 
 
 def _prove(
-    view: ReplicaView, entry: LoggedEntry, cp: WitnessedCheckpoint, checked: CheckedPresentation
+    view: ReplicaView,
+    state: ReplicaState,
+    entry: LoggedEntry,
+    cp: WitnessedCheckpoint,
+    checked: CheckedPresentation,
 ) -> None:
     """Check that ``entry`` holds exactly the presented signed statement and is leaf
     ``entry.index`` of the tree ``cp`` signs. A proof that checked once is remembered."""
@@ -374,7 +380,7 @@ def _prove(
     key = (cp.root_hash, cp.size, entry.index, leaf)
     if key in _PROVEN:
         return
-    proof = view.inclusion_proof(entry.member_id, entry.index, cp.size)
+    proof = view.inclusion_proof(entry.member_id, entry.index, cp.size, state=state)
     merkle.check_record(proof, cp.size, cp.root_hash, entry.index, leaf)
     if len(_PROVEN) >= 65536:
         _PROVEN.clear()

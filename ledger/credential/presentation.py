@@ -62,6 +62,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+import msgpack
+
 from ledger import canonical
 from ledger.clock import CLOCK_SKEW, check_not_future
 from ledger.credential.base45 import b45decode, b45encode
@@ -481,7 +483,16 @@ class Presentation:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Presentation:
-        """Parse canonical msgpack bytes strictly."""
+        """Parse canonical msgpack bytes strictly.
+
+        A well-formed presentation takes one pass (:func:`_parse_well_formed`); anything
+        that pass does not accept is parsed again the general way, which names the rule
+        it breaks.
+        """
+        if cls is Presentation and type(data) is bytes:
+            fast = _parse_well_formed(data)
+            if fast is not None:
+                return fast
         raw = canonical.decode(data, max_size=MAX_INFLATED_SIZE, max_depth=2, what="presentation")
         return cls.from_map(raw)
 
@@ -517,6 +528,165 @@ class Presentation:
         if inflater.unused_data:
             raise _fail(f"{len(inflater.unused_data)} trailing bytes after the deflate stream")
         return cls.from_bytes(data)
+
+
+_KINDS = {int(Kind.ISSUE): Kind.ISSUE, int(Kind.REPLACE): Kind.REPLACE}
+_REASONS = {int(r): r for r in Reason}
+
+
+def _claim_keys_ok(m: Any) -> bool:
+    """``m`` is a map whose keys are claim keys 0..255 in strictly increasing order."""
+    if type(m) is not dict:
+        return False
+    previous = -1
+    for k in m:
+        if type(k) is not int or k <= previous or k > 255:
+            return False
+        previous = k
+    return True
+
+
+def _parse_well_formed(data: bytes) -> Presentation | None:
+    """The presentation canonical msgpack ``data`` holds, checked in one pass, or None
+    when the data breaks any rule (or uses a form this pass leaves to the general
+    parser): then :meth:`Presentation.from_bytes` parses it the general way, which
+    raises with the rule's name. It accepts exactly what the general way accepts for
+    the inputs it does not hand on (the tests compare the two on fuzzed inputs).
+
+    Canonical form: every map key here is a small non-negative integer, checked to be
+    strictly increasing, and every value has one of the types the fields allow (no
+    float, no extension), so re-packing the decoded map reproduces ``data`` exactly when
+    ``data`` is canonical msgpack.
+    """
+    if len(data) > MAX_INFLATED_SIZE:
+        return None
+    try:
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_refuse_ext, timestamp=0)
+    except Exception:  # noqa: BLE001 - any failure: the general parser names it
+        return None
+    if type(raw) is not dict:
+        return None
+    previous = 0
+    for k in raw:
+        if type(k) is not int or k <= previous or k > _K_DIGESTS:
+            return None
+        previous = k
+    get = raw.get
+    kind_code = get(_K_KIND)
+    kind = _KINDS.get(kind_code) if type(kind_code) is int else None
+    key_id, cert_type, serial, edition = get(_K_KEY_ID), get(_K_TYPE), get(_K_SERIAL), get(_K_EDITION)
+    t, operator, valid_from, valid_until = get(_K_TIME), get(_K_OPERATOR), get(_K_VALID_FROM), get(_K_VALID_UNTIL)
+    signature, values, secret = get(_K_SIGNATURE), get(_K_VALUES), get(_K_SECRET)
+    if (
+        kind is None
+        or type(key_id) is not bytes
+        or len(key_id) != 4
+        or type(signature) is not bytes
+        or len(signature) != 64
+        or type(cert_type) is not str
+        or not _TYPE_CODE.fullmatch(cert_type)
+        or not (
+            (type(serial) is int and serial >= 0)
+            or (type(serial) is str and _SERIAL.fullmatch(serial) and not _serial_is_integer(serial))
+        )
+        or type(edition) is not int
+        or not 0 <= edition <= 999
+        or type(t) is not int
+        or not 0 <= t < _MAX_TIME
+        or type(operator) is not str
+        or not _OPERATOR.fullmatch(operator)
+        or type(valid_from) is not int
+        or not 0 <= valid_from < _MAX_TIME
+        or not _claim_keys_ok(values)
+    ):
+        return None
+    if valid_until is not None and (type(valid_until) is not int or not valid_from < valid_until < _MAX_TIME):
+        return None
+    reason: Reason | None = None
+    replaces = get(_K_REPLACES)
+    if kind is Kind.ISSUE:
+        if _K_REASON in raw or replaces is not None:
+            return None
+    else:
+        if type(replaces) is not str:
+            return None
+        if _K_REASON in raw:
+            if type(raw[_K_REASON]) is not int:
+                return None
+            reason = _REASONS.get(raw[_K_REASON])
+            if reason is None:
+                return None
+        try:
+            CertId.parse(replaces)
+        except MalformedError:
+            return None
+    out_values: dict[int, CanonicalValue] = {}
+    for k, v in values.items():
+        tv = type(v)
+        if tv is bytes:
+            if not v:
+                return None
+            try:
+                v = from_gb18030(v)  # noqa: PLW2901
+            except MalformedError:
+                return None
+        elif tv is str:
+            if not v or is_gb18030_transportable(v):
+                return None
+        elif tv is not int:
+            return None
+        out_values[k] = v
+    salts = get(_K_SALTS)
+    digests = get(_K_DIGESTS)
+    if secret is not None:
+        if type(secret) is not bytes or len(secret) != SECRET_SIZE or salts is not None or digests is not None:
+            return None
+        if not out_values:
+            return None
+        total = len(out_values)
+    else:
+        if not _claim_keys_ok(salts) or not _claim_keys_ok(digests) or not digests:
+            return None
+        if salts.keys() != values.keys() or not digests.keys().isdisjoint(values.keys()):
+            return None
+        for v in salts.values():
+            if type(v) is not bytes or len(v) != SALT_SIZE:
+                return None
+        for v in digests.values():
+            if type(v) is not bytes or len(v) != DIGEST_SIZE:
+                return None
+        total = len(out_values) + len(digests)
+    if total > MAX_CLAIMS:
+        return None
+    try:
+        if msgpack.packb(raw, use_bin_type=True) != data:
+            return None
+    except Exception:  # noqa: BLE001 - the general parser names the problem
+        return None
+    p = object.__new__(Presentation)
+    p.__dict__.update(
+        kind=kind,
+        key_id=key_id,
+        cert_type=cert_type,
+        serial=str(serial),
+        cert_version=f"{edition:03d}",
+        time=t,
+        operator=operator,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        reason=reason,
+        replaces=replaces,
+        signature=signature,
+        values=MappingProxyType(out_values),
+        secret=secret,
+        salts=None if salts is None else MappingProxyType(salts),
+        digests=None if digests is None else MappingProxyType(digests),
+    )
+    return p
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise MalformedError(f"msgpack extension type {code} is not allowed")
 
 
 # -- the offline check ------------------------------------------------------------

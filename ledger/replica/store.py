@@ -47,7 +47,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -60,6 +60,7 @@ from ledger.log.statement import Entry, SignedStatement, Statement
 __all__ = [
     "Alert",
     "LoggedEntry",
+    "ReplicaState",
     "ReplicaStore",
     "ReplicaView",
     "WitnessedCheckpoint",
@@ -184,18 +185,42 @@ class Alert:
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReplicaState:
+    """Every log's state in the replica at one moment, read in one transaction: what
+    a verdict reads first. ``latest`` follows :meth:`ReplicaView.latest` (the newest
+    checkpoint whose statements are all checked); ``limits`` is, by origin, how many
+    entries verdicts read (the checked prefix); ``sizes`` the verified entries held."""
+
+    newest_witnessed_time: int | None
+    origins: Mapping[str, str]
+    latest: Mapping[str, WitnessedCheckpoint | None]
+    forks: Mapping[str, tuple[Alert, ...]]
+    limits: Mapping[str, int]
+    sizes: Mapping[str, int]
+
+
 class ReplicaView(Protocol):
     """What the verifier core reads from a replica (no network, no writes)."""
+
+    def state(self) -> ReplicaState:
+        """Every log's state now (cheap when nothing changed since the last call)."""
+        ...
 
     def latest(self, member_id: str) -> WitnessedCheckpoint | None:
         """The newest verified witnessed checkpoint of the member's log."""
         ...
 
-    def find_statement(self, member_id: str, statement_bytes: bytes) -> LoggedEntry | None:
-        """The first entry of the member's log holding exactly these statement bytes."""
+    def find_statement(
+        self, member_id: str, statement_bytes: bytes, *, state: ReplicaState | None = None
+    ) -> LoggedEntry | None:
+        """The first entry of the member's log holding exactly these statement bytes
+        (read as of ``state`` when given)."""
         ...
 
-    def inclusion_proof(self, member_id: str, index: int, size: int) -> list[bytes]:
+    def inclusion_proof(
+        self, member_id: str, index: int, size: int, *, state: ReplicaState | None = None
+    ) -> list[bytes]:
         """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
         ...
 
@@ -228,6 +253,12 @@ class ReplicaStore:
         self._members: dict[str, str] = {}
         self._origins: dict[str, str] = {}
         self._checkpoints: dict[tuple[str, int], WitnessedCheckpoint] = {}
+        # What every verdict reads first, kept until the database changes: ``_writes``
+        # counts this connection's transactions, ``PRAGMA data_version`` changes when
+        # another connection commits.
+        self._writes = 0
+        self._state: ReplicaState | None = None
+        self._state_key: tuple[int, int] = (-1, -1)
 
     @classmethod
     def open(cls, path: str | Path) -> ReplicaStore:
@@ -288,6 +319,8 @@ class ReplicaStore:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._mutex:
             c = self._conn
+            self._writes += 1
+            self._state = None
             try:
                 c.execute("BEGIN IMMEDIATE")
                 try:
@@ -360,24 +393,7 @@ class ReplicaStore:
         )
         if not rows:
             return None
-        size, root, note, w, n, cos = rows[0]
-        key = (origin, size)
-        cached = self._checkpoints.get(key)
-        if cached is not None and cached.note == note:
-            return cached
-        member = self._member_of(origin)
-        cp = WitnessedCheckpoint(
-            origin=origin,
-            member_id=member,
-            size=size,
-            root_hash=root,
-            note=note,
-            witnessed_at=w,
-            newest_at=n,
-            cosigners=_cosigners(cos),
-        )
-        self._checkpoints[key] = cp
-        return cp
+        return self._checkpoint(origin, self._member_of(origin), *rows[0])
 
     def _member_of(self, origin: str) -> str:
         m = self._members.get(origin)
@@ -692,6 +708,10 @@ class ReplicaStore:
             "WHERE (? IS NULL OR member_id = ?) AND (? IS NULL OR kind = ?) ORDER BY id",
             (member_id, member_id, kind, kind),
         )
+        return self._alerts(rows)
+
+    @staticmethod
+    def _alerts(rows: Sequence[Any]) -> list[Alert]:
         return [
             Alert(
                 id=r[0],
@@ -710,20 +730,106 @@ class ReplicaStore:
 
     def forks(self, member_id: str) -> list[Alert]:
         """Fork alerts on record for the member's log."""
-        return self.alerts(member_id, kind="fork")
+        return list(self.state().forks.get(member_id, ()))
 
     # -- ReplicaView ---------------------------------------------------------------------
+
+    def state(self) -> ReplicaState:
+        """Every log's state, re-read only when the database changed since the last call
+        (a write through this store, or a commit by another connection)."""
+        with self._mutex:
+            c = self._conn
+            try:
+                version = int(c.execute("PRAGMA data_version").fetchone()[0])
+                state = self._state
+                if state is not None and (self._writes, version) == self._state_key:
+                    return state
+                c.execute("BEGIN")  # one snapshot for every log
+                try:
+                    version = int(c.execute("PRAGMA data_version").fetchone()[0])
+                    state = self._read_state(c)
+                finally:
+                    c.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise StorageError(f"{self._path}: {e}") from None
+            self._state, self._state_key = state, (self._writes, version)
+            return state
+
+    def _read_state(self, c: sqlite3.Connection) -> ReplicaState:
+        logs = c.execute(
+            "SELECT origin, member_id, size, root, note, witnessed_at, newest_at, cosigners FROM logs"
+        ).fetchall()
+        checked = dict(c.execute("SELECT origin, size FROM checked").fetchall())
+        origins: dict[str, str] = {}
+        latest: dict[str, WitnessedCheckpoint | None] = {}
+        limits: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        for origin, member, size, root, note, w, n, cos in logs:
+            origins[member] = origin
+            sizes[origin] = int(size)
+            if origin in checked:
+                limits[origin] = int(checked[origin])
+                row = c.execute(
+                    "SELECT size, root, note, witnessed_at, newest_at, cosigners FROM checkpoints "
+                    "WHERE origin = ? AND size = ?",
+                    (origin, limits[origin]),
+                ).fetchone()
+                latest[member] = None if row is None else self._checkpoint(origin, member, *row)
+            else:
+                limits[origin] = int(size)
+                latest[member] = WitnessedCheckpoint(
+                    origin=origin,
+                    member_id=member,
+                    size=size,
+                    root_hash=root,
+                    note=note,
+                    witnessed_at=w,
+                    newest_at=n,
+                    cosigners=_cosigners(cos),
+                )
+        forks: dict[str, list[Alert]] = {}
+        for alert in self._alerts(
+            c.execute(
+                "SELECT id, origin, member_id, kind, message, note_a, note_b, proof, source, created "
+                "FROM alerts WHERE kind = 'fork' ORDER BY id"
+            ).fetchall()
+        ):
+            forks.setdefault(alert.member_id, []).append(alert)
+        newest = max((int(r[6]) for r in logs), default=None)
+        return ReplicaState(
+            newest_witnessed_time=newest,
+            origins=origins,
+            latest=latest,
+            forks={m: tuple(a) for m, a in forks.items()},
+            limits=limits,
+            sizes=sizes,
+        )
+
+    def _checkpoint(
+        self, origin: str, member: str, size: int, root: bytes, note: bytes, w: int, n: int, cos: str
+    ) -> WitnessedCheckpoint:
+        """A stored checkpoint row as an object (one object per stored checkpoint)."""
+        key = (origin, size)
+        cached = self._checkpoints.get(key)
+        if cached is not None and cached.note == note:
+            return cached
+        cp = WitnessedCheckpoint(
+            origin=origin,
+            member_id=member,
+            size=size,
+            root_hash=root,
+            note=note,
+            witnessed_at=w,
+            newest_at=n,
+            cosigners=_cosigners(cos),
+        )
+        self._checkpoints[key] = cp
+        return cp
 
     def latest(self, member_id: str) -> WitnessedCheckpoint | None:
         """The newest verified witnessed checkpoint of the member's log whose statements
         are all checked (the newest one, unless a sync checked the tree only)."""
-        origin = self._origin_of(member_id)
-        if origin is None:
-            return None
-        rows = self._rows("SELECT size FROM checked WHERE origin = ?", (origin,))
-        if not rows:
-            return self.latest_checkpoint(origin)
-        return self.checkpoint_at(origin, int(rows[0][0]))
+        return self.state().latest.get(member_id)
 
     def _logged(self, origin: str, idx: int, problem: str | None, data: bytes | None = None) -> LoggedEntry:
         first = self._covering(origin, idx + 1)
@@ -737,42 +843,88 @@ class ReplicaStore:
             first_witnessed=first,
         )
 
-    def find_statement(self, member_id: str, statement_bytes: bytes) -> LoggedEntry | None:
+    def _logged_row(self, origin: str, member: str, row: Sequence[Any]) -> LoggedEntry:
+        """A LoggedEntry from ``(idx, problem, data, size, root, note, witnessed_at,
+        newest_at, cosigners)``: the entry and the first stored checkpoint covering it."""
+        idx, problem, data, size = row[0], row[1], row[2], row[3]
+        if size is None:
+            raise StorageError(f"entry {idx} of {origin} is covered by no stored checkpoint")
+        return LoggedEntry(
+            member_id=member,
+            index=idx,
+            data=bytes(data),
+            problem=problem,
+            first_witnessed=self._checkpoint(origin, member, *row[3:]),
+        )
+
+    _WITH_COVERING = (
+        "LEFT JOIN checkpoints k ON k.origin = c.origin AND k.size = "
+        "(SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx) "
+    )
+
+    def find_statement(
+        self, member_id: str, statement_bytes: bytes, *, state: ReplicaState | None = None
+    ) -> LoggedEntry | None:
         """The first entry of the member's log whose statement hashes like ``statement_bytes``
-        (the caller compares the bytes)."""
-        origin = self._origin_of(member_id)
+        (the caller compares the bytes), in the checked prefix as of ``state`` (default: now)."""
+        st = self.state() if state is None else state
+        origin = st.origins.get(member_id)
         if origin is None:
             return None
         rows = self._rows(
-            "SELECT c.idx, c.problem, e.data FROM certs c "
-            "JOIN entries e ON e.origin = c.origin AND e.idx = c.idx "
-            "WHERE c.origin = ? AND c.stmt_hash = ? AND c.idx < ? ORDER BY c.idx LIMIT 1",
-            (origin, statement_hash(statement_bytes), self.checked_size(origin)),
+            "SELECT c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at, "
+            "k.cosigners FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx "
+            + self._WITH_COVERING
+            + "WHERE c.origin = ? AND c.stmt_hash = ? AND c.idx < ? ORDER BY c.idx LIMIT 1",
+            (origin, statement_hash(statement_bytes), st.limits[origin]),
         )
-        return self._logged(origin, rows[0][0], rows[0][1], bytes(rows[0][2])) if rows else None
+        return self._logged_row(origin, member_id, rows[0]) if rows else None
 
-    def inclusion_proof(self, member_id: str, index: int, size: int) -> list[bytes]:
-        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
-        origin = self._origin_of(member_id)
-        if origin is None or not 0 <= index < size <= self.size(origin):
+    def inclusion_proof(
+        self, member_id: str, index: int, size: int, *, state: ReplicaState | None = None
+    ) -> list[bytes]:
+        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries
+        (verified entries as of ``state``, default: now)."""
+        st = self.state() if state is None else state
+        origin = st.origins.get(member_id)
+        if origin is None or not 0 <= index < size <= st.sizes[origin]:
             raise StorageError(f"the replica cannot prove entry {index} of {member_id} in size {size}")
-        return merkle.prove_record(size, index, self.hash_reader(origin))
+        return merkle.prove_record(size, index, self._hashes_of(origin))
+
+    def _hashes_of(self, origin: str) -> merkle.HashReader:
+        """Reads stored hashes of ``origin`` in one query (a few at a time: a proof)."""
+
+        def read(indexes: Sequence[int]) -> list[bytes]:
+            want = list(indexes)
+            if not want:
+                return []
+            marks = ",".join("?" * len(want))
+            found = dict(
+                self._rows(f"SELECT idx, hash FROM hashes WHERE origin = ? AND idx IN ({marks})", (origin, *want))
+            )
+            missing = [i for i in want if i not in found]
+            if missing:
+                raise StorageError(f"the replica of {origin} has no stored hash {missing[0]}")
+            return [found[i] for i in want]
+
+        return read
 
     def status_entries(self, cert_id: str) -> list[LoggedEntry]:
         """Every entry in any log about ``cert_id`` other than its issue."""
         rows = self._rows(
-            "SELECT c.origin, c.idx, c.problem FROM certs c "
-            "WHERE ((c.cert_id = ? AND c.kind IN (2, 3, 4)) OR c.replaces = ?) AND c.idx < coalesce("
-            "(SELECT size FROM checked k WHERE k.origin = c.origin), "
+            "SELECT c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, "
+            "k.newest_at, k.cosigners FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx "
+            + self._WITH_COVERING
+            + "WHERE ((c.cert_id = ? AND c.kind IN (2, 3, 4)) OR c.replaces = ?) AND c.idx < coalesce("
+            "(SELECT size FROM checked x WHERE x.origin = c.origin), "
             "(SELECT size FROM logs l WHERE l.origin = c.origin), 0) ORDER BY c.time, c.origin, c.idx",
             (cert_id, cert_id),
         )
-        return [self._logged(o, i, p) for o, i, p in rows]
+        return [self._logged_row(r[0], self._member_of(r[0]), r[1:]) for r in rows]
 
     def newest_witnessed_time(self) -> int | None:
         """The newest witness time over every log."""
-        rows = self._rows("SELECT max(newest_at) FROM logs")
-        return None if not rows or rows[0][0] is None else int(rows[0][0])
+        return self.state().newest_witnessed_time
 
     def members(self) -> list[str]:
         """Member ids of every log the replica holds."""
