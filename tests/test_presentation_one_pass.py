@@ -1,4 +1,4 @@
-"""The one-pass presentation parser agrees with the general one.
+"""The one-pass presentation parser and the statement rebuild agree with the general route.
 
 :meth:`Presentation.from_bytes` first tries :func:`_parse_well_formed`; whatever that
 pass accepts must be exactly what the general parser (canonical decode, then
@@ -8,6 +8,7 @@ accept goes to the general parser, which names the rule.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgpack
@@ -17,10 +18,24 @@ from hypothesis import strategies as st
 
 from ledger import canonical
 from ledger.credential.credential import issue_credential
-from ledger.credential.presentation import MAX_INFLATED_SIZE, Presentation, _parse_well_formed
+from ledger.credential.presentation import (
+    MAX_INFLATED_SIZE,
+    Presentation,
+    _parse_well_formed,
+    _signed_statement,
+    verify_presentation,
+)
 from ledger.errors import LedgerError, MalformedError
-from ledger.log.statement import Reason
-from tests.fixtures.consortium import AMR, AMR_KEY, FOOD_PERMIT, T0, all_credentials, issue_food_permit
+from ledger.log.statement import Reason, SignedStatement
+from tests.fixtures.consortium import (
+    AMR,
+    AMR_KEY,
+    FOOD_PERMIT,
+    POLICY,
+    T0,
+    all_credentials,
+    issue_food_permit,
+)
 
 CREDENTIALS = all_credentials()
 REFERENCE = CREDENTIALS["business_licence"]
@@ -85,8 +100,10 @@ _SCALAR = (
 )
 _VALUE = st.recursive(
     _SCALAR,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.integers(-2, 300) | st.text(max_size=2), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.integers(-2, 300) | st.text(max_size=2), children, max_size=5)
+    ),
     max_leaves=12,
 )
 
@@ -94,7 +111,8 @@ _VALUE = st.recursive(
 def _pack_pairs(pairs: list[tuple[Any, Any]]) -> bytes:
     """A msgpack map in exactly the order given (duplicates kept)."""
     packer = msgpack.Packer(use_bin_type=True)
-    return packer.pack_map_header(len(pairs)) + b"".join(packer.pack(k) + packer.pack(v) for k, v in pairs)
+    out: bytes = packer.pack_map_header(len(pairs))
+    return out + b"".join(packer.pack(k) + packer.pack(v) for k, v in pairs)
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=400)
@@ -122,10 +140,11 @@ def test_changed_fields_one_pass_accepts_only_what_the_general_parser_accepts(
 def test_claim_maps_changed_one_pass_agrees(base: Presentation, data: st.DataObject) -> None:
     m = base.to_map()
     field = data.draw(st.sampled_from([k for k in (13, 15, 16) if k in m]))
-    inner = dict(m[field])
-    for k, v in data.draw(st.dictionaries(st.integers(-1, 256), _SCALAR, max_size=3)).items():
-        inner[k] = v
-    if inner and data.draw(st.booleans()):
+    inner: dict[int, Any] = dict(m[field])
+    extra: dict[int, Any] = data.draw(st.dictionaries(st.integers(-1, 256), _SCALAR, max_size=3))
+    inner.update(extra)
+    drop: bool = data.draw(st.booleans())
+    if inner and drop:
         inner.pop(data.draw(st.sampled_from(sorted(inner))))
     m[field] = dict(sorted(inner.items()))
     _agree(msgpack.packb(m, use_bin_type=True))
@@ -144,7 +163,7 @@ def test_reordered_or_duplicated_keys_are_never_taken_by_the_one_pass(
     if data == base.to_bytes():
         return
     assert _parse_well_formed(data) is None
-    with pytest.raises(MalformedError, match="not canonical|encoding"):
+    with pytest.raises(MalformedError, match=r"not canonical|encoding"):
         Presentation.from_bytes(data)
 
 
@@ -168,3 +187,40 @@ def test_wider_integer_encoding_is_refused_by_both() -> None:
     assert _parse_well_formed(wide) is None
     with pytest.raises(MalformedError, match="not canonical"):
         Presentation.from_bytes(wide)
+
+
+def _general_signed(p: Presentation) -> SignedStatement:
+    member, _ = POLICY.find_log_key(p.key_id)
+    ctype = POLICY.require_type(p.cert_type)
+    st = p.statement(issuer=member.id, national_code=ctype.national_code, issuer_code=member.issuer_code)
+    return SignedStatement.from_statement(st, key_id=p.key_id, signature=p.signature)
+
+
+@pytest.mark.parametrize("base", BASES, ids=[f"{b.cert_type}-{b.kind.label}-{b.full}" for b in BASES])
+def test_rebuilt_statement_is_the_general_routes(base: Presentation) -> None:
+    member, _ = POLICY.find_log_key(base.key_id)
+    ctype = POLICY.require_type(base.cert_type)
+    fast = _signed_statement(base, member=member, ctype=ctype)
+    general = _general_signed(base)
+    assert fast.statement_bytes == general.statement_bytes
+    assert fast.statement == general.statement
+    assert fast.key_id == general.key_id and fast.signature == general.signature
+    assert fast.statement.to_bytes() == fast.statement_bytes
+    checked = verify_presentation(base, policy=POLICY, now=T0 + 86400)
+    assert checked.signed.statement_bytes == general.statement_bytes
+    assert checked.cert_id == general.statement.cert_id
+
+
+def test_a_replacement_naming_itself_is_refused_like_the_general_route() -> None:
+    base = _replacement()
+    own_id = _general_signed(base).statement.cert_id
+    selfish = dataclasses.replace(base, replaces=own_id)
+    member, _ = POLICY.find_log_key(base.key_id)
+    ctype = POLICY.require_type(base.cert_type)
+    with pytest.raises(MalformedError, match="cannot replace itself") as fast:
+        _signed_statement(selfish, member=member, ctype=ctype)
+    with pytest.raises(MalformedError, match="cannot replace itself") as general:
+        _general_signed(selfish)
+    assert str(fast.value) == str(general.value)
+    with pytest.raises(MalformedError, match="cannot replace itself"):
+        verify_presentation(selfish, policy=POLICY, now=T0 + 86400)

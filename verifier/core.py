@@ -104,8 +104,30 @@ class _CheckpointCache:
 
 
 _CACHE = _CheckpointCache()
-#: Inclusion proofs that checked: (root, size, index, leaf hash).
-_PROVEN: set[tuple[bytes, int, int, bytes]] = set()
+
+
+class _Trees:
+    """Merkle trees of witnessed checkpoints, with the nodes proven so far
+    (:class:`ledger.log.merkle.VerifiedTree`), by origin, size and root hash."""
+
+    _MAX = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, int, bytes], merkle.VerifiedTree] = {}
+
+    def get(self, cp: WitnessedCheckpoint) -> merkle.VerifiedTree:
+        key = (cp.origin, cp.size, cp.root_hash)
+        with self._lock:
+            tree = self._items.get(key)
+            if tree is None:
+                if len(self._items) >= self._MAX:
+                    self._items.clear()
+                tree = self._items[key] = merkle.VerifiedTree(size=cp.size, root=cp.root_hash)
+            return tree
+
+
+_TREES = _Trees()
 
 
 class _Run:
@@ -254,7 +276,9 @@ def _verify(
     state = run.state
     latest = state.latest.get(issuer.id)
     run.as_of = None if latest is None else latest.newest_at
-    entry = view.find_statement(issuer.id, checked.signed.statement_bytes, state=state)
+    entry, status_entries = view.lookup(
+        issuer.id, checked.signed.statement_bytes, checked.cert_id, state=state
+    )
     # 3. (continued) A key marked compromised is trusted only for entries witnessed before then.
     if checked.log_key.compromised_at is not None:
         witnessed = None if entry is None else entry.first_witnessed.witnessed_at
@@ -321,7 +345,7 @@ def _verify(
         cosigners=wcp.cosigners,
     )
     # 9. Status: revoke/suspend (unless reinstated) by a member allowed to revoke; replaced.
-    status = _status(run, checked)
+    status = _status(run, checked, status_entries)
     if status is not None:
         return status
     # 10. Freshness of the issuer's log copy and of every log a revocation could be in.
@@ -364,7 +388,9 @@ def _prove(
     checked: CheckedPresentation,
 ) -> None:
     """Check that ``entry`` holds exactly the presented signed statement and is leaf
-    ``entry.index`` of the tree ``cp`` signs. A proof that checked once is remembered."""
+    ``entry.index`` of the tree ``cp`` signs: an inclusion proof from the replica's
+    stored hashes up to the checkpoint's root (or up to a node of that tree an earlier
+    proof reached: :class:`ledger.log.merkle.VerifiedTree`)."""
     signed = checked.signed
     leaf_data = encode_entry(
         statement_bytes=signed.statement_bytes,
@@ -376,25 +402,20 @@ def _prove(
         raise ProofError("the stored entry holds another statement")
     if entry.index >= cp.size:
         raise ProofError(f"entry {entry.index} is beyond the witnessed checkpoint of size {cp.size}")
-    leaf = merkle.leaf_hash(leaf_data)
-    key = (cp.root_hash, cp.size, entry.index, leaf)
-    if key in _PROVEN:
-        return
-    proof = view.inclusion_proof(entry.member_id, entry.index, cp.size, state=state)
-    merkle.check_record(proof, cp.size, cp.root_hash, entry.index, leaf)
-    if len(_PROVEN) >= 65536:
-        _PROVEN.clear()
-    _PROVEN.add(key)
+    tree = _TREES.get(cp)
+    tree.check_record(
+        entry.index, merkle.leaf_hash(leaf_data), view.proof_hashes(entry.member_id, cp.size, state=state)
+    )
 
 
-def _status(run: _Run, checked: CheckedPresentation) -> Verdict | None:
+def _status(run: _Run, checked: CheckedPresentation, entries: list[LoggedEntry]) -> Verdict | None:
     """Step 9: the status statements that count, in statement-time order."""
     policy = run.policy
     ctype = checked.certificate_type
     revoked: LoggedEntry | None = None
     suspended: LoggedEntry | None = None
     replaced: LoggedEntry | None = None
-    for ev in run.view.status_entries(checked.cert_id):
+    for ev in entries:
         why = _ignored(policy, ev, ctype.code, checked)
         if why is not None:
             run.warnings.append(

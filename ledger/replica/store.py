@@ -108,6 +108,50 @@ CREATE TABLE alerts (
 """
 
 
+# A verified entry (from an index row) with the first stored checkpoint covering it.
+_FIND_SQL = """
+SELECT c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at, k.cosigners
+FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
+LEFT JOIN checkpoints k ON k.origin = c.origin
+    AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
+WHERE c.origin = ? AND c.stmt_hash = ? AND c.idx < ? ORDER BY c.idx LIMIT 1
+"""
+_STATUS_SQL = """
+SELECT c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at, k.cosigners
+FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
+LEFT JOIN checkpoints k ON k.origin = c.origin
+    AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
+WHERE ((c.cert_id = ? AND c.kind IN (2, 3, 4)) OR c.replaces = ?) AND c.idx < coalesce(
+    (SELECT size FROM checked x WHERE x.origin = c.origin),
+    (SELECT size FROM logs l WHERE l.origin = c.origin),
+    0
+)
+ORDER BY c.time, c.origin, c.idx
+"""
+# Both at once: part 0 is the entry (at most one row), part 1 the status entries.
+_LOOKUP_SQL = """
+SELECT * FROM (
+    SELECT 0, 0, c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at,
+        k.cosigners
+    FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
+    LEFT JOIN checkpoints k ON k.origin = c.origin
+        AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
+    WHERE c.origin = ? AND c.stmt_hash = ? AND c.idx < ? ORDER BY c.idx LIMIT 1
+)
+UNION ALL
+SELECT 1, c.time, c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at,
+    k.cosigners
+FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
+LEFT JOIN checkpoints k ON k.origin = c.origin
+    AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
+WHERE ((c.cert_id = ? AND c.kind IN (2, 3, 4)) OR c.replaces = ?) AND c.idx < coalesce(
+    (SELECT size FROM checked x WHERE x.origin = c.origin),
+    (SELECT size FROM logs l WHERE l.origin = c.origin),
+    0
+)
+"""
+
+
 def statement_hash(statement_bytes: bytes) -> bytes:
     """SHA-256 of a statement's exact bytes: how the verifier finds a presented one."""
     return hashlib.sha256(statement_bytes).digest()
@@ -222,6 +266,19 @@ class ReplicaView(Protocol):
         self, member_id: str, index: int, size: int, *, state: ReplicaState | None = None
     ) -> list[bytes]:
         """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
+        ...
+
+    def proof_hashes(
+        self, member_id: str, size: int, *, state: ReplicaState | None = None
+    ) -> merkle.HashReader:
+        """Reads the stored Merkle hashes of the member's tree of ``size`` entries by index
+        (what an inclusion proof in that tree is made of)."""
+        ...
+
+    def lookup(
+        self, member_id: str, statement_bytes: bytes, cert_id: str, *, state: ReplicaState | None = None
+    ) -> tuple[LoggedEntry | None, list[LoggedEntry]]:
+        """:meth:`find_statement` and :meth:`status_entries` at once (one read)."""
         ...
 
     def status_entries(self, cert_id: str) -> list[LoggedEntry]:
@@ -393,7 +450,7 @@ class ReplicaStore:
         )
         if not rows:
             return None
-        return self._checkpoint(origin, self._member_of(origin), *rows[0])
+        return self._checkpoint(origin, self._member_of(origin), rows[0])
 
     def _member_of(self, origin: str) -> str:
         m = self._members.get(origin)
@@ -774,7 +831,7 @@ class ReplicaStore:
                     "WHERE origin = ? AND size = ?",
                     (origin, limits[origin]),
                 ).fetchone()
-                latest[member] = None if row is None else self._checkpoint(origin, member, *row)
+                latest[member] = None if row is None else self._checkpoint(origin, member, row)
             else:
                 limits[origin] = int(size)
                 latest[member] = WitnessedCheckpoint(
@@ -805,10 +862,10 @@ class ReplicaStore:
             sizes=sizes,
         )
 
-    def _checkpoint(
-        self, origin: str, member: str, size: int, root: bytes, note: bytes, w: int, n: int, cos: str
-    ) -> WitnessedCheckpoint:
-        """A stored checkpoint row as an object (one object per stored checkpoint)."""
+    def _checkpoint(self, origin: str, member: str, row: Sequence[Any]) -> WitnessedCheckpoint:
+        """A stored checkpoint row ``(size, root, note, witnessed_at, newest_at, cosigners)``
+        as an object (one object per stored checkpoint)."""
+        size, root, note, w, n, cos = row
         key = (origin, size)
         cached = self._checkpoints.get(key)
         if cached is not None and cached.note == note:
@@ -854,13 +911,8 @@ class ReplicaStore:
             index=idx,
             data=bytes(data),
             problem=problem,
-            first_witnessed=self._checkpoint(origin, member, *row[3:]),
+            first_witnessed=self._checkpoint(origin, member, row[3:]),
         )
-
-    _WITH_COVERING = (
-        "LEFT JOIN checkpoints k ON k.origin = c.origin AND k.size = "
-        "(SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx) "
-    )
 
     def find_statement(
         self, member_id: str, statement_bytes: bytes, *, state: ReplicaState | None = None
@@ -871,13 +923,7 @@ class ReplicaStore:
         origin = st.origins.get(member_id)
         if origin is None:
             return None
-        rows = self._rows(
-            "SELECT c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at, "
-            "k.cosigners FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx "
-            + self._WITH_COVERING
-            + "WHERE c.origin = ? AND c.stmt_hash = ? AND c.idx < ? ORDER BY c.idx LIMIT 1",
-            (origin, statement_hash(statement_bytes), st.limits[origin]),
-        )
+        rows = self._rows(_FIND_SQL, (origin, statement_hash(statement_bytes), st.limits[origin]))
         return self._logged_row(origin, member_id, rows[0]) if rows else None
 
     def inclusion_proof(
@@ -889,18 +935,34 @@ class ReplicaStore:
         origin = st.origins.get(member_id)
         if origin is None or not 0 <= index < size <= st.sizes[origin]:
             raise StorageError(f"the replica cannot prove entry {index} of {member_id} in size {size}")
-        return merkle.prove_record(size, index, self._hashes_of(origin))
+        return merkle.prove_record(size, index, self._hashes_of(origin, merkle.stored_hash_count(size)))
 
-    def _hashes_of(self, origin: str) -> merkle.HashReader:
-        """Reads stored hashes of ``origin`` in one query (a few at a time: a proof)."""
+    def proof_hashes(
+        self, member_id: str, size: int, *, state: ReplicaState | None = None
+    ) -> merkle.HashReader:
+        """Reads the stored hashes of the member's tree of ``size`` verified entries (as of
+        ``state``, default: now) by index, each call in one query."""
+        st = self.state() if state is None else state
+        origin = st.origins.get(member_id)
+        if origin is None or not 0 < size <= st.sizes[origin]:
+            raise StorageError(f"the replica holds no tree of {size} entries of {member_id}")
+        return self._hashes_of(origin, merkle.stored_hash_count(size))
+
+    def _hashes_of(self, origin: str, count: int) -> merkle.HashReader:
+        """Reads stored hashes ``[0, count)`` of ``origin`` in one query (a few at a time: a proof)."""
 
         def read(indexes: Sequence[int]) -> list[bytes]:
             want = list(indexes)
             if not want:
                 return []
+            if not all(0 <= i < count for i in want):
+                raise StorageError(f"the replica of {origin} holds no stored hash {want} for this tree")
             marks = ",".join("?" * len(want))
             found = dict(
-                self._rows(f"SELECT idx, hash FROM hashes WHERE origin = ? AND idx IN ({marks})", (origin, *want))
+                self._rows(
+                    f"SELECT idx, hash FROM hashes WHERE origin = ? AND idx IN ({marks})",  # noqa: S608
+                    (origin, *want),
+                )
             )
             missing = [i for i in want if i not in found]
             if missing:
@@ -909,15 +971,34 @@ class ReplicaStore:
 
         return read
 
+    def lookup(
+        self, member_id: str, statement_bytes: bytes, cert_id: str, *, state: ReplicaState | None = None
+    ) -> tuple[LoggedEntry | None, list[LoggedEntry]]:
+        """The first entry of the member's log holding ``statement_bytes`` (as
+        :meth:`find_statement`, as of ``state``) and every status entry about ``cert_id``
+        (as :meth:`status_entries`), in one query."""
+        st = self.state() if state is None else state
+        origin = st.origins.get(member_id)
+        if origin is None:
+            return None, self.status_entries(cert_id)
+        rows = self._rows(
+            _LOOKUP_SQL,
+            (origin, statement_hash(statement_bytes), st.limits[origin], cert_id, cert_id),
+        )
+        entry: LoggedEntry | None = None
+        status: list[tuple[int, str, int, LoggedEntry]] = []
+        for r in rows:
+            if r[0] == 0:
+                entry = self._logged_row(origin, member_id, r[3:])
+            else:
+                status.append((r[1], r[2], r[3], self._logged_row(r[2], self._member_of(r[2]), r[3:])))
+        status.sort(key=lambda x: x[:3])
+        return entry, [x[3] for x in status]
+
     def status_entries(self, cert_id: str) -> list[LoggedEntry]:
         """Every entry in any log about ``cert_id`` other than its issue."""
         rows = self._rows(
-            "SELECT c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, "
-            "k.newest_at, k.cosigners FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx "
-            + self._WITH_COVERING
-            + "WHERE ((c.cert_id = ? AND c.kind IN (2, 3, 4)) OR c.replaces = ?) AND c.idx < coalesce("
-            "(SELECT size FROM checked x WHERE x.origin = c.origin), "
-            "(SELECT size FROM logs l WHERE l.origin = c.origin), 0) ORDER BY c.time, c.origin, c.idx",
+            _STATUS_SQL,
             (cert_id, cert_id),
         )
         return [self._logged_row(r[0], self._member_of(r[0]), r[1:]) for r in rows]
