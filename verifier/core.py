@@ -34,7 +34,7 @@ warning instead of a wrong NOT_YET_VALID.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ledger.credential.presentation import (
     DEFAULT_CLOCK_SKEW,
@@ -56,7 +56,7 @@ from ledger.errors import (
 from ledger.log import merkle
 from ledger.log.statement import Kind, encode_entry, statement_message
 from ledger.replica.checks import open_witnessed
-from ledger.replica.store import LoggedEntry, ReplicaState, ReplicaView, WitnessedCheckpoint
+from ledger.replica.store import LoggedEntry, Lookup, ReplicaState, ReplicaView, WitnessedCheckpoint
 from ledger.trust.policy import Member, Policy, format_time
 from verifier.verdict import Claim, Code, Evidence, Verdict
 
@@ -276,9 +276,8 @@ def _verify(
     state = run.state
     latest = state.latest.get(issuer.id)
     run.as_of = None if latest is None else latest.newest_at
-    entry, status_entries = view.lookup(
-        issuer.id, checked.signed.statement_bytes, checked.cert_id, state=state
-    )
+    found = view.lookup(issuer.id, checked.signed.statement_bytes, checked.cert_id, state=state)
+    entry = found.entry
     # 3. (continued) A key marked compromised is trusted only for entries witnessed before then.
     if checked.log_key.compromised_at is not None:
         witnessed = None if entry is None else entry.first_witnessed.witnessed_at
@@ -328,7 +327,7 @@ def _verify(
         )
     try:
         wcp = _CACHE.open(latest.note, policy=policy, member=issuer, now=run.now)
-        _prove(view, state, entry, wcp, checked)
+        _prove(view, state, found, wcp, checked)
     except (LedgerError, ValueError) as e:
         return run.verdict(
             Code.NOT_IN_LEDGER,
@@ -345,7 +344,7 @@ def _verify(
         cosigners=wcp.cosigners,
     )
     # 9. Status: revoke/suspend (unless reinstated) by a member allowed to revoke; replaced.
-    status = _status(run, checked, status_entries)
+    status = _status(run, checked, found.status)
     if status is not None:
         return status
     # 10. Freshness of the issuer's log copy and of every log a revocation could be in.
@@ -383,14 +382,17 @@ def _verify(
 def _prove(
     view: ReplicaView,
     state: ReplicaState,
-    entry: LoggedEntry,
+    found: Lookup,
     cp: WitnessedCheckpoint,
     checked: CheckedPresentation,
 ) -> None:
-    """Check that ``entry`` holds exactly the presented signed statement and is leaf
-    ``entry.index`` of the tree ``cp`` signs: an inclusion proof from the replica's
-    stored hashes up to the checkpoint's root (or up to a node of that tree an earlier
-    proof reached: :class:`ledger.log.merkle.VerifiedTree`)."""
+    """Check that the found entry holds exactly the presented signed statement and is
+    leaf ``entry.index`` of the tree ``cp`` signs: an inclusion proof from the replica's
+    data up to the checkpoint's root (or up to a node of that tree an earlier proof
+    reached: :class:`ledger.log.merkle.VerifiedTree`). The first sibling of the proof is
+    the neighbouring entry's leaf hash, read with the entry; the others are stored hashes."""
+    entry = found.entry
+    assert entry is not None
     signed = checked.signed
     leaf_data = encode_entry(
         statement_bytes=signed.statement_bytes,
@@ -402,10 +404,19 @@ def _prove(
         raise ProofError("the stored entry holds another statement")
     if entry.index >= cp.size:
         raise ProofError(f"entry {entry.index} is beyond the witnessed checkpoint of size {cp.size}")
-    tree = _TREES.get(cp)
-    tree.check_record(
-        entry.index, merkle.leaf_hash(leaf_data), view.proof_hashes(entry.member_id, cp.size, state=state)
-    )
+    n = entry.index
+    neighbour = None if found.neighbour is None else merkle.leaf_hash(found.neighbour)
+    first = merkle.stored_hash_index(0, n ^ 1)
+
+    def read(indexes: Sequence[int]) -> list[bytes]:
+        if neighbour is not None and indexes and indexes[0] == first:
+            rest = indexes[1:]
+            if not rest:
+                return [neighbour]
+            return [neighbour, *view.proof_hashes(entry.member_id, cp.size, state=state)(rest)]
+        return list(view.proof_hashes(entry.member_id, cp.size, state=state)(indexes))
+
+    _TREES.get(cp).check_record(n, merkle.leaf_hash(leaf_data), read)
 
 
 def _status(run: _Run, checked: CheckedPresentation, entries: list[LoggedEntry]) -> Verdict | None:

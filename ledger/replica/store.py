@@ -60,6 +60,7 @@ from ledger.log.statement import Entry, SignedStatement, Statement
 __all__ = [
     "Alert",
     "LoggedEntry",
+    "Lookup",
     "ReplicaState",
     "ReplicaStore",
     "ReplicaView",
@@ -132,15 +133,16 @@ ORDER BY c.time, c.origin, c.idx
 _LOOKUP_SQL = """
 SELECT * FROM (
     SELECT 0, 0, c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at,
-        k.cosigners
+        k.cosigners, n.data
     FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
+    LEFT JOIN entries n ON n.origin = c.origin AND n.idx = c.idx + 1 - 2 * (c.idx % 2) AND n.idx < ?
     LEFT JOIN checkpoints k ON k.origin = c.origin
         AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
     WHERE c.origin = ? AND c.stmt_hash = ? AND c.idx < ? ORDER BY c.idx LIMIT 1
 )
 UNION ALL
 SELECT 1, c.time, c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at,
-    k.cosigners
+    k.cosigners, NULL
 FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
 LEFT JOIN checkpoints k ON k.origin = c.origin
     AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
@@ -244,6 +246,19 @@ class ReplicaState:
     sizes: Mapping[str, int]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Lookup:
+    """What a verdict reads about one presented certificate: the entry holding its
+    statement (or None), every status entry about it, and the exact bytes of the entry
+    next to it in its Merkle subtree (index ``entry.index ^ 1``; None when there is no
+    such verified entry). The neighbour is unchecked data: a proof that uses it still
+    has to reach the witnessed root."""
+
+    entry: LoggedEntry | None
+    status: list[LoggedEntry]
+    neighbour: bytes | None
+
+
 class ReplicaView(Protocol):
     """What the verifier core reads from a replica (no network, no writes)."""
 
@@ -277,8 +292,9 @@ class ReplicaView(Protocol):
 
     def lookup(
         self, member_id: str, statement_bytes: bytes, cert_id: str, *, state: ReplicaState | None = None
-    ) -> tuple[LoggedEntry | None, list[LoggedEntry]]:
-        """:meth:`find_statement` and :meth:`status_entries` at once (one read)."""
+    ) -> Lookup:
+        """:meth:`find_statement` and :meth:`status_entries` at once (one read), with the
+        entry's neighbour (the first sibling of its inclusion proof)."""
         ...
 
     def status_entries(self, cert_id: str) -> list[LoggedEntry]:
@@ -973,27 +989,29 @@ class ReplicaStore:
 
     def lookup(
         self, member_id: str, statement_bytes: bytes, cert_id: str, *, state: ReplicaState | None = None
-    ) -> tuple[LoggedEntry | None, list[LoggedEntry]]:
+    ) -> Lookup:
         """The first entry of the member's log holding ``statement_bytes`` (as
-        :meth:`find_statement`, as of ``state``) and every status entry about ``cert_id``
-        (as :meth:`status_entries`), in one query."""
+        :meth:`find_statement`, as of ``state``), its neighbour's bytes, and every status
+        entry about ``cert_id`` (as :meth:`status_entries`), in one query."""
         st = self.state() if state is None else state
         origin = st.origins.get(member_id)
         if origin is None:
-            return None, self.status_entries(cert_id)
+            return Lookup(entry=None, status=self.status_entries(cert_id), neighbour=None)
+        limit = st.limits[origin]
         rows = self._rows(
-            _LOOKUP_SQL,
-            (origin, statement_hash(statement_bytes), st.limits[origin], cert_id, cert_id),
+            _LOOKUP_SQL, (limit, origin, statement_hash(statement_bytes), limit, cert_id, cert_id)
         )
         entry: LoggedEntry | None = None
+        neighbour: bytes | None = None
         status: list[tuple[int, str, int, LoggedEntry]] = []
         for r in rows:
             if r[0] == 0:
-                entry = self._logged_row(origin, member_id, r[3:])
+                entry = self._logged_row(origin, member_id, r[3:12])
+                neighbour = None if r[12] is None else bytes(r[12])
             else:
-                status.append((r[1], r[2], r[3], self._logged_row(r[2], self._member_of(r[2]), r[3:])))
+                status.append((r[1], r[2], r[3], self._logged_row(r[2], self._member_of(r[2]), r[3:12])))
         status.sort(key=lambda x: x[:3])
-        return entry, [x[3] for x in status]
+        return Lookup(entry=entry, status=[x[3] for x in status], neighbour=neighbour)
 
     def status_entries(self, cert_id: str) -> list[LoggedEntry]:
         """Every entry in any log about ``cert_id`` other than its issue."""
