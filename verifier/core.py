@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ledger.credential.presentation import (
     DEFAULT_CLOCK_SKEW,
@@ -57,10 +58,12 @@ from ledger.log import merkle
 from ledger.log.statement import Kind, encode_entry, statement_message
 from ledger.replica.checks import open_witnessed
 from ledger.replica.store import LoggedEntry, Lookup, ReplicaState, ReplicaView, WitnessedCheckpoint
-from ledger.trust.policy import Member, Policy, format_time
+from ledger.trust.policy import CertificateType, Member, Policy, format_time
 from verifier.verdict import Claim, Code, Evidence, Verdict
 
 __all__ = ["verify"]
+
+_T = TypeVar("_T")
 
 _UNKNOWN_ISSUER_RULES = frozenset({"unknown-member", "unknown-key"})
 _BAD_KEY_RULES = frozenset({"key-validity", "key-compromised"})
@@ -118,6 +121,9 @@ class _Trees:
 
     def get(self, cp: WitnessedCheckpoint) -> merkle.VerifiedTree:
         key = (cp.origin, cp.size, cp.root_hash)
+        tree = self._items.get(key)
+        if tree is not None:
+            return tree
         with self._lock:
             tree = self._items.get(key)
             if tree is None:
@@ -164,7 +170,9 @@ class _Run:
                 as_of=self.as_of,
                 warnings=tuple(self.warnings),
             )
-        return Verdict(
+        ctype = c.certificate_type
+        return _made(
+            Verdict,
             code=code,
             reason_zh=zh,
             reason_en=en,
@@ -173,16 +181,39 @@ class _Run:
             issuer_id=c.issuer.id,
             issuer_name=c.issuer.name,
             cert_id=c.cert_id,
-            cert_type=c.certificate_type.code,
-            cert_type_name=c.certificate_type.name,
+            cert_type=ctype.code,
+            cert_type_name=ctype.name,
             valid_from=c.valid_from,
             valid_until=c.valid_until,
-            claims=tuple(Claim(name=x.name, label=x.label, value=x.text) for x in c.claims),
+            claims=tuple([_made(Claim, name=x.name, label=x.label, value=x.text) for x in c.claims]),
             hidden=c.hidden,
             evidence=self.evidence,
             replaced_by=replaced_by,
             warnings=tuple(self.warnings),
         )
+
+
+def _made(cls: type[_T], **fields: Any) -> _T:
+    """An instance of the frozen dataclass ``cls`` with every field given, built from
+    values of the right types (its constructor only assigns them)."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj
+
+
+#: Per certificate type: who may revoke it, sorted (the type is immutable).
+_REVOKERS: dict[int, tuple[CertificateType, tuple[str, ...]]] = {}
+
+
+def _revokers(ctype: CertificateType) -> tuple[str, ...]:
+    hit = _REVOKERS.get(id(ctype))
+    if hit is not None and hit[0] is ctype:
+        return hit[1]
+    out = ctype.members_with("revoke")
+    if len(_REVOKERS) >= 1024:
+        _REVOKERS.clear()
+    _REVOKERS[id(ctype)] = (ctype, out)
+    return out
 
 
 def _from_policy_error(run: _Run, e: PolicyError) -> Verdict:
@@ -335,7 +366,8 @@ def _verify(
             f"the replica does not prove entry {entry.index} of {issuer.id}'s log: {e}",
         )
     run.as_of = wcp.newest_at
-    run.evidence = Evidence(
+    run.evidence = _made(
+        Evidence,
         origin=wcp.origin,
         entry_index=entry.index,
         checkpoint_size=wcp.size,
@@ -348,7 +380,7 @@ def _verify(
     if status is not None:
         return status
     # 10. Freshness of the issuer's log copy and of every log a revocation could be in.
-    revokers = checked.certificate_type.members_with("revoke")
+    revokers = _revokers(checked.certificate_type)
     watched = [issuer.id, *(m for m in revokers if m != issuer.id)]
     for member_id in watched:
         cp = latest if member_id == issuer.id else state.latest.get(member_id)

@@ -922,13 +922,15 @@ class ReplicaStore:
         idx, problem, data, size = row[0], row[1], row[2], row[3]
         if size is None:
             raise StorageError(f"entry {idx} of {origin} is covered by no stored checkpoint")
-        return LoggedEntry(
+        entry = object.__new__(LoggedEntry)  # the fields' types are the columns' (no checks to run)
+        entry.__dict__.update(
             member_id=member,
             index=idx,
             data=bytes(data),
             problem=problem,
             first_witnessed=self._checkpoint(origin, member, row[3:]),
         )
+        return entry
 
     def find_statement(
         self, member_id: str, statement_bytes: bytes, *, state: ReplicaState | None = None
@@ -1010,8 +1012,11 @@ class ReplicaStore:
                 neighbour = None if r[12] is None else bytes(r[12])
             else:
                 status.append((r[1], r[2], r[3], self._logged_row(r[2], self._member_of(r[2]), r[3:12])))
-        status.sort(key=lambda x: x[:3])
-        return Lookup(entry=entry, status=[x[3] for x in status], neighbour=neighbour)
+        if len(status) > 1:
+            status.sort(key=lambda x: x[:3])
+        found = object.__new__(Lookup)  # the fields' types are the columns' (no checks to run)
+        found.__dict__.update(entry=entry, status=[x[3] for x in status], neighbour=neighbour)
+        return found
 
     def status_entries(self, cert_id: str) -> list[LoggedEntry]:
         """Every entry in any log about ``cert_id`` other than its issue."""
