@@ -1,7 +1,9 @@
-"""A replica database edited behind the verifier's back: a certificate the issuer signed
-but never logged, written into the replica's tables, is NOT_IN_LEDGER, whether the
-verifier has proven other entries of the same tree before (its remembered proof nodes)
-or not."""
+"""A replica database changed behind the verifier's back.
+
+A certificate the issuer signed but never logged, written into the replica's tables, is
+NOT_IN_LEDGER, whether the verifier has proven other entries of the same tree before
+(its remembered proof nodes) or not; and a revocation another connection synced counts
+at the very next verdict (the verifier keeps the replica's state between verdicts)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from ledger.log import merkle
-from ledger.log.statement import encode_entry
+from ledger.log.statement import Kind, encode_entry
 from ledger.replica.store import ReplicaStore
-from tests.fixtures.consortium import AMR, HEALTH, POLICY, PSB, issue_reference
-from tests.replica_fixtures import NOW, Net, licence, sync
+from tests.fixtures.consortium import AMR, HEALTH, POLICY, PSB, T0, issue_reference
+from tests.replica_fixtures import NOW, Net, licence, status, sync
 from verifier.core import verify
 from verifier.verdict import Code
 
@@ -90,3 +92,25 @@ def test_statement_planted_in_the_replica_is_not_in_ledger(
     # genuine entries whose proofs do not pass through the edited leaf still verify
     for c in (issue_reference(), LOGGED[4]):
         assert verify(c.to_qr_text(), policy=POLICY, replica_view=store, now=NOW).code == Code.VALID
+
+
+def test_a_revocation_synced_by_another_connection_counts_at_once(tmp_path: Path, net: Net) -> None:
+    """The verifier keeps the replica's state between verdicts; a sync committed through
+    another connection (another process) is seen by the very next verdict."""
+    ref = issue_reference()
+    reader = ReplicaStore.open(tmp_path / "shared.db")
+    writer = ReplicaStore.open(tmp_path / "shared.db")
+    try:
+        for m in (AMR.id, HEALTH.id, PSB.id):
+            assert sync(writer, net, m).ok
+        assert verify(ref.to_qr_text(), policy=POLICY, replica_view=reader, now=NOW).code == Code.VALID
+        net.append(AMR.id, [status(AMR.id, ref.cert_id, Kind.REVOKE, time=T0 + 7200)])
+        for m in (AMR.id, HEALTH.id, PSB.id):
+            net.publish(m)
+        assert sync(writer, net, AMR.id).ok
+        v = verify(ref.to_qr_text(), policy=POLICY, replica_view=reader, now=NOW)
+        assert v.code == Code.REVOKED, v.reason_en
+        assert v.evidence is not None and v.evidence.checkpoint_size == 1 + len(LOGGED) + 1
+    finally:
+        reader.close()
+        writer.close()

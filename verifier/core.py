@@ -139,11 +139,12 @@ _TREES = _Trees()
 class _Run:
     """One verification: the clock, the warnings, and what is known so far."""
 
-    def __init__(self, *, now: int, policy: Policy, view: ReplicaView) -> None:
+    def __init__(self, *, now: int, policy: Policy, view: ReplicaView, state: ReplicaState) -> None:
         self.checked_at = now
         self.policy = policy
         self.view = view
-        self.state = state = view.state()
+        self.state = state
+        self.current: bool | None = None  # whether ``state`` was current when the entry was read
         self.warnings: list[str] = []
         self.as_of: int | None = None
         self.checked: CheckedPresentation | None = None
@@ -260,9 +261,16 @@ def verify(
     Always returns a verdict; never raises for any input.
     """
     try:
-        return _verify(
-            text_or_presentation, policy=policy, view=replica_view, now=now, purpose=purpose, skew=skew
-        )
+        # The replica's state as last read; the entry lookup tells whether it is still
+        # current (a sync may have committed since), and if not, verify again on a fresh one.
+        state = replica_view.last_state()
+        run = _Run(now=now, policy=policy, view=replica_view, state=state)
+        verdict = _verify(text_or_presentation, run=run, purpose=purpose, skew=skew)
+        current = run.current if run.current is not None else replica_view.state() is state
+        if current:
+            return verdict
+        run = _Run(now=now, policy=policy, view=replica_view, state=replica_view.state())
+        return _verify(text_or_presentation, run=run, purpose=purpose, skew=skew)
     except StorageError as e:
         return Verdict(
             code=Code.STALE,
@@ -272,10 +280,8 @@ def verify(
         )
 
 
-def _verify(
-    given: str | Presentation, *, policy: Policy, view: ReplicaView, now: int, purpose: str | None, skew: int
-) -> Verdict:
-    run = _Run(now=now, policy=policy, view=view)
+def _verify(given: str | Presentation, *, run: _Run, purpose: str | None, skew: int) -> Verdict:
+    policy, view = run.policy, run.view
     # 1. Parse the QR text strictly (prefix, sizes, canonical encoding).
     if isinstance(given, Presentation):
         presentation = given
@@ -308,6 +314,7 @@ def _verify(
     latest = state.latest.get(issuer.id)
     run.as_of = None if latest is None else latest.newest_at
     found = view.lookup(issuer.id, checked.signed.statement_bytes, checked.cert_id, state=state)
+    run.current = found.current
     entry = found.entry
     # 3. (continued) A key marked compromised is trusted only for entries witnessed before then.
     if checked.log_key.compromised_at is not None:

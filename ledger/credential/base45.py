@@ -46,15 +46,14 @@ def b45decode(text: str, *, max_size: int, what: str = "Base45 text") -> bytes:
     if len(text) > (max_size * 3 + 1) // 2:
         raise TooLargeError(f"{what}: {len(text)} characters decode to more than {max_size} bytes")
     try:
-        ascii_text = text.encode("ascii")
+        digits = text.encode("ascii").translate(_DIGITS)  # each character's value, 0..44
     except UnicodeEncodeError:
-        ascii_text = b"\x00"  # not in the alphabet: named below
-    if ascii_text.translate(None, _ALPHABET_BYTES):
+        digits = b"\xff"  # not in the alphabet: named below
+    if b"\xff" in digits:
         bad = next(ch for ch in text if ch not in ALPHABET)
         raise MalformedError(f"{what}: character {bad!r} is not in the Base45 alphabet")
     if len(text) % 3 == 1:
         raise MalformedError(f"{what}: {len(text)} characters is not a possible Base45 length")
-    digits = ascii_text.translate(_DIGITS)  # each character's value, 0..44
     n = len(digits) // 3
     # All groups at once: the digits as one little-endian integer hold group i in
     # bits 24i..24i+23 (a, b, c one byte each); a + 45b + 2025c <= 91124 < 2**24 stays
@@ -81,8 +80,8 @@ def _lanes(n: int) -> tuple[int, int]:
     return low, low << 16
 
 
-_ALPHABET_BYTES = ALPHABET.encode("ascii")
-#: Byte translation table from an alphabet character's ASCII code to its value.
-_DIGITS = bytes(ALPHABET.index(chr(b)) if chr(b) in ALPHABET else 0 for b in range(256))
+#: Byte translation table from an alphabet character's ASCII code to its value (0xFF:
+#: not in the alphabet).
+_DIGITS = bytes(ALPHABET.index(chr(b)) if chr(b) in ALPHABET else 0xFF for b in range(256))
 #: The three characters of each 16-bit group (low digit first).
 _ENCODE = [ALPHABET[n % 45] + ALPHABET[n // 45 % 45] + ALPHABET[n // 2025] for n in range(1 << 16)]

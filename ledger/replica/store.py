@@ -151,6 +151,9 @@ WHERE ((c.cert_id = ? AND c.kind IN (2, 3, 4)) OR c.replaces = ?) AND c.idx < co
     (SELECT size FROM logs l WHERE l.origin = c.origin),
     0
 )
+UNION ALL
+SELECT 2, data_version, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM pragma_data_version
 """
 
 
@@ -252,11 +255,14 @@ class Lookup:
     statement (or None), every status entry about it, and the exact bytes of the entry
     next to it in its Merkle subtree (index ``entry.index ^ 1``; None when there is no
     such verified entry). The neighbour is unchecked data: a proof that uses it still
-    has to reach the witnessed root."""
+    has to reach the witnessed root. ``current`` tells whether the
+    :class:`ReplicaState` the lookup was made with was still the replica's current one
+    when these rows were read (else the caller reads the state again and starts over)."""
 
     entry: LoggedEntry | None
     status: list[LoggedEntry]
     neighbour: bytes | None
+    current: bool
 
 
 class ReplicaView(Protocol):
@@ -264,6 +270,11 @@ class ReplicaView(Protocol):
 
     def state(self) -> ReplicaState:
         """Every log's state now (cheap when nothing changed since the last call)."""
+        ...
+
+    def last_state(self) -> ReplicaState:
+        """The state :meth:`state` last read (no read to check it is still current:
+        :meth:`lookup` says whether it was)."""
         ...
 
     def latest(self, member_id: str) -> WitnessedCheckpoint | None:
@@ -828,6 +839,14 @@ class ReplicaStore:
             self._state, self._state_key = state, (self._writes, version)
             return state
 
+    def last_state(self) -> ReplicaState:
+        """The state :meth:`state` last read, without a read to check that it is still
+        current, unless this store wrote since (then it is read again)."""
+        state = self._state
+        if state is not None and self._state_key[0] == self._writes:
+            return state
+        return self.state()
+
     def _read_state(self, c: sqlite3.Connection) -> ReplicaState:
         logs = c.execute(
             "SELECT origin, member_id, size, root, note, witnessed_at, newest_at, cosigners FROM logs"
@@ -998,7 +1017,7 @@ class ReplicaStore:
         st = self.state() if state is None else state
         origin = st.origins.get(member_id)
         if origin is None:
-            return Lookup(entry=None, status=self.status_entries(cert_id), neighbour=None)
+            return Lookup(entry=None, status=self.status_entries(cert_id), neighbour=None, current=False)
         limit = st.limits[origin]
         rows = self._rows(
             _LOOKUP_SQL, (limit, origin, statement_hash(statement_bytes), limit, cert_id, cert_id)
@@ -1006,16 +1025,22 @@ class ReplicaStore:
         entry: LoggedEntry | None = None
         neighbour: bytes | None = None
         status: list[tuple[int, str, int, LoggedEntry]] = []
+        current = False
         for r in rows:
-            if r[0] == 0:
+            part = r[0]
+            if part == 0:
                 entry = self._logged_row(origin, member_id, r[3:12])
                 neighbour = None if r[12] is None else bytes(r[12])
-            else:
+            elif part == 1:
                 status.append((r[1], r[2], r[3], self._logged_row(r[2], self._member_of(r[2]), r[3:12])))
+            else:  # read in the same statement as the rows: was the state current for them?
+                current = st is self._state and self._state_key == (self._writes, r[1])
         if len(status) > 1:
             status.sort(key=lambda x: x[:3])
         found = object.__new__(Lookup)  # the fields' types are the columns' (no checks to run)
-        found.__dict__.update(entry=entry, status=[x[3] for x in status], neighbour=neighbour)
+        found.__dict__.update(
+            entry=entry, status=[x[3] for x in status], neighbour=neighbour, current=current
+        )
         return found
 
     def status_entries(self, cert_id: str) -> list[LoggedEntry]:
