@@ -19,6 +19,7 @@ from ledger.log.statement import Kind, encode_entry
 from ledger.replica.store import ReplicaStore
 from tests.fixtures.consortium import AMR, HEALTH, POLICY, PSB, T0, issue_reference
 from tests.replica_fixtures import NOW, Net, licence, status, sync
+from verifier import core
 from verifier.core import verify
 from verifier.verdict import Code
 
@@ -114,3 +115,24 @@ def test_a_revocation_synced_by_another_connection_counts_at_once(tmp_path: Path
     finally:
         reader.close()
         writer.close()
+
+
+def test_a_tampered_proof_hash_read_with_the_entry_is_caught(store: ReplicaStore) -> None:
+    """The stored hashes read with the entry (the proof's lower siblings) are checked by
+    the proof like any other: one edited in the replica makes the entries whose proofs
+    use it unprovable (NOT_IN_LEDGER), and the others still verify."""
+    core._TREES._items.clear()  # no remembered nodes: every proof runs to the root
+    conn = sqlite3.connect(store.path)
+    try:
+        conn.execute(
+            "UPDATE hashes SET hash = ? WHERE idx = ? AND origin = ?",
+            (bytes(32), merkle.stored_hash_index(2, 1), AMR.origin),  # the subtree of entries 4..7
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    v = verify(issue_reference().to_qr_text(), policy=POLICY, replica_view=store, now=NOW)
+    assert v.code == Code.NOT_IN_LEDGER, v.reason_en
+    assert "root hash mismatch" in v.reason_en
+    # entry 5 does not use that node for its own proof
+    assert verify(LOGGED[4].to_qr_text(), policy=POLICY, replica_view=store, now=NOW).code == Code.VALID

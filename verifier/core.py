@@ -428,8 +428,9 @@ def _prove(
     """Check that the found entry holds exactly the presented signed statement and is
     leaf ``entry.index`` of the tree ``cp`` signs: an inclusion proof from the replica's
     data up to the checkpoint's root (or up to a node of that tree an earlier proof
-    reached: :class:`ledger.log.merkle.VerifiedTree`). The first sibling of the proof is
-    the neighbouring entry's leaf hash, read with the entry; the others are stored hashes."""
+    reached: :class:`ledger.log.merkle.VerifiedTree`). The lowest siblings of the proof
+    were read with the entry (the neighbouring entry's leaf hash and a few stored
+    hashes); any others are read from the stored hashes."""
     entry = found.entry
     assert entry is not None
     signed = checked.signed
@@ -444,16 +445,17 @@ def _prove(
     if entry.index >= cp.size:
         raise ProofError(f"entry {entry.index} is beyond the witnessed checkpoint of size {cp.size}")
     n = entry.index
-    neighbour = None if found.neighbour is None else merkle.leaf_hash(found.neighbour)
-    first = merkle.stored_hash_index(0, n ^ 1)
+    known = dict(found.siblings)
+    if found.neighbour is not None:
+        known[merkle.stored_hash_index(0, n ^ 1)] = merkle.leaf_hash(found.neighbour)
 
     def read(indexes: Sequence[int]) -> list[bytes]:
-        if neighbour is not None and indexes and indexes[0] == first:
-            rest = indexes[1:]
-            if not rest:
-                return [neighbour]
-            return [neighbour, *view.proof_hashes(entry.member_id, cp.size, state=state)(rest)]
-        return list(view.proof_hashes(entry.member_id, cp.size, state=state)(indexes))
+        missing = [i for i in indexes if i not in known]
+        if missing:
+            known.update(
+                zip(missing, view.proof_hashes(entry.member_id, cp.size, state=state)(missing), strict=True)
+            )
+        return [known[i] for i in indexes]
 
     _TREES.get(cp).check_record(n, merkle.leaf_hash(leaf_data), read)
 

@@ -133,28 +133,43 @@ ORDER BY c.time, c.origin, c.idx
 _LOOKUP_SQL = """
 SELECT * FROM (
     SELECT 0, 0, c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at,
-        k.cosigners, n.data
+        k.cosigners, n.data, h1.idx, h1.hash, h2.idx, h2.hash, h3.idx, h3.hash, h4.idx, h4.hash
     FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
-    LEFT JOIN entries n ON n.origin = c.origin AND n.idx = c.idx + 1 - 2 * (c.idx % 2) AND n.idx < ?
+    LEFT JOIN entries n ON n.origin = c.origin AND n.idx = c.idx + 1 - 2 * (c.idx % 2) AND n.idx < ?1
+    LEFT JOIN hashes h1 ON h1.origin = c.origin AND h1.idx = merkle_sibling(1, c.idx, ?1)
+    LEFT JOIN hashes h2 ON h2.origin = c.origin AND h2.idx = merkle_sibling(2, c.idx, ?1)
+    LEFT JOIN hashes h3 ON h3.origin = c.origin AND h3.idx = merkle_sibling(3, c.idx, ?1)
+    LEFT JOIN hashes h4 ON h4.origin = c.origin AND h4.idx = merkle_sibling(4, c.idx, ?1)
     LEFT JOIN checkpoints k ON k.origin = c.origin
         AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
-    WHERE c.origin = ? AND c.stmt_hash = ? AND c.idx < ? ORDER BY c.idx LIMIT 1
+    WHERE c.origin = ?2 AND c.stmt_hash = ?3 AND c.idx < ?1 ORDER BY c.idx LIMIT 1
 )
 UNION ALL
 SELECT 1, c.time, c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at,
-    k.cosigners, NULL
+    k.cosigners, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
 LEFT JOIN checkpoints k ON k.origin = c.origin
     AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
-WHERE ((c.cert_id = ? AND c.kind IN (2, 3, 4)) OR c.replaces = ?) AND c.idx < coalesce(
+WHERE ((c.cert_id = ?4 AND c.kind IN (2, 3, 4)) OR c.replaces = ?4) AND c.idx < coalesce(
     (SELECT size FROM checked x WHERE x.origin = c.origin),
     (SELECT size FROM logs l WHERE l.origin = c.origin),
     0
 )
 UNION ALL
-SELECT 2, data_version, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+SELECT 2, data_version, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM pragma_data_version
 """
+
+
+def _merkle_sibling(level: int, index: int, size: int) -> int | None:
+    """The stored-hash index of the sibling, at ``level``, of the subtree holding entry
+    ``index``, or None unless that sibling is a complete subtree of the first ``size``
+    entries (SQL function ``merkle_sibling``)."""
+    sibling = (index >> level) ^ 1
+    if (sibling + 1) << level > size:
+        return None
+    return merkle.stored_hash_index(level, sibling)
 
 
 def statement_hash(statement_bytes: bytes) -> bytes:
@@ -254,14 +269,17 @@ class Lookup:
     """What a verdict reads about one presented certificate: the entry holding its
     statement (or None), every status entry about it, and the exact bytes of the entry
     next to it in its Merkle subtree (index ``entry.index ^ 1``; None when there is no
-    such verified entry). The neighbour is unchecked data: a proof that uses it still
-    has to reach the witnessed root. ``current`` tells whether the
+    such verified entry), and ``siblings``: the stored hashes of the entry's next few
+    proof siblings that are complete subtrees, by stored-hash index. Neighbour and
+    siblings are unchecked data: a proof that uses them still has to reach the
+    witnessed root. ``current`` tells whether the
     :class:`ReplicaState` the lookup was made with was still the replica's current one
     when these rows were read (else the caller reads the state again and starts over)."""
 
     entry: LoggedEntry | None
     status: list[LoggedEntry]
     neighbour: bytes | None
+    siblings: dict[int, bytes]
     current: bool
 
 
@@ -370,6 +388,10 @@ class ReplicaStore:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS checked (origin TEXT PRIMARY KEY NOT NULL, size INTEGER NOT NULL)"
             )
+        except sqlite3.Error as e:
+            raise StorageError(f"{p}: cannot open the replica database: {e}") from None
+        try:
+            conn.create_function("merkle_sibling", 3, _merkle_sibling, deterministic=True)
         except sqlite3.Error as e:
             raise StorageError(f"{p}: cannot open the replica database: {e}") from None
         return cls(_conn=conn, _path=p)
@@ -1017,13 +1039,14 @@ class ReplicaStore:
         st = self.state() if state is None else state
         origin = st.origins.get(member_id)
         if origin is None:
-            return Lookup(entry=None, status=self.status_entries(cert_id), neighbour=None, current=False)
+            return Lookup(
+                entry=None, status=self.status_entries(cert_id), neighbour=None, siblings={}, current=False
+            )
         limit = st.limits[origin]
-        rows = self._rows(
-            _LOOKUP_SQL, (limit, origin, statement_hash(statement_bytes), limit, cert_id, cert_id)
-        )
+        rows = self._rows(_LOOKUP_SQL, (limit, origin, statement_hash(statement_bytes), cert_id))
         entry: LoggedEntry | None = None
         neighbour: bytes | None = None
+        siblings: dict[int, bytes] = {}
         status: list[tuple[int, str, int, LoggedEntry]] = []
         current = False
         for r in rows:
@@ -1031,6 +1054,7 @@ class ReplicaStore:
             if part == 0:
                 entry = self._logged_row(origin, member_id, r[3:12])
                 neighbour = None if r[12] is None else bytes(r[12])
+                siblings = {r[i]: bytes(r[i + 1]) for i in range(13, 21, 2) if r[i] is not None}
             elif part == 1:
                 status.append((r[1], r[2], r[3], self._logged_row(r[2], self._member_of(r[2]), r[3:12])))
             else:  # read in the same statement as the rows: was the state current for them?
@@ -1039,7 +1063,11 @@ class ReplicaStore:
             status.sort(key=lambda x: x[:3])
         found = object.__new__(Lookup)  # the fields' types are the columns' (no checks to run)
         found.__dict__.update(
-            entry=entry, status=[x[3] for x in status], neighbour=neighbour, current=current
+            entry=entry,
+            status=[x[3] for x in status],
+            neighbour=neighbour,
+            siblings=siblings,
+            current=current,
         )
         return found
 
