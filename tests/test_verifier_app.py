@@ -6,6 +6,7 @@ import dataclasses
 import io
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -364,21 +365,15 @@ def test_declared_verify_route_answers_like_the_served_one(service: ReplicaServi
             assert big.status_code == 413 and "over 8192 bytes" in big.json()["reason"]["en"]
 
 
-def test_client_gone_before_its_body_gets_no_answer(service: ReplicaService) -> None:
-    """A client that disconnects while sending its body is not answered and raises nothing."""
-    app = create_app(service=service, limits=Limits(rate=1000.0, burst=1000))
-    messages = iter(
-        [
-            {"type": "http.request", "body": b'{"text": "CL1:', "more_body": True},
-            {"type": "http.disconnect"},
-        ]
-    )
-    sent: list[object] = []
+def _raw_post(app: Any, messages: list[dict[str, Any]], headers: list[tuple[bytes, bytes]]) -> list[Any]:
+    """POST /v1/verify as a server would pass it to the application; the messages sent back."""
+    incoming = iter(messages)
+    sent: list[Any] = []
 
-    async def receive() -> dict[str, object]:
-        return next(messages)
+    async def receive() -> dict[str, Any]:
+        return next(incoming)
 
-    async def send(message: object) -> None:
+    async def send(message: Any) -> None:
         sent.append(message)
 
     scope = {
@@ -391,9 +386,30 @@ def test_client_gone_before_its_body_gets_no_answer(service: ReplicaService) -> 
         "raw_path": b"/v1/verify",
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
+        "headers": headers,
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
     }
     anyio.run(app, scope, receive, send)
+    return sent
+
+
+def test_client_gone_before_its_body_gets_no_answer(service: ReplicaService) -> None:
+    """A client that disconnects while sending its body is not answered and raises nothing."""
+    app = create_app(service=service, limits=Limits(rate=1000.0, burst=1000))
+    sent = _raw_post(
+        app,
+        [{"type": "http.request", "body": b'{"text": "CL1:', "more_body": True}, {"type": "http.disconnect"}],
+        [(b"content-type", b"application/json")],
+    )
     assert sent == []
+
+
+def test_non_ascii_digits_in_content_length_are_not_read_as_a_length(service: ReplicaService) -> None:
+    """'²' is a digit to str.isdigit but no length: the cap is kept while reading instead."""
+    app = create_app(service=service, limits=Limits(rate=1000.0, burst=1000))
+    headers = [(b"content-type", b"text/plain"), (b"content-length", "²".encode("latin-1"))]
+    ok = _raw_post(app, [{"type": "http.request", "body": TEXT.encode()}], headers)
+    assert ok[0]["status"] == 200 and b'"code":"VALID"' in ok[1]["body"]
+    big = _raw_post(app, [{"type": "http.request", "body": b"A" * 9000}], headers)
+    assert big[0]["status"] == 413

@@ -117,7 +117,7 @@ def _too_large(limit: int) -> _Refused:
 async def _read_capped(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The request body, refused (413) when ``declared`` (Content-Length) or the bytes
     received so far exceed ``limit``; :class:`ClientDisconnect` if the client left."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
