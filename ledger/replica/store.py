@@ -1039,9 +1039,8 @@ class ReplicaStore:
         st = self.state() if state is None else state
         origin = st.origins.get(member_id)
         if origin is None:
-            return Lookup(
-                entry=None, status=self.status_entries(cert_id), neighbour=None, siblings={}, current=False
-            )
+            entries = self.status_entries(cert_id)
+            return Lookup(entry=None, status=entries, neighbour=None, siblings={}, current=st is self.state())
         limit = st.limits[origin]
         rows = self._rows(_LOOKUP_SQL, (limit, origin, statement_hash(statement_bytes), cert_id))
         entry: LoggedEntry | None = None
