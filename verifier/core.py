@@ -429,8 +429,7 @@ def _prove(
     leaf ``entry.index`` of the tree ``cp`` signs: an inclusion proof from the replica's
     data up to the checkpoint's root (or up to a node of that tree an earlier proof
     reached: :class:`ledger.log.merkle.VerifiedTree`). The lowest siblings of the proof
-    were read with the entry (the neighbouring entry's leaf hash and a few stored
-    hashes); any others are read from the stored hashes."""
+    were read with the entry; any others are read from the stored hashes."""
     entry = found.entry
     assert entry is not None
     signed = checked.signed
@@ -446,8 +445,6 @@ def _prove(
         raise ProofError(f"entry {entry.index} is beyond the witnessed checkpoint of size {cp.size}")
     n = entry.index
     known = dict(found.siblings)
-    if found.neighbour is not None:
-        known[merkle.stored_hash_index(0, n ^ 1)] = merkle.leaf_hash(found.neighbour)
 
     def read(indexes: Sequence[int]) -> list[bytes]:
         missing = [i for i in indexes if i not in known]

@@ -133,9 +133,9 @@ ORDER BY c.time, c.origin, c.idx
 _LOOKUP_SQL = """
 SELECT * FROM (
     SELECT 0, 0, c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at,
-        k.cosigners, n.data, h1.idx, h1.hash, h2.idx, h2.hash, h3.idx, h3.hash, h4.idx, h4.hash
+        k.cosigners, h0.idx, h0.hash, h1.idx, h1.hash, h2.idx, h2.hash, h3.idx, h3.hash, h4.idx, h4.hash
     FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
-    LEFT JOIN entries n ON n.origin = c.origin AND n.idx = c.idx + 1 - 2 * (c.idx % 2) AND n.idx < ?1
+    LEFT JOIN hashes h0 ON h0.origin = c.origin AND h0.idx = merkle_sibling(0, c.idx, ?1)
     LEFT JOIN hashes h1 ON h1.origin = c.origin AND h1.idx = merkle_sibling(1, c.idx, ?1)
     LEFT JOIN hashes h2 ON h2.origin = c.origin AND h2.idx = merkle_sibling(2, c.idx, ?1)
     LEFT JOIN hashes h3 ON h3.origin = c.origin AND h3.idx = merkle_sibling(3, c.idx, ?1)
@@ -146,7 +146,7 @@ SELECT * FROM (
 )
 UNION ALL
 SELECT 1, c.time, c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at,
-    k.cosigners, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    k.cosigners, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
 LEFT JOIN checkpoints k ON k.origin = c.origin
     AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
@@ -157,7 +157,7 @@ WHERE ((c.cert_id = ?4 AND c.kind IN (2, 3, 4)) OR c.replaces = ?4) AND c.idx < 
 )
 UNION ALL
 SELECT 2, data_version, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM pragma_data_version
 """
 
@@ -267,18 +267,16 @@ class ReplicaState:
 @dataclass(frozen=True, kw_only=True)
 class Lookup:
     """What a verdict reads about one presented certificate: the entry holding its
-    statement (or None), every status entry about it, and the exact bytes of the entry
-    next to it in its Merkle subtree (index ``entry.index ^ 1``; None when there is no
-    such verified entry), and ``siblings``: the stored hashes of the entry's next few
-    proof siblings that are complete subtrees, by stored-hash index. Neighbour and
-    siblings are unchecked data: a proof that uses them still has to reach the
-    witnessed root. ``current`` tells whether the
+    statement (or None), every status entry about it, and ``siblings``: the stored
+    hashes of the entry's first proof siblings (levels 0 to 4) that are complete
+    subtrees of the checked prefix, by stored-hash index. The siblings are unchecked
+    data: a proof that uses them still has to reach the witnessed root. ``current``
+    tells whether the
     :class:`ReplicaState` the lookup was made with was still the replica's current one
     when these rows were read (else the caller reads the state again and starts over)."""
 
     entry: LoggedEntry | None
     status: list[LoggedEntry]
-    neighbour: bytes | None
     siblings: dict[int, bytes]
     current: bool
 
@@ -323,7 +321,7 @@ class ReplicaView(Protocol):
         self, member_id: str, statement_bytes: bytes, cert_id: str, *, state: ReplicaState | None = None
     ) -> Lookup:
         """:meth:`find_statement` and :meth:`status_entries` at once (one read), with the
-        entry's neighbour (the first sibling of its inclusion proof)."""
+        stored hashes of the entry's first proof siblings."""
         ...
 
     def status_entries(self, cert_id: str) -> list[LoggedEntry]:
@@ -1034,17 +1032,16 @@ class ReplicaStore:
         self, member_id: str, statement_bytes: bytes, cert_id: str, *, state: ReplicaState | None = None
     ) -> Lookup:
         """The first entry of the member's log holding ``statement_bytes`` (as
-        :meth:`find_statement`, as of ``state``), its neighbour's bytes, and every status
-        entry about ``cert_id`` (as :meth:`status_entries`), in one query."""
+        :meth:`find_statement`, as of ``state``), its first proof siblings, and every
+        status entry about ``cert_id`` (as :meth:`status_entries`), in one query."""
         st = self.state() if state is None else state
         origin = st.origins.get(member_id)
         if origin is None:
             entries = self.status_entries(cert_id)
-            return Lookup(entry=None, status=entries, neighbour=None, siblings={}, current=st is self.state())
+            return Lookup(entry=None, status=entries, siblings={}, current=st is self.state())
         limit = st.limits[origin]
         rows = self._rows(_LOOKUP_SQL, (limit, origin, statement_hash(statement_bytes), cert_id))
         entry: LoggedEntry | None = None
-        neighbour: bytes | None = None
         siblings: dict[int, bytes] = {}
         status: list[tuple[int, str, int, LoggedEntry]] = []
         current = False
@@ -1052,8 +1049,7 @@ class ReplicaStore:
             part = r[0]
             if part == 0:
                 entry = self._logged_row(origin, member_id, r[3:12])
-                neighbour = None if r[12] is None else bytes(r[12])
-                siblings = {r[i]: bytes(r[i + 1]) for i in range(13, 21, 2) if r[i] is not None}
+                siblings = {r[i]: bytes(r[i + 1]) for i in range(12, 22, 2) if r[i] is not None}
             elif part == 1:
                 status.append((r[1], r[2], r[3], self._logged_row(r[2], self._member_of(r[2]), r[3:12])))
             else:  # read in the same statement as the rows: was the state current for them?
@@ -1064,7 +1060,6 @@ class ReplicaStore:
         found.__dict__.update(
             entry=entry,
             status=[x[3] for x in status],
-            neighbour=neighbour,
             siblings=siblings,
             current=current,
         )
