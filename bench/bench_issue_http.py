@@ -12,14 +12,22 @@ made with ``certledger node add-clerk``.
    :func:`ledger.credential.issuing.issue_credentials` into a log of its own, and each
    credential's JSON and ``CL1:`` text are made: the same work without HTTP, private
    store and trail. Prints each block's rates and their ratio, then the median ratio.
-2. Single issuing: ``--clients`` concurrent clients each post one permit at a time to
-   ``POST /v1/certificates`` until ``--requests`` are answered; prints requests/s and the
-   p50/p99 latency. Concurrent requests share durable commits (group commit).
+2. Single issuing: ``--clients`` concurrent connections each post one permit at a time to
+   ``POST /v1/certificates``, each with claims and an ``Idempotency-Key`` of its own;
+   prints requests/s, the p50/p99 latency and the node's CPU per request. Concurrent
+   requests share durable commits (group commit). The load comes from ``wrk`` (a C load
+   generator, with a Lua script that makes each request and checks each reply's status)
+   when it is installed, for ``--seconds``; otherwise from ``--clients`` httpx coroutines
+   until ``--requests`` are answered. Afterwards every request wrk sent but saw no reply
+   to (cut off when the clock ran out) is posted again with its key, and the log must
+   have grown by exactly one entry per key: no reply lost, no certificate issued twice.
+   ``GET /healthz`` under the same load gives the HTTP stack's own cost.
 
 Client and server share the machine's cores.
 
 Usage, with the package installed (``pip install -e .``):
-``python bench/bench_issue_http.py [--blocks N] [--batch B] [--clients C] [--requests R]``.
+``python bench/bench_issue_http.py [--blocks N] [--batch B] [--clients C] [--seconds S]
+[--requests R] [--no-wrk]``.
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -198,6 +208,140 @@ async def asgi_singles(work: Path, clients: int, total: int) -> tuple[float, flo
         return time.perf_counter() - t0, time.process_time() - c0, latencies
 
 
+_WRK_SCRIPT = """
+local token, path, start, prefix, out = %(token)s, %(path)s, %(start)d, %(prefix)d, %(out)s
+local head, mid, tail = %(head)s, %(mid)s, %(tail)s
+local threads, next_id = {}, 0
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  base, sent, ok, bad, answered = start + id * 10000000, 0, 0, 0, {}
+  hdrs = {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}
+end
+function request()
+  if path == "/healthz" then
+    sent = sent + 1
+    return wrk.format("GET", path, {["Authorization"] = "Bearer " .. token})
+  end
+  local n = base + sent
+  sent = sent + 1
+  hdrs["Idempotency-Key"] = "bench-" .. string.format("%%.0f", n)
+  return wrk.format("POST", path, hdrs,
+    head .. string.format("%%.0f", prefix + n) .. mid .. string.format("%%.0f", n) .. tail)
+end
+function response(status, headers, body)
+  if status == 200 or status == 201 then
+    ok = ok + 1
+    if path ~= "/healthz" then
+      local lic = string.match(body, '"licence_no":"JY(%%d+)"')
+      if lic then answered[#answered + 1] = lic end
+    end
+  else
+    bad = bad + 1
+    if bad <= 3 then io.stderr:write("reply " .. status .. ": " .. string.sub(body, 1, 300) .. "\\n") end
+  end
+end
+function done(summary, latency, requests)
+  local f = io.open(out, "w")
+  local p50, p99 = latency:percentile(50), latency:percentile(99)
+  f:write(string.format("latency %%.0f %%.0f %%.0f\\n", p50, p99, latency.max))
+  for _, t in ipairs(threads) do
+    local a = t:get("answered")
+    local base, sent = t:get("base"), t:get("sent")
+    f:write(string.format("thread %%.0f %%.0f %%d %%d\\n", base, sent, t:get("ok"), t:get("bad")))
+    f:write("answered " .. table.concat(a, " ") .. "\\n")
+  end
+  f:close()
+end
+"""
+
+
+def wrk_singles(
+    url: str, token: str, *, connections: int, seconds: int, start: int, work: Path, path: str
+) -> tuple[float, int, int, float, float, dict[int, int], list[int]]:
+    """``seconds`` of load from wrk: wall time, 2xx replies, other replies, p50 and p99 (s),
+    {first number of each thread: requests sent} and the numbers whose reply was seen."""
+    marker_lic, marker_name = "@@LIC@@", "@@NAME@@"
+    claims = window.food_claims(0)
+    prefix = int(str(claims["licence_no"])[2:])
+    claims["licence_no"] = "JY" + marker_lic
+    claims["name"] = str(window.FOOD["name"]) + marker_name
+    body = json.dumps({"type": FOOD_PERMIT.code, "claims": claims}, ensure_ascii=False)
+    head, rest = body.split(marker_lic)
+    mid, tail = rest.split(marker_name)
+    out = work / f"wrk-{start}.txt"
+
+    def lua_str(text: str) -> str:  # a Lua string literal of UTF-8 bytes, all escaped as \\ddd
+        return '"' + "".join(f"\\{b:03d}" for b in text.encode()) + '"'
+
+    script = work / f"wrk-{start}.lua"
+    script.write_text(
+        _WRK_SCRIPT
+        % {
+            "token": lua_str(token),
+            "path": lua_str(path),
+            "start": start,
+            "prefix": prefix,
+            "out": lua_str(str(out)),
+            "head": lua_str(head),
+            "mid": lua_str(mid),
+            "tail": lua_str(tail),
+        }
+    )
+    threads = min(2, connections)
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "60s"]
+    t0 = time.perf_counter()
+    done = subprocess.run([*cmd, "-s", str(script), url + path], capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0 or not out.exists():
+        raise SystemExit(f"wrk failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}")
+    if "Socket errors" in done.stdout:
+        print("  wrk: " + next(line for line in done.stdout.splitlines() if "Socket errors" in line).strip())
+    lines = out.read_text().splitlines()
+    p50, p99, _ = (int(x) / 1e6 for x in lines[0].split()[1:])
+    sent: dict[int, int] = {}
+    answered: list[int] = []
+    ok = bad = 0
+    for line in lines[1:]:
+        kind, *fields = line.split()
+        if kind == "thread":
+            sent[int(fields[0])] = int(fields[1])
+            ok += int(fields[2])
+            bad += int(fields[3])
+        else:
+            answered += [int(f) - prefix for f in fields]
+    if bad:
+        raise SystemExit(f"{bad} single-issue replies were not 2xx: {done.stderr[-500:]}")
+    return wall, ok, bad, p50, p99, sent, answered
+
+
+def log_size(client: httpx.Client) -> int:
+    return int(client.get("/healthz").json()["size"])
+
+
+def settle(client: httpx.Client, sent: dict[int, int], answered: list[int]) -> int:
+    """Post again every request wrk sent without seeing its reply (same key, same claims);
+    return how many of them were new (201) rather than answered from their key (200)."""
+    seen = set(answered)
+    fresh = 0
+    for base, count in sent.items():
+        for n in range(base, base + count):
+            if n in seen:
+                continue
+            r = client.post(
+                "/v1/certificates",
+                json={"type": FOOD_PERMIT.code, "claims": window.food_claims(n)},
+                headers={"Idempotency-Key": f"bench-{n}"},
+            )
+            if r.status_code not in (200, 201):
+                raise SystemExit(f"re-posting bench-{n} failed: {r.status_code} {r.text[:300]}")
+            fresh += r.status_code == 201
+    return fresh
+
+
 def run(args: argparse.Namespace, work: Path) -> None:
     data = window.make_node(work)
     token = window.add_clerk(data, "bench", "issue")
@@ -247,26 +391,77 @@ def run(args: argparse.Namespace, work: Path) -> None:
             f"HTTP / in-process:           {statistics.median(ratios):10.2f}   "
             f"(median of {len(ratios)} per-block ratios; target >= 0.6)"
         )
-        c0 = cpu_seconds(pid)
-        wall, lat = asyncio.run(singles(node.url, token, args.clients, args.requests, 10_000_000))
-        c1 = cpu_seconds(pid)
-        lat.sort()
-        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        print(
-            f"single issuing, {args.clients} clients: {len(lat) / wall:8,.0f} requests/s  "
-            f"p50 {lat[len(lat) // 2] * 1000:.1f} ms  p99 {p99 * 1000:.1f} ms  "
-            f"({len(lat):,} requests; target >= 1,000/s)"
-        )
-        print(f"{'':29}" + cpu_note(c0, c1, len(lat), "request").strip())
-        c0 = cpu_seconds(pid)
-        wall, lat = asyncio.run(singles(node.url, token, args.clients, args.requests, 0, path="/healthz"))
-        c1 = cpu_seconds(pid)
-        lat.sort()
-        print(
-            f"GET /healthz, {args.clients} clients:   {len(lat) / wall:8,.0f} requests/s  "
-            f"p50 {lat[len(lat) // 2] * 1000:.1f} ms  (the HTTP stack and client alone, same run)"
-        )
-        print(f"{'':29}" + cpu_note(c0, c1, len(lat), "request").strip())
+        if args.wrk:
+            with httpx.Client(
+                base_url=node.url, headers={"Authorization": f"Bearer {token}"}, timeout=300.0
+            ) as c:
+                before = log_size(c)
+                c0 = cpu_seconds(pid)
+                wall, ok, _, p50, p99, sent, answered = wrk_singles(
+                    node.url,
+                    token,
+                    connections=args.clients,
+                    seconds=args.seconds,
+                    start=10_000_000,
+                    work=work,
+                    path="/v1/certificates",
+                )
+                c1 = cpu_seconds(pid)
+                fresh = settle(c, sent, answered)
+                grown = log_size(c) - before
+                total = sum(sent.values())
+            print(
+                f"single issuing, {args.clients} clients: {ok / wall:8,.0f} requests/s  "
+                f"p50 {p50 * 1000:.1f} ms  p99 {p99 * 1000:.1f} ms  ({ok:,} requests, all 2xx; "
+                f"wrk, {args.seconds:g} s; target >= 1,000/s)"
+            )
+            print(f"{'':29}" + cpu_note(c0, c1, ok, "request").strip())
+            if grown != total:
+                raise SystemExit(
+                    f"the log grew by {grown} entries for {total} keys sent ({ok} 2xx replies seen by wrk, "
+                    f"{total - ok} posted again, {fresh} of those new)"
+                )
+            print(
+                f"{'':29}log grew by {grown:,} = keys sent: {ok:,} 2xx seen by wrk + {total - ok} cut off "
+                f"by the clock, posted again ({total - ok - fresh} answered from their key, {fresh} new)"
+            )
+            c0 = cpu_seconds(pid)
+            wall, ok, _, p50, p99, _, _ = wrk_singles(
+                node.url,
+                token,
+                connections=args.clients,
+                seconds=args.seconds,
+                start=0,
+                work=work,
+                path="/healthz",
+            )
+            c1 = cpu_seconds(pid)
+            print(
+                f"GET /healthz, {args.clients} clients:   {ok / wall:8,.0f} requests/s  "
+                f"p50 {p50 * 1000:.1f} ms  (the HTTP stack and client alone, same run)"
+            )
+            print(f"{'':29}" + cpu_note(c0, c1, ok, "request").strip())
+        else:
+            c0 = cpu_seconds(pid)
+            wall, lat = asyncio.run(singles(node.url, token, args.clients, args.requests, 10_000_000))
+            c1 = cpu_seconds(pid)
+            lat.sort()
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+            print(
+                f"single issuing, {args.clients} clients: {len(lat) / wall:8,.0f} requests/s  "
+                f"p50 {lat[len(lat) // 2] * 1000:.1f} ms  p99 {p99 * 1000:.1f} ms  "
+                f"({len(lat):,} requests, httpx; target >= 1,000/s)"
+            )
+            print(f"{'':29}" + cpu_note(c0, c1, len(lat), "request").strip())
+            c0 = cpu_seconds(pid)
+            wall, lat = asyncio.run(singles(node.url, token, args.clients, args.requests, 0, path="/healthz"))
+            c1 = cpu_seconds(pid)
+            lat.sort()
+            print(
+                f"GET /healthz, {args.clients} clients:   {len(lat) / wall:8,.0f} requests/s  "
+                f"p50 {lat[len(lat) // 2] * 1000:.1f} ms  (the HTTP stack and client alone, same run)"
+            )
+            print(f"{'':29}" + cpu_note(c0, c1, len(lat), "request").strip())
     finally:
         node.stop()
     wall, cpu, lat = asyncio.run(asgi_singles(work, args.clients, args.requests))
@@ -283,8 +478,15 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=6, help="measured batch blocks (default 6)")
     ap.add_argument("--batch", type=int, default=2000, help="permits per batch (default 2,000)")
     ap.add_argument("--clients", type=int, default=64, help="concurrent single-issue clients (default 64)")
-    ap.add_argument("--requests", type=int, default=5000, help="single-issue requests (default 5,000)")
+    ap.add_argument(
+        "--requests", type=int, default=5000, help="single-issue requests without wrk (default 5,000)"
+    )
+    ap.add_argument("--seconds", type=int, default=5, help="seconds of wrk load (default 5)")
+    ap.add_argument("--no-wrk", dest="wrk", action="store_false", help="load from httpx even if wrk is there")
     args = ap.parse_args()
+    if args.wrk and shutil.which("wrk") is None:
+        print("wrk is not installed: the single-issue load comes from httpx coroutines")
+        args.wrk = False
     with tempfile.TemporaryDirectory(prefix="bench-issue-http-") as tmp:
         run(args, Path(tmp))
 
