@@ -7,7 +7,9 @@ request waiting at that moment:
    the signed statement and the trail event, in one transaction;
 2. the public log, through the node's sequencer.
 
-The reply is sent after both. A crash between them leaves a statement committed privately
+The reply is sent after both. While they are under way (SQLite and fsync work off the
+event loop's thread) the request makes its certificates' ``CL1:`` texts, so the reply is
+ready as soon as it may be sent. A crash between them leaves a statement committed privately
 but not logged; :meth:`Desk.start` appends every such statement before the node serves,
 and a retried request (same ``Idempotency-Key``) finds its record and gets the same
 certificate, never a second one. A key reused with a different request is a conflict.
@@ -97,6 +99,8 @@ class Issued:
     #: The credential's JSON text, as stored in the private store.
     credential_json: str
     replayed: bool = False
+    #: The full-disclosure ``CL1:`` text, when it was asked for.
+    qr_text: str | None = None
 
 
 def _fingerprint(doc: Any) -> bytes:
@@ -347,8 +351,13 @@ class Desk:
         action: str = "issue",
         replaces: RecordRow | None = None,
         reason: Reason | None = None,
+        qr_text: bool = False,
     ) -> list[Issued]:
-        """Issue ``items`` (all or none), or return the certificates their keys already name."""
+        """Issue ``items`` (all or none), or return the certificates their keys already name.
+
+        With ``qr_text`` each new certificate's ``CL1:`` text is made while its commits are
+        under way (replayed ones are rendered by the caller).
+        """
         if not 1 <= len(items) <= MAX_BATCH:
             raise MalformedError(f"1 to {MAX_BATCH} certificates per request")
         ctype = self.issuable(type_code)
@@ -356,8 +365,12 @@ class Desk:
         fps: list[bytes] = []
         for it in items:
             _check_key(it.idempotency_key)
+            # The fingerprint tells a retry from another request under the same key; an
+            # item without a key can never be looked up by one, so it needs none.
             fps.append(
-                _fingerprint(
+                b""
+                if it.idempotency_key is None
+                else _fingerprint(
                     [type_code, dict(it.claims), it.valid_from, it.valid_until, replaces and replaces.cert_id]
                 )
             )
@@ -402,6 +415,7 @@ class Desk:
         gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for k in mine:
             self._inflight[k] = gate
+        durable: asyncio.Future[list[int]] | None = None
         try:
             creds = self._build(clerk, ctype, items, fresh, now=now, replaces=replaces, reason=reason)
             texts = [json.dumps(c.to_json(), ensure_ascii=False, separators=(",", ":")) for c in creds]
@@ -423,30 +437,38 @@ class Desk:
             target = tuple(c.cert_id for c in creds)
             if replaces is not None:
                 target += (replaces.cert_id,)
-            ids = await self.commit(
-                records=records,
-                statements=[
-                    StatementRow(
-                        cert_id=s.statement.cert_id,
-                        data=s.statement_bytes,
-                        key_id=s.key_id,
-                        signature=s.signature,
-                    )
-                    for s in signed
-                ],
-                events=[
-                    trail.TrailEvent(
-                        actor=clerk.name,
-                        operator=clerk.operator,
-                        action=action,
-                        status=200,
-                        target=target,
-                        detail=f"{type_code}: {len(creds)} certificate(s)",
-                    )
-                ],
+            durable = asyncio.ensure_future(
+                self._durable(
+                    signed,
+                    records=records,
+                    statements=[
+                        StatementRow(
+                            cert_id=s.statement.cert_id,
+                            data=s.statement_bytes,
+                            key_id=s.key_id,
+                            signature=s.signature,
+                        )
+                        for s in signed
+                    ],
+                    events=[
+                        trail.TrailEvent(
+                            actor=clerk.name,
+                            operator=clerk.operator,
+                            action=action,
+                            status=200,
+                            target=target,
+                            detail=f"{type_code}: {len(creds)} certificate(s)",
+                        )
+                    ],
+                )
             )
-            indexes = await self._append(ids, signed)
+            qrs, failed = (await _render(creds, durable)) if qr_text else ([None] * len(creds), None)
+            indexes = await durable
+            if failed is not None:
+                raise failed
         except BaseException as e:
+            if durable is not None and not durable.done():  # cancelled: the commits go on alone
+                durable.add_done_callback(lambda f: f.cancelled() or f.exception())
             if not gate.done():
                 gate.set_exception(e if isinstance(e, LedgerError) else StorageError("request cancelled"))
                 gate.exception()  # consumed here: waiters look the key up again
@@ -456,9 +478,21 @@ class Desk:
                 self._inflight.pop(k, None)
         if not gate.done():
             gate.set_result(None)
-        for n, c, i, text in zip(fresh, creds, indexes, texts, strict=True):
-            out[n] = Issued(credential=c, index=i, credential_json=text)
+        for n, c, i, text, q in zip(fresh, creds, indexes, texts, qrs, strict=True):
+            out[n] = Issued(credential=c, index=i, credential_json=text, qr_text=q)
         return [o for o in out if o is not None]
+
+    async def _durable(
+        self,
+        signed: list[SignedStatement],
+        *,
+        records: list[RecordRow],
+        statements: list[StatementRow],
+        events: list[trail.TrailEvent],
+    ) -> list[int]:
+        """Commit to the private store, then append to the log; the log indexes."""
+        ids = await self.commit(records=records, statements=statements, events=events)
+        return await self._append(ids, signed)
 
     def _build(
         self,
@@ -677,6 +711,28 @@ class Desk:
             signed = SignedStatement(statement_bytes=row.data, key_id=row.key_id, signature=row.signature)
             [index] = await self.node.sequencer.append([signed])
         return {**result, "index": index, "replayed": True}
+
+
+#: Certificates rendered between two turns of the event loop (a few milliseconds).
+_RENDER_SLICE = 32
+
+
+async def _render(
+    creds: Sequence[Credential], durable: asyncio.Future[list[int]]
+) -> tuple[list[str | None], LedgerError | None]:
+    """The ``CL1:`` texts of ``creds``, made while ``durable`` runs: a slice at a time,
+    letting the event loop move the commits along in between. A text that cannot be
+    made (too large for a QR code) is reported, not raised, so the caller still waits
+    for the commits before it answers."""
+    out: list[str | None] = []
+    for start in range(0, len(creds), _RENDER_SLICE):
+        if start or not durable.done():
+            await asyncio.sleep(0)
+        try:
+            out += [c.to_qr_text() for c in creds[start : start + _RENDER_SLICE]]
+        except LedgerError as e:
+            return [None] * len(creds), e
+    return out, None
 
 
 def parse_reason(value: str | int | None) -> Reason:

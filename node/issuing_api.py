@@ -126,7 +126,7 @@ def issued_json(i: Issued, include: frozenset[str] = _BOTH) -> str:
         "links": _links(c.cert_id),
     }
     if "qr_text" in include:
-        doc["qr_text"] = c.to_qr_text()
+        doc["qr_text"] = i.qr_text if i.qr_text is not None else c.to_qr_text()
     text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
     if "credential" in include:
         text = text[:-1] + ',"credential":' + i.credential_json + "}"
@@ -312,6 +312,7 @@ def install(app: FastAPI, desk: Desk) -> None:
                     idempotency_key=idempotency_key,
                 )
             ],
+            qr_text=True,
         )
         return _raw(issued_json(issued), 200 if issued.replayed else 201)
 
@@ -339,7 +340,7 @@ def install(app: FastAPI, desk: Desk) -> None:
             )
             for n, it in enumerate(body.items)
         ]
-        issued = await desk.issue(clerk, body.type, items, action="issue-batch")
+        issued = await desk.issue(clerk, body.type, items, action="issue-batch", qr_text="qr_text" in include)
         status = 200 if all(i.replayed for i in issued) else 201
         return _raw('{"certificates":[' + ",".join(issued_json(i, include) for i in issued) + "]}", status)
 
@@ -472,6 +473,7 @@ def install(app: FastAPI, desk: Desk) -> None:
             action="replace",
             replaces=rec,
             reason=parse_reason(body.reason),
+            qr_text=True,
         )
         return _raw(issued_json(issued), 200 if issued.replayed else 201)
 

@@ -6,7 +6,8 @@ One SQLite file, ``private.db`` in the node's data directory, mode 0600, WAL wit
     clerks      (id, name, role, token_hash, operator, created, removed)
     records     (cert_id, idem_key, fingerprint, type, serial, version, clerk, created, credential)
                 every certificate issued here; ``credential`` is the holder's credential JSON,
-                claim values and salt secret included
+                claim values and salt secret included; ``fingerprint`` is the SHA-256 of the
+                request made under ``idem_key`` (empty when there is no key)
     ops         (id, idem_key, fingerprint, cert_id, kind, clerk, created, result)
                 status changes, kept so a retried request gets the same answer
     statements  (id, cert_id, data, key_id, signature)
