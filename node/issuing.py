@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
+
 from ledger.credential.claims import canonical_value
 from ledger.credential.credential import Credential, issue_credential
 from ledger.errors import ConflictError, LedgerError, MalformedError, PolicyError, SchemaError, StorageError
@@ -101,6 +103,16 @@ class Issued:
     replayed: bool = False
     #: The full-disclosure ``CL1:`` text, when it was asked for.
     qr_text: str | None = None
+
+
+def json_text(doc: Any) -> str:
+    """Compact JSON text, non-ASCII kept (orjson; the standard library for what it refuses,
+    such as an integer beyond 64 bits). The same text as ``json.dumps`` with
+    ``ensure_ascii=False`` and compact separators."""
+    try:
+        return orjson.dumps(doc).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
 def _fingerprint(doc: Any) -> bytes:
@@ -418,7 +430,7 @@ class Desk:
         durable: asyncio.Future[list[int]] | None = None
         try:
             creds = self._build(clerk, ctype, items, fresh, now=now, replaces=replaces, reason=reason)
-            texts = [json.dumps(c.to_json(), ensure_ascii=False, separators=(",", ":")) for c in creds]
+            texts = [json_text(c.to_json()) for c in creds]
             records = [
                 RecordRow(
                     cert_id=c.cert_id,

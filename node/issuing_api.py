@@ -48,6 +48,7 @@ from node.issuing import (
     Issued,
     IssueItem,
     NotFoundError,
+    json_text,
     parse_reason,
     status_of,
 )
@@ -103,7 +104,7 @@ class StatusBody(BaseModel):
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode(),
+        json_text(doc).encode(),
         status_code=status,
         media_type="application/json",
         headers=headers,
@@ -130,7 +131,7 @@ def issued_json(i: Issued, include: frozenset[str] = _BOTH) -> str:
     }
     if "qr_text" in include:
         doc["qr_text"] = i.qr_text if i.qr_text is not None else c.to_qr_text()
-    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    text = json_text(doc)
     if "credential" in include:
         text = text[:-1] + ',"credential":' + i.credential_json + "}"
     return text
