@@ -7,12 +7,13 @@ request waiting at that moment:
    the signed statement and the trail event, in one transaction;
 2. the public log, through the node's sequencer.
 
-The reply is sent after both. While they are under way (SQLite and fsync work off the
-event loop's thread) the request makes its certificates' ``CL1:`` texts, so the reply is
-ready as soon as it may be sent. A crash between them leaves a statement committed privately
-but not logged; :meth:`Desk.start` appends every such statement before the node serves,
-and a retried request (same ``Idempotency-Key``) finds its record and gets the same
-certificate, never a second one. A key reused with a different request is a conflict.
+The reply is sent after both. While the private commit is under way (SQLite and fsync
+work off the event loop's thread) the request makes its certificates' ``CL1:`` texts.
+
+A crash between the two commits leaves a statement committed privately but not logged;
+:meth:`Desk.start` appends every such statement before the node serves, and a retried
+request (same ``Idempotency-Key``) finds its record and gets the same certificate, never
+a second one. A key reused with a different request is a conflict.
 """
 
 from __future__ import annotations
@@ -367,8 +368,8 @@ class Desk:
     ) -> list[Issued]:
         """Issue ``items`` (all or none), or return the certificates their keys already name.
 
-        With ``qr_text`` each new certificate's ``CL1:`` text is made while its commits are
-        under way (replayed ones are rendered by the caller).
+        With ``qr_text`` each new certificate's ``CL1:`` text is made while its private
+        commit is under way (replayed ones are rendered by the caller).
         """
         if not 1 <= len(items) <= MAX_BATCH:
             raise MalformedError(f"1 to {MAX_BATCH} certificates per request")
@@ -449,9 +450,11 @@ class Desk:
             target = tuple(c.cert_id for c in creds)
             if replaces is not None:
                 target += (replaces.cert_id,)
+            # The private commit (SQLite work, off the event loop's thread and mostly
+            # outside the GIL) runs while the QR texts are made; the log append, which is
+            # Python work that would contend with them for the GIL, comes after.
             durable = asyncio.ensure_future(
-                self._durable(
-                    signed,
+                self.commit(
                     records=records,
                     statements=[
                         StatementRow(
@@ -475,11 +478,11 @@ class Desk:
                 )
             )
             qrs, failed = (await _render(creds, durable)) if qr_text else ([None] * len(creds), None)
-            indexes = await durable
+            indexes = await self._append(await durable, signed)
             if failed is not None:
                 raise failed
         except BaseException as e:
-            if durable is not None and not durable.done():  # cancelled: the commits go on alone
+            if durable is not None and not durable.done():  # cancelled: the commit goes on alone
                 durable.add_done_callback(lambda f: f.cancelled() or f.exception())
             if not gate.done():
                 gate.set_exception(e if isinstance(e, LedgerError) else StorageError("request cancelled"))
@@ -493,18 +496,6 @@ class Desk:
         for n, c, i, text, q in zip(fresh, creds, indexes, texts, qrs, strict=True):
             out[n] = Issued(credential=c, index=i, credential_json=text, qr_text=q)
         return [o for o in out if o is not None]
-
-    async def _durable(
-        self,
-        signed: list[SignedStatement],
-        *,
-        records: list[RecordRow],
-        statements: list[StatementRow],
-        events: list[trail.TrailEvent],
-    ) -> list[int]:
-        """Commit to the private store, then append to the log; the log indexes."""
-        ids = await self.commit(records=records, statements=statements, events=events)
-        return await self._append(ids, signed)
 
     def _build(
         self,
@@ -733,7 +724,7 @@ async def _render(
     creds: Sequence[Credential], durable: asyncio.Future[list[int]]
 ) -> tuple[list[str | None], LedgerError | None]:
     """The ``CL1:`` texts of ``creds``, made while ``durable`` runs: a slice at a time,
-    letting the event loop move the commits along in between. A text that cannot be
+    letting the event loop move the commit along in between. A text that cannot be
     made (too large for a QR code) is reported, not raised, so the caller still waits
     for the commits before it answers."""
     out: list[str | None] = []
