@@ -32,7 +32,12 @@ def test_bench_issue_http_runs() -> None:
         cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr
-    for line in ("batch issuing over HTTP:", "in-process end to end:", "HTTP / in-process:"):
+    for line in (
+        "batch issuing over HTTP:",
+        "in-process end to end:",
+        "HTTP / in-process:",
+        "CPU per certificate:",
+    ):
         assert line in out.stdout
     assert "(median of 2 per-block ratios; target >= 0.6)" in out.stdout
     assert "single issuing, 4 clients:" in out.stdout and "p99" in out.stdout
