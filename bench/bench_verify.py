@@ -244,7 +244,7 @@ def verdict_breakdown(
     for label, dt in (
         ("parse the QR text (Base45, inflate, msgpack)", t_parse),
         ("check against the policy (rebuild, verify)", t_check),
-        ("replica: entry, neighbour, status (one query)", t_lookup),
+        ("replica: entry, proof siblings, status (1 query)", t_lookup),
         ("the rest: proof, status, freshness, verdict", t_all - t_parse - t_check - t_lookup),
         ("the whole verifier.core.verify", t_all),
         ("raw libsodium verification", t_raw),
