@@ -4,14 +4,17 @@ log, and judging whether one logged statement is to be trusted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from ledger.clock import CLOCK_SKEW
 from ledger.errors import LedgerError, MalformedError, PolicyError, SignatureError
 from ledger.log import note
 from ledger.log.checkpoint import DEFAULT_MAX_SIZE, open_checkpoint
-from ledger.log.statement import SignedStatement
+from ledger.log.statement import Kind, SignedStatement, StatementFields
 from ledger.replica.store import WitnessedCheckpoint
-from ledger.trust.policy import Member, Policy
+from ledger.trust.policy import MAX_TIME, LogKey, Mandate, Member, Policy
 
-__all__ = ["entry_problem", "open_witnessed"]
+__all__ = ["EntryJudge", "entry_problem", "open_witnessed"]
 
 
 def open_witnessed(data: bytes, *, policy: Policy, member: Member, now: int) -> WitnessedCheckpoint:
@@ -81,3 +84,74 @@ def entry_problem(
     except MalformedError as e:
         return f"malformed: {e}"
     return None
+
+
+_ISSUING = frozenset({int(Kind.ISSUE), int(Kind.REPLACE)})
+_STATUS = frozenset({int(Kind.REVOKE), int(Kind.SUSPEND), int(Kind.REINSTATE)})
+
+
+class EntryJudge:
+    """:func:`entry_problem` for the statements of one member's log under one policy,
+    answering the usual case from tables built once: the member's log keys by key ID
+    and its mandates per certificate type and action.
+
+    A statement these tables show to be trusted (its maker is the member, its key is
+    one of the member's, not compromised, valid at the statement's time, which is not
+    after its witnessing plus the clock skew, and a mandate of the member covers that
+    time) has no problem; any other goes through :func:`entry_problem`, which names it.
+    """
+
+    def __init__(self, *, policy: Policy, member: Member) -> None:
+        self.policy = policy
+        self.member = member
+        keys: dict[bytes, LogKey] = {}
+        for k in member.log_keys:  # the first key with an ID, as Policy.log_key picks
+            keys.setdefault(member.log_key_id(k), k)
+        self._keys = keys
+        self._mandates: dict[tuple[str, bool], tuple[Mandate, ...]] = {}
+
+    def _held(self, cert_type: str, issuing: bool) -> tuple[Mandate, ...]:
+        found = self._mandates.get((cert_type, issuing))
+        if found is None:
+            t = self.policy.certificate_type(cert_type)
+            found = (
+                ()
+                if t is None
+                else tuple(m for m in t.mandates("issue" if issuing else "revoke") if m.member == self.member.id)
+            )
+            self._mandates[cert_type, issuing] = found
+        return found
+
+    def trusted(self, fields: StatementFields, key_id: bytes, *, witnessed_at: int | None) -> bool:
+        """True when the tables show the statement has no problem (False: ask
+        :meth:`problem`, which may still find none)."""
+        if fields.issuer != self.member.id:
+            return False
+        k = self._keys.get(key_id)
+        at = fields.time
+        if k is None or k.compromised_at is not None or not 0 <= at <= MAX_TIME:
+            return False
+        if at < k.valid_from or (k.valid_until is not None and at >= k.valid_until):
+            return False
+        if witnessed_at is not None and not (
+            type(witnessed_at) is int and 0 <= witnessed_at <= MAX_TIME and at <= witnessed_at + CLOCK_SKEW
+        ):
+            return False
+        kind = fields.kind
+        if kind not in _ISSUING and kind not in _STATUS:
+            return False
+        return any(m.covers(at) for m in self._held(fields.cert_type, kind in _ISSUING))
+
+    def problem(
+        self,
+        fields: StatementFields,
+        key_id: bytes,
+        signed: Callable[[], SignedStatement],
+        *,
+        witnessed_at: int | None,
+    ) -> str | None:
+        """Why the statement is not to be trusted, or None (as :func:`entry_problem`);
+        ``signed`` gives the parsed statement when the tables do not settle it."""
+        if self.trusted(fields, key_id, witnessed_at=witnessed_at):
+            return None
+        return entry_problem(self.policy, self.member, signed(), witnessed_at=witnessed_at)
