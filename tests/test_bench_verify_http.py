@@ -28,6 +28,8 @@ def test_bench_verify_http_runs() -> None:
             "1",
             "--clients",
             "4",
+            "--certificates",
+            "7",
         ],
         capture_output=True,
         text=True,
@@ -36,8 +38,11 @@ def test_bench_verify_http_runs() -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("verifier on 127.0.0.1 (uvicorn, one process), 4 concurrent clients")
+    assert lines[0].endswith("8 distinct certificates")
     assert lines[1].startswith("POST /v1/verify (selective licence)") and "req/s" in lines[1]
     assert lines[2].startswith("POST /v1/verify, verdict precomputed")
     assert lines[3].startswith("GET /healthz (trivial)") and "p99" in lines[3]
+    assert "every answer checked: each verify VALID, each /healthz ok" in lines
+    assert lines[-3].startswith("server CPU per request, healthz / verify = ")
     assert lines[-2].startswith("HTTP layer alone: precomputed verify / healthz = ")
     assert lines[-1].startswith("verify / healthz = ")

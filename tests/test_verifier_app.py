@@ -6,13 +6,16 @@ import dataclasses
 import io
 import re
 from collections.abc import Iterator
+from typing import Any
 
+import anyio
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import verifier.app
 from ledger.credential.qr import render_png
 from ledger.replica.store import ReplicaStore
 from tests.fixtures.consortium import POLICY, all_credentials
@@ -341,3 +344,72 @@ def test_verify_route_answers_alike_mounted_and_with_query_purpose(service: Repl
             odd = c.post(f"{prefix}/v1/verify", content=b"x", headers={"content-type": "image/gif"})
             assert odd.status_code == 415 and odd.json()["code"] == "MALFORMED"
         assert c.get("/v1/verify").status_code == 405
+
+
+def test_declared_verify_route_answers_like_the_served_one(service: ReplicaService) -> None:
+    """The FastAPI route kept for the OpenAPI document hands requests to the same endpoint:
+    reached through FastAPI's routing (the layer serving the route first taken out), it
+    answers alike."""
+    app = create_app(service=service, limits=Limits(rate=1000.0, burst=1000))
+    routed = create_app(service=service, limits=Limits(rate=1000.0, burst=1000))
+    routed.user_middleware = [m for m in routed.user_middleware if m.cls is not verifier.app._FastRoute]
+    shown = LICENCE.to_qr_text(["uscc", "name"])
+    with TestClient(app) as served, TestClient(routed) as declared:
+        for c in (served, declared):
+            ok = c.post("/v1/verify?purpose=identity", content=shown, headers={"content-type": "text/plain"})
+            assert ok.status_code == 200 and ok.json()["code"] == "VALID"
+            assert ok.headers["content-type"] == "application/json"
+            assert ok.headers.get_list("x-content-type-options") == ["nosniff"]  # once
+            assert "content-security-policy" in ok.headers
+            big = c.post("/v1/verify", content=b"A" * 9000, headers={"content-type": "text/plain"})
+            assert big.status_code == 413 and "over 8192 bytes" in big.json()["reason"]["en"]
+
+
+def _raw_post(app: Any, messages: list[dict[str, Any]], headers: list[tuple[bytes, bytes]]) -> list[Any]:
+    """POST /v1/verify as a server would pass it to the application; the messages sent back."""
+    incoming = iter(messages)
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(incoming)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/verify",
+        "raw_path": b"/v1/verify",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    anyio.run(app, scope, receive, send)
+    return sent
+
+
+def test_client_gone_before_its_body_gets_no_answer(service: ReplicaService) -> None:
+    """A client that disconnects while sending its body is not answered and raises nothing."""
+    app = create_app(service=service, limits=Limits(rate=1000.0, burst=1000))
+    sent = _raw_post(
+        app,
+        [{"type": "http.request", "body": b'{"text": "CL1:', "more_body": True}, {"type": "http.disconnect"}],
+        [(b"content-type", b"application/json")],
+    )
+    assert sent == []
+
+
+def test_non_ascii_digits_in_content_length_are_not_read_as_a_length(service: ReplicaService) -> None:
+    """'²' is a digit to str.isdigit but no length: the cap is kept while reading instead."""
+    app = create_app(service=service, limits=Limits(rate=1000.0, burst=1000))
+    headers = [(b"content-type", b"text/plain"), (b"content-length", "²".encode("latin-1"))]
+    ok = _raw_post(app, [{"type": "http.request", "body": TEXT.encode()}], headers)
+    assert ok[0]["status"] == 200 and b'"code":"VALID"' in ok[1]["body"]
+    big = _raw_post(app, [{"type": "http.request", "body": b"A" * 9000}], headers)
+    assert big[0]["status"] == 413
