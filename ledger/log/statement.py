@@ -513,6 +513,9 @@ def _layouts() -> dict[tuple[int, ...], frozenset[int]]:
 _LAYOUTS = _layouts()
 _ISSUE, _REPLACE = int(Kind.ISSUE), int(Kind.REPLACE)
 _REASON_CODES = frozenset(int(r) for r in Reason)
+#: (issuer, type, operator) triples that matched their patterns, up to a bound.
+_GOOD_NAMES: set[tuple[str, str, str]] = set()
+_MAX_GOOD_NAMES = 4096
 
 
 def _unpack(data: bytes) -> Any:
@@ -557,13 +560,16 @@ def _lean_fields(data: bytes) -> StatementFields | None:
         or type(time) is not int
         or type(operator) is not str
         or not 0 <= time < _MAX_TIME
-        or not _MEMBER_ID.fullmatch(issuer)
-        or not _TYPE_CODE.fullmatch(cert_type)
-        or not _OPERATOR.fullmatch(operator)
         or not is_valid_cert_id(cert_id)
         or _pack(raw) != data
     ):
         return None
+    names = (issuer, cert_type, operator)  # a log repeats a few of these: remembered
+    if names not in _GOOD_NAMES:
+        if not (_MEMBER_ID.fullmatch(issuer) and _TYPE_CODE.fullmatch(cert_type) and _OPERATOR.fullmatch(operator)):
+            return None
+        if len(_GOOD_NAMES) < _MAX_GOOD_NAMES:
+            _GOOD_NAMES.add(names)
     if kind == _ISSUE or kind == _REPLACE:
         valid_from, valid_until, claims = raw[_K_VALID_FROM], raw.get(_K_VALID_UNTIL), raw[_K_CLAIMS]
         if type(valid_from) is not int or not 0 <= valid_from < _MAX_TIME:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import sqlite3
 import threading
@@ -489,12 +490,14 @@ class ReplicaStore:
         source: str,
         base: int,
         start: int,
-        entries: Sequence[tuple[int, bytes]],
-        hashes: Sequence[tuple[int, bytes]],
+        entries: Sequence[bytes],
+        hash_start: int,
+        hashes: Sequence[bytes],
         index: Sequence[tuple[Any, ...]],
     ) -> None:
         """Keep one checked batch of a catch-up towards ``note`` from a copy of ``base``
-        entries: entries ``start, start + 1, ...``, their stored hashes and index rows
+        entries: entries ``start, start + 1, ...``, the stored hashes they add (indexes
+        ``hash_start, hash_start + 1, ...``) and their index rows
         (``(idx, cert_id, kind, issuer, cert_type, time, stmt_hash, replaces, problem)``),
         in one transaction. They are not replica data until :meth:`commit` reaches the
         checkpoint. ConflictError if another sync moved the copy or the catch-up on.
@@ -513,10 +516,11 @@ class ReplicaStore:
             )
             c.executemany(
                 "INSERT INTO entries (origin, idx, data) VALUES (?, ?, ?)",
-                [(origin, i, d) for i, d in entries],
+                zip(itertools.repeat(origin), itertools.count(start), entries),
             )
             c.executemany(
-                "INSERT INTO hashes (origin, idx, hash) VALUES (?, ?, ?)", [(origin, i, h) for i, h in hashes]
+                "INSERT INTO hashes (origin, idx, hash) VALUES (?, ?, ?)",
+                zip(itertools.repeat(origin), itertools.count(hash_start), hashes),
             )
             if index:
                 c.executemany(

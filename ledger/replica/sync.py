@@ -387,7 +387,8 @@ class Replica:
     ) -> _Batch:
         """Check the chain of entries ``start, ...`` (and, with ``statements``, parse them
         and start their signature checks) and extend ``tree`` with them."""
-        hashes: list[tuple[int, bytes]] = []
+        hash_start = tree.hash_index
+        hashes: list[bytes] = []
         index: list[tuple[Any, ...]] = []
         jobs: list[_Job] = []
         keys = self._keys()
@@ -404,7 +405,8 @@ class Replica:
         tree.prev = prev
         return _Batch(
             start=start,
-            entries=list(enumerate(datas, start)),
+            entries=datas,
+            hash_start=hash_start,
             hashes=hashes,
             index=index,
             checks=_signature_checks(jobs, pool, self.workers),
@@ -420,6 +422,7 @@ class Replica:
             base=base,
             start=batch.start,
             entries=batch.entries,
+            hash_start=batch.hash_start,
             hashes=batch.hashes,
             index=batch.index,
         )
@@ -652,8 +655,9 @@ class _Batch:
     """Entries checked up to their signatures, which ``checks`` are checking."""
 
     start: int
-    entries: list[tuple[int, bytes]]
-    hashes: list[tuple[int, bytes]]
+    entries: list[bytes]
+    hash_start: int
+    hashes: list[bytes]
     index: list[tuple[Any, ...]]
     checks: list[Future[int | None]]
 
@@ -676,20 +680,20 @@ class _Tree:
             size=size, stack=list(reversed(edge.values())), prev=store.last_leaf(origin, size) or GENESIS_PREV
         )
 
-    def add(self, leaf: bytes, out: list[tuple[int, bytes]]) -> None:
-        """Add a leaf; append the hashes to store (ledger.log.merkle order) to ``out``."""
-        stack, n, i = self.stack, self.size, self.hash_index
-        out.append((i, leaf))
-        i += 1
+    def add(self, leaf: bytes, out: list[bytes]) -> None:
+        """Add a leaf; append the hashes to store to ``out`` (ledger.log.merkle order:
+        they are stored hashes ``hash_index, hash_index + 1, ...`` before the call)."""
+        stack, n, added = self.stack, self.size, 1
+        out.append(leaf)
         h = leaf
         while n & 1:
             h = _sha256(b"\x01" + stack.pop() + h).digest()
-            out.append((i, h))
-            i += 1
+            out.append(h)
+            added += 1
             n >>= 1
         stack.append(h)
+        self.hash_index += added
         self.size += 1
-        self.hash_index = i
 
     def root(self) -> bytes:
         """The tree's root hash."""
