@@ -4,6 +4,8 @@ with the strict parser's error and message."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgpack
 import pytest
 from hypothesis import given, settings
@@ -17,10 +19,24 @@ from ledger.log.statement import (
     Kind,
     SignedStatement,
     Statement,
+    StatementFields,
     encode_entry,
     statement_fields,
 )
+from ledger.replica.checks import EntryJudge, entry_problem
 from ledger.replica.sync import _entry_parts
+from ledger.trust.policy import LogKey, Mandate
+from tests.fixtures.consortium import (
+    AMR,
+    AMR_KEY,
+    AMR_OLD_KEY,
+    BUSINESS_LICENCE,
+    FOOD_PERMIT,
+    HEALTH,
+    HEALTH_CERTIFICATE,
+    PSB,
+    policy,
+)
 from tests.helpers import ISSUER, T0, cert_id, issue, log_key, mutate, revoke
 from tests.test_statement import statements
 
@@ -46,7 +62,9 @@ def test_every_valid_statement_gives_its_fields(statement: Statement) -> None:
 
 @settings(max_examples=500, deadline=None)
 @given(data=st.data(), which=st.integers(0, 2))
-def test_mutated_statement_bytes_are_judged_as_the_strict_parser_does(data: st.DataObject, which: int) -> None:
+def test_mutated_statement_bytes_are_judged_as_the_strict_parser_does(
+    data: st.DataObject, which: int
+) -> None:
     seed = (issue(3), revoke(4), issue(5, claims=1))[which].to_bytes()
     _same_as_strict(mutate(data, seed))
 
@@ -132,7 +150,9 @@ def _parts_as_strict(data: bytes) -> None:
         signed = Entry.from_bytes(data).signed
     except LedgerError as e:
         with pytest.raises(type(e)) as got:
-            SignedStatement(**dict(zip(("statement_bytes", "key_id", "signature"), _entry_parts(data), strict=True)))
+            SignedStatement(
+                **dict(zip(("statement_bytes", "key_id", "signature"), _entry_parts(data), strict=True))
+            )
         assert str(got.value) == str(e)
         return
     assert _entry_parts(data) == (signed.statement_bytes, signed.key_id, signed.signature)
@@ -140,7 +160,9 @@ def _parts_as_strict(data: bytes) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(size=st.integers(0, 600), data=st.data())
-def test_entry_parts_of_short_and_long_statements_match_the_strict_parser(size: int, data: st.DataObject) -> None:
+def test_entry_parts_of_short_and_long_statements_match_the_strict_parser(
+    size: int, data: st.DataObject
+) -> None:
     key, kid = log_key()
     statement = issue(1, claims=max(1, min(64, size // 34))).to_bytes()
     good = encode_entry(statement_bytes=statement, key_id=kid, signature=bytes(64), prev=GENESIS_PREV)
@@ -148,7 +170,90 @@ def test_entry_parts_of_short_and_long_statements_match_the_strict_parser(size: 
     _parts_as_strict(mutate(data, good))
     # a statement of under 256 bytes behind a bin 16 header is not the canonical layout
     short = statement[:200]
-    wide = b"\x85\x00\x01\x01\xc5" + len(short).to_bytes(2, "big") + short + good[-(3 + 4 + 3 + 64 + 3 + 32) :]
+    wide = (
+        b"\x85\x00\x01\x01\xc5" + len(short).to_bytes(2, "big") + short + good[-(3 + 4 + 3 + 64 + 3 + 32) :]
+    )
     with pytest.raises(MalformedError, match="not canonical"):
         _entry_parts(wide)
     del key
+
+
+# -- the mirror's rule tables ---------------------------------------------------------
+
+_WINDOWED_AMR = dataclasses.replace(
+    AMR,
+    log_keys=(
+        LogKey(public_key=AMR_OLD_KEY.public_key, valid_from=T0 - 1000, valid_until=T0 + 1000),
+        LogKey(public_key=AMR_KEY.public_key, valid_from=T0, compromised_at=T0 + 5000),
+    ),
+)
+_WINDOWED_POLICY = policy(
+    members=(_WINDOWED_AMR, HEALTH, PSB),
+    types=(
+        dataclasses.replace(
+            BUSINESS_LICENCE,
+            issuers=(Mandate(member=AMR.id, valid_from=T0 - 500, valid_until=T0 + 500),),
+            revokers=(
+                Mandate(member=AMR.id, valid_until=T0 + 2000),
+                Mandate(member=AMR.id, valid_from=T0 + 3000),
+            ),
+        ),
+        FOOD_PERMIT,
+        HEALTH_CERTIFICATE,
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    kind=st.sampled_from([Kind.ISSUE, Kind.REVOKE, Kind.SUSPEND, Kind.REINSTATE, Kind.REPLACE, Kind.POLICY]),
+    issuer=st.sampled_from([AMR.id, HEALTH.id, "stranger"]),
+    cert_type=st.sampled_from(["business_licence", "health_certificate", "unknown_type", ""]),
+    key=st.integers(0, 2),
+    at=st.integers(T0 - 2000, T0 + 7000),
+    witnessed_at=st.one_of(st.none(), st.integers(T0 - 2000, T0 + 7000)),
+)
+def test_the_rule_tables_trust_exactly_the_statements_entry_problem_passes(
+    *, kind: Kind, issuer: str, cert_type: str, key: int, at: int, witnessed_at: int | None
+) -> None:
+    member = _WINDOWED_POLICY.require_member(AMR.id)
+    judge = EntryJudge(policy=_WINDOWED_POLICY, member=member)
+    kid = (*(member.log_key_id(k) for k in member.log_keys), b"\x00\x01\x02\x03")[key]
+    fields = StatementFields(
+        int(kind), issuer, "" if kind == Kind.POLICY else cert_id(1), cert_type, at, None
+    )
+    signed = _signed_for(fields, kid)
+    expected = entry_problem(_WINDOWED_POLICY, member, signed, witnessed_at=witnessed_at)
+    trusted = judge.trusted(fields, kid, witnessed_at=witnessed_at)
+    if kind == Kind.POLICY or signed.statement.cert_type != cert_type:
+        assert not trusted or expected is None
+    else:
+        assert trusted == (expected is None), expected
+
+
+def _signed_for(fields: StatementFields, kid: bytes) -> SignedStatement:
+    """A statement with these fields (any valid stand-in where a field cannot be)."""
+    issuer = fields.issuer if fields.issuer != "stranger" else "stranger-1"
+    if fields.kind == Kind.POLICY:
+        st_ = Statement.policy_adoption(
+            issuer=issuer, time=fields.time, operator="op:1", policy_version=2, document=b"p"
+        )
+    else:
+        kind = Kind(fields.kind)
+        extra: dict[str, object] = (
+            {"valid_from": T0, "claim_digests": {0: bytes(32)}}
+            if kind in (Kind.ISSUE, Kind.REPLACE)
+            else {"reason": 1}
+        )
+        if kind == Kind.REPLACE:
+            extra["replaces"] = cert_id(2)
+        st_ = Statement(
+            kind=kind,
+            issuer=issuer,
+            cert_id=fields.cert_id,
+            cert_type=fields.cert_type or "no_type",
+            time=fields.time,
+            operator="op:1",
+            **extra,  # type: ignore[arg-type]
+        )
+    return SignedStatement.from_statement(st_, key_id=kid, signature=bytes(64))

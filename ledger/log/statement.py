@@ -511,7 +511,7 @@ def _layouts() -> dict[tuple[int, ...], frozenset[int]]:
 
 
 _LAYOUTS = _layouts()
-_ISSUE, _REPLACE = int(Kind.ISSUE), int(Kind.REPLACE)
+_WITH_VALIDITY = frozenset({int(Kind.ISSUE), int(Kind.REPLACE)})
 _REASON_CODES = frozenset(int(r) for r in Reason)
 #: (issuer, type, operator) triples that matched their patterns, up to a bound.
 _GOOD_NAMES: set[tuple[str, str, str]] = set()
@@ -536,7 +536,7 @@ def _lean_fields(data: bytes) -> StatementFields | None:
         return None
     try:
         raw = _unpack(data)
-    except Exception:  # noqa: BLE001 - any decoding problem is named by the strict parser
+    except Exception:  # any decoding problem: the strict parser names it
         return None
     if type(raw) is not dict:
         return None
@@ -566,15 +566,19 @@ def _lean_fields(data: bytes) -> StatementFields | None:
         return None
     names = (issuer, cert_type, operator)  # a log repeats a few of these: remembered
     if names not in _GOOD_NAMES:
-        if not (_MEMBER_ID.fullmatch(issuer) and _TYPE_CODE.fullmatch(cert_type) and _OPERATOR.fullmatch(operator)):
+        if not (
+            _MEMBER_ID.fullmatch(issuer) and _TYPE_CODE.fullmatch(cert_type) and _OPERATOR.fullmatch(operator)
+        ):
             return None
         if len(_GOOD_NAMES) < _MAX_GOOD_NAMES:
             _GOOD_NAMES.add(names)
-    if kind == _ISSUE or kind == _REPLACE:
+    if kind in _WITH_VALIDITY:
         valid_from, valid_until, claims = raw[_K_VALID_FROM], raw.get(_K_VALID_UNTIL), raw[_K_CLAIMS]
         if type(valid_from) is not int or not 0 <= valid_from < _MAX_TIME:
             return None
-        if _K_VALID_UNTIL in raw and (type(valid_until) is not int or not valid_from < valid_until < _MAX_TIME):
+        if _K_VALID_UNTIL in raw and (
+            type(valid_until) is not int or not valid_from < valid_until < _MAX_TIME
+        ):
             return None
         if type(claims) is not dict or not 0 < len(claims) <= MAX_CLAIMS:
             return None

@@ -4,8 +4,6 @@ log, and judging whether one logged statement is to be trusted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ledger.clock import CLOCK_SKEW
 from ledger.errors import LedgerError, MalformedError, PolicyError, SignatureError
 from ledger.log import note
@@ -98,7 +96,7 @@ class EntryJudge:
     A statement these tables show to be trusted (its maker is the member, its key is
     one of the member's, not compromised, valid at the statement's time, which is not
     after its witnessing plus the clock skew, and a mandate of the member covers that
-    time) has no problem; any other goes through :func:`entry_problem`, which names it.
+    time) has no problem; for any other, :func:`entry_problem` decides and names it.
     """
 
     def __init__(self, *, policy: Policy, member: Member) -> None:
@@ -117,14 +115,16 @@ class EntryJudge:
             found = (
                 ()
                 if t is None
-                else tuple(m for m in t.mandates("issue" if issuing else "revoke") if m.member == self.member.id)
+                else tuple(
+                    m for m in t.mandates("issue" if issuing else "revoke") if m.member == self.member.id
+                )
             )
             self._mandates[cert_type, issuing] = found
         return found
 
     def trusted(self, fields: StatementFields, key_id: bytes, *, witnessed_at: int | None) -> bool:
         """True when the tables show the statement has no problem (False: ask
-        :meth:`problem`, which may still find none)."""
+        :func:`entry_problem`, which may still find none)."""
         if fields.issuer != self.member.id:
             return False
         k = self._keys.get(key_id)
@@ -141,17 +141,3 @@ class EntryJudge:
         if kind not in _ISSUING and kind not in _STATUS:
             return False
         return any(m.covers(at) for m in self._held(fields.cert_type, kind in _ISSUING))
-
-    def problem(
-        self,
-        fields: StatementFields,
-        key_id: bytes,
-        signed: Callable[[], SignedStatement],
-        *,
-        witnessed_at: int | None,
-    ) -> str | None:
-        """Why the statement is not to be trusted, or None (as :func:`entry_problem`);
-        ``signed`` gives the parsed statement when the tables do not settle it."""
-        if self.trusted(fields, key_id, witnessed_at=witnessed_at):
-            return None
-        return entry_problem(self.policy, self.member, signed(), witnessed_at=witnessed_at)

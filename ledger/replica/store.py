@@ -498,7 +498,7 @@ class ReplicaStore:
         """Keep one checked batch of a catch-up towards ``note`` from a copy of ``base``
         entries: entries ``start, start + 1, ...``, the stored hashes they add (indexes
         ``hash_start, hash_start + 1, ...``) and their index rows
-        (``(idx, cert_id, kind, issuer, cert_type, time, stmt_hash, replaces, problem)``),
+        (``(origin, idx, cert_id, kind, issuer, cert_type, time, stmt_hash, replaces, problem)``),
         in one transaction. They are not replica data until :meth:`commit` reaches the
         checkpoint. ConflictError if another sync moved the copy or the catch-up on.
 
@@ -526,7 +526,7 @@ class ReplicaStore:
                 c.executemany(
                     "INSERT INTO certs (origin, idx, cert_id, kind, issuer, cert_type, time, stmt_hash, "
                     "replaces, problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(origin, *r) for r in index],
+                    index,
                 )
 
     def commit(
@@ -603,9 +603,10 @@ class ReplicaStore:
         return [(int(a), int(b)) for a, b in rows]
 
     def index_checked(self, origin: str, *, start: int, index: Sequence[tuple[Any, ...]]) -> None:
-        """Add the index rows of entries whose statements were checked after their tree,
-        from ``start``; the checked prefix grows past them (and ends when it is the whole
-        copy). ConflictError if another check moved it on."""
+        """Add the index rows (as :meth:`write_checked` takes them) of entries whose
+        statements were checked after their tree, from ``start``; the checked prefix
+        grows past them (and ends when it is the whole copy). ConflictError if another
+        check moved it on."""
         with self._transaction() as c:
             row = c.execute("SELECT size FROM checked WHERE origin = ?", (origin,)).fetchone()
             if row is None or int(row[0]) != start:
@@ -613,7 +614,7 @@ class ReplicaStore:
             c.executemany(
                 "INSERT INTO certs (origin, idx, cert_id, kind, issuer, cert_type, time, stmt_hash, "
                 "replaces, problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(origin, *r) for r in index],
+                index,
             )
             stop = start + len(index)
             size = c.execute("SELECT size FROM logs WHERE origin = ?", (origin,)).fetchone()[0]

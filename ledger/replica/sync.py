@@ -33,9 +33,10 @@ whose statements are checked until :meth:`Replica.check_statements` checks the r
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,7 @@ from ledger.log.statement import (
     statement_fields,
 )
 from ledger.replica import tiles
-from ledger.replica.checks import EntryJudge, open_witnessed
+from ledger.replica.checks import EntryJudge, entry_problem, open_witnessed
 from ledger.replica.fetch import Fetcher, NotFoundError
 from ledger.replica.store import ReplicaStore, WitnessedCheckpoint
 from ledger.trust.policy import Member, Policy
@@ -114,6 +115,15 @@ def tree_reader(src: Fetcher, size: int, root: bytes) -> merkle.HashReader:
 
 class _Refused(LedgerError):
     """This source's data did not verify; try the next one."""
+
+
+class _BadEntry(Exception):
+    """Entry ``n`` of the signed log is bad (``why``): the log itself is invalid."""
+
+    def __init__(self, n: int, why: str) -> None:
+        super().__init__(why)
+        self.n = n
+        self.why = why
 
 
 class _Forked(LedgerError):
@@ -391,17 +401,24 @@ class Replica:
         hashes: list[bytes] = []
         index: list[tuple[Any, ...]] = []
         jobs: list[_Job] = []
-        keys = self._keys()
-        judge = self._judge()
+        bad: _BadEntry | None = None
+        if statements:
+            try:
+                index = self._statement_rows(start, datas, itertools.repeat(cp.witnessed_at), jobs)
+            except _BadEntry as e:
+                bad = e
         prev = tree.prev
         add = tree.add
         for n, (data, leaf) in enumerate(zip(datas, leaves, strict=True), start):
-            if statements:
-                index.append(self._statement_row(source, cp, n, data, keys, cp.witnessed_at, jobs, judge))
+            if bad is not None and n >= bad.n:
+                break
             if data[-32:] != prev or data[-35:-32] != _LINK_TAG:
-                raise self._bad_log(source, cp, f"entry {n}: the hash chain is broken")
+                bad = _BadEntry(n, f"entry {n}: the hash chain is broken")
+                break
             prev = leaf
             add(leaf, hashes)
+        if bad is not None:
+            raise self._bad_log(source, cp, bad.why)
         tree.prev = prev
         return _Batch(
             start=start,
@@ -439,43 +456,48 @@ class Replica:
     def _judge(self) -> EntryJudge:
         return EntryJudge(policy=self.policy, member=self.member)
 
-    def _statement_row(  # noqa: PLR0917
-        self,
-        source: str | None,
-        cp: WitnessedCheckpoint,
-        n: int,
-        data: bytes,
-        keys: dict[bytes, PublicKey],
-        witnessed_at: int,
-        jobs: list[_Job],
-        judge: EntryJudge,
-    ) -> tuple[Any, ...]:
-        """Parse entry ``n`` strictly, queue its signature check, and judge its statement."""
-        try:
-            statement_bytes, key_id, signature = _entry_parts(data)
-            fields = statement_fields(statement_bytes)
-        except MalformedError as e:
-            raise self._bad_log(source, cp, f"entry {n} is malformed: {e}") from None
-        key = keys.get(key_id)
-        if key is None:
-            raise self._bad_log(source, cp, f"entry {n}: the statement signature does not verify")
-        jobs.append((n, key.raw, signature, _CONTEXT + statement_bytes))
-        if judge.trusted(fields, key_id, witnessed_at=witnessed_at):
-            problem = None
-        else:
-            signed = SignedStatement(statement_bytes=statement_bytes, key_id=key_id, signature=signature)
-            problem = judge.problem(fields, key_id, lambda: signed, witnessed_at=witnessed_at)
-        return (
-            n,
-            fields.cert_id,
-            fields.kind,
-            fields.issuer,
-            fields.cert_type,
-            fields.time,
-            _sha256(statement_bytes).digest(),
-            fields.replaces,
-            problem,
-        )
+    def _statement_rows(
+        self, start: int, datas: Sequence[bytes], witnessed: Iterable[int], jobs: list[_Job]
+    ) -> list[tuple[Any, ...]]:
+        """Parse entries ``start, ...`` strictly, queue their signature checks in ``jobs``
+        and judge their statements (each at its witness time): their index rows, with
+        the origin first. _BadEntry for the first that does not parse or names a key the
+        member does not have."""
+        keys = self._keys()
+        judge = self._judge()
+        trusted = judge.trusted
+        origin = self.origin
+        rows: list[tuple[Any, ...]] = []
+        for n, data, witnessed_at in zip(itertools.count(start), datas, witnessed):
+            try:
+                statement_bytes, key_id, signature = _entry_parts(data)
+                fields = statement_fields(statement_bytes)
+            except MalformedError as e:
+                raise _BadEntry(n, f"entry {n} is malformed: {e}") from None
+            key = keys.get(key_id)
+            if key is None:
+                raise _BadEntry(n, f"entry {n}: the statement signature does not verify")
+            jobs.append((n, key.raw, signature, _CONTEXT + statement_bytes))
+            if trusted(fields, key_id, witnessed_at=witnessed_at):
+                problem = None
+            else:  # the rule that fails, named the usual way
+                signed = SignedStatement(statement_bytes=statement_bytes, key_id=key_id, signature=signature)
+                problem = entry_problem(self.policy, self.member, signed, witnessed_at=witnessed_at)
+            rows.append(
+                (
+                    origin,
+                    n,
+                    fields.cert_id,
+                    fields.kind,
+                    fields.issuer,
+                    fields.cert_type,
+                    fields.time,
+                    _sha256(statement_bytes).digest(),
+                    fields.replaces,
+                    problem,
+                )
+            )
+        return rows
 
     def check_statements(self) -> int:
         """Check and index the statements of entries a tree-only sync kept (signature, key
@@ -490,19 +512,21 @@ class Replica:
         if start >= size or held is None:
             return 0
         covering = store.checkpoint_sizes(origin, start, size)
-        keys = self._keys()
-        judge = self._judge()
         pool = self._pool(size - start)
         done, c = start, 0
         try:
             while done < size:
                 stop = min(size, done + BATCH_BUNDLES * tiles.TILE_WIDTH)
-                index: list[tuple[Any, ...]] = []
                 jobs: list[_Job] = []
-                for n, data in enumerate(store.entries(origin, done, stop), done):
+                witnessed = []
+                for n in range(done, stop):
                     while covering[c][0] <= n:
                         c += 1
-                    index.append(self._statement_row(None, held, n, data, keys, covering[c][1], jobs, judge))
+                    witnessed.append(covering[c][1])
+                try:
+                    index = self._statement_rows(done, store.entries(origin, done, stop), witnessed, jobs)
+                except _BadEntry as e:
+                    raise self._bad_log(None, held, e.why) from None
                 _raise_bad_signature(self, None, held, _signature_checks(jobs, pool, self.workers))
                 store.index_checked(origin, start=done, index=index)
                 done = stop
