@@ -10,7 +10,7 @@ from ledger.log import note
 from ledger.log.checkpoint import DEFAULT_MAX_SIZE, open_checkpoint
 from ledger.log.statement import Kind, SignedStatement, StatementFields
 from ledger.replica.store import WitnessedCheckpoint
-from ledger.trust.policy import MAX_TIME, LogKey, Mandate, Member, Policy
+from ledger.trust.policy import MAX_TIME, LogKey, Member, Policy
 
 __all__ = ["EntryJudge", "entry_problem", "open_witnessed"]
 
@@ -85,7 +85,9 @@ def entry_problem(
 
 
 _ISSUING = frozenset({int(Kind.ISSUE), int(Kind.REPLACE)})
-_STATUS = frozenset({int(Kind.REVOKE), int(Kind.SUSPEND), int(Kind.REINSTATE)})
+#: A key's compromise time and the statement times it is trusted in.
+_Windows = tuple[int | None, tuple[tuple[int, int], ...]]
+_KINDS = _ISSUING | {int(Kind.REVOKE), int(Kind.SUSPEND), int(Kind.REINSTATE)}
 
 
 class EntryJudge:
@@ -106,38 +108,46 @@ class EntryJudge:
         for k in member.log_keys:  # the first key with an ID, as Policy.log_key picks
             keys.setdefault(member.log_key_id(k), k)
         self._keys = keys
-        self._mandates: dict[tuple[str, bool], tuple[Mandate, ...]] = {}
+        self._windows: dict[tuple[bytes, str, int], _Windows] = {}
 
-    def _held(self, cert_type: str, issuing: bool) -> tuple[Mandate, ...]:
-        found = self._mandates.get((cert_type, issuing))
-        if found is None:
-            t = self.policy.certificate_type(cert_type)
-            found = (
-                ()
-                if t is None
-                else tuple(
-                    m for m in t.mandates("issue" if issuing else "revoke") if m.member == self.member.id
-                )
-            )
-            self._mandates[cert_type, issuing] = found
-        return found
+    def _trusted_windows(self, key_id: bytes, cert_type: str, kind: int) -> _Windows:
+        """When the key was compromised (None: never), and the statement times ``[lo,
+        hi)`` for which this key, type and kind pass the key-validity and mandate rules
+        (none for an unknown key, type or kind, or without a mandate)."""
+        k = self._keys.get(key_id)
+        t = self.policy.certificate_type(cert_type)
+        if k is None or t is None or kind not in _KINDS:
+            return None, ()
+        key_lo, key_hi = k.valid_from, MAX_TIME + 1 if k.valid_until is None else k.valid_until
+        out = []
+        for m in t.mandates("issue" if kind in _ISSUING else "revoke"):
+            if m.member == self.member.id:
+                lo = max(key_lo, 0 if m.valid_from is None else m.valid_from)
+                hi = min(key_hi, MAX_TIME + 1 if m.valid_until is None else m.valid_until)
+                if lo < hi:
+                    out.append((lo, hi))
+        return k.compromised_at, tuple(out)
 
     def trusted(self, fields: StatementFields, key_id: bytes, *, witnessed_at: int | None) -> bool:
         """True when the tables show the statement has no problem (False: ask
         :func:`entry_problem`, which may still find none)."""
-        if fields.issuer != self.member.id:
-            return False
-        k = self._keys.get(key_id)
+        found = self._windows.get((key_id, fields.cert_type, fields.kind))
+        if found is None:
+            found = self._windows[key_id, fields.cert_type, fields.kind] = self._trusted_windows(
+                key_id, fields.cert_type, fields.kind
+            )
+        compromised_at, windows = found
         at = fields.time
-        if k is None or k.compromised_at is not None or not 0 <= at <= MAX_TIME:
+        if fields.issuer != self.member.id or type(at) is not int:
             return False
-        if at < k.valid_from or (k.valid_until is not None and at >= k.valid_until):
-            return False
-        if witnessed_at is not None and not (
-            type(witnessed_at) is int and 0 <= witnessed_at <= MAX_TIME and at <= witnessed_at + CLOCK_SKEW
+        if witnessed_at is None:
+            if compromised_at is not None:
+                return False
+        elif not (
+            type(witnessed_at) is int
+            and 0 <= witnessed_at <= MAX_TIME
+            and at <= witnessed_at + CLOCK_SKEW
+            and (compromised_at is None or witnessed_at < compromised_at)
         ):
             return False
-        kind = fields.kind
-        if kind not in _ISSUING and kind not in _STATUS:
-            return False
-        return any(m.covers(at) for m in self._held(fields.cert_type, kind in _ISSUING))
+        return any(lo <= at < hi for lo, hi in windows)
