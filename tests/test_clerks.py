@@ -15,7 +15,7 @@ from certledger.cli import cli
 from ledger.errors import AuditError, MalformedError
 from node import trail
 from node.clerks import Role, TokenError, authenticate
-from node.private import PrivateStore
+from node.private import PAGE_SIZE, PrivateStore
 from tests import nodes, window
 
 
@@ -206,3 +206,24 @@ def test_trail_refuses_random_event_bytes(tmp_path_factory: pytest.TempPathFacto
     conn.execute("INSERT INTO trail VALUES (0, ?, ?)", (blob, merkle.leaf_hash(blob)))
     with pytest.raises(AuditError, match="trail event 0"):
         trail.verify(conn)
+
+
+def test_a_new_private_store_has_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    fresh = PrivateStore(tmp_path / "new.db")
+    try:
+        assert fresh.query("PRAGMA page_size") == [(PAGE_SIZE,)]
+    finally:
+        fresh.close()
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.execute("PRAGMA page_size=4096")
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE kept (a)")
+    old.execute("INSERT INTO kept VALUES (1)")
+    old.commit()
+    old.close()
+    store = PrivateStore(tmp_path / "old.db")
+    try:
+        assert store.query("PRAGMA page_size") == [(4096,)]
+        assert store.query("SELECT a FROM kept") == [(1,)]
+    finally:
+        store.close()

@@ -106,6 +106,37 @@ def test_claims_that_do_not_fit_give_422_naming_field_and_rule(desk: Desk) -> No
     assert ("claims.seats", "expected an integer, got str") in problems
 
 
+def test_bodies_of_the_wrong_shape_are_422_naming_the_item_and_field(desk: Desk) -> None:
+    r = desk.client.post(
+        "/v1/certificates", json={"type": 5, "claims": window.food_claims(1)}, headers=desk.h("issue")
+    )
+    assert r.status_code == 422
+    assert [(p["item"], p["field"]) for p in r.json()["problems"]] == [(0, "type")]
+    items = [{"claims": window.food_claims(1)}, {"claims": window.food_claims(2), "valid_from": "soon"}]
+    r = desk.client.post(
+        "/v1/certificates/batch",
+        json={"type": "food_business_permit", "items": items},
+        headers=desk.h("issue"),
+    )
+    assert r.status_code == 422
+    assert [(p["item"], p["field"]) for p in r.json()["problems"]] == [(1, "valid_from")]
+    assert "soon" not in r.text  # refusals never echo what was sent
+    r = desk.client.post("/v1/certificates", content=b'{"type": ', headers=desk.h("issue"))
+    assert r.status_code == 400 and r.json()["error"] == "the request body is not valid JSON"
+
+
+def test_issue_endpoints_document_their_body_and_key(desk: Desk) -> None:
+    spec = desk.client.get("/openapi.json").json()
+    for path, fields in (
+        ("/v1/certificates", {"type", "claims"}),
+        ("/v1/certificates/batch", {"type", "items"}),
+    ):
+        op = spec["paths"][path]["post"]
+        schema = op["requestBody"]["content"]["application/json"]["schema"]
+        assert fields <= set(schema["properties"]) and "$ref" not in str(schema)
+        assert [p["name"] for p in op["parameters"]] == ["Idempotency-Key"]
+
+
 def test_validity_longer_than_the_type_allows_is_422(desk: Desk) -> None:
     r = desk.client.post(
         "/v1/certificates",

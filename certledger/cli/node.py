@@ -33,7 +33,7 @@ from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, SigningKey, Veri
 from ledger.log.alert import check_alert
 from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE
 from node.app import create_app
-from node.config import PolicyChain, init_data_dir, load_config, policy_dir
+from node.config import KEEP_ALIVE_SECONDS, PolicyChain, init_data_dir, load_config, policy_dir
 from node.gossip import read_learned
 from node.logs import configure
 from node.mirror import Mirrors
@@ -280,6 +280,7 @@ def run(
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=10,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
     ).run()
 
