@@ -88,6 +88,8 @@ class Credential:
     schema: tuple[ClaimSpec, ...]
     claims: Mapping[str, ClaimValue]
     salt_secret: bytes = field(repr=False)
+    # {claim key: canonical value}, derived from ``claims`` on construction
+    _canonical: Mapping[int, CanonicalValue] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         stmt = self.signed.statement
@@ -113,6 +115,7 @@ class Credential:
         if {s.key for s in schema} != set(stmt.claim_digests):
             raise ClaimMismatchError("credential: the schema's claim keys are not those of the statement")
         claims: dict[str, ClaimValue] = {}
+        canonical: dict[int, CanonicalValue] = {}
         salts = claim_salts(self.salt_secret, (s.key for s in schema))
         for s in schema:
             value = self.claims[s.name]
@@ -123,7 +126,9 @@ class Credential:
                     f"credential: claim {s.name!r} does not match the digest in the signed statement"
                 )
             claims[s.name] = display_value(s, canon)
+            canonical[s.key] = canon
         object.__setattr__(self, "claims", MappingProxyType(claims))
+        object.__setattr__(self, "_canonical", MappingProxyType(canonical))
 
     @classmethod
     def _issued(
@@ -132,15 +137,18 @@ class Credential:
         signed: SignedStatement,
         schema: tuple[ClaimSpec, ...],
         claims: dict[str, ClaimValue],
+        canonical: dict[int, CanonicalValue],
         salt_secret: bytes,
     ) -> Credential:
-        """A credential just built by :func:`issue_credential`, whose claims, digests and
-        statement were computed from ``salt_secret`` there: nothing is derived again."""
+        """A credential just built by :func:`issue_credential`, whose claims (and their
+        ``canonical`` values), digests and statement were computed from ``salt_secret``
+        there: nothing is derived again."""
         cred = object.__new__(cls)
         object.__setattr__(cred, "signed", signed)
-        object.__setattr__(cred, "schema", tuple(sorted(schema, key=lambda s: s.key)))
+        object.__setattr__(cred, "schema", tuple(sorted(schema, key=_spec_key)))
         object.__setattr__(cred, "claims", MappingProxyType(claims))
         object.__setattr__(cred, "salt_secret", salt_secret)
+        object.__setattr__(cred, "_canonical", MappingProxyType(canonical))
         return cred
 
     @property
@@ -162,8 +170,8 @@ class Credential:
         )
 
     def canonical_values(self) -> dict[int, CanonicalValue]:
-        """``{claim key: canonical value}`` of every claim."""
-        return {s.key: canonical_value(s, self.claims[s.name]) for s in self.schema}
+        """``{claim key: canonical value}`` of every claim, in key order."""
+        return {s.key: self._canonical[s.key] for s in self.schema}
 
     # -- presentations --------------------------------------------------------------
 
@@ -189,7 +197,7 @@ class Credential:
                 )
         stmt = self.signed.statement
         cid = CertId.parse(stmt.cert_id)
-        values = self.canonical_values()
+        values = self._canonical
         keys = {s.key for s in self.schema if s.name in wanted}
         full = len(keys) == len(self.schema)
         assert stmt.valid_from is not None and stmt.claim_digests is not None
@@ -206,7 +214,7 @@ class Credential:
             reason=stmt.reason,
             replaces=stmt.replaces,
             signature=self.signed.signature,
-            values={k: v for k, v in values.items() if k in keys},
+            values=dict(values) if full else {k: v for k, v in values.items() if k in keys},
             secret=self.salt_secret if full else None,
             salts=None if full else {k: claim_salt(self.salt_secret, k) for k in keys},
             digests=None if full else {k: d for k, d in stmt.claim_digests.items() if k not in keys},
@@ -302,6 +310,10 @@ class Credential:
             return cls.loads(data)
         except (MalformedError, ClaimMismatchError) as e:
             raise type(e)(f"{path}: {e}") from None
+
+
+def _spec_key(spec: ClaimSpec) -> int:
+    return spec.key
 
 
 def _json_value(value: ClaimValue) -> str | int:
@@ -463,5 +475,6 @@ def issue_credential(
         signed=signed,
         schema=schema,
         claims={c.name: display_value(c, values[c.key]) for c in schema},
+        canonical=values,
         salt_secret=secret,
     )
