@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 
 from ledger import canonical
 from ledger.credential.base45 import ALPHABET, b45encode
+from ledger.credential.credential import Credential, issue_credential
 from ledger.credential.presentation import Presentation
 from ledger.credential.qrdict import PRESET_DICTIONARY
 from ledger.errors import MalformedError
 from ledger.log.statement import Kind, Reason
-from tests.fixtures.consortium import all_credentials
+from tests.fixtures.consortium import AMR, AMR_KEY, FOOD_PERMIT, T0, all_credentials, issue_food_permit
 
 
 def _rfc9285(data: bytes) -> str:
@@ -100,7 +101,7 @@ def test_bytes_and_text_equal_the_reference_encoder(data: st.DataObject) -> None
 
 
 def test_issued_credentials_encode_as_the_reference_does() -> None:
-    for cred in all_credentials().values():
+    for cred in [*all_credentials().values(), _replacement()]:
         names = [s.name for s in cred.schema]
         for reveal in (None, names[:3], names[1::2]):
             p = cred.present(reveal)
@@ -120,3 +121,42 @@ def test_text_that_is_not_unicode_is_refused_by_the_encoder() -> None:
     broken = Presentation(**{**fields, "values": {**dict(p.values), 0: "a\ud800b"}})
     with pytest.raises(MalformedError, match="cannot encode value canonically"):
         broken.to_bytes()
+
+
+def _checked_again(p: Presentation) -> Presentation:
+    return Presentation(**{name: getattr(p, name) for name in p.__dataclass_fields__})
+
+
+def _replacement() -> Credential:
+    old = issue_food_permit()
+    return issue_credential(
+        cert_type=FOOD_PERMIT,
+        issuer=AMR,
+        key=AMR_KEY,
+        serial="0007",
+        cert_version="002",
+        claims={**old.claims, "seats": 80},
+        operator="op:51c0de",
+        time=T0,
+        valid_from=T0,
+        valid_until=T0 + 86400 * 365,
+        replaces=old.cert_id,
+        reason=Reason.INFORMATION_CHANGED,
+    )
+
+
+def test_presentations_of_credentials_equal_the_checked_construction() -> None:
+    replacement = _replacement()
+    loaded = Credential.loads(replacement.dumps())  # made by the checked construction
+    for cred in [*all_credentials().values(), replacement, loaded]:
+        names = [s.name for s in cred.schema]
+        for reveal in (None, names, names[:3], names[1::2], names[-1:], []):
+            p = cred.present(reveal)
+            again = _checked_again(p)
+            assert p == again
+            for name in ("values", "salts", "digests"):
+                got, want = getattr(p, name), getattr(again, name)
+                assert type(got) is type(want)
+                assert got is None or list(got.items()) == list(want.items())
+            assert type(p.kind) is type(again.kind)
+            assert type(p.reason) is type(again.reason)

@@ -201,20 +201,13 @@ class Credential:
         keys = {s.key for s in self.schema if s.name in wanted}
         full = len(keys) == len(self.schema)
         assert stmt.valid_from is not None and stmt.claim_digests is not None
-        return Presentation(
-            kind=stmt.kind,
-            key_id=self.signed.key_id,
-            cert_type=stmt.cert_type,
+        return Presentation._of_credential(  # every field was checked when this credential was made
+            statement=stmt,
             serial=cid.serial,
             cert_version=cid.version,
-            time=stmt.time,
-            operator=stmt.operator,
-            valid_from=stmt.valid_from,
-            valid_until=stmt.valid_until,
-            reason=stmt.reason,
-            replaces=stmt.replaces,
+            key_id=self.signed.key_id,
             signature=self.signed.signature,
-            values=dict(values) if full else {k: v for k, v in values.items() if k in keys},
+            values=values if full else {k: v for k, v in values.items() if k in keys},
             secret=self.salt_secret if full else None,
             salts=None if full else {k: claim_salt(self.salt_secret, k) for k in keys},
             digests=None if full else {k: d for k, d in stmt.claim_digests.items() if k not in keys},

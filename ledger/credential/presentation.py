@@ -376,6 +376,50 @@ class Presentation:
             replaces=self.replaces,
         )
 
+    @classmethod
+    def _of_credential(
+        cls,
+        *,
+        statement: Statement,
+        serial: str,
+        cert_version: str,
+        key_id: bytes,
+        signature: bytes,
+        values: Mapping[int, CanonicalValue],
+        secret: bytes | None,
+        salts: Mapping[int, bytes] | None,
+        digests: Mapping[int, bytes] | None,
+    ) -> Presentation:
+        """A presentation of a credential's signed issue or replace ``statement``, built
+        without the construction checks: every field was checked by the same rules
+        already. The statement's own validation (kind, type code, times, operator id,
+        reason, replaced id) uses the same patterns and ranges; ``serial`` and
+        ``cert_version`` come from its parsed certificate id; the signed statement
+        checked the key ID and signature sizes; the credential checked ``values``
+        against its schema (non-empty text or integers, claim keys 0..255, at most
+        :data:`MAX_CLAIMS`, as many as the statement's digests) and the secret's size;
+        ``salts`` are derived and ``digests`` taken from the statement. The tests hold
+        the result equal to the checked construction for every certificate type."""
+        p = object.__new__(cls)
+        fields = p.__dict__
+        fields["kind"] = statement.kind
+        fields["key_id"] = key_id
+        fields["cert_type"] = statement.cert_type
+        fields["serial"] = serial
+        fields["cert_version"] = cert_version
+        fields["time"] = statement.time
+        fields["operator"] = statement.operator
+        fields["valid_from"] = statement.valid_from
+        fields["valid_until"] = statement.valid_until
+        fields["reason"] = statement.reason
+        fields["replaces"] = statement.replaces
+        fields["signature"] = signature
+        fields["values"] = MappingProxyType(dict(sorted(values.items())))
+        fields["secret"] = secret
+        fields["salts"] = None if salts is None else MappingProxyType(dict(sorted(salts.items())))
+        fields["digests"] = None if digests is None else MappingProxyType(dict(sorted(digests.items())))
+        return p
+
     # -- the wire form ------------------------------------------------------------
 
     def to_map(self) -> dict[int, Any]:
