@@ -90,3 +90,15 @@ def test_the_table_decoder_agrees_with_the_reference_package(text: str) -> None:
     except MalformedError:
         got = None
     assert got == want
+
+
+@given(st.text(alphabet=ALPHABET + "\x00\x7f\xff\u0100ab=_", max_size=60))
+def test_a_character_outside_the_alphabet_is_named_wherever_it_is(text: str) -> None:
+    bad = [ch for ch in text if ch not in ALPHABET]
+    try:
+        b45decode(text, max_size=100)
+    except MalformedError as e:
+        if bad:
+            assert f"character {bad[0]!r} is not in the Base45 alphabet" in str(e)
+        return
+    assert not bad

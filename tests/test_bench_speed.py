@@ -37,3 +37,4 @@ def test_bench_verify_runs() -> None:
     assert "check against the policy (rebuild, verify)" in out
     assert "verdicts (verifier.core.verify):" in out
     assert "verdicts / raw verify:" in out
+    assert "steps of verifier.core.verify" in out and "the whole verifier.core.verify" in out

@@ -34,7 +34,8 @@ warning instead of a wrong NOT_YET_VALID.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ledger.credential.presentation import (
     DEFAULT_CLOCK_SKEW,
@@ -56,11 +57,13 @@ from ledger.errors import (
 from ledger.log import merkle
 from ledger.log.statement import Kind, encode_entry, statement_message
 from ledger.replica.checks import open_witnessed
-from ledger.replica.store import LoggedEntry, ReplicaView, WitnessedCheckpoint
-from ledger.trust.policy import Member, Policy, format_time
+from ledger.replica.store import LoggedEntry, Lookup, ReplicaState, ReplicaView, WitnessedCheckpoint
+from ledger.trust.policy import CertificateType, Member, Policy, format_time
 from verifier.verdict import Claim, Code, Evidence, Verdict
 
 __all__ = ["verify"]
+
+_T = TypeVar("_T")
 
 _UNKNOWN_ISSUER_RULES = frozenset({"unknown-member", "unknown-key"})
 _BAD_KEY_RULES = frozenset({"key-validity", "key-compromised"})
@@ -104,22 +107,49 @@ class _CheckpointCache:
 
 
 _CACHE = _CheckpointCache()
-#: Inclusion proofs that checked: (root, size, index, leaf hash).
-_PROVEN: set[tuple[bytes, int, int, bytes]] = set()
+
+
+class _Trees:
+    """Merkle trees of witnessed checkpoints, with the nodes proven so far
+    (:class:`ledger.log.merkle.VerifiedTree`), by origin, size and root hash."""
+
+    _MAX = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, int, bytes], merkle.VerifiedTree] = {}
+
+    def get(self, cp: WitnessedCheckpoint) -> merkle.VerifiedTree:
+        key = (cp.origin, cp.size, cp.root_hash)
+        tree = self._items.get(key)
+        if tree is not None:
+            return tree
+        with self._lock:
+            tree = self._items.get(key)
+            if tree is None:
+                if len(self._items) >= self._MAX:
+                    self._items.clear()
+                tree = self._items[key] = merkle.VerifiedTree(size=cp.size, root=cp.root_hash)
+            return tree
+
+
+_TREES = _Trees()
 
 
 class _Run:
     """One verification: the clock, the warnings, and what is known so far."""
 
-    def __init__(self, *, now: int, policy: Policy, view: ReplicaView) -> None:
+    def __init__(self, *, now: int, policy: Policy, view: ReplicaView, state: ReplicaState) -> None:
         self.checked_at = now
         self.policy = policy
         self.view = view
+        self.state = state
+        self.current: bool | None = None  # whether ``state`` was current when the entry was read
         self.warnings: list[str] = []
         self.as_of: int | None = None
         self.checked: CheckedPresentation | None = None
         self.evidence: Evidence | None = None
-        floor = view.newest_witnessed_time()
+        floor = state.newest_witnessed_time
         self.now = now
         if floor is not None and floor > now:
             self.now = floor
@@ -141,7 +171,9 @@ class _Run:
                 as_of=self.as_of,
                 warnings=tuple(self.warnings),
             )
-        return Verdict(
+        ctype = c.certificate_type
+        return _made(
+            Verdict,
             code=code,
             reason_zh=zh,
             reason_en=en,
@@ -150,16 +182,39 @@ class _Run:
             issuer_id=c.issuer.id,
             issuer_name=c.issuer.name,
             cert_id=c.cert_id,
-            cert_type=c.certificate_type.code,
-            cert_type_name=c.certificate_type.name,
+            cert_type=ctype.code,
+            cert_type_name=ctype.name,
             valid_from=c.valid_from,
             valid_until=c.valid_until,
-            claims=tuple(Claim(name=x.name, label=x.label, value=x.text) for x in c.claims),
+            claims=tuple([_made(Claim, name=x.name, label=x.label, value=x.text) for x in c.claims]),
             hidden=c.hidden,
             evidence=self.evidence,
             replaced_by=replaced_by,
             warnings=tuple(self.warnings),
         )
+
+
+def _made(cls: type[_T], **fields: Any) -> _T:
+    """An instance of the frozen dataclass ``cls`` with every field given, built from
+    values of the right types (its constructor only assigns them)."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj
+
+
+#: Per certificate type: who may revoke it, sorted (the type is immutable).
+_REVOKERS: dict[int, tuple[CertificateType, tuple[str, ...]]] = {}
+
+
+def _revokers(ctype: CertificateType) -> tuple[str, ...]:
+    hit = _REVOKERS.get(id(ctype))
+    if hit is not None and hit[0] is ctype:
+        return hit[1]
+    out = ctype.members_with("revoke")
+    if len(_REVOKERS) >= 1024:
+        _REVOKERS.clear()
+    _REVOKERS[id(ctype)] = (ctype, out)
+    return out
 
 
 def _from_policy_error(run: _Run, e: PolicyError) -> Verdict:
@@ -206,9 +261,16 @@ def verify(
     Always returns a verdict; never raises for any input.
     """
     try:
-        return _verify(
-            text_or_presentation, policy=policy, view=replica_view, now=now, purpose=purpose, skew=skew
-        )
+        # The replica's state as last read; the entry lookup tells whether it is still
+        # current (a sync may have committed since), and if not, verify again on a fresh one.
+        state = replica_view.last_state()
+        run = _Run(now=now, policy=policy, view=replica_view, state=state)
+        verdict = _verify(text_or_presentation, run=run, purpose=purpose, skew=skew)
+        current = run.current if run.current is not None else replica_view.state() is state
+        if current:
+            return verdict
+        run = _Run(now=now, policy=policy, view=replica_view, state=replica_view.state())
+        return _verify(text_or_presentation, run=run, purpose=purpose, skew=skew)
     except StorageError as e:
         return Verdict(
             code=Code.STALE,
@@ -218,10 +280,8 @@ def verify(
         )
 
 
-def _verify(
-    given: str | Presentation, *, policy: Policy, view: ReplicaView, now: int, purpose: str | None, skew: int
-) -> Verdict:
-    run = _Run(now=now, policy=policy, view=view)
+def _verify(given: str | Presentation, *, run: _Run, purpose: str | None, skew: int) -> Verdict:
+    policy, view = run.policy, run.view
     # 1. Parse the QR text strictly (prefix, sizes, canonical encoding).
     if isinstance(given, Presentation):
         presentation = given
@@ -250,9 +310,12 @@ def _verify(
         return run.verdict(Code.MALFORMED, "证照内容格式错误", f"malformed presentation: {e}")
     run.checked = checked
     issuer = checked.issuer
-    latest = view.latest(issuer.id)
+    state = run.state
+    latest = state.latest.get(issuer.id)
     run.as_of = None if latest is None else latest.newest_at
-    entry = view.find_statement(issuer.id, checked.signed.statement_bytes)
+    found = view.lookup(issuer.id, checked.signed.statement_bytes, checked.cert_id, state=state)
+    run.current = found.current
+    entry = found.entry
     # 3. (continued) A key marked compromised is trusted only for entries witnessed before then.
     if checked.log_key.compromised_at is not None:
         witnessed = None if entry is None else entry.first_witnessed.witnessed_at
@@ -277,7 +340,7 @@ def _verify(
             f"not valid before {format_time(checked.valid_from)}",
         )
     # 8. In the issuer's log replica, covered by a witnessed checkpoint (inclusion proof).
-    forks = view.forks(issuer.id)
+    forks = state.forks.get(issuer.id, ())
     if forks:
         f = forks[0]
         run.warnings.append(f"alert {f.id}: {f.message}")
@@ -302,7 +365,7 @@ def _verify(
         )
     try:
         wcp = _CACHE.open(latest.note, policy=policy, member=issuer, now=run.now)
-        _prove(view, entry, wcp, checked)
+        _prove(view, state, found, wcp, checked)
     except (LedgerError, ValueError) as e:
         return run.verdict(
             Code.NOT_IN_LEDGER,
@@ -310,7 +373,8 @@ def _verify(
             f"the replica does not prove entry {entry.index} of {issuer.id}'s log: {e}",
         )
     run.as_of = wcp.newest_at
-    run.evidence = Evidence(
+    run.evidence = _made(
+        Evidence,
         origin=wcp.origin,
         entry_index=entry.index,
         checkpoint_size=wcp.size,
@@ -319,14 +383,14 @@ def _verify(
         cosigners=wcp.cosigners,
     )
     # 9. Status: revoke/suspend (unless reinstated) by a member allowed to revoke; replaced.
-    status = _status(run, checked)
+    status = _status(run, checked, found.status)
     if status is not None:
         return status
     # 10. Freshness of the issuer's log copy and of every log a revocation could be in.
-    revokers = checked.certificate_type.members_with("revoke")
+    revokers = _revokers(checked.certificate_type)
     watched = [issuer.id, *(m for m in revokers if m != issuer.id)]
     for member_id in watched:
-        cp = latest if member_id == issuer.id else view.latest(member_id)
+        cp = latest if member_id == issuer.id else state.latest.get(member_id)
         member = policy.member(member_id)
         name = member.name if member is not None else member_id
         if cp is None:
@@ -355,10 +419,19 @@ def _verify(
 
 
 def _prove(
-    view: ReplicaView, entry: LoggedEntry, cp: WitnessedCheckpoint, checked: CheckedPresentation
+    view: ReplicaView,
+    state: ReplicaState,
+    found: Lookup,
+    cp: WitnessedCheckpoint,
+    checked: CheckedPresentation,
 ) -> None:
-    """Check that ``entry`` holds exactly the presented signed statement and is leaf
-    ``entry.index`` of the tree ``cp`` signs. A proof that checked once is remembered."""
+    """Check that the found entry holds exactly the presented signed statement and is
+    leaf ``entry.index`` of the tree ``cp`` signs: an inclusion proof from the replica's
+    data up to the checkpoint's root (or up to a node of that tree an earlier proof
+    reached: :class:`ledger.log.merkle.VerifiedTree`). The lowest siblings of the proof
+    were read with the entry; any others are read from the stored hashes."""
+    entry = found.entry
+    assert entry is not None
     signed = checked.signed
     leaf_data = encode_entry(
         statement_bytes=signed.statement_bytes,
@@ -370,25 +443,28 @@ def _prove(
         raise ProofError("the stored entry holds another statement")
     if entry.index >= cp.size:
         raise ProofError(f"entry {entry.index} is beyond the witnessed checkpoint of size {cp.size}")
-    leaf = merkle.leaf_hash(leaf_data)
-    key = (cp.root_hash, cp.size, entry.index, leaf)
-    if key in _PROVEN:
-        return
-    proof = view.inclusion_proof(entry.member_id, entry.index, cp.size)
-    merkle.check_record(proof, cp.size, cp.root_hash, entry.index, leaf)
-    if len(_PROVEN) >= 65536:
-        _PROVEN.clear()
-    _PROVEN.add(key)
+    n = entry.index
+    known = dict(found.siblings)
+
+    def read(indexes: Sequence[int]) -> list[bytes]:
+        missing = [i for i in indexes if i not in known]
+        if missing:
+            known.update(
+                zip(missing, view.proof_hashes(entry.member_id, cp.size, state=state)(missing), strict=True)
+            )
+        return [known[i] for i in indexes]
+
+    _TREES.get(cp).check_record(n, merkle.leaf_hash(leaf_data), read)
 
 
-def _status(run: _Run, checked: CheckedPresentation) -> Verdict | None:
+def _status(run: _Run, checked: CheckedPresentation, entries: list[LoggedEntry]) -> Verdict | None:
     """Step 9: the status statements that count, in statement-time order."""
     policy = run.policy
     ctype = checked.certificate_type
     revoked: LoggedEntry | None = None
     suspended: LoggedEntry | None = None
     replaced: LoggedEntry | None = None
-    for ev in run.view.status_entries(checked.cert_id):
+    for ev in entries:
         why = _ignored(policy, ev, ctype.code, checked)
         if why is not None:
             run.warnings.append(

@@ -12,7 +12,7 @@ operations on one large integer (it is on every verification's path).
 from __future__ import annotations
 
 import array
-import re
+import functools
 import sys
 
 from ledger.errors import MalformedError, TooLargeError
@@ -21,7 +21,6 @@ __all__ = ["ALPHABET", "b45decode", "b45encode"]
 
 #: The Base45 alphabet, which is exactly the QR code alphanumeric character set.
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
-_VALID = re.compile(r"[0-9A-Z $%*+\-./:]*")
 
 
 def b45encode(data: bytes) -> str:
@@ -49,21 +48,24 @@ def b45decode(text: str, *, max_size: int, what: str = "Base45 text") -> bytes:
         raise MalformedError(f"{what}: expected text, got {type(text).__name__}")
     if len(text) > (max_size * 3 + 1) // 2:
         raise TooLargeError(f"{what}: {len(text)} characters decode to more than {max_size} bytes")
-    if not _VALID.fullmatch(text):
+    try:
+        digits = text.encode("ascii").translate(_DIGITS)  # each character's value, 0..44
+    except UnicodeEncodeError:
+        digits = b"\xff"  # not in the alphabet: named below
+    if b"\xff" in digits:
         bad = next(ch for ch in text if ch not in ALPHABET)
         raise MalformedError(f"{what}: character {bad!r} is not in the Base45 alphabet")
     if len(text) % 3 == 1:
         raise MalformedError(f"{what}: {len(text)} characters is not a possible Base45 length")
-    digits = text.encode("ascii").translate(_DIGITS)  # each character's value, 0..44
     n = len(digits) // 3
     # All groups at once: the digits as one little-endian integer hold group i in
     # bits 24i..24i+23 (a, b, c one byte each); a + 45b + 2025c <= 91124 < 2**24 stays
     # in its own 24 bits, and a group over 0xFFFF shows as a bit in its lane's top byte.
-    whole = int.from_bytes(digits[: 3 * n], "little")
-    low = int.from_bytes(b"\xff\x00\x00" * n, "little")
+    whole = int.from_bytes(digits if 3 * n == len(digits) else digits[: 3 * n], "little")
+    low, top = _lanes(n)
     groups = (whole & low) + 45 * ((whole >> 8) & low) + 2025 * ((whole >> 16) & low)
     tail = digits[3 * n] + 45 * digits[3 * n + 1] if 3 * n < len(digits) else None
-    if groups & (low << 16) or (tail is not None and tail > 0xFF):
+    if groups & top or (tail is not None and tail > 0xFF):
         raise MalformedError(f"{what}: a character group is out of range (not canonical Base45)")
     lanes = groups.to_bytes(3 * n, "little")  # per group: low byte, high byte, zero
     out = bytearray(2 * n + (tail is not None))
@@ -74,8 +76,16 @@ def b45decode(text: str, *, max_size: int, what: str = "Base45 text") -> bytes:
     return bytes(out)
 
 
-#: Byte translation table from an alphabet character's ASCII code to its value.
-_DIGITS = bytes(ALPHABET.index(chr(b)) if chr(b) in ALPHABET else 0 for b in range(256))
+@functools.lru_cache(maxsize=64)
+def _lanes(n: int) -> tuple[int, int]:
+    """Masks of ``n`` 24-bit lanes: each lane's low byte, and each lane's top byte."""
+    low = int.from_bytes(b"\xff\x00\x00" * n, "little")
+    return low, low << 16
+
+
+#: Byte translation table from an alphabet character's ASCII code to its value (0xFF:
+#: not in the alphabet).
+_DIGITS = bytes(ALPHABET.index(chr(b)) if chr(b) in ALPHABET else 0xFF for b in range(256))
 _SWAP = sys.byteorder == "little"
 #: The three characters of each 16-bit group (low digit first): 65,536 short strings,
 #: about 4 MB, built in a few milliseconds at import.

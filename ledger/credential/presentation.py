@@ -60,7 +60,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
+
+import msgpack
 
 import msgpack
 
@@ -90,8 +92,16 @@ from ledger.errors import (
     TooLargeError,
 )
 from ledger.log.certid import CertId
-from ledger.log.statement import MAX_CLAIMS, Kind, Reason, SignedStatement, Statement, statement_message
-from ledger.trust.policy import CertificateType, LogKey, Member, Policy
+from ledger.log.statement import (
+    MAX_CLAIMS,
+    STATEMENT_VERSION,
+    Kind,
+    Reason,
+    SignedStatement,
+    Statement,
+    statement_message,
+)
+from ledger.trust.policy import CertificateType, ClaimSpec, LogKey, Member, Policy
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",
@@ -147,6 +157,7 @@ _OPERATOR = re.compile(r"[A-Za-z0-9:_.-]{1,64}")
 _PACKB = msgpack.packb
 _MAX_TIME = 2**40
 _U64 = 2**64 - 1
+_T = TypeVar("_T")
 
 
 def _serial_is_integer(serial: str) -> bool:
@@ -545,7 +556,16 @@ class Presentation:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Presentation:
-        """Parse canonical msgpack bytes strictly."""
+        """Parse canonical msgpack bytes strictly.
+
+        A well-formed presentation takes one pass (:func:`_parse_well_formed`); anything
+        that pass does not accept is parsed again the general way, which names the rule
+        it breaks.
+        """
+        if cls is Presentation and type(data) is bytes:
+            fast = _parse_well_formed(data)
+            if fast is not None:
+                return fast
         raw = canonical.decode(data, max_size=MAX_INFLATED_SIZE, max_depth=2, what="presentation")
         return cls.from_map(raw)
 
@@ -581,6 +601,176 @@ class Presentation:
         if inflater.unused_data:
             raise _fail(f"{len(inflater.unused_data)} trailing bytes after the deflate stream")
         return cls.from_bytes(data)
+
+
+_KINDS = {int(Kind.ISSUE): Kind.ISSUE, int(Kind.REPLACE): Kind.REPLACE}
+_REASONS = {int(r): r for r in Reason}
+
+
+def _claim_keys_ok(m: Any) -> bool:
+    """``m`` is a map whose keys are claim keys 0..255 in strictly increasing order."""
+    if type(m) is not dict:
+        return False
+    previous = -1
+    for k in m:
+        if type(k) is not int or k <= previous or k > 255:
+            return False
+        previous = k
+    return True
+
+
+def _parse_well_formed(data: bytes) -> Presentation | None:
+    """The presentation canonical msgpack ``data`` holds, checked in one pass, or None
+    when the data breaks any rule (or uses a form this pass leaves to the general
+    parser): then :meth:`Presentation.from_bytes` parses it the general way, which
+    raises with the rule's name. It accepts exactly what the general way accepts for
+    the inputs it does not hand on (the tests compare the two on fuzzed inputs).
+
+    Canonical form: every map key here is a small non-negative integer, checked to be
+    strictly increasing, and every value has one of the types the fields allow (no
+    float, no extension), so re-packing the decoded map reproduces ``data`` exactly when
+    ``data`` is canonical msgpack.
+    """
+    if len(data) > MAX_INFLATED_SIZE:
+        return None
+    try:
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_refuse_ext, timestamp=0)
+    except Exception:
+        return None
+    if type(raw) is not dict:
+        return None
+    previous = 0
+    for k in raw:
+        if type(k) is not int or k <= previous or k > _K_DIGESTS:
+            return None
+        previous = k
+    get = raw.get
+    kind_code = get(_K_KIND)
+    kind = _KINDS.get(kind_code) if type(kind_code) is int else None
+    key_id, cert_type, serial, edition = get(_K_KEY_ID), get(_K_TYPE), get(_K_SERIAL), get(_K_EDITION)
+    t, operator, valid_from, valid_until = (
+        get(_K_TIME),
+        get(_K_OPERATOR),
+        get(_K_VALID_FROM),
+        get(_K_VALID_UNTIL),
+    )
+    signature, secret = get(_K_SIGNATURE), get(_K_SECRET)
+    values: Any = get(_K_VALUES)
+    if (
+        kind is None
+        or type(key_id) is not bytes
+        or len(key_id) != 4
+        or type(signature) is not bytes
+        or len(signature) != 64
+        or type(cert_type) is not str
+        or not _TYPE_CODE.fullmatch(cert_type)
+        or not (
+            (type(serial) is int and serial >= 0)
+            or (type(serial) is str and _SERIAL.fullmatch(serial) and not _serial_is_integer(serial))
+        )
+        or type(edition) is not int
+        or not 0 <= edition <= 999
+        or type(t) is not int
+        or not 0 <= t < _MAX_TIME
+        or type(operator) is not str
+        or not _OPERATOR.fullmatch(operator)
+        or type(valid_from) is not int
+        or not 0 <= valid_from < _MAX_TIME
+        or not _claim_keys_ok(values)
+    ):
+        return None
+    if valid_until is not None and (type(valid_until) is not int or not valid_from < valid_until < _MAX_TIME):
+        return None
+    reason: Reason | None = None
+    replaces = get(_K_REPLACES)
+    if kind is Kind.ISSUE:
+        if _K_REASON in raw or replaces is not None:
+            return None
+    else:
+        if type(replaces) is not str:
+            return None
+        if _K_REASON in raw:
+            if type(raw[_K_REASON]) is not int:
+                return None
+            reason = _REASONS.get(raw[_K_REASON])
+            if reason is None:
+                return None
+        try:
+            CertId.parse(replaces)
+        except MalformedError:
+            return None
+    out_values: dict[int, CanonicalValue] = {}
+    for k, v in values.items():
+        tv = type(v)
+        if tv is bytes:
+            if not v:
+                return None
+            try:
+                v = from_gb18030(v)  # noqa: PLW2901
+            except MalformedError:
+                return None
+        elif tv is str:
+            if not v or is_gb18030_transportable(v):
+                return None
+        elif tv is not int:
+            return None
+        out_values[k] = v
+    salts: Any = get(_K_SALTS)
+    digests: Any = get(_K_DIGESTS)
+    if secret is not None:
+        if (
+            type(secret) is not bytes
+            or len(secret) != SECRET_SIZE
+            or salts is not None
+            or digests is not None
+        ):
+            return None
+        if not out_values:
+            return None
+        total = len(out_values)
+    else:
+        if not _claim_keys_ok(salts) or not _claim_keys_ok(digests) or not digests:
+            return None
+        if salts.keys() != values.keys() or not digests.keys().isdisjoint(values.keys()):
+            return None
+        for v in salts.values():
+            if type(v) is not bytes or len(v) != SALT_SIZE:
+                return None
+        for v in digests.values():
+            if type(v) is not bytes or len(v) != DIGEST_SIZE:
+                return None
+        total = len(out_values) + len(digests)
+    if total > MAX_CLAIMS:
+        return None
+    try:
+        if msgpack.packb(raw, use_bin_type=True) != data:
+            return None
+    except Exception:
+        return None
+    p = object.__new__(Presentation)
+    p.__dict__.update(
+        kind=kind,
+        key_id=key_id,
+        cert_type=cert_type,
+        serial=str(serial),
+        cert_version=f"{edition:03d}",
+        time=t,
+        operator=operator,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        reason=reason,
+        replaces=replaces,
+        signature=signature,
+        values=MappingProxyType(out_values),
+        secret=secret,
+        salts=None if salts is None else MappingProxyType(salts),
+        digests=None if digests is None else MappingProxyType(digests),
+    )
+    return p
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise MalformedError(f"msgpack extension type {code} is not allowed")
 
 
 # -- the offline check ------------------------------------------------------------
@@ -724,22 +914,27 @@ def verify_presentation(
         ctype.check_validity(p.valid_from, p.valid_until)
     except PolicyError as e:
         raise PolicyError(f"{e} (issuer {member.id} found; signature not checked)", rule=e.rule) from None
+    specs, names = _claims_of(ctype)
     disclosed: list[DisclosedClaim] = []
     for key, value in p.values.items():
+        spec = specs.get(key)
         try:
-            spec = ctype.claim_by_key(key)
+            if spec is None:
+                spec = ctype.claim_by_key(key)  # raises SchemaError naming the key
             check_canonical(spec, value, check_length=False)
         except SchemaError as e:
             raise SchemaError(f"{e} (issuer and mandate checked; signature not checked)") from None
         disclosed.append(
-            DisclosedClaim(
-                key=key, name=spec.name, label=spec.label, kind=spec.kind, value=display_value(spec, value)
+            _made(
+                DisclosedClaim,
+                key=key,
+                name=spec.name,
+                label=spec.label,
+                kind=spec.kind,
+                value=display_value(spec, value) if spec.kind == "date" else value,
             )
         )
-    statement = p.statement(
-        issuer=member.id, national_code=ctype.national_code, issuer_code=member.issuer_code
-    )
-    signed = SignedStatement.from_statement(statement, key_id=p.key_id, signature=p.signature)
+    signed = _signed_statement(p, member=member, ctype=ctype)
     if not log_key.public_key.is_valid(p.signature, statement_message(signed.statement_bytes)):
         what = (
             "a disclosed value, the salt secret or the signature"
@@ -750,7 +945,7 @@ def verify_presentation(
             f"statement signature does not verify: {what} was altered, or the certificate is forged "
             f"(issuer {member.id}, key {p.key_id.hex()} and mandate checked)"
         )
-    hidden = tuple(_claim_name(ctype, k) for k in (p.digests or {}))
+    hidden = tuple(names.get(k) or f"claim {k}" for k in (p.digests or ()))
     if purpose is not None:
         wanted = ctype.purposes.get(purpose)
         if wanted is None:
@@ -772,13 +967,14 @@ def verify_presentation(
         validity = Validity.EXPIRED
     else:
         validity = Validity.VALID
-    return CheckedPresentation(
+    return _made(
+        CheckedPresentation,
         presentation=p,
         signed=signed,
         issuer=member,
         log_key=log_key,
         certificate_type=ctype,
-        cert_id=statement.cert_id,
+        cert_id=signed.statement.cert_id,
         claims=tuple(disclosed),
         hidden=hidden,
         valid_from=p.valid_from,
@@ -788,11 +984,66 @@ def verify_presentation(
     )
 
 
-def _claim_name(ctype: CertificateType, key: int) -> str:
-    try:
-        return ctype.claim_by_key(key).name
-    except SchemaError:
-        return f"claim {key}"
+def _made(cls: type[_T], **fields: Any) -> _T:
+    """An instance of the frozen dataclass ``cls`` with ``fields``, which the caller has
+    checked already (what its constructor would do, without re-checking)."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj
+
+
+#: Per certificate type: its claims by key and their names (the type is immutable).
+_CLAIMS_OF: dict[int, tuple[CertificateType, dict[int, ClaimSpec], dict[int, str]]] = {}
+
+
+def _claims_of(ctype: CertificateType) -> tuple[dict[int, ClaimSpec], dict[int, str]]:
+    hit = _CLAIMS_OF.get(id(ctype))
+    if hit is not None and hit[0] is ctype:
+        return hit[1], hit[2]
+    specs = {c.key: c for c in ctype.claims}
+    names = {k: c.name for k, c in specs.items()}
+    if len(_CLAIMS_OF) >= 1024:
+        _CLAIMS_OF.clear()
+    _CLAIMS_OF[id(ctype)] = (ctype, specs, names)
+    return specs, names
+
+
+def _signed_statement(p: Presentation, *, member: Member, ctype: CertificateType) -> SignedStatement:
+    """The signed statement ``p`` stands for, rebuilt: what :meth:`Presentation.statement`
+    and :meth:`SignedStatement.from_statement` give, without re-checking what is already
+    checked. Every field of ``p`` passed the statement's own rules when ``p`` was built
+    (same patterns, ranges and kinds), the member id, its issuer code and the type's
+    national code passed the policy's (the certificate id's segment rules), and the
+    claim digests are computed here; so the one rule left is that a certificate does
+    not replace itself. The tests hold this to the general route."""
+    cid = _made(
+        CertId,
+        type_code=ctype.national_code,
+        issuer_code=member.issuer_code,
+        serial=p.serial,
+        version=p.cert_version,
+    )
+    text = str(cid)
+    if p.replaces is not None and p.replaces == text:
+        raise MalformedError("statement: a certificate cannot replace itself")
+    statement = _made(
+        Statement,
+        kind=p.kind,
+        issuer=member.id,
+        cert_id=text,
+        cert_type=p.cert_type,
+        time=p.time,
+        operator=p.operator,
+        valid_from=p.valid_from,
+        valid_until=p.valid_until,
+        claim_digests=MappingProxyType(p.claim_digests()),
+        reason=p.reason,
+        replaces=p.replaces,
+        policy_version=None,
+        policy_hash=None,
+        version=STATEMENT_VERSION,
+    )
+    return SignedStatement._from_parts(statement, statement.to_bytes(), p.key_id, p.signature)
 
 
 def check_presentation(

@@ -26,6 +26,7 @@ __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "HashReader",
+    "VerifiedTree",
     "check_record",
     "check_tree",
     "leaf_hash",
@@ -250,6 +251,136 @@ def check_record(proof: Sequence[bytes], t: int, root: bytes, n: int, leaf: byte
         h = node_hash(h, sibling) if right else node_hash(sibling, h)
     if h != root:
         raise ProofError("inclusion proof failed: root hash mismatch")
+
+
+class VerifiedTree:
+    """Node hashes of one tree (``size`` records, root hash ``root``), each proven to
+    chain up to that root: the root itself, and every node on the path of a record whose
+    inclusion :meth:`check_record` has checked.
+
+    Checking a record reads (in one call of ``read``) only the stored hashes of the
+    siblings below the lowest node of its path already proven, hashes up to that node
+    and compares: the same inclusion proof as :func:`check_record`, cut where the rest of
+    the path is known to reach the root (SHA-256 collision resistance: a different
+    subtree cannot have a proven node's hash). Siblings are never remembered, only path
+    nodes, so every check hashes its own record with at least one stored hash read for
+    it. Thread-safe; at most ``max_nodes`` nodes are kept (all are dropped when full,
+    keeping the root).
+    """
+
+    __slots__ = ("_max", "_nodes", "root", "size")
+
+    def __init__(self, *, size: int, root: bytes, max_nodes: int = 1 << 16) -> None:
+        _check_ints(size)
+        if size < 1:
+            raise ProofError("a tree with no records proves nothing")
+        _check_hash(root, "root hash")
+        self.size = size
+        self.root = root
+        self._max = max_nodes
+        self._nodes: dict[object, bytes] = {}
+        self._nodes[self._root_key()] = root
+
+    def _root_key(self) -> object:
+        t = self.size
+        return _complete_key(t.bit_length() - 1, 0) if t & (t - 1) == 0 else (0, t)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def check_record(self, n: int, leaf: bytes, read: HashReader) -> None:
+        """Check that ``leaf`` (a leaf hash) is record ``n``; ProofError if not.
+
+        ``read`` gives stored hashes by index, as :func:`prove_record` reads them.
+        """
+        _check_ints(n)
+        t = self.size
+        if not 0 <= n < t:
+            raise ProofError(f"record {n} is not in a tree of size {t}")
+        _check_hash(leaf, "leaf hash")
+        nodes = self._nodes
+        # The path from the root runs along the right edge (subtrees whose size is not a
+        # power of two, keyed by their range) into the complete subtree holding record n
+        # (its nodes keyed by level and index).
+        edge: list[tuple[int, int, int, int]] = []  # (lo, hi, sibling lo, sibling hi), top first
+        lo, hi = 0, t
+        while (hi - lo) & (hi - lo - 1):
+            k = 1 << ((hi - lo - 1).bit_length() - 1)
+            if n < lo + k:
+                edge.append((lo, hi, lo + k, hi))
+                hi = lo + k
+            else:
+                edge.append((lo, hi, lo, lo + k))
+                lo += k
+        m = (hi - lo).bit_length() - 1  # the complete subtree has 2**m records
+        expected: bytes | None = None
+        top = 0  # levels of the complete subtree to hash up to
+        for level in range(1, m + 1):
+            expected = nodes.get(_complete_key(level, n >> level))
+            if expected is not None:
+                top = level
+                break
+        stop = len(edge)  # edge nodes edge[stop:] are hashed (bottom first)
+        if expected is None:
+            top = m
+            if m == 0 and not edge:  # a tree of one record: its leaf is the root
+                expected = nodes.get(_complete_key(0, 0))
+            for j in range(len(edge) - 1, -1, -1):
+                expected = nodes.get((edge[j][0], edge[j][1]))
+                if expected is not None:
+                    stop = j
+                    break
+        if expected is None:  # the root is always held: dropped by a concurrent clear
+            expected, stop, top = self.root, 0, m
+        # Read the siblings at once: one stored hash per complete sibling, several for
+        # a right-edge remainder.
+        need = [_stored_index(level, (n >> level) ^ 1) for level in range(top)]
+        groups: list[tuple[int, int]] = []
+        for j in range(len(edge) - 1, stop - 1, -1):
+            a, b = edge[j][2], edge[j][3]
+            first = len(need)
+            size = b - a
+            if size & (size - 1):
+                _subtree_indexes(a, b, need)
+            else:
+                need.append(_stored_index(size.bit_length() - 1, a >> (size.bit_length() - 1)))
+            groups.append((first, len(need)))
+        hashes = list(read(need)) if need else []
+        if len(hashes) != len(need):
+            raise ProofError("the hash reader returned the wrong number of hashes")
+        for h in hashes:
+            _check_hash(h, "stored hash")
+        sha = hashlib.sha256
+        h = leaf
+        found: list[tuple[object, bytes]] = []
+        for level in range(top):
+            s = hashes[level]
+            h = sha(b"\x01" + s + h).digest() if (n >> level) & 1 else sha(b"\x01" + h + s).digest()
+            found.append((_complete_key(level + 1, n >> (level + 1)), h))
+        for (first, end), j in zip(groups, range(len(edge) - 1, stop - 1, -1), strict=True):
+            s = hashes[end - 1]
+            for left in reversed(hashes[first : end - 1]):
+                s = sha(b"\x01" + left + s).digest()
+            left_sibling = edge[j][2] == edge[j][0]
+            h = sha(b"\x01" + s + h).digest() if left_sibling else sha(b"\x01" + h + s).digest()
+            found.append(((edge[j][0], edge[j][1]), h))
+        if h != expected:
+            raise ProofError("inclusion proof failed: root hash mismatch")
+        if len(nodes) + len(found) > self._max:
+            nodes.clear()
+            nodes[self._root_key()] = self.root
+        for key, value in found[:-1]:
+            nodes[key] = value
+
+
+def _complete_key(level: int, index: int) -> int:
+    """The key of the complete subtree ``index`` of ``2**level`` records."""
+    return index << 6 | level
+
+
+def _stored_index(level: int, index: int) -> int:
+    m = ((index + 1) << level) - 1
+    return 2 * m - m.bit_count() + level
 
 
 def prove_tree(t: int, n: int, read: HashReader) -> list[bytes]:

@@ -47,7 +47,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -60,6 +60,8 @@ from ledger.log.statement import Entry, SignedStatement, Statement
 __all__ = [
     "Alert",
     "LoggedEntry",
+    "Lookup",
+    "ReplicaState",
     "ReplicaStore",
     "ReplicaView",
     "WitnessedCheckpoint",
@@ -105,6 +107,69 @@ CREATE TABLE alerts (
     message TEXT NOT NULL, note_a BLOB, note_b BLOB, proof TEXT, source TEXT, created INTEGER NOT NULL
 );
 """
+
+
+# A verified entry (from an index row) with the first stored checkpoint covering it.
+_FIND_SQL = """
+SELECT c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at, k.cosigners
+FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
+LEFT JOIN checkpoints k ON k.origin = c.origin
+    AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
+WHERE c.origin = ? AND c.stmt_hash = ? AND c.idx < ? ORDER BY c.idx LIMIT 1
+"""
+_STATUS_SQL = """
+SELECT c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at, k.cosigners
+FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
+LEFT JOIN checkpoints k ON k.origin = c.origin
+    AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
+WHERE ((c.cert_id = ? AND c.kind IN (2, 3, 4)) OR c.replaces = ?) AND c.idx < coalesce(
+    (SELECT size FROM checked x WHERE x.origin = c.origin),
+    (SELECT size FROM logs l WHERE l.origin = c.origin),
+    0
+)
+ORDER BY c.time, c.origin, c.idx
+"""
+# Both at once: part 0 is the entry (at most one row), part 1 the status entries.
+_LOOKUP_SQL = """
+SELECT * FROM (
+    SELECT 0, 0, c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at,
+        k.cosigners, h0.idx, h0.hash, h1.idx, h1.hash, h2.idx, h2.hash, h3.idx, h3.hash, h4.idx, h4.hash
+    FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
+    LEFT JOIN hashes h0 ON h0.origin = c.origin AND h0.idx = merkle_sibling(0, c.idx, ?1)
+    LEFT JOIN hashes h1 ON h1.origin = c.origin AND h1.idx = merkle_sibling(1, c.idx, ?1)
+    LEFT JOIN hashes h2 ON h2.origin = c.origin AND h2.idx = merkle_sibling(2, c.idx, ?1)
+    LEFT JOIN hashes h3 ON h3.origin = c.origin AND h3.idx = merkle_sibling(3, c.idx, ?1)
+    LEFT JOIN hashes h4 ON h4.origin = c.origin AND h4.idx = merkle_sibling(4, c.idx, ?1)
+    LEFT JOIN checkpoints k ON k.origin = c.origin
+        AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
+    WHERE c.origin = ?2 AND c.stmt_hash = ?3 AND c.idx < ?1 ORDER BY c.idx LIMIT 1
+)
+UNION ALL
+SELECT 1, c.time, c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at,
+    k.cosigners, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
+LEFT JOIN checkpoints k ON k.origin = c.origin
+    AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
+WHERE ((c.cert_id = ?4 AND c.kind IN (2, 3, 4)) OR c.replaces = ?4) AND c.idx < coalesce(
+    (SELECT size FROM checked x WHERE x.origin = c.origin),
+    (SELECT size FROM logs l WHERE l.origin = c.origin),
+    0
+)
+UNION ALL
+SELECT 2, data_version, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM pragma_data_version
+"""
+
+
+def _merkle_sibling(level: int, index: int, size: int) -> int | None:
+    """The stored-hash index of the sibling, at ``level``, of the subtree holding entry
+    ``index``, or None unless that sibling is a complete subtree of the first ``size``
+    entries (SQL function ``merkle_sibling``)."""
+    sibling = (index >> level) ^ 1
+    if (sibling + 1) << level > size:
+        return None
+    return merkle.stored_hash_index(level, sibling)
 
 
 def statement_hash(statement_bytes: bytes) -> bytes:
@@ -184,19 +249,79 @@ class Alert:
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReplicaState:
+    """Every log's state in the replica at one moment, read in one transaction: what
+    a verdict reads first. ``latest`` follows :meth:`ReplicaView.latest` (the newest
+    checkpoint whose statements are all checked); ``limits`` is, by origin, how many
+    entries verdicts read (the checked prefix); ``sizes`` the verified entries held."""
+
+    newest_witnessed_time: int | None
+    origins: Mapping[str, str]
+    latest: Mapping[str, WitnessedCheckpoint | None]
+    forks: Mapping[str, tuple[Alert, ...]]
+    limits: Mapping[str, int]
+    sizes: Mapping[str, int]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lookup:
+    """What a verdict reads about one presented certificate: the entry holding its
+    statement (or None), every status entry about it, and ``siblings``: the stored
+    hashes of the entry's first proof siblings (levels 0 to 4) that are complete
+    subtrees of the checked prefix, by stored-hash index. The siblings are unchecked
+    data: a proof that uses them still has to reach the witnessed root. ``current``
+    tells whether the
+    :class:`ReplicaState` the lookup was made with was still the replica's current one
+    when these rows were read (else the caller reads the state again and starts over)."""
+
+    entry: LoggedEntry | None
+    status: list[LoggedEntry]
+    siblings: dict[int, bytes]
+    current: bool
+
+
 class ReplicaView(Protocol):
     """What the verifier core reads from a replica (no network, no writes)."""
+
+    def state(self) -> ReplicaState:
+        """Every log's state now (cheap when nothing changed since the last call)."""
+        ...
+
+    def last_state(self) -> ReplicaState:
+        """The state :meth:`state` last read (no read to check it is still current:
+        :meth:`lookup` says whether it was)."""
+        ...
 
     def latest(self, member_id: str) -> WitnessedCheckpoint | None:
         """The newest verified witnessed checkpoint of the member's log."""
         ...
 
-    def find_statement(self, member_id: str, statement_bytes: bytes) -> LoggedEntry | None:
-        """The first entry of the member's log holding exactly these statement bytes."""
+    def find_statement(
+        self, member_id: str, statement_bytes: bytes, *, state: ReplicaState | None = None
+    ) -> LoggedEntry | None:
+        """The first entry of the member's log holding exactly these statement bytes
+        (read as of ``state`` when given)."""
         ...
 
-    def inclusion_proof(self, member_id: str, index: int, size: int) -> list[bytes]:
+    def inclusion_proof(
+        self, member_id: str, index: int, size: int, *, state: ReplicaState | None = None
+    ) -> list[bytes]:
         """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
+        ...
+
+    def proof_hashes(
+        self, member_id: str, size: int, *, state: ReplicaState | None = None
+    ) -> merkle.HashReader:
+        """Reads the stored Merkle hashes of the member's tree of ``size`` entries by index
+        (what an inclusion proof in that tree is made of)."""
+        ...
+
+    def lookup(
+        self, member_id: str, statement_bytes: bytes, cert_id: str, *, state: ReplicaState | None = None
+    ) -> Lookup:
+        """:meth:`find_statement` and :meth:`status_entries` at once (one read), with the
+        stored hashes of the entry's first proof siblings."""
         ...
 
     def status_entries(self, cert_id: str) -> list[LoggedEntry]:
@@ -228,6 +353,12 @@ class ReplicaStore:
         self._members: dict[str, str] = {}
         self._origins: dict[str, str] = {}
         self._checkpoints: dict[tuple[str, int], WitnessedCheckpoint] = {}
+        # What every verdict reads first, kept until the database changes: ``_writes``
+        # counts this connection's transactions, ``PRAGMA data_version`` changes when
+        # another connection commits.
+        self._writes = 0
+        self._state: ReplicaState | None = None
+        self._state_key: tuple[int, int] = (-1, -1)
 
     @classmethod
     def open(cls, path: str | Path) -> ReplicaStore:
@@ -255,6 +386,10 @@ class ReplicaStore:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS checked (origin TEXT PRIMARY KEY NOT NULL, size INTEGER NOT NULL)"
             )
+        except sqlite3.Error as e:
+            raise StorageError(f"{p}: cannot open the replica database: {e}") from None
+        try:
+            conn.create_function("merkle_sibling", 3, _merkle_sibling, deterministic=True)
         except sqlite3.Error as e:
             raise StorageError(f"{p}: cannot open the replica database: {e}") from None
         return cls(_conn=conn, _path=p)
@@ -288,6 +423,8 @@ class ReplicaStore:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._mutex:
             c = self._conn
+            self._writes += 1
+            self._state = None
             try:
                 c.execute("BEGIN IMMEDIATE")
                 try:
@@ -360,24 +497,7 @@ class ReplicaStore:
         )
         if not rows:
             return None
-        size, root, note, w, n, cos = rows[0]
-        key = (origin, size)
-        cached = self._checkpoints.get(key)
-        if cached is not None and cached.note == note:
-            return cached
-        member = self._member_of(origin)
-        cp = WitnessedCheckpoint(
-            origin=origin,
-            member_id=member,
-            size=size,
-            root_hash=root,
-            note=note,
-            witnessed_at=w,
-            newest_at=n,
-            cosigners=_cosigners(cos),
-        )
-        self._checkpoints[key] = cp
-        return cp
+        return self._checkpoint(origin, self._member_of(origin), rows[0])
 
     def _member_of(self, origin: str) -> str:
         m = self._members.get(origin)
@@ -692,6 +812,10 @@ class ReplicaStore:
             "WHERE (? IS NULL OR member_id = ?) AND (? IS NULL OR kind = ?) ORDER BY id",
             (member_id, member_id, kind, kind),
         )
+        return self._alerts(rows)
+
+    @staticmethod
+    def _alerts(rows: Sequence[Any]) -> list[Alert]:
         return [
             Alert(
                 id=r[0],
@@ -710,20 +834,114 @@ class ReplicaStore:
 
     def forks(self, member_id: str) -> list[Alert]:
         """Fork alerts on record for the member's log."""
-        return self.alerts(member_id, kind="fork")
+        return list(self.state().forks.get(member_id, ()))
 
     # -- ReplicaView ---------------------------------------------------------------------
+
+    def state(self) -> ReplicaState:
+        """Every log's state, re-read only when the database changed since the last call
+        (a write through this store, or a commit by another connection)."""
+        with self._mutex:
+            c = self._conn
+            try:
+                version = int(c.execute("PRAGMA data_version").fetchone()[0])
+                state = self._state
+                if state is not None and (self._writes, version) == self._state_key:
+                    return state
+                c.execute("BEGIN")  # one snapshot for every log
+                try:
+                    version = int(c.execute("PRAGMA data_version").fetchone()[0])
+                    state = self._read_state(c)
+                finally:
+                    c.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise StorageError(f"{self._path}: {e}") from None
+            self._state, self._state_key = state, (self._writes, version)
+            return state
+
+    def last_state(self) -> ReplicaState:
+        """The state :meth:`state` last read, without a read to check that it is still
+        current, unless this store wrote since (then it is read again)."""
+        state = self._state
+        if state is not None and self._state_key[0] == self._writes:
+            return state
+        return self.state()
+
+    def _read_state(self, c: sqlite3.Connection) -> ReplicaState:
+        logs = c.execute(
+            "SELECT origin, member_id, size, root, note, witnessed_at, newest_at, cosigners FROM logs"
+        ).fetchall()
+        checked = dict(c.execute("SELECT origin, size FROM checked").fetchall())
+        origins: dict[str, str] = {}
+        latest: dict[str, WitnessedCheckpoint | None] = {}
+        limits: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        for origin, member, size, root, note, w, n, cos in logs:
+            origins[member] = origin
+            sizes[origin] = int(size)
+            if origin in checked:
+                limits[origin] = int(checked[origin])
+                row = c.execute(
+                    "SELECT size, root, note, witnessed_at, newest_at, cosigners FROM checkpoints "
+                    "WHERE origin = ? AND size = ?",
+                    (origin, limits[origin]),
+                ).fetchone()
+                latest[member] = None if row is None else self._checkpoint(origin, member, row)
+            else:
+                limits[origin] = int(size)
+                latest[member] = WitnessedCheckpoint(
+                    origin=origin,
+                    member_id=member,
+                    size=size,
+                    root_hash=root,
+                    note=note,
+                    witnessed_at=w,
+                    newest_at=n,
+                    cosigners=_cosigners(cos),
+                )
+        forks: dict[str, list[Alert]] = {}
+        for alert in self._alerts(
+            c.execute(
+                "SELECT id, origin, member_id, kind, message, note_a, note_b, proof, source, created "
+                "FROM alerts WHERE kind = 'fork' ORDER BY id"
+            ).fetchall()
+        ):
+            forks.setdefault(alert.member_id, []).append(alert)
+        newest = max((int(r[6]) for r in logs), default=None)
+        return ReplicaState(
+            newest_witnessed_time=newest,
+            origins=origins,
+            latest=latest,
+            forks={m: tuple(a) for m, a in forks.items()},
+            limits=limits,
+            sizes=sizes,
+        )
+
+    def _checkpoint(self, origin: str, member: str, row: Sequence[Any]) -> WitnessedCheckpoint:
+        """A stored checkpoint row ``(size, root, note, witnessed_at, newest_at, cosigners)``
+        as an object (one object per stored checkpoint)."""
+        size, root, note, w, n, cos = row
+        key = (origin, size)
+        cached = self._checkpoints.get(key)
+        if cached is not None and cached.note == note:
+            return cached
+        cp = WitnessedCheckpoint(
+            origin=origin,
+            member_id=member,
+            size=size,
+            root_hash=root,
+            note=note,
+            witnessed_at=w,
+            newest_at=n,
+            cosigners=_cosigners(cos),
+        )
+        self._checkpoints[key] = cp
+        return cp
 
     def latest(self, member_id: str) -> WitnessedCheckpoint | None:
         """The newest verified witnessed checkpoint of the member's log whose statements
         are all checked (the newest one, unless a sync checked the tree only)."""
-        origin = self._origin_of(member_id)
-        if origin is None:
-            return None
-        rows = self._rows("SELECT size FROM checked WHERE origin = ?", (origin,))
-        if not rows:
-            return self.latest_checkpoint(origin)
-        return self.checkpoint_at(origin, int(rows[0][0]))
+        return self.state().latest.get(member_id)
 
     def _logged(self, origin: str, idx: int, problem: str | None, data: bytes | None = None) -> LoggedEntry:
         first = self._covering(origin, idx + 1)
@@ -737,42 +955,127 @@ class ReplicaStore:
             first_witnessed=first,
         )
 
-    def find_statement(self, member_id: str, statement_bytes: bytes) -> LoggedEntry | None:
+    def _logged_row(self, origin: str, member: str, row: Sequence[Any]) -> LoggedEntry:
+        """A LoggedEntry from ``(idx, problem, data, size, root, note, witnessed_at,
+        newest_at, cosigners)``: the entry and the first stored checkpoint covering it."""
+        idx, problem, data, size = row[0], row[1], row[2], row[3]
+        if size is None:
+            raise StorageError(f"entry {idx} of {origin} is covered by no stored checkpoint")
+        entry = object.__new__(LoggedEntry)  # the fields' types are the columns' (no checks to run)
+        entry.__dict__.update(
+            member_id=member,
+            index=idx,
+            data=bytes(data),
+            problem=problem,
+            first_witnessed=self._checkpoint(origin, member, row[3:]),
+        )
+        return entry
+
+    def find_statement(
+        self, member_id: str, statement_bytes: bytes, *, state: ReplicaState | None = None
+    ) -> LoggedEntry | None:
         """The first entry of the member's log whose statement hashes like ``statement_bytes``
-        (the caller compares the bytes)."""
-        origin = self._origin_of(member_id)
+        (the caller compares the bytes), in the checked prefix as of ``state`` (default: now)."""
+        st = self.state() if state is None else state
+        origin = st.origins.get(member_id)
         if origin is None:
             return None
-        rows = self._rows(
-            "SELECT c.idx, c.problem, e.data FROM certs c "
-            "JOIN entries e ON e.origin = c.origin AND e.idx = c.idx "
-            "WHERE c.origin = ? AND c.stmt_hash = ? AND c.idx < ? ORDER BY c.idx LIMIT 1",
-            (origin, statement_hash(statement_bytes), self.checked_size(origin)),
-        )
-        return self._logged(origin, rows[0][0], rows[0][1], bytes(rows[0][2])) if rows else None
+        rows = self._rows(_FIND_SQL, (origin, statement_hash(statement_bytes), st.limits[origin]))
+        return self._logged_row(origin, member_id, rows[0]) if rows else None
 
-    def inclusion_proof(self, member_id: str, index: int, size: int) -> list[bytes]:
-        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
-        origin = self._origin_of(member_id)
-        if origin is None or not 0 <= index < size <= self.size(origin):
+    def inclusion_proof(
+        self, member_id: str, index: int, size: int, *, state: ReplicaState | None = None
+    ) -> list[bytes]:
+        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries
+        (verified entries as of ``state``, default: now)."""
+        st = self.state() if state is None else state
+        origin = st.origins.get(member_id)
+        if origin is None or not 0 <= index < size <= st.sizes[origin]:
             raise StorageError(f"the replica cannot prove entry {index} of {member_id} in size {size}")
-        return merkle.prove_record(size, index, self.hash_reader(origin))
+        return merkle.prove_record(size, index, self._hashes_of(origin, merkle.stored_hash_count(size)))
+
+    def proof_hashes(
+        self, member_id: str, size: int, *, state: ReplicaState | None = None
+    ) -> merkle.HashReader:
+        """Reads the stored hashes of the member's tree of ``size`` verified entries (as of
+        ``state``, default: now) by index, each call in one query."""
+        st = self.state() if state is None else state
+        origin = st.origins.get(member_id)
+        if origin is None or not 0 < size <= st.sizes[origin]:
+            raise StorageError(f"the replica holds no tree of {size} entries of {member_id}")
+        return self._hashes_of(origin, merkle.stored_hash_count(size))
+
+    def _hashes_of(self, origin: str, count: int) -> merkle.HashReader:
+        """Reads stored hashes ``[0, count)`` of ``origin`` in one query (a few at a time: a proof)."""
+
+        def read(indexes: Sequence[int]) -> list[bytes]:
+            want = list(indexes)
+            if not want:
+                return []
+            if not all(0 <= i < count for i in want):
+                raise StorageError(f"the replica of {origin} holds no stored hash {want} for this tree")
+            marks = ",".join("?" * len(want))
+            found = dict(
+                self._rows(
+                    f"SELECT idx, hash FROM hashes WHERE origin = ? AND idx IN ({marks})",  # noqa: S608
+                    (origin, *want),
+                )
+            )
+            missing = [i for i in want if i not in found]
+            if missing:
+                raise StorageError(f"the replica of {origin} has no stored hash {missing[0]}")
+            return [found[i] for i in want]
+
+        return read
+
+    def lookup(
+        self, member_id: str, statement_bytes: bytes, cert_id: str, *, state: ReplicaState | None = None
+    ) -> Lookup:
+        """The first entry of the member's log holding ``statement_bytes`` (as
+        :meth:`find_statement`, as of ``state``), its first proof siblings, and every
+        status entry about ``cert_id`` (as :meth:`status_entries`), in one query."""
+        st = self.state() if state is None else state
+        origin = st.origins.get(member_id)
+        if origin is None:
+            entries = self.status_entries(cert_id)
+            return Lookup(entry=None, status=entries, siblings={}, current=st is self.state())
+        limit = st.limits[origin]
+        rows = self._rows(_LOOKUP_SQL, (limit, origin, statement_hash(statement_bytes), cert_id))
+        entry: LoggedEntry | None = None
+        siblings: dict[int, bytes] = {}
+        status: list[tuple[int, str, int, LoggedEntry]] = []
+        current = False
+        for r in rows:
+            part = r[0]
+            if part == 0:
+                entry = self._logged_row(origin, member_id, r[3:12])
+                siblings = {r[i]: bytes(r[i + 1]) for i in range(12, 22, 2) if r[i] is not None}
+            elif part == 1:
+                status.append((r[1], r[2], r[3], self._logged_row(r[2], self._member_of(r[2]), r[3:12])))
+            else:  # read in the same statement as the rows: was the state current for them?
+                current = st is self._state and self._state_key == (self._writes, r[1])
+        if len(status) > 1:
+            status.sort(key=lambda x: x[:3])
+        found = object.__new__(Lookup)  # the fields' types are the columns' (no checks to run)
+        found.__dict__.update(
+            entry=entry,
+            status=[x[3] for x in status],
+            siblings=siblings,
+            current=current,
+        )
+        return found
 
     def status_entries(self, cert_id: str) -> list[LoggedEntry]:
         """Every entry in any log about ``cert_id`` other than its issue."""
         rows = self._rows(
-            "SELECT c.origin, c.idx, c.problem FROM certs c "
-            "WHERE ((c.cert_id = ? AND c.kind IN (2, 3, 4)) OR c.replaces = ?) AND c.idx < coalesce("
-            "(SELECT size FROM checked k WHERE k.origin = c.origin), "
-            "(SELECT size FROM logs l WHERE l.origin = c.origin), 0) ORDER BY c.time, c.origin, c.idx",
+            _STATUS_SQL,
             (cert_id, cert_id),
         )
-        return [self._logged(o, i, p) for o, i, p in rows]
+        return [self._logged_row(r[0], self._member_of(r[0]), r[1:]) for r in rows]
 
     def newest_witnessed_time(self) -> int | None:
         """The newest witness time over every log."""
-        rows = self._rows("SELECT max(newest_at) FROM logs")
-        return None if not rows or rows[0][0] is None else int(rows[0][0])
+        return self.state().newest_witnessed_time
 
     def members(self) -> list[str]:
         """Member ids of every log the replica holds."""
