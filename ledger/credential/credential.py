@@ -24,15 +24,16 @@ import base64
 import json
 import os
 import secrets as _secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledger.credential.claims import (
     SECRET_SIZE,
     CanonicalValue,
     ClaimValue,
+    canonical_reader,
     canonical_value,
     claim_digest,
     claim_salt,
@@ -145,7 +146,7 @@ class Credential:
         there: nothing is derived again."""
         cred = object.__new__(cls)
         object.__setattr__(cred, "signed", signed)
-        object.__setattr__(cred, "schema", tuple(sorted(schema, key=_spec_key)))
+        object.__setattr__(cred, "schema", tuple(sorted(schema, key=_spec_key)))  # in order: no work
         object.__setattr__(cred, "claims", MappingProxyType(claims))
         object.__setattr__(cred, "salt_secret", salt_secret)
         object.__setattr__(cred, "_canonical", MappingProxyType(canonical))
@@ -391,6 +392,35 @@ def _from_json(obj: Any) -> Credential:
     )
 
 
+class _ClaimTable(NamedTuple):
+    """What checking claims against one certificate type needs, worked out once."""
+
+    names: frozenset[str]
+    required: tuple[str, ...]  # in key order
+    readers: tuple[tuple[ClaimSpec, Callable[[Any], CanonicalValue]], ...]  # in key order
+
+
+#: Tables by certificate type, keyed by the type's identity (a type is immutable and
+#: unhashable); holding the type keeps its id from being reused while the entry lives.
+_CLAIM_TABLES: dict[int, tuple[CertificateType, _ClaimTable]] = {}
+_MAX_CLAIM_TABLES = 256
+
+
+def _claim_table(cert_type: CertificateType) -> _ClaimTable:
+    hit = _CLAIM_TABLES.get(id(cert_type))
+    if hit is not None and hit[0] is cert_type:
+        return hit[1]
+    table = _ClaimTable(
+        names=frozenset(c.name for c in cert_type.claims),
+        required=tuple(c.name for c in cert_type.claims if c.required),
+        readers=tuple((c, canonical_reader(c)) for c in cert_type.claims),
+    )
+    if len(_CLAIM_TABLES) >= _MAX_CLAIM_TABLES:  # types of many policy versions: start again
+        _CLAIM_TABLES.clear()
+    _CLAIM_TABLES[id(cert_type)] = (cert_type, table)
+    return table
+
+
 def issue_credential(
     *,
     cert_type: CertificateType,
@@ -433,17 +463,22 @@ def issue_credential(
     cert_type.check_validity(valid_from, valid_until)
     if not isinstance(claims, Mapping):
         raise SchemaError("claims must be a map of claim names to values")
-    unknown = sorted(set(claims) - {c.name for c in cert_type.claims}, key=str)
-    if unknown:
+    table = _claim_table(cert_type)
+    if not table.names.issuperset(claims):
+        unknown = sorted(set(claims) - table.names, key=str)
         raise SchemaError(
             f"{cert_type.code} has no claim {', '.join(map(repr, unknown))}; "
             f"its claims are {', '.join(c.name for c in cert_type.claims)}"
         )
-    missing = [c.name for c in cert_type.claims if c.required and c.name not in claims]
+    missing = [name for name in table.required if name not in claims]
     if missing:
         raise SchemaError(f"{cert_type.code} needs the claim(s) {', '.join(missing)}")
-    schema = tuple(c for c in cert_type.claims if c.name in claims)
-    values = {c.key: canonical_value(c, claims[c.name]) for c in schema}  # checked, lengths too
+    if len(claims) == len(table.names):  # every claim given
+        schema = cert_type.claims
+        values = {c.key: read(claims[c.name]) for c, read in table.readers}  # checked, lengths too
+    else:
+        schema = tuple(c for c in cert_type.claims if c.name in claims)
+        values = {c.key: read(claims[c.name]) for c, read in table.readers if c.name in claims}
     secret = _secrets.token_bytes(SECRET_SIZE) if salt_secret is None else salt_secret
     if type(secret) is not bytes or len(secret) != SECRET_SIZE:
         raise SchemaError(f"the salt secret must be {SECRET_SIZE} bytes")

@@ -64,8 +64,6 @@ from typing import Any, TypeVar
 
 import msgpack
 
-import msgpack
-
 from ledger import canonical
 from ledger.clock import CLOCK_SKEW, check_not_future
 from ledger.credential.base45 import b45decode, b45encode
