@@ -301,18 +301,13 @@ class Statement:
         _time(time, "time")
         if not isinstance(operator, str) or not _OPERATOR.fullmatch(operator):
             raise MalformedError(f"statement: operator id {operator!r} is not valid")
-        label = kind.label
-        extra: tuple[tuple[int, object], ...] = ((_K_REASON, reason), (_K_REPLACES, replaces))
-        for k, v in extra if kind is Kind.ISSUE else ():
-            if v is not None:
-                raise MalformedError(f"statement: a {label} statement has no {_FIELD_NAMES[k]}")
-        needed: tuple[tuple[int, object], ...] = (
-            (_K_VALID_FROM, valid_from),
-            (_K_REPLACES, replaces if kind is Kind.REPLACE else ""),
-        )
-        for k, v in needed:
+        if kind is Kind.ISSUE:
+            for k, v in ((_K_REASON, reason), (_K_REPLACES, replaces)):
+                if v is not None:
+                    raise MalformedError(f"statement: a {kind.label} statement has no {_FIELD_NAMES[k]}")
+        for k, v in ((_K_VALID_FROM, valid_from), (_K_REPLACES, replaces if kind is Kind.REPLACE else "")):
             if v is None:
-                raise MalformedError(f"statement: a {label} statement needs {_FIELD_NAMES[k]}")
+                raise MalformedError(f"statement: a {kind.label} statement needs {_FIELD_NAMES[k]}")
         _time(valid_from, "valid_from")
         if valid_until is not None:
             _time(valid_until, "valid_until")
@@ -336,23 +331,22 @@ class Statement:
         keys = list(claim_digests)
         digests = claim_digests if keys == sorted(keys) else dict(sorted(claim_digests.items()))
         st = object.__new__(cls)
-        for name, value in (
-            ("kind", kind),
-            ("issuer", issuer),
-            ("cert_id", text),
-            ("cert_type", cert_type),
-            ("time", time),
-            ("operator", operator),
-            ("valid_from", valid_from),
-            ("valid_until", valid_until),
-            ("claim_digests", MappingProxyType(digests)),
-            ("reason", reason),
-            ("replaces", replaces),
-            ("policy_version", None),
-            ("policy_hash", None),
-            ("version", STATEMENT_VERSION),
-        ):
-            object.__setattr__(st, name, value)
+        st.__dict__.update(  # a frozen dataclass: its fields set the way its __init__ would
+            kind=kind,
+            issuer=issuer,
+            cert_id=text,
+            cert_type=cert_type,
+            time=time,
+            operator=operator,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            claim_digests=MappingProxyType(digests),
+            reason=reason,
+            replaces=replaces,
+            policy_version=None,
+            policy_hash=None,
+            version=STATEMENT_VERSION,
+        )
         return st
 
     @classmethod
@@ -401,22 +395,25 @@ class Statement:
         :func:`ledger.canonical.encode`).
         """
         out: dict[int, Any] = {_K_VERSION: self.version, _K_KIND: int(self.kind), _K_ISSUER: self.issuer}
-        if self.kind != Kind.POLICY:
+        if self.kind is not Kind.POLICY:
             out[_K_CERT] = self.cert_id
             out[_K_TYPE] = self.cert_type
         out[_K_TIME] = self.time
         out[_K_OPERATOR] = self.operator
-        for k, v in (
-            (_K_VALID_FROM, self.valid_from),
-            (_K_VALID_UNTIL, self.valid_until),
-            (_K_CLAIMS, None if self.claim_digests is None else dict(self.claim_digests)),
-            (_K_REASON, None if self.reason is None else int(self.reason)),
-            (_K_REPLACES, self.replaces),
-            (_K_POLICY_VERSION, self.policy_version),
-            (_K_POLICY_HASH, self.policy_hash),
-        ):
-            if v is not None:
-                out[k] = v
+        if self.valid_from is not None:
+            out[_K_VALID_FROM] = self.valid_from
+        if self.valid_until is not None:
+            out[_K_VALID_UNTIL] = self.valid_until
+        if self.claim_digests is not None:
+            out[_K_CLAIMS] = dict(self.claim_digests)
+        if self.reason is not None:
+            out[_K_REASON] = int(self.reason)
+        if self.replaces is not None:
+            out[_K_REPLACES] = self.replaces
+        if self.policy_version is not None:
+            out[_K_POLICY_VERSION] = self.policy_version
+        if self.policy_hash is not None:
+            out[_K_POLICY_HASH] = self.policy_hash
         return _pack(out)
 
     @classmethod
