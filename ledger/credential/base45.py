@@ -14,6 +14,7 @@ from __future__ import annotations
 import array
 import functools
 import sys
+from operator import itemgetter
 
 from ledger.errors import MalformedError, TooLargeError
 
@@ -30,7 +31,8 @@ def b45encode(data: bytes) -> str:
     groups = array.array("H", data[:full])  # the 16-bit groups, in one C call
     if _SWAP:
         groups.byteswap()  # Base45 reads each group big-endian
-    text = "".join(map(_ENCODE.__getitem__, groups))
+    # One C call looks every group up: a tuple of the characters, or one string for one group.
+    text = "".join(itemgetter(*groups)(_ENCODE)) if groups else ""
     if full < len(data):
         b = data[-1]
         text += ALPHABET[b % 45] + ALPHABET[b // 45]
