@@ -91,6 +91,8 @@ class Credential:
     salt_secret: bytes = field(repr=False)
     # {claim key: canonical value}, derived from ``claims`` on construction
     _canonical: Mapping[int, CanonicalValue] = field(init=False, repr=False, compare=False)
+    # the statement's certificate id, parsed (set by the issuing path; else parsed when needed)
+    _cert_id: CertId | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         stmt = self.signed.statement
@@ -140,16 +142,18 @@ class Credential:
         claims: dict[str, ClaimValue],
         canonical: dict[int, CanonicalValue],
         salt_secret: bytes,
+        cert_id: CertId,
     ) -> Credential:
         """A credential just built by :func:`issue_credential`, whose claims (and their
         ``canonical`` values), digests and statement were computed from ``salt_secret``
-        there: nothing is derived again."""
+        there, with ``schema`` in key order: nothing is derived again."""
         cred = object.__new__(cls)
         object.__setattr__(cred, "signed", signed)
-        object.__setattr__(cred, "schema", tuple(sorted(schema, key=_spec_key)))  # in order: no work
+        object.__setattr__(cred, "schema", schema)  # the type's claims, in key order
         object.__setattr__(cred, "claims", MappingProxyType(claims))
         object.__setattr__(cred, "salt_secret", salt_secret)
         object.__setattr__(cred, "_canonical", MappingProxyType(canonical))
+        object.__setattr__(cred, "_cert_id", cert_id)
         return cred
 
     @property
@@ -197,7 +201,7 @@ class Credential:
                     f"its claims are {', '.join(names)}"
                 )
         stmt = self.signed.statement
-        cid = CertId.parse(stmt.cert_id)
+        cid = self._cert_id or CertId.parse(stmt.cert_id)
         values = self._canonical
         keys = {s.key for s in self.schema if s.name in wanted}
         full = len(keys) == len(self.schema)
@@ -259,17 +263,7 @@ class Credential:
                 "signature": base64.b64encode(self.signed.signature).decode(),
             },
             "claims": {s.name: _json_value(self.claims[s.name]) for s in self.schema},
-            "schema": [
-                {
-                    "key": s.key,
-                    "name": s.name,
-                    "label": s.label,
-                    "kind": s.kind,
-                    "required": s.required,
-                    "max_length": s.max_length,
-                }
-                for s in self.schema
-            ],
+            "schema": _schema_json(self.schema),
             "salt_secret": self.salt_secret.hex(),
         }
 
@@ -306,8 +300,34 @@ class Credential:
             raise type(e)(f"{path}: {e}") from None
 
 
-def _spec_key(spec: ClaimSpec) -> int:
-    return spec.key
+#: JSON entries of schemas, keyed by the schema tuple's identity (credentials issued
+#: with every claim of a type share the type's tuple); holding the tuple keeps its id
+#: from being reused while the entry lives.
+_SCHEMA_JSON: dict[int, tuple[tuple[ClaimSpec, ...], tuple[dict[str, Any], ...]]] = {}
+_MAX_SCHEMA_JSON = 256
+
+
+def _schema_json(schema: tuple[ClaimSpec, ...]) -> list[dict[str, Any]]:
+    """The JSON entries of ``schema``: fresh dicts, so a caller may change them."""
+    hit = _SCHEMA_JSON.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        entries = hit[1]
+    else:
+        entries = tuple(
+            {
+                "key": s.key,
+                "name": s.name,
+                "label": s.label,
+                "kind": s.kind,
+                "required": s.required,
+                "max_length": s.max_length,
+            }
+            for s in schema
+        )
+        if len(_SCHEMA_JSON) >= _MAX_SCHEMA_JSON:
+            _SCHEMA_JSON.clear()
+        _SCHEMA_JSON[id(schema)] = (schema, entries)
+    return [e.copy() for e in entries]
 
 
 def _json_value(value: ClaimValue) -> str | int:
@@ -505,4 +525,5 @@ def issue_credential(
         claims={c.name: display_value(c, values[c.key]) for c in schema},
         canonical=values,
         salt_secret=secret,
+        cert_id=cid,
     )

@@ -301,11 +301,15 @@ class Statement:
         _time(time, "time")
         if not isinstance(operator, str) or not _OPERATOR.fullmatch(operator):
             raise MalformedError(f"statement: operator id {operator!r} is not valid")
-        if kind is Kind.ISSUE:
-            for k, v in ((_K_REASON, reason), (_K_REPLACES, replaces)):
-                if v is not None:
-                    raise MalformedError(f"statement: a {kind.label} statement has no {_FIELD_NAMES[k]}")
-        for k, v in ((_K_VALID_FROM, valid_from), (_K_REPLACES, replaces if kind is Kind.REPLACE else "")):
+        extra: tuple[tuple[int, object], ...] = ((_K_REASON, reason), (_K_REPLACES, replaces))
+        for k, v in extra if kind is Kind.ISSUE else ():
+            if v is not None:
+                raise MalformedError(f"statement: a {kind.label} statement has no {_FIELD_NAMES[k]}")
+        needed: tuple[tuple[int, object], ...] = (
+            (_K_VALID_FROM, valid_from),
+            (_K_REPLACES, replaces if kind is Kind.REPLACE else ""),
+        )
+        for k, v in needed:
             if v is None:
                 raise MalformedError(f"statement: a {kind.label} statement needs {_FIELD_NAMES[k]}")
         _time(valid_from, "valid_from")
