@@ -224,3 +224,20 @@ def test_a_replacement_naming_itself_is_refused_like_the_general_route() -> None
     assert str(fast.value) == str(general.value)
     with pytest.raises(MalformedError, match="cannot replace itself"):
         verify_presentation(selfish, policy=POLICY, now=T0 + 86400)
+
+
+@pytest.mark.parametrize("field", [9, 10, 11, 14, 15, 16])
+def test_second_encoding_with_an_explicit_nil_field_is_refused_by_both(field: int) -> None:
+    """An optional field present as nil would give one presentation two encodings."""
+    tried = 0
+    for base in BASES:
+        m = base.to_map()
+        if field in m:
+            continue
+        m[field] = None
+        data = msgpack.packb(dict(sorted(m.items())), use_bin_type=True)
+        assert _parse_well_formed(data) is None
+        with pytest.raises(MalformedError, match=rf"field {field} \(\w+\) is nil: leave an absent field out"):
+            Presentation.from_bytes(data)
+        tried += 1
+    assert tried

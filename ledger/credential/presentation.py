@@ -506,6 +506,11 @@ class Presentation:
         unknown = sorted((k for k in raw if k not in _FIELD_NAMES), key=repr)
         if unknown:
             raise _fail(f"unknown field {unknown[0]!r}")
+        nil = sorted(k for k, v in raw.items() if v is None)
+        if nil:
+            # An absent optional field is left out; an explicit nil would be a second
+            # encoding of the same presentation.
+            raise _fail(f"field {nil[0]} ({_FIELD_NAMES[nil[0]]}) is nil: leave an absent field out")
         for k in (_K_KIND, _K_KEY_ID, _K_TYPE, _K_SERIAL, _K_EDITION, _K_TIME, _K_OPERATOR):
             if k not in raw:
                 raise _fail(f"missing field {k} ({_FIELD_NAMES[k]})")
@@ -638,8 +643,8 @@ def _parse_well_formed(data: bytes) -> Presentation | None:
     if type(raw) is not dict:
         return None
     previous = 0
-    for k in raw:
-        if type(k) is not int or k <= previous or k > _K_DIGESTS:
+    for k, v in raw.items():
+        if type(k) is not int or k <= previous or k > _K_DIGESTS or v is None:
             return None
         previous = k
     get = raw.get
