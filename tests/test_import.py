@@ -175,6 +175,11 @@ def test_utf8_with_bom_claim_names_and_qr_images(
     [qr] = read_qr_file(one.with_suffix(".png"))
     assert Credential.from_qr_text(qr, policy=fx.POLICY).cert_id == cred.cert_id
     assert one.with_suffix(".svg").read_bytes().startswith(b"<?xml")
+    # the files carry the holders' claims: the operator's alone, none left half-written
+    outputs = [p for p in out.iterdir() if p.suffix in (".json", ".png", ".svg")]
+    assert len(outputs) == 27 * 3
+    assert {p.stat().st_mode & 0o777 for p in outputs} == {0o600}
+    assert not list(out.glob(".*.tmp"))
 
 
 @pytest.mark.slow

@@ -182,3 +182,22 @@ def test_a_catch_up_kept_tree_only_is_not_resumed_as_checked(
     assert store.index_tip(AMR.origin) == LONG
     found = store.find_statement(AMR.id, statement_bytes(long_log, 100))
     assert found is not None and found.index == 100
+
+
+def test_statements_are_found_by_certificate_id_and_exact_bytes(long_log: Net, store: ReplicaStore) -> None:
+    assert replica(store).sync([long_log.source(AMR.id)]).ok
+    wanted = statement_bytes(long_log, 1234)
+    found = store.find_statement(AMR.id, wanted)
+    assert found is not None and found.index == 1234 and found.signed.statement_bytes == wanted
+    # the same certificate id with other bytes, bytes that are no statement: in no entry
+    other = issue(1234, time=T0 + 1, claims=1).to_bytes()
+    assert other != wanted and store.find_statement(AMR.id, other) is None
+    assert store.find_statement(AMR.id, wanted[:-1]) is None
+    assert store.find_statement(AMR.id, b"") is None
+    # a database made with the statement-hash index loses it on opening, and still finds
+    path = store.path
+    store._conn.execute("CREATE INDEX certs_by_statement ON certs (origin, stmt_hash)")
+    with ReplicaStore.open(path) as again:
+        names = [r[0] for r in again._conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")]
+        assert "certs_by_statement" not in names and "certs_by_id" in names
+        assert again.find_statement(AMR.id, wanted) is not None

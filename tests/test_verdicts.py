@@ -286,6 +286,14 @@ def test_forged_signature(net: Net, store: ReplicaStore) -> None:
     assert v.code == Code.BAD_SIGNATURE and "signature does not verify" in v.reason_en
 
 
+def test_statement_time_altered_into_the_future_is_a_bad_signature(net: Net, store: ReplicaStore) -> None:
+    """A forger's future time must not be blamed on this device's clock."""
+    p = issue_reference().present()
+    v = check(dataclasses.replace(p, time=NOW + 86400).to_text(), synced(store, net))
+    assert v.code == Code.BAD_SIGNATURE and "signature does not verify" in v.reason_en
+    assert "clock" not in v.reason_en
+
+
 def test_altered_claim_value(net: Net, store: ReplicaStore) -> None:
     p = issue_reference().present(["uscc", "name"])
     values = dict(p.values)
@@ -433,6 +441,9 @@ def test_any_text_yields_a_named_verdict(data: st.DataObject, net: Net, store: R
         Code.BAD_SIGNATURE,
         Code.CLAIM_MISMATCH,
         Code.UNKNOWN_ISSUER,
+        # an altered key id, type or time that the policy refuses for that issuer
+        # (key window, mandate) is judged before the signature, in the design's order
+        Code.NOT_AUTHORISED,
     )
     assert (
         v.code != Code.VALID or text == good or Presentation.from_text(text) == Presentation.from_text(good)

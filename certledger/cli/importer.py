@@ -22,6 +22,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -326,8 +327,13 @@ def import_(
                     if r.status_code not in (200, 201):
                         raise StorageError(f"the node refused a batch ({r.status_code}): {_error_text(r)}")
                     results = r.json()["certificates"]
-                    for row, res in zip(chunk, results, strict=True):
+                    for res in results:
                         _write_outputs(out, res, qr)
+                    # One flush for the whole batch (a file-by-file fsync costs
+                    # milliseconds each): a row is listed as imported only once its
+                    # files are on disk.
+                    os.sync()
+                    for row, res in zip(chunk, results, strict=True):
                         writer.writerow([row.line, row.key, res["cert_id"]])
                         if res["replayed"]:
                             skipped += 1
@@ -354,11 +360,36 @@ def import_(
 
 
 def _write_outputs(out: Path, res: dict[str, Any], qr: str) -> None:
+    """Write one certificate's files, each one whole (written aside, then renamed).
+
+    They hold the holder's claim values (and the full credential's secret), so they are
+    readable by the operator only. The credential file is written last: a re-run takes
+    a row as imported only when that file exists (``_load_done``), and the node's
+    idempotency key brings the same certificate back for a row whose files were lost.
+    The caller flushes a batch's files to disk before listing its rows as imported.
+    """
     cid = res["cert_id"]
-    (out / f"{cid}.json").write_text(
-        json.dumps(res["credential"], ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
     if qr in ("png", "both"):
-        (out / f"{cid}.png").write_bytes(render_png(res["qr_text"]))
+        _write_whole(out / f"{cid}.png", render_png(res["qr_text"]))
     if qr in ("svg", "both"):
-        (out / f"{cid}.svg").write_bytes(render_svg(res["qr_text"]))
+        _write_whole(out / f"{cid}.svg", render_svg(res["qr_text"]))
+    text = json.dumps(res["credential"], ensure_ascii=False, indent=2) + "\n"
+    _write_whole(out / f"{cid}.json", text.encode("utf-8"))
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise FileError(f"{path}: cannot write it: {e.strerror}") from None

@@ -875,15 +875,15 @@ def verify_presentation(
 ) -> CheckedPresentation:
     """Check a parsed presentation against the trust policy alone (steps 2 to 6).
 
-    2. the policy has not expired at ``now`` (default: the current time), and the
-       statement's time is not more than ``skew`` seconds ahead of ``now``;
+    2. the policy has not expired at ``now`` (default: the current time);
     3. the signing key (found by key ID) belongs to a member and was valid at the
        statement's time;
     4. the certificate type lets that member issue it, by a mandate that held at the
        statement's time, and the validity the statement gives is no longer than the
        type allows (never open-ended when the type has a maximum);
     5. the disclosed values fit their claims' kinds, and the issuer's signature over
-       the rebuilt statement (which holds every claim digest) verifies;
+       the rebuilt statement (which holds every claim digest) verifies; then the
+       statement's (now authentic) time is not more than ``skew`` seconds ahead of ``now``;
     6. for ``purpose``, every claim the type needs for it is disclosed.
 
     Raises PolicyError (``rule`` names the rule: ``expired``, ``future-time``,
@@ -901,7 +901,6 @@ def verify_presentation(
             rule="expired",
         )
     try:
-        check_not_future(p.time, now=now, what="statement time", skew=skew)
         member, log_key = policy.find_log_key(p.key_id)
     except PolicyError as e:
         raise PolicyError(f"{e} (parsed; nothing verified)", rule=e.rule) from None
@@ -948,6 +947,11 @@ def verify_presentation(
             f"statement signature does not verify: {what} was altered, or the certificate is forged "
             f"(issuer {member.id}, key {p.key_id.hex()} and mandate checked)"
         )
+    # Only a signed time can blame a clock: an altered time is a bad signature above.
+    try:
+        check_not_future(p.time, now=now, what="statement time", skew=skew)
+    except PolicyError as e:
+        raise PolicyError(f"{e} (signature valid)", rule=e.rule) from None
     hidden = tuple(names.get(k) or f"claim {k}" for k in (p.digests or ()))
     if purpose is not None:
         wanted = ctype.purposes.get(purpose)

@@ -39,14 +39,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
 from ledger import canonical
 from ledger.errors import MalformedError, SignatureError
 from ledger.keys import PublicKey, SigningKey
-from ledger.log.certid import CertId
+from ledger.log.certid import CertId, is_valid_cert_id
 
 __all__ = [
     "CERTIFICATE_KINDS",
@@ -59,7 +59,9 @@ __all__ = [
     "Reason",
     "SignedStatement",
     "Statement",
+    "StatementFields",
     "encode_entry",
+    "statement_fields",
     "statement_message",
 ]
 
@@ -479,6 +481,129 @@ class Statement:
 
 
 _KIND_LABELS = {k: k.label for k in Kind}
+
+
+class StatementFields(NamedTuple):
+    """What a log's certificate index keeps of a statement (``""`` ids: a policy statement)."""
+
+    kind: int
+    issuer: str
+    cert_id: str
+    cert_type: str
+    time: int
+    replaces: str | None
+
+
+def _layouts() -> dict[tuple[int, ...], frozenset[int]]:
+    """Every key sequence a canonical certificate statement can have, with the kinds
+    it fits (keys in increasing order, all required keys, only allowed ones)."""
+    out: dict[tuple[int, ...], set[int]] = {}
+    for kind in CERTIFICATE_KINDS:
+        optional = sorted(_ALLOWED[kind] - _REQUIRED[kind])
+        for n in range(1 << len(optional)):
+            keys = _REQUIRED[kind] | {k for i, k in enumerate(optional) if n >> i & 1}
+            out.setdefault(tuple(sorted(keys)), set()).add(int(kind))
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+_LAYOUTS = _layouts()
+_WITH_VALIDITY = frozenset({int(Kind.ISSUE), int(Kind.REPLACE)})
+_REASON_CODES = frozenset(int(r) for r in Reason)
+#: (issuer, type, operator) triples that matched their patterns, up to a bound.
+_GOOD_NAMES: set[tuple[str, str, str]] = set()
+_MAX_GOOD_NAMES = 4096
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_no_ext, timestamp=0)
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise ValueError("extension type")
+
+
+def _lean_fields(data: bytes) -> StatementFields | None:
+    """The fields of a certificate statement in canonical form that passes every rule of
+    :meth:`Statement.from_bytes`, or None for anything else (then the strict parser
+    decides). One decode, one re-encode compared with the bytes, and the rules checked
+    on the decoded map; the tests hold it to accepting exactly what the strict parser
+    accepts, with the same fields."""
+    if type(data) is not bytes or len(data) > MAX_STATEMENT_SIZE:
+        return None
+    try:
+        raw = _unpack(data)
+    except Exception:  # any decoding problem: the strict parser names it
+        return None
+    if type(raw) is not dict:
+        return None
+    # Integer keys (True == 1 and 0.0 == 0 in a tuple comparison) in increasing order
+    # (msgpack's canonical order for small integers), all required ones and only
+    # allowed ones for the kind.
+    for k in raw:
+        if type(k) is not int:
+            return None
+    kinds = _LAYOUTS.get(tuple(raw))
+    kind = raw.get(_K_KIND)
+    if kinds is None or type(kind) is not int or kind not in kinds:
+        return None
+    version, issuer, cert_id, cert_type = raw[_K_VERSION], raw[_K_ISSUER], raw[_K_CERT], raw[_K_TYPE]
+    time, operator = raw[_K_TIME], raw[_K_OPERATOR]
+    if (
+        type(version) is not int
+        or version != STATEMENT_VERSION
+        or type(issuer) is not str
+        or type(cert_type) is not str
+        or type(time) is not int
+        or type(operator) is not str
+        or not 0 <= time < _MAX_TIME
+        or not is_valid_cert_id(cert_id)
+        or _pack(raw) != data
+    ):
+        return None
+    names = (issuer, cert_type, operator)  # a log repeats a few of these: remembered
+    if names not in _GOOD_NAMES:
+        if not (
+            _MEMBER_ID.fullmatch(issuer) and _TYPE_CODE.fullmatch(cert_type) and _OPERATOR.fullmatch(operator)
+        ):
+            return None
+        if len(_GOOD_NAMES) < _MAX_GOOD_NAMES:
+            _GOOD_NAMES.add(names)
+    if kind in _WITH_VALIDITY:
+        valid_from, valid_until, claims = raw[_K_VALID_FROM], raw.get(_K_VALID_UNTIL), raw[_K_CLAIMS]
+        if type(valid_from) is not int or not 0 <= valid_from < _MAX_TIME:
+            return None
+        if _K_VALID_UNTIL in raw and (
+            type(valid_until) is not int or not valid_from < valid_until < _MAX_TIME
+        ):
+            return None
+        if type(claims) is not dict or not 0 < len(claims) <= MAX_CLAIMS:
+            return None
+        previous = -1
+        for ck, digest in claims.items():
+            if type(ck) is not int or not previous < ck <= 255 or type(digest) is not bytes:
+                return None
+            if len(digest) != DIGEST_SIZE:
+                return None
+            previous = ck
+    if _K_REASON in raw:
+        reason = raw[_K_REASON]
+        if type(reason) is not int or reason not in _REASON_CODES:
+            return None
+    replaces = raw.get(_K_REPLACES)
+    if _K_REPLACES in raw and (not is_valid_cert_id(replaces) or replaces == cert_id):
+        return None
+    return StatementFields(kind, issuer, cert_id, cert_type, time, replaces)
+
+
+def statement_fields(data: bytes) -> StatementFields:
+    """The indexed fields of a statement, parsed as strictly as :meth:`Statement.from_bytes`
+    (the same refusals with the same messages), without building the full object for
+    the usual canonical certificate statement (a log mirror's hot path)."""
+    fields = _lean_fields(data)
+    if fields is not None:
+        return fields
+    st = Statement.from_bytes(data)
+    return StatementFields(int(st.kind), st.issuer, st.cert_id, st.cert_type, st.time, st.replaces)
 
 
 def statement_message(statement_bytes: bytes) -> bytes:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import sqlite3
 import threading
@@ -53,9 +54,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from ledger.errors import ConflictError, StorageError
+from ledger.errors import ConflictError, LedgerError, StorageError
 from ledger.log import merkle
-from ledger.log.statement import Entry, SignedStatement, Statement
+from ledger.log.statement import Entry, SignedStatement, Statement, statement_fields
 
 __all__ = [
     "Alert",
@@ -96,7 +97,6 @@ CREATE TABLE certs (
 ) WITHOUT ROWID;
 CREATE INDEX certs_by_id ON certs (cert_id);
 CREATE INDEX certs_by_replaces ON certs (replaces) WHERE replaces IS NOT NULL;
-CREATE INDEX certs_by_statement ON certs (origin, stmt_hash);
 CREATE TABLE staged (
     origin TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (origin, idx)
 ) WITHOUT ROWID;
@@ -112,10 +112,10 @@ CREATE TABLE alerts (
 # A verified entry (from an index row) with the first stored checkpoint covering it.
 _FIND_SQL = """
 SELECT c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at, k.cosigners
-FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
+FROM certs c INDEXED BY certs_by_id JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
 LEFT JOIN checkpoints k ON k.origin = c.origin
     AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
-WHERE c.origin = ? AND c.stmt_hash = ? AND c.idx < ? ORDER BY c.idx LIMIT 1
+WHERE c.cert_id = ? AND c.origin = ? AND c.stmt_hash = ? AND c.idx < ? ORDER BY c.idx LIMIT 1
 """
 _STATUS_SQL = """
 SELECT c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at, k.cosigners
@@ -134,7 +134,7 @@ _LOOKUP_SQL = """
 SELECT * FROM (
     SELECT 0, 0, c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at,
         k.cosigners, h0.idx, h0.hash, h1.idx, h1.hash, h2.idx, h2.hash, h3.idx, h3.hash, h4.idx, h4.hash
-    FROM certs c JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
+    FROM certs c INDEXED BY certs_by_id JOIN entries e ON e.origin = c.origin AND e.idx = c.idx
     LEFT JOIN hashes h0 ON h0.origin = c.origin AND h0.idx = merkle_sibling(0, c.idx, ?1)
     LEFT JOIN hashes h1 ON h1.origin = c.origin AND h1.idx = merkle_sibling(1, c.idx, ?1)
     LEFT JOIN hashes h2 ON h2.origin = c.origin AND h2.idx = merkle_sibling(2, c.idx, ?1)
@@ -142,7 +142,7 @@ SELECT * FROM (
     LEFT JOIN hashes h4 ON h4.origin = c.origin AND h4.idx = merkle_sibling(4, c.idx, ?1)
     LEFT JOIN checkpoints k ON k.origin = c.origin
         AND k.size = (SELECT min(size) FROM checkpoints WHERE origin = c.origin AND size > c.idx)
-    WHERE c.origin = ?2 AND c.stmt_hash = ?3 AND c.idx < ?1 ORDER BY c.idx LIMIT 1
+    WHERE c.cert_id = ?4 AND c.origin = ?2 AND c.stmt_hash = ?3 AND c.idx < ?1 ORDER BY c.idx LIMIT 1
 )
 UNION ALL
 SELECT 1, c.time, c.origin, c.idx, c.problem, e.data, k.size, k.root, k.note, k.witnessed_at, k.newest_at,
@@ -383,6 +383,9 @@ class ReplicaStore:
                 raise StorageError(f"{p}: unknown replica schema version")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            # Statements are found through their certificate id (certs_by_id); an index of
+            # random statement hashes cost a mirror more than all its other writes.
+            conn.execute("DROP INDEX IF EXISTS certs_by_statement")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS checked (origin TEXT PRIMARY KEY NOT NULL, size INTEGER NOT NULL)"
             )
@@ -420,20 +423,29 @@ class ReplicaStore:
                 raise StorageError(f"{self._path}: {e}") from None
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction. ``durable`` false commits without waiting for the disk
+        (WAL with ``synchronous=NORMAL``): atomic and in order, but a power loss may take
+        it back, until the next durable commit, whose sync covers the whole WAL before it."""
         with self._mutex:
             c = self._conn
             self._writes += 1
             self._state = None
             try:
-                c.execute("BEGIN IMMEDIATE")
+                if not durable:
+                    c.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    yield c
-                    c.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        c.execute("ROLLBACK")
-                    raise
+                    c.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield c
+                        c.execute("COMMIT")
+                    except BaseException:
+                        with contextlib.suppress(sqlite3.Error):
+                            c.execute("ROLLBACK")
+                        raise
+                finally:
+                    if not durable:
+                        c.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as e:
                 raise StorageError(f"{self._path}: cannot write the replica: {e}") from None
 
@@ -598,16 +610,23 @@ class ReplicaStore:
         source: str,
         base: int,
         start: int,
-        entries: Sequence[tuple[int, bytes]],
-        hashes: Sequence[tuple[int, bytes]],
+        entries: Sequence[bytes],
+        hash_start: int,
+        hashes: Sequence[bytes],
         index: Sequence[tuple[Any, ...]],
     ) -> None:
         """Keep one checked batch of a catch-up towards ``note`` from a copy of ``base``
-        entries: entries ``start, start + 1, ...``, their stored hashes and index rows
-        (``(idx, cert_id, kind, issuer, cert_type, time, stmt_hash, replaces, problem)``),
+        entries: entries ``start, start + 1, ...``, the stored hashes they add (indexes
+        ``hash_start, hash_start + 1, ...``) and their index rows
+        (``(origin, idx, cert_id, kind, issuer, cert_type, time, stmt_hash, replaces, problem)``),
         in one transaction. They are not replica data until :meth:`commit` reaches the
-        checkpoint. ConflictError if another sync moved the copy or the catch-up on."""
-        with self._transaction() as c:
+        checkpoint. ConflictError if another sync moved the copy or the catch-up on.
+
+        The batch is not replica data yet, so it is committed without waiting for the
+        disk: a power loss can only take back the last batches of the catch-up (the WAL
+        is replayed as a prefix), which then resumes earlier; :meth:`commit`, which makes
+        them replica data, syncs the WAL with everything before it."""
+        with self._transaction(durable=False) as c:
             row = c.execute("SELECT size FROM logs WHERE origin = ?", (origin,)).fetchone()
             if (0 if row is None else int(row[0])) != base or max(self._tip(c, origin), base) != start:
                 raise ConflictError(f"the copy of {origin} changed during the sync; sync again")
@@ -617,16 +636,17 @@ class ReplicaStore:
             )
             c.executemany(
                 "INSERT INTO entries (origin, idx, data) VALUES (?, ?, ?)",
-                [(origin, i, d) for i, d in entries],
+                zip(itertools.repeat(origin), itertools.count(start), entries),
             )
             c.executemany(
-                "INSERT INTO hashes (origin, idx, hash) VALUES (?, ?, ?)", [(origin, i, h) for i, h in hashes]
+                "INSERT INTO hashes (origin, idx, hash) VALUES (?, ?, ?)",
+                zip(itertools.repeat(origin), itertools.count(hash_start), hashes),
             )
             if index:
                 c.executemany(
                     "INSERT INTO certs (origin, idx, cert_id, kind, issuer, cert_type, time, stmt_hash, "
                     "replaces, problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(origin, *r) for r in index],
+                    index,
                 )
 
     def commit(
@@ -703,9 +723,10 @@ class ReplicaStore:
         return [(int(a), int(b)) for a, b in rows]
 
     def index_checked(self, origin: str, *, start: int, index: Sequence[tuple[Any, ...]]) -> None:
-        """Add the index rows of entries whose statements were checked after their tree,
-        from ``start``; the checked prefix grows past them (and ends when it is the whole
-        copy). ConflictError if another check moved it on."""
+        """Add the index rows (as :meth:`write_checked` takes them) of entries whose
+        statements were checked after their tree, from ``start``; the checked prefix
+        grows past them (and ends when it is the whole copy). ConflictError if another
+        check moved it on."""
         with self._transaction() as c:
             row = c.execute("SELECT size FROM checked WHERE origin = ?", (origin,)).fetchone()
             if row is None or int(row[0]) != start:
@@ -713,7 +734,7 @@ class ReplicaStore:
             c.executemany(
                 "INSERT INTO certs (origin, idx, cert_id, kind, issuer, cert_type, time, stmt_hash, "
                 "replaces, problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(origin, *r) for r in index],
+                index,
             )
             stop = start + len(index)
             size = c.execute("SELECT size FROM logs WHERE origin = ?", (origin,)).fetchone()[0]
@@ -980,7 +1001,11 @@ class ReplicaStore:
         origin = st.origins.get(member_id)
         if origin is None:
             return None
-        rows = self._rows(_FIND_SQL, (origin, statement_hash(statement_bytes), st.limits[origin]))
+        try:
+            cert_id = statement_fields(statement_bytes).cert_id
+        except LedgerError:  # every indexed statement parsed: these bytes are in no entry
+            return None
+        rows = self._rows(_FIND_SQL, (cert_id, origin, statement_hash(statement_bytes), st.limits[origin]))
         return self._logged_row(origin, member_id, rows[0]) if rows else None
 
     def inclusion_proof(
@@ -1033,7 +1058,11 @@ class ReplicaStore:
     ) -> Lookup:
         """The first entry of the member's log holding ``statement_bytes`` (as
         :meth:`find_statement`, as of ``state``), its first proof siblings, and every
-        status entry about ``cert_id`` (as :meth:`status_entries`), in one query."""
+        status entry about ``cert_id`` (as :meth:`status_entries`), in one query.
+
+        ``cert_id`` is the certificate id of the statement in ``statement_bytes``: the
+        entry is found through it (an index of certificate ids; statement hashes are
+        compared, not indexed), so with another id no entry is found."""
         st = self.state() if state is None else state
         origin = st.origins.get(member_id)
         if origin is None:

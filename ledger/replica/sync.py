@@ -33,9 +33,10 @@ whose statements are checked until :meth:`Replica.check_statements` checks the r
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -56,13 +57,13 @@ from ledger.log.checkpoint import DEFAULT_MAX_SIZE
 from ledger.log.statement import (
     GENESIS_PREV,
     MAX_ENTRY_SIZE,
+    STATEMENT_CONTEXT,
     Entry,
     SignedStatement,
-    encode_entry,
-    statement_message,
+    statement_fields,
 )
 from ledger.replica import tiles
-from ledger.replica.checks import entry_problem, open_witnessed
+from ledger.replica.checks import EntryJudge, entry_problem, open_witnessed
 from ledger.replica.fetch import Fetcher, NotFoundError
 from ledger.replica.store import ReplicaStore, WitnessedCheckpoint
 from ledger.trust.policy import Member, Policy
@@ -114,6 +115,15 @@ def tree_reader(src: Fetcher, size: int, root: bytes) -> merkle.HashReader:
 
 class _Refused(LedgerError):
     """This source's data did not verify; try the next one."""
+
+
+class _BadEntry(Exception):
+    """Entry ``n`` of the signed log is bad (``why``): the log itself is invalid."""
+
+    def __init__(self, n: int, why: str) -> None:
+        super().__init__(why)
+        self.n = n
+        self.why = why
 
 
 class _Forked(LedgerError):
@@ -387,23 +397,33 @@ class Replica:
     ) -> _Batch:
         """Check the chain of entries ``start, ...`` (and, with ``statements``, parse them
         and start their signature checks) and extend ``tree`` with them."""
-        hashes: list[tuple[int, bytes]] = []
+        hash_start = tree.hash_index
+        hashes: list[bytes] = []
         index: list[tuple[Any, ...]] = []
         jobs: list[_Job] = []
-        keys = self._keys()
+        bad: _BadEntry | None = None
+        if statements:
+            try:
+                index = self._statement_rows(start, datas, itertools.repeat(cp.witnessed_at), jobs)
+            except _BadEntry as e:
+                bad = e
         prev = tree.prev
         add = tree.add
         for n, (data, leaf) in enumerate(zip(datas, leaves, strict=True), start):
-            if statements:
-                index.append(self._statement_row(source, cp, n, data, keys, cp.witnessed_at, jobs))
+            if bad is not None and n >= bad.n:
+                break
             if data[-32:] != prev or data[-35:-32] != _LINK_TAG:
-                raise self._bad_log(source, cp, f"entry {n}: the hash chain is broken")
+                bad = _BadEntry(n, f"entry {n}: the hash chain is broken")
+                break
             prev = leaf
             add(leaf, hashes)
+        if bad is not None:
+            raise self._bad_log(source, cp, bad.why)
         tree.prev = prev
         return _Batch(
             start=start,
-            entries=list(enumerate(datas, start)),
+            entries=datas,
+            hash_start=hash_start,
             hashes=hashes,
             index=index,
             checks=_signature_checks(jobs, pool, self.workers),
@@ -419,6 +439,7 @@ class Replica:
             base=base,
             start=batch.start,
             entries=batch.entries,
+            hash_start=batch.hash_start,
             hashes=batch.hashes,
             index=batch.index,
         )
@@ -432,37 +453,51 @@ class Replica:
     def _keys(self) -> dict[bytes, PublicKey]:
         return {self.member.log_key_id(k): k.public_key for k in self.member.log_keys}
 
-    def _statement_row(  # noqa: PLR0917
-        self,
-        source: str | None,
-        cp: WitnessedCheckpoint,
-        n: int,
-        data: bytes,
-        keys: dict[bytes, PublicKey],
-        witnessed_at: int,
-        jobs: list[_Job],
-    ) -> tuple[Any, ...]:
-        """Parse entry ``n`` strictly, queue its signature check, and judge its statement."""
-        try:
-            signed = _signed_statement(data)
-        except MalformedError as e:
-            raise self._bad_log(source, cp, f"entry {n} is malformed: {e}") from None
-        key = keys.get(signed.key_id)
-        if key is None:
-            raise self._bad_log(source, cp, f"entry {n}: the statement signature does not verify")
-        jobs.append((n, key.raw, signed.signature, statement_message(signed.statement_bytes)))
-        st = signed.statement
-        return (
-            n,
-            st.cert_id,
-            int(st.kind),
-            st.issuer,
-            st.cert_type,
-            st.time,
-            _sha256(signed.statement_bytes).digest(),
-            st.replaces,
-            entry_problem(self.policy, self.member, signed, witnessed_at=witnessed_at),
-        )
+    def _judge(self) -> EntryJudge:
+        return EntryJudge(policy=self.policy, member=self.member)
+
+    def _statement_rows(
+        self, start: int, datas: Sequence[bytes], witnessed: Iterable[int], jobs: list[_Job]
+    ) -> list[tuple[Any, ...]]:
+        """Parse entries ``start, ...`` strictly, queue their signature checks in ``jobs``
+        and judge their statements (each at its witness time): their index rows, with
+        the origin first. _BadEntry for the first that does not parse or names a key the
+        member does not have."""
+        keys = self._keys()
+        judge = self._judge()
+        trusted = judge.trusted
+        origin = self.origin
+        rows: list[tuple[Any, ...]] = []
+        for n, data, witnessed_at in zip(itertools.count(start), datas, witnessed):
+            try:
+                statement_bytes, key_id, signature = _entry_parts(data)
+                fields = statement_fields(statement_bytes)
+            except MalformedError as e:
+                raise _BadEntry(n, f"entry {n} is malformed: {e}") from None
+            key = keys.get(key_id)
+            if key is None:
+                raise _BadEntry(n, f"entry {n}: the statement signature does not verify")
+            jobs.append((n, key.raw, signature, _CONTEXT + statement_bytes))
+            if trusted(fields, key_id, witnessed_at=witnessed_at):
+                problem = None
+            else:  # the rule that fails, named the usual way
+                signed = SignedStatement(statement_bytes=statement_bytes, key_id=key_id, signature=signature)
+                problem = entry_problem(self.policy, self.member, signed, witnessed_at=witnessed_at)
+            rows.append(
+                (
+                    origin,
+                    n,
+                    fields.cert_id,
+                    fields.kind,
+                    fields.issuer,
+                    fields.cert_type,
+                    fields.time,
+                    _sha256(statement_bytes).digest(),
+                    fields.replaces,
+                    problem,
+                )
+            )
+        return rows
 
     def check_statements(self) -> int:
         """Check and index the statements of entries a tree-only sync kept (signature, key
@@ -477,18 +512,21 @@ class Replica:
         if start >= size or held is None:
             return 0
         covering = store.checkpoint_sizes(origin, start, size)
-        keys = self._keys()
         pool = self._pool(size - start)
         done, c = start, 0
         try:
             while done < size:
                 stop = min(size, done + BATCH_BUNDLES * tiles.TILE_WIDTH)
-                index: list[tuple[Any, ...]] = []
                 jobs: list[_Job] = []
-                for n, data in enumerate(store.entries(origin, done, stop), done):
+                witnessed = []
+                for n in range(done, stop):
                     while covering[c][0] <= n:
                         c += 1
-                    index.append(self._statement_row(None, held, n, data, keys, covering[c][1], jobs))
+                    witnessed.append(covering[c][1])
+                try:
+                    index = self._statement_rows(done, store.entries(origin, done, stop), witnessed, jobs)
+                except _BadEntry as e:
+                    raise self._bad_log(None, held, e.why) from None
                 _raise_bad_signature(self, None, held, _signature_checks(jobs, pool, self.workers))
                 store.index_checked(origin, start=done, index=index)
                 done = stop
@@ -557,34 +595,51 @@ class Replica:
         return _Refused(alert.message)
 
 
-def _signed_statement(data: bytes) -> SignedStatement:
-    """The signed statement of an entry, parsed as strictly as :meth:`Entry.from_bytes`.
+def _entry_parts(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """The statement bytes, key ID and signature of an entry, parsed as strictly as
+    :meth:`Entry.from_bytes` up to the statement (which :func:`statement_fields` parses).
 
-    An entry in the one canonical layout (``encode_entry`` gives back exactly its bytes)
-    is cut at fixed offsets, so only the statement inside is decoded; anything else
-    goes through ``Entry.from_bytes``, which accepts or names the problem.
+    An entry in the one canonical layout (the bytes ``encode_entry`` gives for its parts:
+    the map header, keys 0..4 in order, version 1, the shortest binary header for the
+    statement, a 4-byte key ID, a 64-byte signature and a 32-byte link) is cut at
+    those offsets; anything else goes through ``Entry.from_bytes``, which accepts or
+    names the problem.
     """
-    if data[:4] == b"\x85\x00\x01\x01" and len(data) > 6:
+    size = len(data)
+    if 7 < size <= MAX_ENTRY_SIZE and data[:4] == _HEAD:
+        length, off = 0, 0  # off 0: not a bin 8 or a needed bin 16 header
         if data[4] == 0xC4:
             length, off = data[5], 6
-        elif data[4] == 0xC5:
+        elif data[4] == 0xC5 and data[5]:  # bin 16 only for 256 bytes or more
             length, off = int.from_bytes(data[5:7], "big"), 7
-        else:
-            length, off = -1, 0
-        rest = data[off + length :]
-        if length >= 0 and len(rest) == _TAIL:
-            statement_bytes, key_id, signature = data[off : off + length], rest[3:7], rest[10:74]
-            canonical = encode_entry(
-                statement_bytes=statement_bytes, key_id=key_id, signature=signature, prev=rest[77:]
-            )
-            if canonical == data:
-                return SignedStatement(statement_bytes=statement_bytes, key_id=key_id, signature=signature)
-    return Entry.from_bytes(data).signed
+        end = off + length
+        if (
+            off
+            and size == end + _TAIL
+            and data[end : end + 3] == _KEY_ID_TAG
+            and data[end + 7 : end + 10] == _SIGNATURE_TAG
+            and data[end + 74 : end + 77] == _LINK_TAG
+        ):
+            return data[off:end], data[end + 3 : end + 7], data[end + 10 : end + 74]
+    signed = Entry.from_bytes(data).signed
+    return signed.statement_bytes, signed.key_id, signed.signature
 
 
+def _signed_statement(data: bytes) -> SignedStatement:
+    """The signed statement of an entry, parsed as strictly as :meth:`Entry.from_bytes`."""
+    statement_bytes, key_id, signature = _entry_parts(data)
+    return SignedStatement(statement_bytes=statement_bytes, key_id=key_id, signature=signature)
+
+
+#: The canonical entry's first bytes: a map of 5, key 0 with version 1, key 1.
+_HEAD = b"\x85\x00\x01\x01"
+#: Key 2 with a 4-byte binary string (the key ID), key 3 with a 64-byte one (the signature).
+_KEY_ID_TAG = b"\x02\xc4\x04"
+_SIGNATURE_TAG = b"\x03\xc4\x40"
 #: The canonical entry's bytes after the statement: key 2 with a 4-byte key ID, key 3
 #: with a 64-byte signature, key 4 with the 32-byte chain link.
 _TAIL = 3 + 4 + 3 + 64 + 3 + 32
+_CONTEXT = STATEMENT_CONTEXT
 
 _Job = tuple[int, bytes, bytes, bytes]  # entry index, public key, signature, signed message
 
@@ -624,8 +679,9 @@ class _Batch:
     """Entries checked up to their signatures, which ``checks`` are checking."""
 
     start: int
-    entries: list[tuple[int, bytes]]
-    hashes: list[tuple[int, bytes]]
+    entries: list[bytes]
+    hash_start: int
+    hashes: list[bytes]
     index: list[tuple[Any, ...]]
     checks: list[Future[int | None]]
 
@@ -648,20 +704,20 @@ class _Tree:
             size=size, stack=list(reversed(edge.values())), prev=store.last_leaf(origin, size) or GENESIS_PREV
         )
 
-    def add(self, leaf: bytes, out: list[tuple[int, bytes]]) -> None:
-        """Add a leaf; append the hashes to store (ledger.log.merkle order) to ``out``."""
-        stack, n, i = self.stack, self.size, self.hash_index
-        out.append((i, leaf))
-        i += 1
+    def add(self, leaf: bytes, out: list[bytes]) -> None:
+        """Add a leaf; append the hashes to store to ``out`` (ledger.log.merkle order:
+        they are stored hashes ``hash_index, hash_index + 1, ...`` before the call)."""
+        stack, n, added = self.stack, self.size, 1
+        out.append(leaf)
         h = leaf
         while n & 1:
             h = _sha256(b"\x01" + stack.pop() + h).digest()
-            out.append((i, h))
-            i += 1
+            out.append(h)
+            added += 1
             n >>= 1
         stack.append(h)
+        self.hash_index += added
         self.size += 1
-        self.hash_index = i
 
     def root(self) -> bytes:
         """The tree's root hash."""
