@@ -39,7 +39,14 @@ from ledger.log.statement import Entry, Kind, Reason, SignedStatement, Statement
 from ledger.trust.policy import CertificateType
 from node import trail
 from node.clerks import Clerk, ForbiddenError
-from node.private import FILE_NAME, OpRow, PrivateStore, RecordRow, StatementRow
+from node.private import (
+    FILE_NAME,
+    OpRow,
+    PrivateStore,
+    RecordRow,
+    RecordValues,
+    StatementValues,
+)
 
 if TYPE_CHECKING:
     from node.app import Node
@@ -104,16 +111,23 @@ class Issued:
     replayed: bool = False
     #: The full-disclosure ``CL1:`` text, when it was asked for.
     qr_text: str | None = None
+    #: ``credential_json`` as UTF-8, when it was made here.
+    credential_bytes: bytes | None = None
+
+
+def json_bytes(doc: Any) -> bytes:
+    """Compact JSON as UTF-8, non-ASCII kept (orjson; the standard library for what it
+    refuses, such as an integer beyond 64 bits). The same text as ``json.dumps`` with
+    ``ensure_ascii=False`` and compact separators."""
+    try:
+        return orjson.dumps(doc)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def json_text(doc: Any) -> str:
-    """Compact JSON text, non-ASCII kept (orjson; the standard library for what it refuses,
-    such as an integer beyond 64 bits). The same text as ``json.dumps`` with
-    ``ensure_ascii=False`` and compact separators."""
-    try:
-        return orjson.dumps(doc).decode()
-    except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    """:func:`json_bytes` as text."""
+    return json_bytes(doc).decode()
 
 
 def _fingerprint(doc: Any) -> bytes:
@@ -150,10 +164,10 @@ _CHANGES: dict[Kind, tuple[frozenset[str], str]] = {
 
 @dataclass
 class _Job:
-    records: list[RecordRow]
-    ops: list[OpRow]
-    statements: list[StatementRow]
-    events: list[trail.TrailEvent]
+    records: Sequence[RecordValues]
+    ops: Sequence[OpRow]
+    statements: Sequence[StatementValues]
+    events: Sequence[trail.TrailEvent]
     future: asyncio.Future[list[int]]
 
 
@@ -221,16 +235,19 @@ class Desk:
     async def commit(
         self,
         *,
-        records: Sequence[RecordRow] = (),
+        records: Sequence[RecordValues] = (),
         ops: Sequence[OpRow] = (),
-        statements: Sequence[StatementRow] = (),
+        statements: Sequence[StatementValues] = (),
         events: Sequence[trail.TrailEvent] = (),
     ) -> list[int]:
-        """Commit to the private store with whatever else is waiting; return the statements' ids."""
+        """Commit to the private store with whatever else is waiting; return the statements' ids.
+
+        Records and statements are rows in column order (:data:`~node.private.RecordValues`,
+        :data:`~node.private.StatementValues`); the sequences must not change until then."""
         if self._stopping or self._task is None:
             raise StorageError("the node is not taking requests; nothing was done")
         fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._jobs.append(_Job(list(records), list(ops), list(statements), list(events), fut))
+        self._jobs.append(_Job(records, ops, statements, events, fut))
         self._wake.set()
         return await fut
 
@@ -266,7 +283,11 @@ class Desk:
         row = conn.execute("SELECT max(id) FROM statements").fetchone()
         first = (row[0] or 0) + 1
         PrivateStore.insert(
-            conn, records=job.records, ops=job.ops, statements=job.statements, events=job.events
+            conn,
+            record_values=job.records,
+            ops=job.ops,
+            statement_values=job.statements,
+            events=job.events,
         )
         return list(range(first, first + len(job.statements)))
 
@@ -431,21 +452,28 @@ class Desk:
         durable: asyncio.Future[list[int]] | None = None
         try:
             creds = self._build(clerk, ctype, items, fresh, now=now, replaces=replaces, reason=reason)
-            texts = [json_text(c.to_json()) for c in creds]
-            records = [
-                RecordRow(
-                    cert_id=c.cert_id,
-                    idem_key=items[n].idempotency_key,
-                    fingerprint=fps[n],
-                    type=type_code,
-                    serial=int(c.cert_id.split(".")[-3]),
-                    version=c.cert_id.split(".")[-2],
-                    clerk=clerk.id,
-                    created=now,
-                    credential=text,
+            raws = [json_bytes(c.to_json()) for c in creds]
+            texts = [r.decode() for r in raws]
+            records: list[RecordValues] = []
+            statements: list[StatementValues] = []
+            for n, c, text in zip(fresh, creds, texts, strict=True):
+                cid = c.cert_id
+                *_, serial, version, _ = cid.split(".")
+                records.append(
+                    (
+                        cid,
+                        items[n].idempotency_key,
+                        fps[n],
+                        type_code,
+                        int(serial),
+                        version,
+                        clerk.id,
+                        now,
+                        text,
+                    )
                 )
-                for n, c, text in zip(fresh, creds, texts, strict=True)
-            ]
+                s = c.signed
+                statements.append((cid, s.statement_bytes, s.key_id, s.signature))
             signed = [c.signed for c in creds]
             target = tuple(c.cert_id for c in creds)
             if replaces is not None:
@@ -456,15 +484,7 @@ class Desk:
             durable = asyncio.ensure_future(
                 self.commit(
                     records=records,
-                    statements=[
-                        StatementRow(
-                            cert_id=s.statement.cert_id,
-                            data=s.statement_bytes,
-                            key_id=s.key_id,
-                            signature=s.signature,
-                        )
-                        for s in signed
-                    ],
+                    statements=statements,
                     events=[
                         trail.TrailEvent(
                             actor=clerk.name,
@@ -493,8 +513,8 @@ class Desk:
                 self._inflight.pop(k, None)
         if not gate.done():
             gate.set_result(None)
-        for n, c, i, text, q in zip(fresh, creds, indexes, texts, qrs, strict=True):
-            out[n] = Issued(credential=c, index=i, credential_json=text, qr_text=q)
+        for n, c, i, text, raw, q in zip(fresh, creds, indexes, texts, raws, qrs, strict=True):
+            out[n] = Issued(credential=c, index=i, credential_json=text, qr_text=q, credential_bytes=raw)
         return [o for o in out if o is not None]
 
     def _build(
@@ -677,14 +697,7 @@ class Desk:
                         result=json.dumps(result),
                     )
                 ],
-                statements=[
-                    StatementRow(
-                        cert_id=cert_id,
-                        data=signed.statement_bytes,
-                        key_id=signed.key_id,
-                        signature=signed.signature,
-                    )
-                ],
+                statements=[(cert_id, signed.statement_bytes, signed.key_id, signed.signature)],
                 events=[
                     trail.TrailEvent(
                         actor=clerk.name,

@@ -48,6 +48,7 @@ from node.issuing import (
     Issued,
     IssueItem,
     NotFoundError,
+    json_bytes,
     json_text,
     parse_reason,
     status_of,
@@ -119,8 +120,8 @@ def _links(cert_id: str) -> dict[str, str]:
 _BOTH = frozenset({"credential", "qr_text"})
 
 
-def issued_json(i: Issued, include: frozenset[str] = _BOTH) -> str:
-    """The reply for one issued certificate, as JSON text (the stored credential JSON spliced in)."""
+def issued_json(i: Issued, include: frozenset[str] = _BOTH) -> bytes:
+    """The reply for one issued certificate, as UTF-8 JSON (the stored credential JSON spliced in)."""
     c = i.credential
     doc: dict[str, Any] = {
         "cert_id": c.cert_id,
@@ -131,14 +132,15 @@ def issued_json(i: Issued, include: frozenset[str] = _BOTH) -> str:
     }
     if "qr_text" in include:
         doc["qr_text"] = i.qr_text if i.qr_text is not None else c.to_qr_text()
-    text = json_text(doc)
+    raw = json_bytes(doc)
     if "credential" in include:
-        text = text[:-1] + ',"credential":' + i.credential_json + "}"
-    return text
+        cred = i.credential_bytes if i.credential_bytes is not None else i.credential_json.encode()
+        raw = b"".join((raw[:-1], b',"credential":', cred, b"}"))
+    return raw
 
 
-def _raw(text: str, status: int) -> Response:
-    return Response(text.encode(), status_code=status, media_type="application/json")
+def _raw(body: bytes, status: int) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def _loopback(host: str | None) -> bool:
@@ -427,7 +429,8 @@ def install(app: FastAPI, desk: Desk) -> None:
         ]
         issued = await desk.issue(clerk, body.type, items, action="issue-batch", qr_text="qr_text" in include)
         status = 200 if all(i.replayed for i in issued) else 201
-        return _raw('{"certificates":[' + ",".join(issued_json(i, include) for i in issued) + "]}", status)
+        parts = [issued_json(i, include) for i in issued]
+        return _raw(b"".join((b'{"certificates":[', b",".join(parts), b"]}")), status)
 
     # Routed for the documentation; requests reach them through FastLane (below).
     router.add_api_route(

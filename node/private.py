@@ -37,7 +37,15 @@ from typing import Any
 from ledger.errors import ConflictError, FileError, StorageError
 from node import trail
 
-__all__ = ["FILE_NAME", "OpRow", "PrivateStore", "RecordRow", "StatementRow"]
+__all__ = [
+    "FILE_NAME",
+    "OpRow",
+    "PrivateStore",
+    "RecordRow",
+    "RecordValues",
+    "StatementRow",
+    "StatementValues",
+]
 
 FILE_NAME = "private.db"
 
@@ -124,6 +132,18 @@ class StatementRow:
     key_id: bytes
     signature: bytes
 
+
+#: A ``records`` row in column order: cert_id, idem_key, fingerprint, type, serial, version,
+#: clerk, created, credential.
+RecordValues = tuple[str, str | None, bytes, str, int, str, int, int, str]
+#: A ``statements`` row in column order: cert_id, data, key_id, signature.
+StatementValues = tuple[str, bytes, bytes, bytes]
+
+_INSERT_RECORD = (
+    "INSERT INTO records (cert_id, idem_key, fingerprint, type, serial, version, clerk, created, credential) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_STATEMENT = "INSERT INTO statements (cert_id, data, key_id, signature) VALUES (?, ?, ?, ?)"
 
 #: Page size of a new private store. A record (its credential JSON, ~3 KB) nearly fills a
 #: 4 KB page, so each insert took a page of its own and rebalanced the tree; with 16 KB
@@ -237,12 +257,17 @@ class PrivateStore:
         ops: Sequence[OpRow] = (),
         statements: Sequence[StatementRow] = (),
         events: Sequence[trail.TrailEvent] = (),
+        record_values: Sequence[RecordValues] = (),
+        statement_values: Sequence[StatementValues] = (),
     ) -> None:
-        """The inserts of :meth:`commit`, inside the caller's transaction."""
+        """The inserts of :meth:`commit`, inside the caller's transaction. ``record_values``
+        and ``statement_values`` are more rows given as plain tuples, in column order
+        (what a large batch builds instead of one object per row)."""
+        if record_values:
+            conn.executemany(_INSERT_RECORD, record_values)
         if records:
             conn.executemany(
-                "INSERT INTO records (cert_id, idem_key, fingerprint, type, serial, version, clerk, created, "
-                "credential) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_RECORD,
                 [
                     (
                         r.cert_id,
@@ -264,10 +289,11 @@ class PrivateStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(o.idem_key, o.fingerprint, o.cert_id, o.kind, o.clerk, o.created, o.result) for o in ops],
             )
+        if statement_values:
+            conn.executemany(_INSERT_STATEMENT, statement_values)
         if statements:
             conn.executemany(
-                "INSERT INTO statements (cert_id, data, key_id, signature) VALUES (?, ?, ?, ?)",
-                [(s.cert_id, s.data, s.key_id, s.signature) for s in statements],
+                _INSERT_STATEMENT, [(s.cert_id, s.data, s.key_id, s.signature) for s in statements]
             )
         trail.append(conn, events, time_ms=int(time.time() * 1000))
 
