@@ -456,7 +456,7 @@ class Desk:
             texts = [r.decode() for r in raws]
             records: list[RecordValues] = []
             statements: list[StatementValues] = []
-            for n, c, text in zip(fresh, creds, texts, strict=True):
+            for n, c, raw in zip(fresh, creds, raws, strict=True):
                 cid = c.cert_id
                 *_, serial, version, _ = cid.split(".")
                 records.append(
@@ -469,7 +469,7 @@ class Desk:
                         version,
                         clerk.id,
                         now,
-                        text,
+                        raw,
                     )
                 )
                 s = c.signed

@@ -134,14 +134,15 @@ class StatementRow:
 
 
 #: A ``records`` row in column order: cert_id, idem_key, fingerprint, type, serial, version,
-#: clerk, created, credential.
-RecordValues = tuple[str, str | None, bytes, str, int, str, int, int, str]
+#: clerk, created, credential (its JSON as text, or as UTF-8: stored as the same text,
+#: without making a Python string of it to bind).
+RecordValues = tuple[str, str | None, bytes, str, int, str, int, int, str | bytes]
 #: A ``statements`` row in column order: cert_id, data, key_id, signature.
 StatementValues = tuple[str, bytes, bytes, bytes]
 
 _INSERT_RECORD = (
     "INSERT INTO records (cert_id, idem_key, fingerprint, type, serial, version, clerk, created, credential) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT))"
 )
 _INSERT_STATEMENT = "INSERT INTO statements (cert_id, data, key_id, signature) VALUES (?, ?, ?, ?)"
 
