@@ -9,12 +9,14 @@ on the protocol.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ledger.errors import LedgerError
 from ledger.log.statement import Entry, Kind
 from ledger.replica.sync import SyncResult
 from verifier.core import verify
@@ -22,6 +24,8 @@ from verifier.verdict import Code, Verdict
 from verifier.verifier import Verifier
 
 __all__ = ["CHINA_OFFSET", "ReplicaService", "SyncRecord", "VerificationService", "malformed"]
+
+log = logging.getLogger("certledger.verifier")
 
 
 class VerificationService(Protocol):
@@ -32,8 +36,14 @@ class VerificationService(Protocol):
     may run on the event loop; ``on_demand_sync`` says whether ``sync=True`` could do
     more (fetch an issuer's log before answering NOT_IN_LEDGER).
 
-    ``status()`` returns ``{"checked_at": int, "policy": {"version": int, "expires":
-    int} | None, "members": [member], "alerts": [alert]}`` where a member is ``{"id",
+    ``verify_text`` raises :class:`~ledger.errors.StorageError` when the replica cannot
+    be read (the service's fault, not the certificate's).
+
+    ``status()`` returns ``{"checked_at": int, "policy": policy | None, "members":
+    [member], "alerts": [alert]}`` where policy is ``{"version", "issued", "expires",
+    "expired", "seconds_left", "following", "last_check", "last_adopted",
+    "last_refusal": {"at", "source", "rule", "message"} | None}`` (a service may give
+    only version and expires), a member is ``{"id",
     "name", "origin", "log_size", "witnessed_size", "witnessed_at", "age_seconds",
     "fresh", "last_sync", "error"}`` (sizes and times may be None before the first
     sync) and an alert is ``{"member", "kind", "message", "at"}``.
@@ -129,7 +139,12 @@ class ReplicaService:
         return verify(text, policy=v.policy, replica_view=v.store, now=now, purpose=purpose)
 
     def sync(self) -> list[SyncResult]:
-        """Sync every member's log from the sources, recording how each went."""
+        """Look for a newer trust-policy version, then sync every member's log (of the
+        policy now current) from the sources, recording how each went."""
+        try:
+            self.verifier.check_policy()
+        except LedgerError as e:  # a version that verified could not be stored: keep the current one
+            log.error("cannot store an adopted policy version", extra={"error": str(e)})
         results = self.verifier.sync()
         at = int(self._clock())
         with self._lock:
@@ -182,7 +197,29 @@ class ReplicaService:
                 )
         for a in store.alerts():
             alerts.append({"member": a.member_id, "kind": a.kind, "message": a.message, "at": a.created})
-        if policy.expires - now < self._expiry_warning:
+        follower = self.verifier.follower
+        refusal = None if follower is None else follower.last_refusal
+        if refusal is not None and follower is not None and refusal.at == follower.last_check:
+            alerts.append(
+                {
+                    "member": None,
+                    "kind": "policy_refused",
+                    "message": f"policy from {refusal.source or 'the nodes'} not adopted "
+                    f"({refusal.rule}): {refusal.message}",
+                    "at": refusal.at,
+                }
+            )
+        if policy.is_expired(now):
+            alerts.append(
+                {
+                    "member": None,
+                    "kind": "policy_expired",
+                    "message": f"trust policy version {policy.version} has expired: every verdict is "
+                    "STALE until a newer version is adopted from a node or installed",
+                    "at": now,
+                }
+            )
+        elif policy.expires - now < self._expiry_warning:
             alerts.append(
                 {
                     "member": None,
@@ -194,7 +231,17 @@ class ReplicaService:
             )
         return {
             "checked_at": now,
-            "policy": {"version": policy.version, "expires": policy.expires},
+            "policy": {
+                "version": policy.version,
+                "issued": policy.issued,
+                "expires": policy.expires,
+                "expired": policy.is_expired(now),
+                "seconds_left": policy.expires - now,
+                "following": self.verifier.follows_policy,
+                "last_check": None if follower is None else follower.last_check,
+                "last_adopted": None if follower is None else follower.last_adopted,
+                "last_refusal": None if refusal is None else refusal.to_json(),
+            },
             "members": members,
             "alerts": alerts,
         }
