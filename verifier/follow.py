@@ -253,7 +253,7 @@ class PolicyFollower:
             trusted = TrustedPolicy(current.data)
             policy = trusted.walk(chain, now=now, names=names)
         except PolicyError as e:
-            return refusal(e.rule, str(e))
+            return refusal(e.rule or "policy", str(e))
         except NotFoundError as e:
             return refusal("unreachable", f"no policy chain there: {e}")
         except FileError as e:

@@ -177,15 +177,16 @@ class Verifier:
             )
 
         verdict = run()
-        if self.follows_policy and (
-            verdict.code is Code.UNKNOWN_ISSUER or (verdict.code is Code.STALE and policy.is_expired(t))
+        # a key id the policy does not know, or an expired policy: a newer version may help
+        if (
+            self.follows_policy
+            and (verdict.code is Code.UNKNOWN_ISSUER or (verdict.code is Code.STALE and policy.is_expired(t)))
+            and self._policy_due()
         ):
-            # a key id the policy does not know, or an expired policy: a newer version may help
-            if self._policy_due():
-                self.check_policy()
-                if self.policy is not policy:
-                    policy = self.policy
-                    verdict = run()
+            self.check_policy()
+            if self.policy is not policy:
+                policy = self.policy
+                verdict = run()
         if self._sources is None or verdict.issuer_id is None:
             return verdict
         if verdict.code == Code.NOT_IN_LEDGER:
