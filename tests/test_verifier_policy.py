@@ -34,6 +34,7 @@ from tests.fixtures.consortium import (
 )
 from tests.replica_fixtures import NOW
 from tests.verifier_world import UNLOGGED, World
+from verifier import follow
 from verifier.app import Limits, create_app
 from verifier.follow import PolicyFollower, policy_sources
 from verifier.service import ReplicaService
@@ -169,6 +170,8 @@ def test_a_key_the_policy_does_not_know_fetches_the_new_version_on_demand(
         s = client.get("/v1/status").json()["policy"]
     assert (s["version"], s["last_adopted"], s["following"]) == (3, NOW, True)
     assert s["last_refusal"]["rule"] == "unreachable" and NODE_B in s["last_refusal"]["source"]
+    assert "ConnectError" in s["last_refusal"]["message"]
+    assert [r["source"] for r in s["refusals"]] == [NODE_B]
 
 
 def test_policy_rollback_offered_by_a_node_is_refused(
@@ -307,3 +310,22 @@ def test_a_replica_that_cannot_be_read_answers_503_with_a_reason(
         assert "disk I/O error" in v["reason"]["en"]
         assert "请稍后再试" in v["reason"]["zh"]
         assert client.get("/healthz").status_code == 200
+
+
+def test_a_version_that_cannot_be_stored_is_not_used(
+    world: World, store: ReplicaStore, nodes: PolicyNodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nodes.serve(NODE_A, DOC1, DOC2)
+    service = _service(world, store, nodes, tmp_path)
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise FileError("00000002.note: cannot write: No space left on device")
+
+    monkeypatch.setattr(follow, "write_file", disk_full)
+    service.sync()
+    assert service.verifier.policy.version == 1
+    refusal = service.status()["policy"]["last_refusal"]
+    assert refusal["rule"] == "storage" and "No space left on device" in refusal["message"]
+    monkeypatch.undo()
+    service.sync()
+    assert service.verifier.policy.version == 2

@@ -115,7 +115,10 @@ class PolicyFollower:
         self.policy: Policy = self._doc.policy
         self.last_check: int | None = None
         self.last_adopted: int | None = None
+        #: The most telling refusal so far (an offered version refused, before a node that
+        #: did not answer), and every refusal of the last check.
         self.last_refusal: Refusal | None = None
+        self.last_refusals: tuple[Refusal, ...] = ()
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self._checks = Counter(
@@ -183,10 +186,9 @@ class PolicyFollower:
     def check(self, sources: Sequence[Fetcher]) -> PolicyCheck:
         """Ask every source for newer versions and adopt the longest chain that verifies.
 
-        Never raises for what a source says or fails to say: each refusal is logged,
-        counted (metric ``certledger_verifier_policy_refused{rule}``) and kept in
-        :attr:`last_refusal`. FileError if an adopted version cannot be stored (nothing
-        changes then).
+        Never raises: each refusal (including ``storage``, a version that verified but
+        could not be written, when the current one stays) is logged, counted (metric
+        ``certledger_verifier_policy_refused{rule}``) and kept in :attr:`last_refusal`.
         """
         with self._check_lock:
             now = int(self._clock())
@@ -217,8 +219,9 @@ class PolicyFollower:
                 log.error("trust policy expired", extra={"version": current.version})
             with self._lock:
                 self.last_check = now
-                if refused:
-                    self.last_refusal = refused[-1]
+                self.last_refusals = tuple(refused)
+                if refused:  # an offered version refused says more than a node that did not answer
+                    self.last_refusal = next((r for r in refused if r.rule != "unreachable"), refused[-1])
             return PolicyCheck(at=now, before=before, after=self.policy.version, refused=tuple(refused))
 
     def _from(self, src: Fetcher, now: int) -> Refusal | None:
@@ -260,8 +263,12 @@ class PolicyFollower:
             return refusal("unreachable", str(e))
         except LedgerError as e:
             return refusal("malformed", str(e))
-        for i, data in enumerate(chain):
-            self._store(n + 1 + i, data)
+        try:
+            for i, data in enumerate(chain):
+                self._store(n + 1 + i, data)
+        except FileError as e:  # the versions stored so far verified: a restart walks them
+            log.error("cannot store an adopted policy version", extra={"error": str(e)})
+            return refusal("storage", f"version {policy.version} verified but cannot be stored: {e}")
         with self._lock:
             self._doc = parse_document(trusted.document)
             self.policy = policy  # one reference swap: verifications in flight keep theirs

@@ -9,14 +9,12 @@ on the protocol.
 from __future__ import annotations
 
 import datetime as _dt
-import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ledger.errors import LedgerError
 from ledger.log.statement import Entry, Kind
 from ledger.replica.sync import SyncResult
 from verifier.core import verify
@@ -24,8 +22,6 @@ from verifier.verdict import Code, Verdict
 from verifier.verifier import Verifier
 
 __all__ = ["CHINA_OFFSET", "ReplicaService", "SyncRecord", "VerificationService", "malformed"]
-
-log = logging.getLogger("certledger.verifier")
 
 
 class VerificationService(Protocol):
@@ -42,7 +38,8 @@ class VerificationService(Protocol):
     ``status()`` returns ``{"checked_at": int, "policy": policy | None, "members":
     [member], "alerts": [alert]}`` where policy is ``{"version", "issued", "expires",
     "expired", "seconds_left", "following", "last_check", "last_adopted",
-    "last_refusal": {"at", "source", "rule", "message"} | None}`` (a service may give
+    "last_refusal": refusal | None, "refusals": [refusal]}`` (a refusal is ``{"at",
+    "source", "rule", "message"}``; the refusals are the last check's; a service may give
     only version and expires), a member is ``{"id",
     "name", "origin", "log_size", "witnessed_size", "witnessed_at", "age_seconds",
     "fresh", "last_sync", "error"}`` (sizes and times may be None before the first
@@ -141,10 +138,7 @@ class ReplicaService:
     def sync(self) -> list[SyncResult]:
         """Look for a newer trust-policy version, then sync every member's log (of the
         policy now current) from the sources, recording how each went."""
-        try:
-            self.verifier.check_policy()
-        except LedgerError as e:  # a version that verified could not be stored: keep the current one
-            log.error("cannot store an adopted policy version", extra={"error": str(e)})
+        self.verifier.check_policy()
         results = self.verifier.sync()
         at = int(self._clock())
         with self._lock:
@@ -241,6 +235,7 @@ class ReplicaService:
                 "last_check": None if follower is None else follower.last_check,
                 "last_adopted": None if follower is None else follower.last_adopted,
                 "last_refusal": None if refusal is None else refusal.to_json(),
+                "refusals": [] if follower is None else [r.to_json() for r in follower.last_refusals],
             },
             "members": members,
             "alerts": alerts,
