@@ -12,13 +12,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from certledger.cli import cli
 from ledger.errors import FileError, PolicyError, StorageError
 from ledger.keys import VerifierKey
 from ledger.replica.store import ReplicaStore
 from ledger.trust.policy import Policy
 from ledger.trust.policy_doc import parse_document, sign_proposal
+from node import app as node_app
+from tests import nodes as nodes_fx
 from tests.fixtures.consortium import (
     AMR,
     BUSINESS_LICENCE,
@@ -329,3 +333,23 @@ def test_a_version_that_cannot_be_stored_is_not_used(
     monkeypatch.undo()
     service.sync()
     assert service.verifier.policy.version == 2
+
+
+def test_a_version_installed_at_a_real_node_is_adopted_from_its_policy_endpoints(tmp_path: Path) -> None:
+    urls = {m.id: f"http://127.0.0.1:{8101 + i}/" for i, m in enumerate((AMR, HEALTH, PSB))}
+    doc1 = nodes_fx.sign_policy(nodes_fx.policy_with_urls(urls))
+    doc2 = nodes_fx.sign_policy(
+        nodes_fx.policy_with_urls(urls, version=2, expires=nodes_fx.NODE_POLICY_EXPIRES + 60)
+    )
+    data = nodes_fx.init_node(tmp_path, AMR.id, doc1)
+    (tmp_path / "v2.note").write_bytes(doc2)
+    result = CliRunner().invoke(
+        cli, ["node", "update-policy", str(tmp_path / "v2.note"), "--data", str(data)]
+    )
+    assert result.exit_code == 0, result.output
+    app = node_app.create_app(config=nodes_fx.config(data, submit=False))
+    with TestClient(app, base_url=urls[AMR.id]) as node:
+        follower = PolicyFollower(directory=tmp_path / "verifier" / "policy", pinned=doc1)
+        check = follower.check(policy_sources([urls[AMR.id]], client=node))
+    assert check.adopted and (check.before, check.after) == (1, 2) and check.refused == ()
+    assert follower.document == doc2 and follower.versions() == [1, 2]
