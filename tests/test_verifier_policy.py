@@ -20,7 +20,7 @@ from ledger.errors import FileError, PolicyError, StorageError
 from ledger.keys import VerifierKey
 from ledger.replica.store import ReplicaStore
 from ledger.trust.policy import Policy
-from ledger.trust.policy_doc import parse_document, sign_proposal
+from ledger.trust.policy_doc import add_signature, parse_document, sign_proposal
 from node import app as node_app
 from tests import nodes as nodes_fx
 from tests.fixtures.consortium import (
@@ -353,3 +353,16 @@ def test_a_version_installed_at_a_real_node_is_adopted_from_its_policy_endpoints
         check = follower.check(policy_sources([urls[AMR.id]], client=node))
     assert check.adopted and (check.before, check.after) == (1, 2) and check.refused == ()
     assert follower.document == doc2 and follower.versions() == [1, 2]
+
+
+def test_a_node_serving_another_document_for_the_version_in_use_is_a_split_view(
+    world: World, store: ReplicaStore, nodes: PolicyNodes, tmp_path: Path
+) -> None:
+    other = add_signature(DOC1, "someone.example", key(98))  # same version 1, other bytes
+    nodes.serve(NODE_A, other)
+    nodes.serve(NODE_B, DOC1)
+    service = _service(world, store, nodes, tmp_path)
+    check = service.verifier.check_policy()
+    assert check is not None and [r.rule for r in check.refused] == ["split-view"]
+    assert "differs from the one trusted here" in check.refused[0].message
+    assert service.verifier.follower is not None and service.verifier.follower.document == DOC1
