@@ -277,8 +277,14 @@ def test_a_restart_walks_the_stored_chain_from_the_pinned_version(
     assert again.versions() == [1, 2, 3]
     assert Verifier(store=store, follower=again).policy.freshness_seconds == 7200
     # another pin does not take over a directory that follows this one
-    with pytest.raises(FileError, match="does not hold the pinned document"):
+    with pytest.raises(FileError, match=r"not in the stored policy chain \(versions 1 to 3\).*rollback"):
         PolicyFollower(directory=directory, pinned=_forged(V1), clock=Clock(NOW))
+    # the next version, pinned by hand, is taken when it follows the stored chain
+    v4 = dataclasses.replace(V3, version=4, issued=V3.issued + 60)
+    doc4 = sign_proposal(v4, [GOV])
+    assert PolicyFollower(directory=directory, pinned=doc4, clock=Clock(NOW)).policy.version == 4
+    assert PolicyFollower(directory=directory, pinned=DOC1, clock=Clock(NOW)).policy.version == 4
+    (directory / "00000004.note").unlink()
     # a stored version changed on disk is refused at start, naming the file
     (directory / "00000003.note").write_bytes(_forged(V3))
     with pytest.raises(PolicyError, match=r"00000003\.note: .*signed by 0/1 of version 2's") as e:

@@ -94,9 +94,10 @@ class PolicyFollower:
 
     Opening walks the chain stored in ``directory`` from its first (pinned) version;
     with none stored, ``pinned`` (the bytes of a signed document) is stored as the
-    first. A pinned document that is not in the stored chain is refused (FileError):
-    the directory belongs to another pin. An expired newest version is kept (a newer
-    one may still be fetched); verdicts under it are STALE. Thread-safe.
+    first. A pinned document that is neither in the stored chain nor its next version
+    (installed by hand) is refused (FileError): the directory belongs to another pin.
+    An expired newest version is kept (a newer one may still be fetched); verdicts under
+    it are STALE. Thread-safe.
     """
 
     def __init__(
@@ -155,11 +156,6 @@ class PolicyFollower:
             write_file(self._dir / _file(doc.policy.version), pinned, mode=0o644, what="policy document")
             return doc
         docs = [read_capped(self._dir / n, limit=MAX_DOCUMENT_SIZE, what="policy document") for n in names]
-        if pinned not in docs:
-            raise FileError(
-                f"{self._dir}: the stored policy chain does not hold the pinned document; "
-                "these versions were adopted from another pin (move the directory away to start afresh)"
-            )
         doc = verify_pinned(docs[0])
         now = int(self._clock())
         for name, data in zip(names[1:], docs[1:], strict=True):
@@ -170,7 +166,20 @@ class PolicyFollower:
                 raise PolicyError(f"{self._dir / name}: {e}", rule=e.rule) from None
             except LedgerError as e:
                 raise type(e)(f"{self._dir / name}: {e}") from None
-        return doc
+        if pinned in docs:
+            return doc
+        # a newer version pinned by hand: taken only as the next version of the stored chain
+        try:
+            nxt = verify_next(doc.policy, pinned)
+            nxt.policy.check_issued(now, skew=CLOCK_SKEW)
+        except LedgerError as e:
+            raise FileError(
+                f"{self._dir}: the pinned document is not in the stored policy chain (versions "
+                f"{names[0][:-5].lstrip('0')} to {doc.policy.version}) and cannot follow it ({e}); "
+                "these versions were adopted from another pin (move the directory away to start afresh)"
+            ) from None
+        write_file(self._dir / _file(nxt.policy.version), pinned, mode=0o644, what="policy document")
+        return nxt
 
     @property
     def document(self) -> bytes:
