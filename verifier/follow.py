@@ -153,7 +153,13 @@ class PolicyFollower:
             raise FileError(f"{self._dir}: cannot list the policy versions: {e.strerror}") from None
         if not names:
             doc = verify_pinned(pinned)
-            write_file(self._dir / _file(doc.policy.version), pinned, mode=0o644, what="policy document")
+            write_file(
+                self._dir / _file(doc.policy.version),
+                pinned,
+                mode=0o644,
+                overwrite=True,
+                what="policy document",
+            )
             return doc
         docs = [read_capped(self._dir / n, limit=MAX_DOCUMENT_SIZE, what="policy document") for n in names]
         doc = verify_pinned(docs[0])
@@ -178,7 +184,9 @@ class PolicyFollower:
                 f"{names[0][:-5].lstrip('0')} to {doc.policy.version}) and cannot follow it ({e}); "
                 "these versions were adopted from another pin (move the directory away to start afresh)"
             ) from None
-        write_file(self._dir / _file(nxt.policy.version), pinned, mode=0o644, what="policy document")
+        write_file(
+            self._dir / _file(nxt.policy.version), pinned, mode=0o644, overwrite=True, what="policy document"
+        )
         return nxt
 
     @property
@@ -290,6 +298,7 @@ class PolicyFollower:
         return None
 
     def _store(self, version: int, data: bytes) -> None:
+        """Write one verified version, atomically (a temporary file renamed) and durably."""
         path = self._dir / _file(version)
         if path.exists() and read_capped(path, limit=MAX_DOCUMENT_SIZE, what="policy document") == data:
             return
