@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -52,6 +53,7 @@ from ledger.replica import tiles
 from ledger.trust.policy_doc import parse_document
 from node.clerk_page import install as install_clerk_page
 from node.config import NodeConfig
+from node.doctor import tls_certificate_expiry
 from node.gossip import Gossip
 from node.issuing import Desk
 from node.issuing_api import install as install_clerks_api
@@ -167,6 +169,19 @@ class Node:
         Gauge(
             "certledger_policy_days_left", "Days until the current policy version expires.", registry=r
         ).set_function(lambda: (self.config.policy.policy.expires - self.config.clock()) / 86400)
+        Gauge(
+            "certledger_log_key_days_left",
+            "Days this node's log key stays valid for new statements (+Inf: open-ended; "
+            "0: compromised or not listed).",
+            registry=r,
+        ).set_function(self._log_key_days_left)
+        if self.config.tls_cert is not None:
+            tls_expires = tls_certificate_expiry(self.config.tls_cert)
+            Gauge(
+                "certledger_tls_certificate_days_left",
+                "Days until the TLS certificate the node serves expires.",
+                registry=r,
+            ).set_function(lambda: (tls_expires - self.config.clock()) / 86400)
         lag = Gauge(
             "certledger_mirror_lag_seconds",
             "Seconds since the newest checkpoint of each mirrored log was witnessed (-1: none yet).",
@@ -190,6 +205,18 @@ class Node:
             ["peer", "outcome"],
             registry=r,
         )
+
+    def _log_key_days_left(self) -> float:
+        member = self.config.policy.policy.member(self.config.member_id)
+        keys = [] if member is None else member.log_keys
+        for k in keys:
+            if k.public_key == self.config.log_key.public_key:
+                if k.compromised_at is not None:
+                    return 0.0
+                if k.valid_until is None:
+                    return math.inf
+                return max(0.0, (k.valid_until - self.config.clock()) / 86400)
+        return 0.0
 
     def _lag_of(self, member_id: str) -> Callable[[], float]:
         return lambda: self.mirrors.lag().get(member_id, -1.0)

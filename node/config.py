@@ -197,6 +197,8 @@ class NodeConfig:
     #: Accept clerks' bearer tokens over plain HTTP from non-loopback addresses
     #: (only behind a TLS-terminating proxy on a trusted network).
     allow_plain_http: bool = False
+    #: The TLS certificate the node serves (for its expiry metric), if any.
+    tls_cert: Path | None = None
 
     @property
     def member(self) -> Member:
@@ -266,6 +268,7 @@ def load_config(
     mirror_sources: dict[str, list[str]] | None = None,
     gossip: bool = True,
     gossip_interval: float = 5.0,
+    tls_cert: Path | None = None,
 ) -> NodeConfig:
     """Read and check a data directory; refuses an expired policy or keys it does not list."""
     d = Path(data_dir)
@@ -286,6 +289,7 @@ def load_config(
         transport=transport,
         clock=clock,
         allow_plain_http=allow_plain_http,
+        tls_cert=tls_cert,
         mirror=mirror,
         mirror_interval=mirror_interval,
         mirror_sources=dict(mirror_sources or {}),

@@ -34,6 +34,7 @@ from ledger.log.alert import check_alert
 from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE
 from node.app import create_app
 from node.config import KEEP_ALIVE_SECONDS, PolicyChain, init_data_dir, load_config, policy_dir
+from node.doctor import Finding, examine, exit_code
 from node.gossip import read_learned
 from node.logs import configure
 from node.mirror import Mirrors
@@ -267,6 +268,7 @@ def run(
         mirror_sources=sources,
         gossip=gossip,
         gossip_interval=gossip_interval,
+        tls_cert=tls_cert,
     )
     configure()
     app = create_app(config=config)
@@ -347,15 +349,8 @@ def rotate_key(data: Path, key_file: Path | None, generate: bool) -> None:
     click.echo(f"the old key {done.old_key_id.hex()} and its state are kept in {done.retired}")
 
 
-@node.command(short_help="List the fork alerts this node holds.")
-@_data_option
-@click.option(
-    "--check/--no-check", default=True, show_default=True, help="Verify each alert against the policy."
-)
-def alerts(data: Path, check: bool) -> None:
-    """Print each fork alert as one JSON line: met as a witness, as a mirror, or learned
-    from another member's node by gossip (``found_by``, and for gossip ``source``, the
-    peer URL it came from); with --check, say whether it verifies against the policy."""
+def _held_alerts(data: Path) -> list[tuple[bytes, dict[str, object]]]:
+    """Every fork alert the node in ``data`` holds, with where it was found."""
     path = data / "witness.db"
     if not path.exists():
         raise FileError(f"{path}: no witness database")
@@ -399,6 +394,19 @@ def alerts(data: Path, check: bool) -> None:
             )
             for g in read_learned(data / "gossip.db")
         ]
+    return rows
+
+
+@node.command(short_help="List the fork alerts this node holds.")
+@_data_option
+@click.option(
+    "--check/--no-check", default=True, show_default=True, help="Verify each alert against the policy."
+)
+def alerts(data: Path, check: bool) -> None:
+    """Print each fork alert as one JSON line: met as a witness, as a mirror, or learned
+    from another member's node by gossip (``found_by``, and for gossip ``source``, the
+    peer URL it came from); with --check, say whether it verifies against the policy."""
+    rows = _held_alerts(data)
     policy = PolicyChain(policy_dir(data), now=time.time).policy if check and rows else None
     for raw, where in rows:
         doc = json.loads(raw)
@@ -441,3 +449,59 @@ def recover(data: Path, where: str) -> None:
 
 for _command in (add_clerk_cmd, list_clerks_cmd, remove_clerk_cmd, rotate_token_cmd, trail):
     node.add_command(_command)
+
+
+@node.command(short_help="Check what expires soon and what needs a person now.")
+@_data_option
+@click.option(
+    "--tls-cert",
+    type=_FILE,
+    envvar="CERTLEDGER_TLS_CERT",
+    show_envvar=True,
+    help="The TLS certificate the node serves, to check its expiry.",
+)
+@click.option(
+    "--warn-days",
+    type=click.IntRange(0, 3660),
+    default=30,
+    show_default=True,
+    help="Warn about anything that expires within this many days.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per finding.")
+def doctor(data: Path, tls_cert: Path | None, warn_days: int, as_json: bool) -> None:
+    """Check the node in DATA without changing anything: the policy version, this node's
+    log and witness keys, its mandates and the TLS certificate (time left before each
+    expires), key file modes, fork alerts held and free disk.
+
+    Exit status: 0 all fine, 1 something to do soon (a warning), 2 something wrong now.
+    """
+    passphrase = os.environ.get("CERTLEDGER_KEY_PASSPHRASE")
+    unread: Finding | None = None
+    held: list[tuple[bytes, dict[str, object]]] = []
+    try:
+        if (data / "witness.db").exists():  # else the node has not run yet
+            held = _held_alerts(data)
+    except LedgerError as e:
+        unread = Finding(level="fail", what="fork alerts", message=f"cannot read them: {e}")
+    findings = examine(
+        data,
+        now=int(time.time()),
+        warn_days=warn_days,
+        tls_cert=tls_cert,
+        passphrase=passphrase.encode() if passphrase else None,
+        alerts=held,
+    )
+    if unread is not None:
+        findings = [unread if f.what == "fork alerts" else f for f in findings]
+    for f in findings:
+        if as_json:
+            click.echo(json.dumps(f.to_json(), ensure_ascii=False, sort_keys=True))
+        else:
+            click.echo(f"{f.level.upper():4}  {f.what}: {f.message}")
+    code = exit_code(findings)
+    if not as_json:
+        click.echo(
+            ("all fine", "something to do soon", "something is wrong now")[code],
+            err=True,
+        )
+    raise SystemExit(code)

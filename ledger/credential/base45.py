@@ -11,8 +11,10 @@ operations on one large integer (it is on every verification's path).
 
 from __future__ import annotations
 
+import array
 import functools
-import struct
+import sys
+from operator import itemgetter
 
 from ledger.errors import MalformedError, TooLargeError
 
@@ -26,8 +28,11 @@ def b45encode(data: bytes) -> str:
     """The Base45 text of ``data`` (RFC 9285), a table look-up per two bytes."""
     data = bytes(data)
     full = len(data) - len(data) % 2
-    table = _ENCODE
-    text = "".join([table[g] for g in struct.unpack(f">{full // 2}H", data[:full])])
+    groups = array.array("H", data[:full])  # the 16-bit groups, in one C call
+    if _SWAP:
+        groups.byteswap()  # Base45 reads each group big-endian
+    # One C call looks every group up: a tuple of the characters, or one string for one group.
+    text = "".join(itemgetter(*groups)(_ENCODE)) if groups else ""
     if full < len(data):
         b = data[-1]
         text += ALPHABET[b % 45] + ALPHABET[b // 45]
@@ -83,5 +88,7 @@ def _lanes(n: int) -> tuple[int, int]:
 #: Byte translation table from an alphabet character's ASCII code to its value (0xFF:
 #: not in the alphabet).
 _DIGITS = bytes(ALPHABET.index(chr(b)) if chr(b) in ALPHABET else 0xFF for b in range(256))
-#: The three characters of each 16-bit group (low digit first).
+_SWAP = sys.byteorder == "little"
+#: The three characters of each 16-bit group (low digit first): 65,536 short strings,
+#: about 4 MB, built in a few milliseconds at import.
 _ENCODE = [ALPHABET[n % 45] + ALPHABET[n // 45 % 45] + ALPHABET[n // 2025] for n in range(1 << 16)]

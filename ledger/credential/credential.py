@@ -24,15 +24,16 @@ import base64
 import json
 import os
 import secrets as _secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledger.credential.claims import (
     SECRET_SIZE,
     CanonicalValue,
     ClaimValue,
+    canonical_reader,
     canonical_value,
     claim_digest,
     claim_salt,
@@ -88,6 +89,10 @@ class Credential:
     schema: tuple[ClaimSpec, ...]
     claims: Mapping[str, ClaimValue]
     salt_secret: bytes = field(repr=False)
+    # {claim key: canonical value}, derived from ``claims`` on construction
+    _canonical: Mapping[int, CanonicalValue] = field(init=False, repr=False, compare=False)
+    # the statement's certificate id, parsed (set by the issuing path; else parsed when needed)
+    _cert_id: CertId | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         stmt = self.signed.statement
@@ -113,6 +118,7 @@ class Credential:
         if {s.key for s in schema} != set(stmt.claim_digests):
             raise ClaimMismatchError("credential: the schema's claim keys are not those of the statement")
         claims: dict[str, ClaimValue] = {}
+        canonical: dict[int, CanonicalValue] = {}
         salts = claim_salts(self.salt_secret, (s.key for s in schema))
         for s in schema:
             value = self.claims[s.name]
@@ -123,7 +129,9 @@ class Credential:
                     f"credential: claim {s.name!r} does not match the digest in the signed statement"
                 )
             claims[s.name] = display_value(s, canon)
+            canonical[s.key] = canon
         object.__setattr__(self, "claims", MappingProxyType(claims))
+        object.__setattr__(self, "_canonical", MappingProxyType(canonical))
 
     @classmethod
     def _issued(
@@ -132,15 +140,20 @@ class Credential:
         signed: SignedStatement,
         schema: tuple[ClaimSpec, ...],
         claims: dict[str, ClaimValue],
+        canonical: dict[int, CanonicalValue],
         salt_secret: bytes,
+        cert_id: CertId,
     ) -> Credential:
-        """A credential just built by :func:`issue_credential`, whose claims, digests and
-        statement were computed from ``salt_secret`` there: nothing is derived again."""
+        """A credential just built by :func:`issue_credential`, whose claims (and their
+        ``canonical`` values), digests and statement were computed from ``salt_secret``
+        there, with ``schema`` in key order: nothing is derived again."""
         cred = object.__new__(cls)
         object.__setattr__(cred, "signed", signed)
-        object.__setattr__(cred, "schema", tuple(sorted(schema, key=lambda s: s.key)))
+        object.__setattr__(cred, "schema", schema)  # the type's claims, in key order
         object.__setattr__(cred, "claims", MappingProxyType(claims))
         object.__setattr__(cred, "salt_secret", salt_secret)
+        object.__setattr__(cred, "_canonical", MappingProxyType(canonical))
+        object.__setattr__(cred, "_cert_id", cert_id)
         return cred
 
     @property
@@ -162,8 +175,8 @@ class Credential:
         )
 
     def canonical_values(self) -> dict[int, CanonicalValue]:
-        """``{claim key: canonical value}`` of every claim."""
-        return {s.key: canonical_value(s, self.claims[s.name]) for s in self.schema}
+        """``{claim key: canonical value}`` of every claim, in key order."""
+        return {s.key: self._canonical[s.key] for s in self.schema}
 
     # -- presentations --------------------------------------------------------------
 
@@ -188,25 +201,18 @@ class Credential:
                     f"its claims are {', '.join(names)}"
                 )
         stmt = self.signed.statement
-        cid = CertId.parse(stmt.cert_id)
-        values = self.canonical_values()
+        cid = self._cert_id or CertId.parse(stmt.cert_id)
+        values = self._canonical
         keys = {s.key for s in self.schema if s.name in wanted}
         full = len(keys) == len(self.schema)
         assert stmt.valid_from is not None and stmt.claim_digests is not None
-        return Presentation(
-            kind=stmt.kind,
-            key_id=self.signed.key_id,
-            cert_type=stmt.cert_type,
+        return Presentation._of_credential(  # every field was checked when this credential was made
+            statement=stmt,
             serial=cid.serial,
             cert_version=cid.version,
-            time=stmt.time,
-            operator=stmt.operator,
-            valid_from=stmt.valid_from,
-            valid_until=stmt.valid_until,
-            reason=stmt.reason,
-            replaces=stmt.replaces,
+            key_id=self.signed.key_id,
             signature=self.signed.signature,
-            values={k: v for k, v in values.items() if k in keys},
+            values=values if full else {k: v for k, v in values.items() if k in keys},
             secret=self.salt_secret if full else None,
             salts=None if full else {k: claim_salt(self.salt_secret, k) for k in keys},
             digests=None if full else {k: d for k, d in stmt.claim_digests.items() if k not in keys},
@@ -257,17 +263,7 @@ class Credential:
                 "signature": base64.b64encode(self.signed.signature).decode(),
             },
             "claims": {s.name: _json_value(self.claims[s.name]) for s in self.schema},
-            "schema": [
-                {
-                    "key": s.key,
-                    "name": s.name,
-                    "label": s.label,
-                    "kind": s.kind,
-                    "required": s.required,
-                    "max_length": s.max_length,
-                }
-                for s in self.schema
-            ],
+            "schema": _schema_json(self.schema),
             "salt_secret": self.salt_secret.hex(),
         }
 
@@ -302,6 +298,36 @@ class Credential:
             return cls.loads(data)
         except (MalformedError, ClaimMismatchError) as e:
             raise type(e)(f"{path}: {e}") from None
+
+
+#: JSON entries of schemas, keyed by the schema tuple's identity (credentials issued
+#: with every claim of a type share the type's tuple); holding the tuple keeps its id
+#: from being reused while the entry lives.
+_SCHEMA_JSON: dict[int, tuple[tuple[ClaimSpec, ...], tuple[dict[str, Any], ...]]] = {}
+_MAX_SCHEMA_JSON = 256
+
+
+def _schema_json(schema: tuple[ClaimSpec, ...]) -> list[dict[str, Any]]:
+    """The JSON entries of ``schema``: fresh dicts, so a caller may change them."""
+    hit = _SCHEMA_JSON.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        entries = hit[1]
+    else:
+        entries = tuple(
+            {
+                "key": s.key,
+                "name": s.name,
+                "label": s.label,
+                "kind": s.kind,
+                "required": s.required,
+                "max_length": s.max_length,
+            }
+            for s in schema
+        )
+        if len(_SCHEMA_JSON) >= _MAX_SCHEMA_JSON:
+            _SCHEMA_JSON.clear()
+        _SCHEMA_JSON[id(schema)] = (schema, entries)
+    return [e.copy() for e in entries]
 
 
 def _json_value(value: ClaimValue) -> str | int:
@@ -386,6 +412,35 @@ def _from_json(obj: Any) -> Credential:
     )
 
 
+class _ClaimTable(NamedTuple):
+    """What checking claims against one certificate type needs, worked out once."""
+
+    names: frozenset[str]
+    required: tuple[str, ...]  # in key order
+    readers: tuple[tuple[ClaimSpec, Callable[[Any], CanonicalValue]], ...]  # in key order
+
+
+#: Tables by certificate type, keyed by the type's identity (a type is immutable and
+#: unhashable); holding the type keeps its id from being reused while the entry lives.
+_CLAIM_TABLES: dict[int, tuple[CertificateType, _ClaimTable]] = {}
+_MAX_CLAIM_TABLES = 256
+
+
+def _claim_table(cert_type: CertificateType) -> _ClaimTable:
+    hit = _CLAIM_TABLES.get(id(cert_type))
+    if hit is not None and hit[0] is cert_type:
+        return hit[1]
+    table = _ClaimTable(
+        names=frozenset(c.name for c in cert_type.claims),
+        required=tuple(c.name for c in cert_type.claims if c.required),
+        readers=tuple((c, canonical_reader(c)) for c in cert_type.claims),
+    )
+    if len(_CLAIM_TABLES) >= _MAX_CLAIM_TABLES:  # types of many policy versions: start again
+        _CLAIM_TABLES.clear()
+    _CLAIM_TABLES[id(cert_type)] = (cert_type, table)
+    return table
+
+
 def issue_credential(
     *,
     cert_type: CertificateType,
@@ -428,17 +483,22 @@ def issue_credential(
     cert_type.check_validity(valid_from, valid_until)
     if not isinstance(claims, Mapping):
         raise SchemaError("claims must be a map of claim names to values")
-    unknown = sorted(set(claims) - {c.name for c in cert_type.claims}, key=str)
-    if unknown:
+    table = _claim_table(cert_type)
+    if not table.names.issuperset(claims):
+        unknown = sorted(set(claims) - table.names, key=str)
         raise SchemaError(
             f"{cert_type.code} has no claim {', '.join(map(repr, unknown))}; "
             f"its claims are {', '.join(c.name for c in cert_type.claims)}"
         )
-    missing = [c.name for c in cert_type.claims if c.required and c.name not in claims]
+    missing = [name for name in table.required if name not in claims]
     if missing:
         raise SchemaError(f"{cert_type.code} needs the claim(s) {', '.join(missing)}")
-    schema = tuple(c for c in cert_type.claims if c.name in claims)
-    values = {c.key: canonical_value(c, claims[c.name]) for c in schema}  # checked, lengths too
+    if len(claims) == len(table.names):  # every claim given
+        schema = cert_type.claims
+        values = {c.key: read(claims[c.name]) for c, read in table.readers}  # checked, lengths too
+    else:
+        schema = tuple(c for c in cert_type.claims if c.name in claims)
+        values = {c.key: read(claims[c.name]) for c, read in table.readers if c.name in claims}
     secret = _secrets.token_bytes(SECRET_SIZE) if salt_secret is None else salt_secret
     if type(secret) is not bytes or len(secret) != SECRET_SIZE:
         raise SchemaError(f"the salt secret must be {SECRET_SIZE} bytes")
@@ -463,5 +523,7 @@ def issue_credential(
         signed=signed,
         schema=schema,
         claims={c.name: display_value(c, values[c.key]) for c in schema},
+        canonical=values,
         salt_secret=secret,
+        cert_id=cid,
     )

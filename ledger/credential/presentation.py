@@ -152,6 +152,7 @@ _SERIAL = re.compile(r"[0-9]{1,20}")
 _EDITION = re.compile(r"[0-9]{3}")
 _TYPE_CODE = re.compile(r"[a-z0-9][a-z0-9_]{0,62}")
 _OPERATOR = re.compile(r"[A-Za-z0-9:_.-]{1,64}")
+_PACKB = msgpack.packb
 _MAX_TIME = 2**40
 _U64 = 2**64 - 1
 _T = TypeVar("_T")
@@ -384,10 +385,57 @@ class Presentation:
             replaces=self.replaces,
         )
 
+    @classmethod
+    def _of_credential(
+        cls,
+        *,
+        statement: Statement,
+        serial: str,
+        cert_version: str,
+        key_id: bytes,
+        signature: bytes,
+        values: Mapping[int, CanonicalValue],
+        secret: bytes | None,
+        salts: Mapping[int, bytes] | None,
+        digests: Mapping[int, bytes] | None,
+    ) -> Presentation:
+        """A presentation of a credential's signed issue or replace ``statement``, built
+        without the construction checks: every field was checked by the same rules
+        already. The statement's own validation (kind, type code, times, operator id,
+        reason, replaced id) uses the same patterns and ranges; ``serial`` and
+        ``cert_version`` come from its parsed certificate id; the signed statement
+        checked the key ID and signature sizes; the credential checked ``values``
+        against its schema (non-empty text or integers, claim keys 0..255, at most
+        :data:`MAX_CLAIMS`, as many as the statement's digests) and the secret's size;
+        ``salts`` are derived and ``digests`` taken from the statement. The tests hold
+        the result equal to the checked construction for every certificate type."""
+        p = object.__new__(cls)
+        fields = p.__dict__
+        fields["kind"] = statement.kind
+        fields["key_id"] = key_id
+        fields["cert_type"] = statement.cert_type
+        fields["serial"] = serial
+        fields["cert_version"] = cert_version
+        fields["time"] = statement.time
+        fields["operator"] = statement.operator
+        fields["valid_from"] = statement.valid_from
+        fields["valid_until"] = statement.valid_until
+        fields["reason"] = statement.reason
+        fields["replaces"] = statement.replaces
+        fields["signature"] = signature
+        fields["values"] = MappingProxyType(dict(sorted(values.items())))
+        fields["secret"] = secret
+        fields["salts"] = None if salts is None else MappingProxyType(dict(sorted(salts.items())))
+        fields["digests"] = None if digests is None else MappingProxyType(dict(sorted(digests.items())))
+        return p
+
     # -- the wire form ------------------------------------------------------------
 
     def to_map(self) -> dict[int, Any]:
-        """The msgpack map (before canonical encoding), text values in their travelling form."""
+        """The msgpack map (before canonical encoding), text values in their travelling form.
+
+        Built in key order, with the claim maps in key order as construction left them.
+        """
         serial: int | str = int(self.serial) if _serial_is_integer(self.serial) else self.serial
         out: dict[int, Any] = {
             _K_KIND: int(self.kind),
@@ -398,8 +446,6 @@ class Presentation:
             _K_TIME: self.time,
             _K_OPERATOR: self.operator,
             _K_VALID_FROM: self.valid_from,
-            _K_SIGNATURE: self.signature,
-            _K_VALUES: {k: _wire_value(v) for k, v in self.values.items()},
         }
         if self.valid_until is not None:
             out[_K_VALID_UNTIL] = self.valid_until
@@ -407,6 +453,8 @@ class Presentation:
             out[_K_REASON] = int(self.reason)
         if self.replaces is not None:
             out[_K_REPLACES] = self.replaces
+        out[_K_SIGNATURE] = self.signature
+        out[_K_VALUES] = {k: _wire_value(v) for k, v in self.values.items()}
         if self.secret is not None:
             out[_K_SECRET] = self.secret
         else:
@@ -416,8 +464,20 @@ class Presentation:
         return out
 
     def to_bytes(self) -> bytes:
-        """The canonical msgpack encoding (before deflate)."""
-        return canonical.encode(self.to_map())
+        """The canonical msgpack encoding (before deflate).
+
+        :meth:`to_map` puts every key in order (top-level keys ascending, each claim map
+        sorted by construction) and every value is an int, str or bytes of an exact type,
+        so msgpack's own smallest-form packing is the canonical encoding (the tests hold
+        it to :func:`ledger.canonical.encode`). A value msgpack refuses (an integer out
+        of range, text that is not valid Unicode) goes the canonical way, which names it.
+        """
+        m = self.to_map()
+        try:
+            data: bytes = _PACKB(m, use_bin_type=True)
+        except (ValueError, TypeError, OverflowError, UnicodeEncodeError):
+            return canonical.encode(m)
+        return data
 
     def to_text(self) -> str:
         """The ``CL1:`` QR text. TooLargeError if it would not fit in a QR code."""
@@ -427,6 +487,8 @@ class Presentation:
                 f"presentation: {len(data)} bytes is over the {MAX_INFLATED_SIZE}-byte limit; "
                 "disclose fewer or shorter claims"
             )
+        # A fresh compressor per text: priming one with the dictionary is cheaper than
+        # copying a primed one (zlib's copy duplicates every buffer of the state).
         packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=PRESET_DICTIONARY)
         text = PREFIX + b45encode(packer.compress(data) + packer.flush())
         if len(text) > MAX_TEXT_LENGTH:

@@ -303,18 +303,17 @@ class Statement:
         _time(time, "time")
         if not isinstance(operator, str) or not _OPERATOR.fullmatch(operator):
             raise MalformedError(f"statement: operator id {operator!r} is not valid")
-        label = kind.label
         extra: tuple[tuple[int, object], ...] = ((_K_REASON, reason), (_K_REPLACES, replaces))
         for k, v in extra if kind is Kind.ISSUE else ():
             if v is not None:
-                raise MalformedError(f"statement: a {label} statement has no {_FIELD_NAMES[k]}")
+                raise MalformedError(f"statement: a {kind.label} statement has no {_FIELD_NAMES[k]}")
         needed: tuple[tuple[int, object], ...] = (
             (_K_VALID_FROM, valid_from),
             (_K_REPLACES, replaces if kind is Kind.REPLACE else ""),
         )
         for k, v in needed:
             if v is None:
-                raise MalformedError(f"statement: a {label} statement needs {_FIELD_NAMES[k]}")
+                raise MalformedError(f"statement: a {kind.label} statement needs {_FIELD_NAMES[k]}")
         _time(valid_from, "valid_from")
         if valid_until is not None:
             _time(valid_until, "valid_until")
@@ -338,23 +337,22 @@ class Statement:
         keys = list(claim_digests)
         digests = claim_digests if keys == sorted(keys) else dict(sorted(claim_digests.items()))
         st = object.__new__(cls)
-        for name, value in (
-            ("kind", kind),
-            ("issuer", issuer),
-            ("cert_id", text),
-            ("cert_type", cert_type),
-            ("time", time),
-            ("operator", operator),
-            ("valid_from", valid_from),
-            ("valid_until", valid_until),
-            ("claim_digests", MappingProxyType(digests)),
-            ("reason", reason),
-            ("replaces", replaces),
-            ("policy_version", None),
-            ("policy_hash", None),
-            ("version", STATEMENT_VERSION),
-        ):
-            object.__setattr__(st, name, value)
+        st.__dict__.update(  # a frozen dataclass: its fields set the way its __init__ would
+            kind=kind,
+            issuer=issuer,
+            cert_id=text,
+            cert_type=cert_type,
+            time=time,
+            operator=operator,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            claim_digests=MappingProxyType(digests),
+            reason=reason,
+            replaces=replaces,
+            policy_version=None,
+            policy_hash=None,
+            version=STATEMENT_VERSION,
+        )
         return st
 
     @classmethod
@@ -394,24 +392,6 @@ class Statement:
             self.policy_hash,
         )
 
-    def _fields(self) -> dict[int, Any]:
-        return {
-            _K_VERSION: self.version,
-            _K_KIND: int(self.kind),
-            _K_ISSUER: self.issuer,
-            _K_CERT: self.cert_id or None,
-            _K_TYPE: self.cert_type or None,
-            _K_TIME: self.time,
-            _K_OPERATOR: self.operator,
-            _K_VALID_FROM: self.valid_from,
-            _K_VALID_UNTIL: self.valid_until,
-            _K_CLAIMS: dict(self.claim_digests) if self.claim_digests is not None else None,
-            _K_REASON: int(self.reason) if self.reason is not None else None,
-            _K_REPLACES: self.replaces,
-            _K_POLICY_VERSION: self.policy_version,
-            _K_POLICY_HASH: self.policy_hash,
-        }
-
     def to_bytes(self) -> bytes:
         """The canonical encoding (what is signed).
 
@@ -421,22 +401,25 @@ class Statement:
         :func:`ledger.canonical.encode`).
         """
         out: dict[int, Any] = {_K_VERSION: self.version, _K_KIND: int(self.kind), _K_ISSUER: self.issuer}
-        if self.kind != Kind.POLICY:
+        if self.kind is not Kind.POLICY:
             out[_K_CERT] = self.cert_id
             out[_K_TYPE] = self.cert_type
         out[_K_TIME] = self.time
         out[_K_OPERATOR] = self.operator
-        for k, v in (
-            (_K_VALID_FROM, self.valid_from),
-            (_K_VALID_UNTIL, self.valid_until),
-            (_K_CLAIMS, None if self.claim_digests is None else dict(self.claim_digests)),
-            (_K_REASON, None if self.reason is None else int(self.reason)),
-            (_K_REPLACES, self.replaces),
-            (_K_POLICY_VERSION, self.policy_version),
-            (_K_POLICY_HASH, self.policy_hash),
-        ):
-            if v is not None:
-                out[k] = v
+        if self.valid_from is not None:
+            out[_K_VALID_FROM] = self.valid_from
+        if self.valid_until is not None:
+            out[_K_VALID_UNTIL] = self.valid_until
+        if self.claim_digests is not None:
+            out[_K_CLAIMS] = dict(self.claim_digests)
+        if self.reason is not None:
+            out[_K_REASON] = int(self.reason)
+        if self.replaces is not None:
+            out[_K_REPLACES] = self.replaces
+        if self.policy_version is not None:
+            out[_K_POLICY_VERSION] = self.policy_version
+        if self.policy_hash is not None:
+            out[_K_POLICY_HASH] = self.policy_hash
         return _pack(out)
 
     @classmethod
@@ -470,21 +453,34 @@ class Statement:
             raise MalformedError(f"statement: {e}") from None
 
     def to_json(self) -> dict[str, Any]:
-        """A readable rendering for tools and logs (not a signed form)."""
-        out: dict[str, Any] = {}
-        for k, value in self._fields().items():
-            if value is None:
-                continue
-            if k == _K_KIND:
-                value = self.kind.label  # noqa: PLW2901
-            elif k == _K_REASON and self.reason is not None:
-                value = self.reason.name.lower()  # noqa: PLW2901
-            elif k == _K_CLAIMS:
-                value = {str(ck): d.hex() for ck, d in value.items()}  # noqa: PLW2901
-            elif k == _K_POLICY_HASH:
-                value = value.hex()  # noqa: PLW2901
-            out[_FIELD_NAMES[k]] = value
+        """A readable rendering for tools and logs (not a signed form): the fields in
+        key order, absent ones left out."""
+        out: dict[str, Any] = {"version": self.version, "kind": _KIND_LABELS[self.kind]}
+        out["issuer"] = self.issuer
+        if self.cert_id:
+            out["cert_id"] = self.cert_id
+        if self.cert_type:
+            out["cert_type"] = self.cert_type
+        out["time"] = self.time
+        out["operator"] = self.operator
+        if self.valid_from is not None:
+            out["valid_from"] = self.valid_from
+        if self.valid_until is not None:
+            out["valid_until"] = self.valid_until
+        if self.claim_digests is not None:
+            out["claim_digests"] = {str(k): d.hex() for k, d in self.claim_digests.items()}
+        if self.reason is not None:
+            out["reason"] = self.reason.name.lower()
+        if self.replaces is not None:
+            out["replaces"] = self.replaces
+        if self.policy_version is not None:
+            out["policy_version"] = self.policy_version
+        if self.policy_hash is not None:
+            out["policy_hash"] = self.policy_hash.hex()
         return out
+
+
+_KIND_LABELS = {k: k.label for k in Kind}
 
 
 class StatementFields(NamedTuple):
