@@ -175,6 +175,12 @@ def test_verifier_run_serves_verdicts_with_every_issuing_node_stopped(world: Wor
         assert v["code"] == "REVOKED", v
         page = httpx.get(url + "/", timeout=5)
         assert page.status_code == 200 and "证照核验" in page.text
+        # the pinned policy is the first of the chain kept in the data directory
+        assert (tmp_path / "data" / "policy" / "00000001.note").read_bytes() == policy.read_bytes()
+        followed = httpx.get(url + "/v1/status", timeout=5).json()["policy"]
+        assert followed["following"] is True and followed["last_check"] is not None
+        metrics = httpx.get(url + "/metrics", timeout=5).text
+        assert "certledger_verifier_policy_version 1.0" in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
