@@ -372,3 +372,12 @@ def test_a_node_serving_another_document_for_the_version_in_use_is_a_split_view(
     assert check is not None and [r.rule for r in check.refused] == ["split-view"]
     assert "differs from the one trusted here" in check.refused[0].message
     assert service.verifier.follower is not None and service.verifier.follower.document == DOC1
+
+
+def test_a_static_tile_copy_without_policy_files_is_not_asked_for_the_policy(tmp_path: Path) -> None:
+    bare, with_policy = tmp_path / "tiles", tmp_path / "copy"
+    bare.mkdir()
+    (with_policy / "policy").mkdir(parents=True)
+    (with_policy / "policy" / "latest").write_bytes(b"")
+    sources = policy_sources([str(bare), str(with_policy), "http://127.0.0.1:9/"], client=httpx.Client())
+    assert [type(s).__name__ for s in sources] == ["DirectoryFetcher", "HttpFetcher"]

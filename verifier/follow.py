@@ -45,13 +45,15 @@ _DOC = re.compile(r"([0-9]{8})\.note")
 
 def policy_sources(nodes: Sequence[str], *, client: httpx.Client | None = None) -> list[Fetcher]:
     """Where to ask for policy versions: each node's ``policy/latest`` and ``policy/<N>``
-    (an entry that is not an http(s) URL is a directory with the same layout)."""
+    (an entry that is not an http(s) URL is a directory with the same layout; a static
+    tile copy without a ``policy/latest`` file holds no policy and is left out, rather
+    than reported as unreachable at every check)."""
     shared = client if client is not None else httpx.Client(timeout=5.0)
     out: list[Fetcher] = []
     for n in nodes:
         if n.startswith(("http://", "https://")):
             out.append(HttpFetcher(base_url=n, client=shared))
-        else:
+        elif (Path(n) / "policy" / "latest").is_file():
             out.append(DirectoryFetcher(root=n))
     return out
 
