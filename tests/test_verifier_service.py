@@ -175,12 +175,21 @@ def test_verifier_run_serves_verdicts_with_every_issuing_node_stopped(world: Wor
         assert v["code"] == "REVOKED", v
         page = httpx.get(url + "/", timeout=5)
         assert page.status_code == 200 and "证照核验" in page.text
+        # the pinned policy is the first of the chain kept in the data directory
+        assert (tmp_path / "data" / "policy" / "00000001.note").read_bytes() == policy.read_bytes()
+        # static tile copies hold no policy versions: none is asked, and none is reported
+        # unreachable at every sync
+        followed = httpx.get(url + "/v1/status", timeout=5).json()["policy"]
+        assert followed["following"] is False and followed["refusals"] == []
+        metrics = httpx.get(url + "/metrics", timeout=5).text
+        assert "certledger_verifier_policy_version 1.0" in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     # uvicorn shuts down gracefully, then re-raises the signal it caught
     assert proc.returncode in (0, -signal.SIGTERM)
     assert "Traceback" not in err
+    assert "unreachable" not in err
 
 
 def test_old_replica_data_is_stale_over_http_with_its_time(world: World, tmp_path: Path) -> None:

@@ -20,7 +20,9 @@ pixels before their pixels are decoded, and each client address gets a token buc
 from __future__ import annotations
 
 import io
+import logging
 import re
+import time
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,17 +37,20 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.credential.qr import MAX_IMAGE_PIXELS, read_qr_codes
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, StorageError
 from verifier.ratelimit import RateLimiter
 from verifier.service import VerificationService, malformed
 from verifier.textinput import MANGLED_WARNING, clean_text, mangled_reason
 from verifier.verdict import Code, Verdict
 
 __all__ = ["Limits", "create_app"]
+
+log = logging.getLogger("certledger.verifier")
 
 _STATIC = Path(__file__).resolve().parent / "static"  # package data
 _VERDICT_EXAMPLE = {
@@ -74,6 +79,7 @@ _VERDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {"application/json": {"example": _VERDICT_EXAMPLE}},
     },
     400: {"description": 'Not JSON, not UTF-8, or not {"text": ...}: a MALFORMED verdict'},
+    503: {"description": "The verifier cannot read its replica: a STALE verdict saying to try later"},
     413: {"description": "Body or image too large: a MALFORMED verdict"},
     415: {"description": "Unsupported content type or image format: a MALFORMED verdict"},
     422: {"description": "No QR code, several certificate codes, or an undecodable image: MALFORMED"},
@@ -95,11 +101,32 @@ class Limits:
 class _Refused(Exception):
     """A request refused before verification; carries the HTTP status and the verdict."""
 
-    def __init__(self, status: int, reason_zh: str, reason_en: str, *, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        reason_zh: str,
+        reason_en: str,
+        *,
+        headers: dict[str, str] | None = None,
+        verdict: Verdict | None = None,
+    ):
         super().__init__(reason_en)
         self.status = status
         self.headers = headers or {}
-        self.verdict = malformed(reason_zh, reason_en)
+        self.verdict = verdict if verdict is not None else malformed(reason_zh, reason_en)
+
+
+def _unavailable(e: StorageError) -> _Refused:
+    """503 for a replica this service cannot read: its own fault, not the certificate's.
+    The body is a STALE verdict (the page shows its reason) saying to try again later."""
+    log.error("verification failed: the replica cannot be read", extra={"error": str(e)})
+    zh = "核验服务暂时无法读取本地账本副本，无法确认证照状态：请稍后再试，或联系核验服务管理员"
+    en = (
+        "this verifier cannot read its ledger replica right now, so no verdict can be given: "
+        f"try again later or tell the verifier's operator ({e})"
+    )
+    verdict = Verdict(code=Code.STALE, reason_zh=zh, reason_en=en, checked_at=int(time.time()))
+    return _Refused(503, zh, en, headers={"Retry-After": "30"}, verdict=verdict)
 
 
 class _JSON(JSONResponse):
@@ -223,8 +250,11 @@ def _pick_code(texts: list[str]) -> str:
     return texts[0]
 
 
-def create_app(*, service: VerificationService, limits: Limits | None = None) -> FastAPI:
-    """The verifier's ASGI application over ``service``."""
+def create_app(
+    *, service: VerificationService, limits: Limits | None = None, registry: CollectorRegistry | None = None
+) -> FastAPI:
+    """The verifier's ASGI application over ``service``; ``GET /metrics`` serves ``registry``
+    (Prometheus text) when one is given."""
     lim = limits or Limits()
     limiter = RateLimiter(rate=lim.rate, burst=lim.burst)
     app = FastAPI(
@@ -264,9 +294,12 @@ def create_app(*, service: VerificationService, limits: Limits | None = None) ->
         # from local data on the event loop (CPU only: a thread would add a hand-off and no
         # parallelism); only a certificate missing from the replica waits, in a thread, for
         # its issuer's log to be synced
-        verdict = service.verify_text(text, purpose=purpose, sync=False)
-        if verdict.code is Code.NOT_IN_LEDGER and service.on_demand_sync:
-            verdict = await to_thread.run_sync(lambda: service.verify_text(text, purpose=purpose))
+        try:
+            verdict = service.verify_text(text, purpose=purpose, sync=False)
+            if verdict.code in _ON_DEMAND and service.on_demand_sync:
+                verdict = await to_thread.run_sync(lambda: service.verify_text(text, purpose=purpose))
+        except StorageError as e:
+            raise _unavailable(e) from None
         return verdict
 
     async def verify_text_asgi(scope: Scope, receive: Receive, send: Send) -> None:
@@ -370,6 +403,13 @@ def create_app(*, service: VerificationService, limits: Limits | None = None) ->
         rate_limited(request)
         return await to_thread.run_sync(service.stats)
 
+    if registry is not None:
+        metrics_registry = registry
+
+        @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+        async def metrics() -> Response:
+            return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, bool]:
         return {"ok": True}
@@ -468,3 +508,6 @@ _CSP = (
     "script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 _API_HEADERS = [(b"content-type", b"application/json")]
+#: Verdicts that a sync may change: the certificate may be newer than the replica, its
+#: key newer than the trust policy, or the policy expired with a newer one available.
+_ON_DEMAND = frozenset({Code.NOT_IN_LEDGER, Code.UNKNOWN_ISSUER, Code.STALE})

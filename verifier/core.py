@@ -52,7 +52,6 @@ from ledger.errors import (
     ProofError,
     SchemaError,
     SignatureError,
-    StorageError,
 )
 from ledger.log import merkle
 from ledger.log.statement import Kind, encode_entry, statement_message
@@ -222,7 +221,11 @@ def _from_policy_error(run: _Run, e: PolicyError) -> Verdict:
     rule = e.rule
     if rule == "expired":
         return run.verdict(
-            Code.STALE, "信任策略已过期，请更新策略后再核验", f"the trust policy is out of date: {e}"
+            Code.STALE,
+            "信任策略已过期，本核验服务未能从节点取得新版本，无法确认证照状态：请联系核验服务管理员",
+            f"the trust policy is out of date and this verifier could not get a newer version from its "
+            f"nodes, so the certificate's status cannot be confirmed; tell the verifier's operator "
+            f"(GET /v1/status shows why): {e}",
         )
     if rule in _UNKNOWN_ISSUER_RULES:
         return run.verdict(
@@ -258,26 +261,19 @@ def verify(
 
     ``now`` is the verifier's clock (Unix seconds); ``purpose`` names the claims the
     verification needs disclosed; ``skew`` is the allowance for the validity window.
-    Always returns a verdict; never raises for any input.
+    Always returns a verdict for any input; StorageError if the replica cannot be read
+    (a fault of this verifier, not of the certificate).
     """
-    try:
-        # The replica's state as last read; the entry lookup tells whether it is still
-        # current (a sync may have committed since), and if not, verify again on a fresh one.
-        state = replica_view.last_state()
-        run = _Run(now=now, policy=policy, view=replica_view, state=state)
-        verdict = _verify(text_or_presentation, run=run, purpose=purpose, skew=skew)
-        current = run.current if run.current is not None else replica_view.state() is state
-        if current:
-            return verdict
-        run = _Run(now=now, policy=policy, view=replica_view, state=replica_view.state())
-        return _verify(text_or_presentation, run=run, purpose=purpose, skew=skew)
-    except StorageError as e:
-        return Verdict(
-            code=Code.STALE,
-            reason_zh="本地账本副本无法读取，无法确认证照状态",
-            reason_en=f"the replica cannot be read, so the status cannot be confirmed: {e}",
-            checked_at=now,
-        )
+    # The replica's state as last read; the entry lookup tells whether it is still
+    # current (a sync may have committed since), and if not, verify again on a fresh one.
+    state = replica_view.last_state()
+    run = _Run(now=now, policy=policy, view=replica_view, state=state)
+    verdict = _verify(text_or_presentation, run=run, purpose=purpose, skew=skew)
+    current = run.current if run.current is not None else replica_view.state() is state
+    if current:
+        return verdict
+    run = _Run(now=now, policy=policy, view=replica_view, state=replica_view.state())
+    return _verify(text_or_presentation, run=run, purpose=purpose, skew=skew)
 
 
 def _verify(given: str | Presentation, *, run: _Run, purpose: str | None, skew: int) -> Verdict:

@@ -32,8 +32,15 @@ class VerificationService(Protocol):
     may run on the event loop; ``on_demand_sync`` says whether ``sync=True`` could do
     more (fetch an issuer's log before answering NOT_IN_LEDGER).
 
-    ``status()`` returns ``{"checked_at": int, "policy": {"version": int, "expires":
-    int} | None, "members": [member], "alerts": [alert]}`` where a member is ``{"id",
+    ``verify_text`` raises :class:`~ledger.errors.StorageError` when the replica cannot
+    be read (the service's fault, not the certificate's).
+
+    ``status()`` returns ``{"checked_at": int, "policy": policy | None, "members":
+    [member], "alerts": [alert]}`` where policy is ``{"version", "issued", "expires",
+    "expired", "seconds_left", "following", "last_check", "last_adopted",
+    "last_refusal": refusal | None, "refusals": [refusal]}`` (a refusal is ``{"at",
+    "source", "rule", "message"}``; the refusals are the last check's; a service may give
+    only version and expires), a member is ``{"id",
     "name", "origin", "log_size", "witnessed_size", "witnessed_at", "age_seconds",
     "fresh", "last_sync", "error"}`` (sizes and times may be None before the first
     sync) and an alert is ``{"member", "kind", "message", "at"}``.
@@ -129,7 +136,9 @@ class ReplicaService:
         return verify(text, policy=v.policy, replica_view=v.store, now=now, purpose=purpose)
 
     def sync(self) -> list[SyncResult]:
-        """Sync every member's log from the sources, recording how each went."""
+        """Look for a newer trust-policy version, then sync every member's log (of the
+        policy now current) from the sources, recording how each went."""
+        self.verifier.check_policy()
         results = self.verifier.sync()
         at = int(self._clock())
         with self._lock:
@@ -182,7 +191,29 @@ class ReplicaService:
                 )
         for a in store.alerts():
             alerts.append({"member": a.member_id, "kind": a.kind, "message": a.message, "at": a.created})
-        if policy.expires - now < self._expiry_warning:
+        follower = self.verifier.follower
+        refusal = None if follower is None else follower.last_refusal
+        if refusal is not None and follower is not None and refusal.at == follower.last_check:
+            alerts.append(
+                {
+                    "member": None,
+                    "kind": "policy_refused",
+                    "message": f"policy from {refusal.source or 'the nodes'} not adopted "
+                    f"({refusal.rule}): {refusal.message}",
+                    "at": refusal.at,
+                }
+            )
+        if policy.is_expired(now):
+            alerts.append(
+                {
+                    "member": None,
+                    "kind": "policy_expired",
+                    "message": f"trust policy version {policy.version} has expired: every verdict is "
+                    "STALE until a newer version is adopted from a node or installed",
+                    "at": now,
+                }
+            )
+        elif policy.expires - now < self._expiry_warning:
             alerts.append(
                 {
                     "member": None,
@@ -194,7 +225,18 @@ class ReplicaService:
             )
         return {
             "checked_at": now,
-            "policy": {"version": policy.version, "expires": policy.expires},
+            "policy": {
+                "version": policy.version,
+                "issued": policy.issued,
+                "expires": policy.expires,
+                "expired": policy.is_expired(now),
+                "seconds_left": policy.expires - now,
+                "following": self.verifier.follows_policy,
+                "last_check": None if follower is None else follower.last_check,
+                "last_adopted": None if follower is None else follower.last_adopted,
+                "last_refusal": None if refusal is None else refusal.to_json(),
+                "refusals": [] if follower is None else [r.to_json() for r in follower.last_refusals],
+            },
             "members": members,
             "alerts": alerts,
         }

@@ -5,7 +5,10 @@ member's log from its sources (on a schedule the caller drives, with
 :meth:`Verifier.sync`), and, before answering NOT_IN_LEDGER, syncs the issuer's log on
 demand (the certificate may be newer than the replica) and verifies again; before
 answering STALE it syncs every member's log and verifies again. With no
-sources (offline) it answers from the replica alone and opens no connection.
+sources (offline) it answers from the replica alone and opens no connection. With a
+:class:`~verifier.follow.PolicyFollower` and policy sources it also follows the trust
+policy: :meth:`Verifier.check_policy` adopts newer versions, and before answering
+UNKNOWN_ISSUER, or STALE under an expired policy, it looks for a newer version first.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ledger.replica.store import ReplicaStore
 from ledger.replica.sync import Replica, SyncResult
 from ledger.trust.policy import Member, Policy
 from verifier.core import verify
+from verifier.follow import PolicyCheck, PolicyFollower
 from verifier.verdict import Code, Verdict
 
 __all__ = ["SourceMap", "Verifier", "node_sources"]
@@ -65,18 +69,29 @@ class Verifier:
     def __init__(
         self,
         *,
-        policy: Policy,
+        policy: Policy | None = None,
         store: ReplicaStore,
         sources: SourceMap | None = None,
         clock: Callable[[], float] = time.time,
         min_interval: float = 2.0,
+        follower: PolicyFollower | None = None,
+        policy_sources: Sequence[Fetcher] = (),
     ) -> None:
-        self.policy = policy
+        if follower is not None:
+            policy = follower.policy
+        if policy is None:
+            raise ValueError("a verifier needs a policy or a policy follower")
+        #: The policy verdicts are given under; replaced whole when a newer version is
+        #: adopted (read it once per verification).
+        self.policy: Policy = policy
         self.store = store
+        self.follower = follower
         self._sources = sources
+        self._policy_sources = tuple(policy_sources)
         self._clock = clock
         self._min_interval = min_interval
         self._last_sync: dict[str, float] = {}
+        self._last_policy_check = -1e18
         self._lock = threading.Lock()
         self._syncing: dict[str, threading.Lock] = {}
 
@@ -85,23 +100,50 @@ class Verifier:
         """True when there is nowhere to sync from."""
         return self._sources is None
 
-    def replica(self, member_id: str) -> Replica:
-        """The replica of one member's log."""
-        return Replica(store=self.store, policy=self.policy, member_id=member_id, clock=self._clock)
+    @property
+    def follows_policy(self) -> bool:
+        """True when newer policy versions are looked for at the nodes."""
+        return self.follower is not None and bool(self._policy_sources)
+
+    def check_policy(self) -> PolicyCheck | None:
+        """Look for newer policy versions at the nodes and switch to the newest that
+        verifies (see :class:`~verifier.follow.PolicyFollower`); None when not following."""
+        if self.follower is None or not self._policy_sources:
+            return None
+        with self._lock:
+            self._last_policy_check = self._clock()
+        result = self.follower.check(self._policy_sources)
+        self.policy = self.follower.policy
+        return result
+
+    def _policy_due(self) -> bool:
+        now = self._clock()
+        with self._lock:
+            return now - self._last_policy_check >= self._min_interval
+
+    def replica(self, member_id: str, *, policy: Policy | None = None) -> Replica:
+        """The replica of one member's log, checked against ``policy`` (default: the current one)."""
+        return Replica(
+            store=self.store,
+            policy=self.policy if policy is None else policy,
+            member_id=member_id,
+            clock=self._clock,
+        )
 
     def sync(self, member_id: str | None = None) -> list[SyncResult]:
-        """Sync one member's log (or every member's) from its sources."""
+        """Sync one member's log (or every member's of the current policy) from its sources."""
         if self._sources is None:
             return []
-        ids = [member_id] if member_id is not None else [m.id for m in self.policy.members]
+        policy = self.policy
+        ids = [member_id] if member_id is not None else [m.id for m in policy.members]
         out = []
         for mid in ids:
-            member = self.policy.require_member(mid)
+            member = policy.require_member(mid)
             with self._lock:
                 self._last_sync[mid] = self._clock()
                 one = self._syncing.setdefault(mid, threading.Lock())
             with one:  # one sync of a log at a time: a scheduled one and an on-demand one meet here
-                out.append(self.replica(mid).sync(self._sources(member)))
+                out.append(self.replica(mid, policy=policy).sync(self._sources(member)))
         return out
 
     def _due(self, member_ids: list[str]) -> list[str]:
@@ -122,11 +164,12 @@ class Verifier:
         log and verify again; before answering STALE, sync every member's log and verify
         again (the answer is then as fresh as the sources allow)."""
         t = int(self._clock()) if now is None else now
+        policy = self.policy  # one version for the whole verification
 
         def run() -> Verdict:
             return verify(
                 text_or_presentation,
-                policy=self.policy,
+                policy=policy,
                 replica_view=self.store,
                 now=t,
                 purpose=purpose,
@@ -134,12 +177,22 @@ class Verifier:
             )
 
         verdict = run()
+        # a key id the policy does not know, or an expired policy: a newer version may help
+        if (
+            self.follows_policy
+            and (verdict.code is Code.UNKNOWN_ISSUER or (verdict.code is Code.STALE and policy.is_expired(t)))
+            and self._policy_due()
+        ):
+            self.check_policy()
+            if self.policy is not policy:
+                policy = self.policy
+                verdict = run()
         if self._sources is None or verdict.issuer_id is None:
             return verdict
         if verdict.code == Code.NOT_IN_LEDGER:
             wanted = [verdict.issuer_id]
         elif verdict.code == Code.STALE:
-            wanted = [m.id for m in self.policy.members]
+            wanted = [m.id for m in policy.members]
         else:
             return verdict
         due = self._due(wanted)

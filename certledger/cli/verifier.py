@@ -8,12 +8,13 @@ import threading
 from pathlib import Path
 
 import click
+import httpx
 import uvicorn
 
 from ledger.files import read_capped
 from ledger.replica.store import ReplicaStore
-from ledger.trust.trust import verify_pinned
 from verifier.app import Limits, create_app
+from verifier.follow import PolicyFollower, policy_sources
 from verifier.service import ReplicaService
 from verifier.verifier import Verifier, node_sources
 
@@ -65,7 +66,8 @@ def verifier() -> None:
     required=True,
     envvar="CERTLEDGER_DATA",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory of the replica database (created if missing). [env CERTLEDGER_DATA]",
+    help="Directory of the replica database and of the policy versions adopted (created if "
+    "missing). [env CERTLEDGER_DATA]",
 )
 @click.option(
     "--policy",
@@ -73,7 +75,8 @@ def verifier() -> None:
     required=True,
     envvar="CERTLEDGER_POLICY",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The signed trust policy document to pin. [env CERTLEDGER_POLICY]",
+    help="The signed trust policy document to pin (the first of the chain kept in --data). "
+    "[env CERTLEDGER_POLICY]",
 )
 @click.option(
     "--listen",
@@ -137,36 +140,56 @@ def run(
     seconds, and an issuer's log on demand before a certificate is called
     NOT_IN_LEDGER. Verdicts come from the replica alone: the issuer need not be
     reachable, and old data is answered STALE, never VALID.
+
+    The trust policy follows the consortium: on every sync (and before answering
+    UNKNOWN_ISSUER, or STALE under an expired policy) the nodes are asked for newer
+    versions, which are verified from the pinned one, stored in --data/policy/ and used
+    from then on; GET /v1/status shows the version, its expiry and the last refusal.
     """
     if offline and nodes:
         raise click.UsageError("--offline and --nodes exclude each other")
     host, port = parse_listen(listen)
-    doc = verify_pinned(read_capped(policy_file, limit=_MAX_POLICY, what="policy document"))
-    policy = doc.policy
+    pinned = read_capped(policy_file, limit=_MAX_POLICY, what="policy document")
+    data.mkdir(parents=True, exist_ok=True)
+    follower = PolicyFollower(directory=data / "policy", pinned=pinned)
+    policy = follower.policy
     sources = None
+    urls: list[str] = []
     if not offline:
         urls = [u.strip() for u in nodes.split(",")] if nodes else [m.base_url for m in policy.members]
         if not all(urls):
             raise click.BadParameter("give node URLs separated by commas", param_hint="--nodes")
-        sources = node_sources(urls)
-    data.mkdir(parents=True, exist_ok=True)
+        client = httpx.Client(timeout=5.0)
+        sources = node_sources(urls, client=client)
+        # the policy is looked for at the nodes given, or, by default, at the members' nodes
+        # of the version current at start
+        following = policy_sources(urls, client=client)
     sock = _bind(host, port)
     stop = threading.Event()
     with contextlib.closing(sock), ReplicaStore.open(data / "replica.db") as store:
-        service = ReplicaService(verifier=Verifier(policy=policy, store=store, sources=sources))
+        verifier_ = Verifier(
+            store=store, sources=sources, follower=follower, policy_sources=following if urls else ()
+        )
+        service = ReplicaService(verifier=verifier_)
 
         def sync_forever() -> None:
             while not stop.is_set():
+                seen = follower.policy.version
                 for r in service.sync():
                     if not r.ok:
                         why = "; ".join(r.refused) or "no source answered"
                         click.echo(f"sync {r.member_id}: {why}", err=True)
+                if follower.policy.version != seen:
+                    click.echo(f"trust policy: now version {follower.policy.version}", err=True)
+                refusal = follower.last_refusal
+                if refusal is not None and refusal.at == follower.last_check:
+                    click.echo(f"trust policy not updated ({refusal.rule}): {refusal.message}", err=True)
                 stop.wait(sync_interval)
 
         syncer = threading.Thread(target=sync_forever, name="replica-sync", daemon=True)
         if sources is not None:
             syncer.start()
-        app = create_app(service=service, limits=Limits(rate=rate, burst=burst))
+        app = create_app(service=service, limits=Limits(rate=rate, burst=burst), registry=follower.registry)
         config = uvicorn.Config(
             app,
             log_level="warning",

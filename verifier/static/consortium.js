@@ -32,7 +32,13 @@
 
   function renderStatus(s) {
     const policy = s.policy ? `信任策略 v${s.policy.version}，${fmtTime(s.policy.expires)} 到期 · trust policy v${s.policy.version}, expires ${fmtTime(s.policy.expires)}` : "";
-    $("summary").textContent = `${policy}　更新于 ${fmtTime(s.checked_at)} · as of ${fmtTime(s.checked_at)}`;
+    const expired = s.policy && s.policy.expired ? "（已过期 · EXPIRED）" : "";
+    const checked =
+      s.policy && s.policy.last_check
+        ? `　策略检查于 ${fmtTime(s.policy.last_check)} · policy checked ${fmtTime(s.policy.last_check)}`
+        : "";
+    $("summary").textContent =
+      `${policy}${expired}${checked}　更新于 ${fmtTime(s.checked_at)} · as of ${fmtTime(s.checked_at)}`;
     const alerts = $("alerts");
     alerts.replaceChildren();
     for (const a of s.alerts || []) {
