@@ -910,16 +910,7 @@ class ReplicaStore:
                 latest[member] = None if row is None else self._checkpoint(origin, member, row)
             else:
                 limits[origin] = int(size)
-                latest[member] = WitnessedCheckpoint(
-                    origin=origin,
-                    member_id=member,
-                    size=size,
-                    root_hash=root,
-                    note=note,
-                    witnessed_at=w,
-                    newest_at=n,
-                    cosigners=_cosigners(cos),
-                )
+                latest[member] = self._checkpoint(origin, member, (size, root, note, w, n, cos))
         forks: dict[str, list[Alert]] = {}
         for alert in self._alerts(
             c.execute(
