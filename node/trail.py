@@ -151,6 +151,17 @@ def read(
     conn: sqlite3.Connection, *, since_ms: int | None = None, actor: str | None = None
 ) -> Iterator[TrailRecord]:
     """Stored events in order, optionally from ``since_ms`` on and by ``actor`` only."""
+    for seq, data, h in _rows(conn):
+        t, event, prev = _decode(bytes(data), seq)
+        if since_ms is not None and t < since_ms:
+            continue
+        if actor is not None and event.actor != actor:
+            continue
+        yield TrailRecord(seq=seq, time_ms=t, event=event, prev=prev, hash=bytes(h))
+
+
+def _rows(conn: sqlite3.Connection) -> Iterator[tuple[Any, Any, Any]]:
+    """Every stored ``(seq, data, hash)`` row in order, read a thousand at a time."""
     last = -1
     while True:
         try:
@@ -161,14 +172,8 @@ def read(
             raise StorageError(f"cannot read the trail: {e}") from None
         if not rows:
             return
-        for seq, data, h in rows:
-            t, event, prev = _decode(bytes(data), seq)
-            last = seq
-            if since_ms is not None and t < since_ms:
-                continue
-            if actor is not None and event.actor != actor:
-                continue
-            yield TrailRecord(seq=seq, time_ms=t, event=event, prev=prev, hash=bytes(h))
+        yield from rows
+        last = rows[-1][0]
 
 
 def parse_head(text: str) -> tuple[int, bytes]:
@@ -194,31 +199,22 @@ def verify(conn: sqlite3.Connection, *, expect: tuple[int, bytes] | None = None)
     leaves: list[bytes] = []
     prev = GENESIS
     last = -1
-    while True:
-        try:
-            rows = conn.execute(
-                "SELECT seq, data, hash FROM trail WHERE seq > ? ORDER BY seq LIMIT 1000", (last,)
-            ).fetchall()
-        except sqlite3.Error as e:
-            raise StorageError(f"cannot read the trail: {e}") from None
-        if not rows:
-            break
-        for seq, data, h in rows:
-            if type(seq) is not int or seq != last + 1:
-                raise AuditError(f"trail event {last + 1} is missing", index=last + 1)
-            if type(data) is not bytes or type(h) is not bytes:
-                raise AuditError(f"trail event {seq} is not stored as bytes", index=seq)
-            _, _, stated_prev = _decode(data, seq)
-            if stated_prev != prev:
-                raise AuditError(
-                    f"trail event {seq} does not chain to event {seq - 1}: a change or removal before it",
-                    index=seq,
-                )
-            leaf = merkle.leaf_hash(data)
-            if leaf != h:
-                raise AuditError(f"trail event {seq} was changed: its hash does not match", index=seq)
-            leaves.append(leaf)
-            prev, last = leaf, seq
+    for seq, data, h in _rows(conn):
+        if type(seq) is not int or seq != last + 1:
+            raise AuditError(f"trail event {last + 1} is missing", index=last + 1)
+        if type(data) is not bytes or type(h) is not bytes:
+            raise AuditError(f"trail event {seq} is not stored as bytes", index=seq)
+        _, _, stated_prev = _decode(data, seq)
+        if stated_prev != prev:
+            raise AuditError(
+                f"trail event {seq} does not chain to event {seq - 1}: a change or removal before it",
+                index=seq,
+            )
+        leaf = merkle.leaf_hash(data)
+        if leaf != h:
+            raise AuditError(f"trail event {seq} was changed: its hash does not match", index=seq)
+        leaves.append(leaf)
+        prev, last = leaf, seq
     root = merkle.root_from_leaf_hashes(leaves)
     if expect is not None:
         size, want = expect
