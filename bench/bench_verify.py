@@ -40,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nacl.signing
@@ -187,19 +188,39 @@ def verdict_blocks(
 ) -> tuple[int, float, float, list[float]]:
     """Blocks of :func:`verifier.core.verify` interleaved with the raw yardstick."""
     print(f"{'block':>5} {'verdicts/s':>10} {'raw verify/s':>12} {'ratio':>6}   (verifier.core.verify)")
+    return interleaved(
+        texts,
+        messages,
+        verify_key,
+        blocks=blocks,
+        raw_first_on_even=True,
+        one=lambda text: core.verify(text, policy=POLICY, replica_view=replica, now=now, purpose=PURPOSE),
+    )
+
+
+def interleaved(
+    texts: list[str],
+    messages: list[tuple[bytes, bytes]],
+    verify_key: nacl.signing.VerifyKey,
+    *,
+    blocks: int,
+    raw_first_on_even: bool,
+    one: Callable[[str], object],
+) -> tuple[int, float, float, list[float]]:
+    """``blocks`` blocks of ``one(text)`` over distinct texts, each right before or after
+    (alternating) the raw yardstick over the same statements; prints each block's rates."""
     per_block = max(1, len(texts) // blocks)
     ratios: list[float] = []
     total_full = total_raw = 0.0
     done = 0
-    check = core.verify
     for block in range(blocks):
         lo = (block * per_block) % len(texts)
         chunk, pairs = texts[lo : lo + per_block], messages[lo : lo + per_block]
-        raw_first = block % 2 == 0
+        raw_first = (block % 2 == 0) == raw_first_on_even
         t_raw = raw_verify(pairs, verify_key) if raw_first else 0.0
         t = time.perf_counter()
         for text in chunk:
-            check(text, policy=POLICY, replica_view=replica, now=now, purpose=PURPOSE)
+            one(text)
         t_full = time.perf_counter() - t
         if not raw_first:
             t_raw = raw_verify(pairs, verify_key)
@@ -307,27 +328,14 @@ def run(args: argparse.Namespace, work: Path) -> None:
         f"checkpoint cosigned by {len(WITNESS_SEEDS)} witnesses (quorum {POLICY.witness_quorum})"
     )
     print(f"{'block':>5} {'verified/s':>10} {'raw verify/s':>12} {'ratio':>6}")
-    per_block = max(1, len(texts) // args.blocks)
-    ratios: list[float] = []
-    total_full = total_raw = 0.0
-    done = 0
-    for block in range(args.blocks):
-        lo = (block * per_block) % len(texts)
-        chunk, pairs = texts[lo : lo + per_block], messages[lo : lo + per_block]
-        raw_first = block % 2 == 1
-        t_raw = raw_verify(pairs, verify_key) if raw_first else 0.0
-        t = time.perf_counter()
-        for text in chunk:
-            verify(text, store=store, witnessed=witnessed, size=size, now=now)
-        t_full = time.perf_counter() - t
-        if not raw_first:
-            t_raw = raw_verify(pairs, verify_key)
-        full_rate, raw_rate = len(chunk) / t_full, len(pairs) / t_raw
-        ratios.append(full_rate / raw_rate)
-        total_full += t_full
-        total_raw += t_raw
-        done += len(chunk)
-        print(f"{block + 1:5d} {full_rate:10,.0f} {raw_rate:12,.0f} {ratios[-1]:6.2f}", flush=True)
+    done, total_full, total_raw, ratios = interleaved(
+        texts,
+        messages,
+        verify_key,
+        blocks=args.blocks,
+        raw_first_on_even=False,
+        one=lambda text: verify(text, store=store, witnessed=witnessed, size=size, now=now),
+    )
     breakdown(texts[: min(len(texts), 500)], messages, verify_key, store=store, witnessed=witnessed, now=now)
     publish(store, witnessed, work / "tiles")
     store.close()
