@@ -2,4 +2,5 @@
 
 from certledger.cli import main
 
-main()
+if __name__ == "__main__":  # not when a worker process (render workers) imports it
+    main()

@@ -199,6 +199,8 @@ class NodeConfig:
     allow_plain_http: bool = False
     #: The TLS certificate the node serves (for its expiry metric), if any.
     tls_cert: Path | None = None
+    #: Worker processes that make the QR texts of large issuing batches (0: in the node).
+    render_workers: int = 0
 
     @property
     def member(self) -> Member:
@@ -269,6 +271,7 @@ def load_config(
     gossip: bool = True,
     gossip_interval: float = 5.0,
     tls_cert: Path | None = None,
+    render_workers: int = 0,
 ) -> NodeConfig:
     """Read and check a data directory; refuses an expired policy or keys it does not list."""
     d = Path(data_dir)
@@ -295,4 +298,5 @@ def load_config(
         mirror_sources=dict(mirror_sources or {}),
         gossip=gossip,
         gossip_interval=gossip_interval,
+        render_workers=render_workers,
     )

@@ -47,6 +47,7 @@ from node.private import (
     RecordValues,
     StatementValues,
 )
+from node.render import Renderer, Rendering, render_here
 
 if TYPE_CHECKING:
     from node.app import Node
@@ -180,6 +181,7 @@ class Desk:
         self.node = node
         self.config = node.config
         self.private = PrivateStore(node.config.data_dir / FILE_NAME)
+        self.renderer = Renderer(workers=node.config.render_workers)
         self._serials: dict[str, int] | None = None
         self._inflight: dict[str, asyncio.Future[None]] = {}
         self._cert_locks: dict[str, asyncio.Lock] = {}
@@ -204,6 +206,7 @@ class Desk:
         await asyncio.to_thread(self.private.set_meta, "recovered", top)
         self._serials = await asyncio.to_thread(self.private.max_serials)
         self._task = asyncio.create_task(self._run(), name="private-writer")
+        self.renderer.start()
 
     async def stop(self) -> None:
         """Commit what is queued and stop."""
@@ -211,6 +214,7 @@ class Desk:
         self._wake.set()
         if self._task is not None:
             await self._task
+        await asyncio.to_thread(self.renderer.close)
         self.private.close()
 
     def _missing(self, last: int) -> tuple[list[SignedStatement], int]:
@@ -462,7 +466,12 @@ class Desk:
             self._inflight[k] = gate
         durable: asyncio.Future[list[int]] | None = None
         try:
-            creds = self._build(clerk, ctype, items, fresh, now=now, replaces=replaces, reason=reason)
+            # A large batch's texts are made by the render workers while the batch is built
+            # and committed here.
+            rendering = self.renderer.begin(len(fresh)) if qr_text else None
+            creds = self._build(
+                clerk, ctype, items, fresh, now=now, replaces=replaces, reason=reason, rendering=rendering
+            )
             raws = [json_bytes(c.to_json()) for c in creds]
             texts = [r.decode() for r in raws]
             records: list[RecordValues] = []
@@ -514,13 +523,15 @@ class Desk:
             )
             qrs: list[str | None] = [None] * len(creds)
             failed = None
-            if qr_text:
+            if rendering is not None:
+                qrs, failed = await rendering.texts()
+            elif qr_text:
                 written = asyncio.ensure_future(staged.wait())
                 try:
                     await asyncio.wait([written, durable], return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     written.cancel()
-                qrs, failed = await _render(creds)
+                qrs, failed = await render_here(creds)
             indexes = await self._append(await durable, signed)
             if failed is not None:
                 raise failed
@@ -550,11 +561,13 @@ class Desk:
         now: int,
         replaces: RecordRow | None,
         reason: Reason | None,
+        rendering: Rendering | None = None,
     ) -> list[Credential]:
         """Sign the items at ``fresh``, or raise ClaimsError naming every problem of every item.
 
         Claims are checked once, by :func:`issue_credential`; only an item it refuses is
         looked at again, to name each field and rule. Serials are taken only when all pass.
+        Each credential made is added to ``rendering``, if given, as soon as it is signed.
         """
         member = self.config.member
         assert self._serials is not None
@@ -573,21 +586,19 @@ class Desk:
                 problems.append(ClaimProblem(item=n, field="valid_until", rule="must be after valid_from"))
                 continue
             try:
-                out.append(
-                    issue_credential(
-                        cert_type=ctype,
-                        issuer=member,
-                        key=self.config.log_key,
-                        serial=str(serial),
-                        cert_version=version,
-                        claims=it.claims,
-                        operator=clerk.operator,
-                        time=now,
-                        valid_from=vf,
-                        valid_until=vu,
-                        replaces=None if replaces is None else replaces.cert_id,
-                        reason=reason,
-                    )
+                cred = issue_credential(
+                    cert_type=ctype,
+                    issuer=member,
+                    key=self.config.log_key,
+                    serial=str(serial),
+                    cert_version=version,
+                    claims=it.claims,
+                    operator=clerk.operator,
+                    time=now,
+                    valid_from=vf,
+                    valid_until=vu,
+                    replaces=None if replaces is None else replaces.cert_id,
+                    reason=reason,
                 )
             except SchemaError as e:
                 found = self._validate(ctype, n, it, now)
@@ -597,6 +608,10 @@ class Desk:
                 if not found:
                     raise ForbiddenError(str(e)) from None
                 problems.extend(found)
+            else:
+                out.append(cred)
+                if rendering is not None:
+                    rendering.add(cred)
         if problems:
             raise ClaimsError(problems)
         if replaces is None:
@@ -750,25 +765,6 @@ class Desk:
             signed = SignedStatement(statement_bytes=row.data, key_id=row.key_id, signature=row.signature)
             [index] = await self.node.sequencer.append([signed])
         return {**result, "index": index, "replayed": True}
-
-
-#: Certificates rendered between two turns of the event loop (a few milliseconds).
-_RENDER_SLICE = 32
-
-
-async def _render(creds: Sequence[Credential]) -> tuple[list[str | None], LedgerError | None]:
-    """The ``CL1:`` texts of ``creds``, a slice at a time, letting the event loop serve
-    other requests in between. A text that cannot be made (too large for a QR code) is
-    reported, not raised."""
-    out: list[str | None] = []
-    for start in range(0, len(creds), _RENDER_SLICE):
-        if start:
-            await asyncio.sleep(0)
-        try:
-            out += [c.to_qr_text() for c in creds[start : start + _RENDER_SLICE]]
-        except LedgerError as e:
-            return [None] * len(creds), e
-    return out, None
 
 
 def parse_reason(value: str | int | None) -> Reason:

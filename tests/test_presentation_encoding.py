@@ -34,6 +34,7 @@ def _rfc9285(data: bytes) -> str:
 
 def _reference_text(p: Presentation) -> str:
     data = canonical.encode(p.to_map())
+    # memLevel 9, not the writer's 8: the smaller hash table must not change a byte
     packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=PRESET_DICTIONARY)
     return "CL1:" + _rfc9285(packer.compress(data) + packer.flush())
 

@@ -45,6 +45,8 @@ __all__ = ["node"]
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 _FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
+#: One render worker when there is a second core for it.
+_DEFAULT_RENDER_WORKERS = 1 if (os.cpu_count() or 1) > 1 else 0
 
 
 _data_option = click.option(
@@ -227,6 +229,16 @@ def _listen(value: str) -> tuple[str, int]:
     show_envvar=True,
     help="Seconds between two rounds of gossip.",
 )
+@click.option(
+    "--render-workers",
+    type=click.IntRange(min=0, max=64),
+    default=_DEFAULT_RENDER_WORKERS,
+    show_default=True,
+    envvar="CERTLEDGER_RENDER_WORKERS",
+    show_envvar=True,
+    help="Worker processes that make the QR texts of large issuing batches, beside the node's "
+    "own process (0: the node makes them). Started with the first large batch.",
+)
 def run(
     *,
     data: Path,
@@ -241,6 +253,7 @@ def run(
     mirror_sources: tuple[str, ...],
     gossip: bool,
     gossip_interval: float,
+    render_workers: int,
 ) -> None:
     """Serve the log, the witness and the policy until stopped (SIGTERM or Ctrl-C).
 
@@ -269,6 +282,7 @@ def run(
         gossip=gossip,
         gossip_interval=gossip_interval,
         tls_cert=tls_cert,
+        render_workers=render_workers,
     )
     configure()
     app = create_app(config=config)
