@@ -2,9 +2,10 @@
 
 Deflate with the preset dictionary and Base45 are most of the cost of a text (about
 32 of 50 µs). For a large batch a :class:`Renderer` with workers has them done in
-worker processes, beside the event loop's process: as the batch is built, it makes
-each presentation's bytes itself (cheap) and sends them over a chunk at a time, so the
-workers deflate while the node goes on signing the rest, then its JSON and commit. A small batch, a renderer without
+worker processes, beside the event loop's process: as the batch is built, each
+credential's signed statement, claim values and salt secret go over a chunk at a time,
+so the workers build the presentations and deflate while the node goes on signing the
+rest, then its JSON and commit. A small batch, a renderer without
 workers, and a batch met while the workers are still starting, or after they broke,
 are rendered here, a slice at a time between turns of the event loop. The texts are
 the same either way: the workers run :func:`ledger.credential.presentation.text_of`.
@@ -25,7 +26,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 
-from ledger.credential.credential import Credential
+from ledger.credential.credential import Credential, FullDisclosureParts, full_disclosure_bytes
 from ledger.credential.presentation import text_of
 from ledger.errors import LedgerError
 
@@ -43,14 +44,15 @@ CHUNK = 250
 Rendered = tuple[list[str | None], LedgerError | None]
 
 
-def texts_of(datas: list[bytes]) -> list[str | None]:
-    """In a worker: the text of each presentation's bytes, or None for one that does not
-    fit in a QR code (made again by the caller, for its error)."""
+def texts_of(items: list[FullDisclosureParts]) -> list[str | None]:
+    """In a worker: the full-disclosure text of each credential's parts
+    (:meth:`Credential.full_disclosure_parts`), or None for one that cannot be made here
+    (too large for a QR code): the caller makes it again, to raise its error."""
     out: list[str | None] = []
-    for data in datas:
+    for parts in items:
         try:
-            out.append(text_of(data))
-        except LedgerError:
+            out.append(text_of(full_disclosure_bytes(parts)))
+        except Exception:  # whatever it is, the caller's own attempt reports it
             out.append(None)
     return out
 
@@ -99,7 +101,7 @@ class Rendering:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = pool
         self._chunk = chunk
         self._creds: list[Credential] = []
-        self._datas: list[bytes] = []
+        self._datas: list[FullDisclosureParts] = []
         self._sent = 0
         self._futures: list[concurrent.futures.Future[list[str | None]]] = []
 
@@ -107,7 +109,7 @@ class Rendering:
         """One more certificate, in reply order; a full chunk goes to the workers."""
         self._creds.append(cred)
         if self._pool is not None:
-            self._datas.append(cred.present(None).to_bytes())
+            self._datas.append(cred.full_disclosure_parts())
             if len(self._datas) - self._sent >= self._chunk:
                 self._send()
 
@@ -135,9 +137,9 @@ class Rendering:
             self._renderer._broken(e)
             return await render_here(self._creds)
         for n, text in enumerate(out):
-            if text is None:  # too large for a QR code: made here again for its error
+            if text is None:  # not made (too large for a QR code): made here again for its error
                 try:
-                    text_of(self._datas[n])
+                    out[n] = self._creds[n].to_qr_text()
                 except LedgerError as e:
                     return [None] * len(out), e
         return out, None

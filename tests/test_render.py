@@ -11,15 +11,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.credential.credential import Credential, issue_credential
+from ledger.credential.credential import Credential, full_disclosure_bytes, issue_credential
 from ledger.credential.presentation import MAX_INFLATED_SIZE
 from ledger.errors import TooLargeError
+from ledger.log.statement import Reason
 from node.app import create_app
 from node.render import Renderer, render_here, texts_of
 from tests import nodes, window
@@ -89,8 +90,32 @@ def renderer() -> Iterator[Renderer]:
     r.close()
 
 
+def _replacement() -> Credential:
+    """A replace statement's credential: a serial with a leading zero, a reason, a replaced id."""
+    old = fx.issue_food_permit()
+    return issue_credential(
+        cert_type=fx.FOOD_PERMIT,
+        issuer=fx.AMR,
+        key=fx.AMR_KEY,
+        serial="0007",
+        cert_version="002",
+        claims={**old.claims, "seats": 80},
+        operator="op:51c0de",
+        time=fx.T0,
+        valid_from=fx.T0,
+        valid_until=fx.T0 + 86400 * 365,
+        replaces=old.cert_id,
+        reason=Reason.INFORMATION_CHANGED,
+    )
+
+
+def test_full_disclosure_rebuilt_from_its_parts_is_the_credentials_own() -> None:
+    for c in [*fx.all_credentials().values(), _replacement(), *_permits(3)]:
+        assert full_disclosure_bytes(c.full_disclosure_parts()) == c.present(None).to_bytes()
+
+
 def test_workers_make_the_texts_made_here(renderer: Renderer) -> None:
-    creds = [*fx.all_credentials().values(), *_permits(7)]
+    creds = [*fx.all_credentials().values(), _replacement(), *_permits(7)]
     rendering = renderer.begin(len(creds))
     assert rendering is not None
     for c in creds:
@@ -110,23 +135,24 @@ def test_small_batches_and_no_workers_are_rendered_here(renderer: Renderer) -> N
         Renderer(workers=-1)
 
 
-class _Oversized:
-    """Stands in for a credential whose presentation does not fit in a QR code."""
-
-    class _P:
-        def to_bytes(self) -> bytes:
-            return b"\x80" * (MAX_INFLATED_SIZE + 1)
-
-    def present(self, reveal: object) -> _Oversized._P:
-        return self._P()
-
-    def to_qr_text(self) -> str:
-        raise TooLargeError("presentation: too large for this test")
+def _oversized() -> Credential:
+    """A credential whose full disclosure does not fit in a QR code (a claim longer than
+    any type allows, which only a changed type could have let through)."""
+    cred = _permits(1, start=900)[0]
+    values = cred.canonical_values()
+    key = min(values)
+    values[key] = "许可" * MAX_INFLATED_SIZE
+    object.__setattr__(cred, "_canonical", values)
+    return cred
 
 
 def test_a_text_too_large_for_a_qr_code_is_reported_as_made_here(renderer: Renderer) -> None:
-    assert texts_of([b"\x80" * (MAX_INFLATED_SIZE + 1)]) == [None]
-    creds = [*_permits(4), cast(Credential, _Oversized())]
+    big = _oversized()
+    with pytest.raises(TooLargeError):
+        big.to_qr_text()
+    assert texts_of([big.full_disclosure_parts(), _permits(1)[0].full_disclosure_parts()])[0] is None
+    assert texts_of([(b"", b"", b"", {}, b"")]) == [None]
+    creds = [*_permits(4), big]
     rendering = renderer.begin(len(creds))
     assert rendering is not None
     for c in creds:
