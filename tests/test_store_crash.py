@@ -120,4 +120,6 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_entry(tmp_path: Path) -
                 assert data == expected[i], f"kill {kills}: entry {i} differs from what was acknowledged"
     assert kills == KILLS
     assert during_appends >= 40
-    assert total_acked > 2500, f"only {total_acked} entries were acknowledged: the writer barely ran"
+    # Only that the writer got to append between kills: how much depends on the disk and
+    # the machine's load (a busy 2-core machine with slow fsyncs acknowledges far fewer).
+    assert total_acked > 300, f"only {total_acked} entries were acknowledged: the writer barely ran"
