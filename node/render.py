@@ -11,7 +11,8 @@ are rendered here, a slice at a time between turns of the event loop. The texts 
 the same either way: the workers run :func:`ledger.credential.presentation.text_of`.
 
 The worker processes start with :meth:`Renderer.start` (no batch waits for them), start
-again with the next large batch after they broke, and stop with :meth:`Renderer.close`.
+again with the next large batch after they broke or stalled (no texts within
+:data:`TIMEOUT`), and stop with :meth:`Renderer.close`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ RENDER_SLICE = 32
 MIN_BATCH = 256
 #: Texts per message to a worker: the first chunk reaches a worker early.
 CHUNK = 250
+#: Seconds a batch waits for its texts (a few per thousand are normal) before the
+#: workers are taken for stuck: stopped, and the batch rendered here.
+TIMEOUT = 30.0
 
 Rendered = tuple[list[str | None], LedgerError | None]
 
@@ -95,11 +99,12 @@ class Rendering:
     (from :meth:`Renderer.begin`)."""
 
     def __init__(
-        self, *, renderer: Renderer, pool: concurrent.futures.ProcessPoolExecutor, chunk: int
+        self, *, renderer: Renderer, pool: concurrent.futures.ProcessPoolExecutor, chunk: int, timeout: float
     ) -> None:
         self._renderer = renderer
         self._pool: concurrent.futures.ProcessPoolExecutor | None = pool
         self._chunk = chunk
+        self._timeout = timeout
         self._creds: list[Credential] = []
         self._datas: list[FullDisclosureParts] = []
         self._sent = 0
@@ -129,10 +134,16 @@ class Rendering:
         if self._pool is None:
             return await render_here(self._creds)
         out: list[str | None] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
         try:
             for f in self._futures:
-                part: list[str | None] = await asyncio.wrap_future(f)
+                left = max(0.0, deadline - loop.time())
+                part: list[str | None] = await asyncio.wait_for(asyncio.wrap_future(f), left)
                 out += part
+        except TimeoutError:
+            self._renderer._broken(TimeoutError(f"no texts within {self._timeout} s"))
+            return await render_here(self._creds)
         except (BrokenProcessPool, OSError, RuntimeError) as e:
             self._renderer._broken(e)
             return await render_here(self._creds)
@@ -148,12 +159,15 @@ class Rendering:
 class Renderer:
     """Makes texts of large batches in ``workers`` worker processes (0: always here)."""
 
-    def __init__(self, *, workers: int, min_batch: int = MIN_BATCH, chunk: int = CHUNK) -> None:
+    def __init__(
+        self, *, workers: int, min_batch: int = MIN_BATCH, chunk: int = CHUNK, timeout: float = TIMEOUT
+    ) -> None:
         if workers < 0:
             raise ValueError("render workers must be 0 or more")
         self.workers = workers
         self._min_batch = max(1, min_batch)
         self._chunk = max(1, chunk)
+        self._timeout = timeout
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._warm: concurrent.futures.Future[bool] | None = None
         self._closed = False
@@ -165,7 +179,7 @@ class Renderer:
         if count < self._min_batch or not self._usable():
             return None
         assert self._pool is not None
-        return Rendering(renderer=self, pool=self._pool, chunk=self._chunk)
+        return Rendering(renderer=self, pool=self._pool, chunk=self._chunk, timeout=self._timeout)
 
     def start(self) -> None:
         """Start the workers, without waiting for them: batches are rendered here until
@@ -201,7 +215,11 @@ class Renderer:
         )
         pool, self._pool, self._warm = self._pool, None, None
         if pool is not None:
+            # A stuck worker would never take the shutdown message: stop them outright.
+            procs = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.kill()
 
     @property
     def running(self) -> bool:

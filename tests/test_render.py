@@ -190,6 +190,26 @@ def test_a_killed_worker_falls_back_to_rendering_here_and_restarts() -> None:
         r.close()
 
 
+def test_workers_that_give_no_texts_in_time_are_replaced_and_the_batch_rendered_here() -> None:
+    r = Renderer(workers=1, min_batch=2, chunk=500, timeout=0.0)
+    try:
+        r.start()
+        _up(r)
+        [pid] = _workers(r)
+        creds = _permits(400, start=200)
+        rendering = r.begin(len(creds))
+        assert rendering is not None
+        for c in creds:
+            rendering.add(c)
+        texts, failed = asyncio.run(rendering.texts())
+        assert failed is None
+        assert texts == [c.to_qr_text() for c in creds]
+        assert not r.running  # taken for stuck: stopped, and started again with the next batch
+        assert _gone(pid)
+    finally:
+        r.close()
+
+
 def test_close_stops_the_workers_and_later_batches_are_rendered_here() -> None:
     r = Renderer(workers=2, min_batch=2)
     r.start()
