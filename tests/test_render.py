@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from ledger.credential.credential import Credential, full_disclosure_bytes, issue_credential
 from ledger.credential.presentation import MAX_INFLATED_SIZE
-from ledger.errors import TooLargeError
+from ledger.errors import LedgerError, TooLargeError
 from ledger.log.statement import Reason
 from node.app import create_app
 from node.render import Renderer, render_here, texts_of
@@ -81,6 +81,15 @@ def _state(pid: int) -> str:
         return "Z"
 
 
+def _rendered(r: Renderer, creds: list[Credential]) -> tuple[list[str | None], LedgerError | None]:
+    """Render ``creds`` through the workers (they must take the batch)."""
+    rendering = r.begin(len(creds))
+    assert rendering is not None
+    for c in creds:
+        rendering.add(c)
+    return asyncio.run(rendering.texts())
+
+
 @pytest.fixture(scope="module")
 def renderer() -> Iterator[Renderer]:
     r = Renderer(workers=1, min_batch=4, chunk=3)
@@ -116,11 +125,7 @@ def test_full_disclosure_rebuilt_from_its_parts_is_the_credentials_own() -> None
 
 def test_workers_make_the_texts_made_here(renderer: Renderer) -> None:
     creds = [*fx.all_credentials().values(), _replacement(), *_permits(7)]
-    rendering = renderer.begin(len(creds))
-    assert rendering is not None
-    for c in creds:
-        rendering.add(c)
-    texts, failed = asyncio.run(rendering.texts())
+    texts, failed = _rendered(renderer, creds)
     assert failed is None
     assert texts == [c.to_qr_text() for c in creds]
     assert asyncio.run(render_here(creds)) == (texts, None)
@@ -153,11 +158,7 @@ def test_a_text_too_large_for_a_qr_code_is_reported_as_made_here(renderer: Rende
     assert texts_of([big.full_disclosure_parts(), _permits(1)[0].full_disclosure_parts()])[0] is None
     assert texts_of([(b"", b"", b"", {}, b"")]) == [None]
     creds = [*_permits(4), big]
-    rendering = renderer.begin(len(creds))
-    assert rendering is not None
-    for c in creds:
-        rendering.add(c)
-    texts, failed = asyncio.run(rendering.texts())
+    texts, failed = _rendered(renderer, creds)
     assert texts == [None] * len(creds)
     assert isinstance(failed, TooLargeError)
     assert f"over the {MAX_INFLATED_SIZE}-byte limit" in str(failed)
@@ -197,11 +198,7 @@ def test_workers_that_give_no_texts_in_time_are_replaced_and_the_batch_rendered_
         _up(r)
         [pid] = _workers(r)
         creds = _permits(400, start=200)
-        rendering = r.begin(len(creds))
-        assert rendering is not None
-        for c in creds:
-            rendering.add(c)
-        texts, failed = asyncio.run(rendering.texts())
+        texts, failed = _rendered(r, creds)
         assert failed is None
         assert texts == [c.to_qr_text() for c in creds]
         assert not r.running  # taken for stuck: stopped, and started again with the next batch
