@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -276,3 +277,59 @@ def test_a_node_with_a_render_worker_replies_with_the_same_texts(tmp_path: Path)
             assert item["qr_text"] == cred.to_qr_text()
             assert Credential.from_qr_text(item["qr_text"], policy=fx.POLICY).cert_id == item["cert_id"]
     assert _gone(worker), "the render worker outlived the app"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in cmdline:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.slow
+def test_node_run_starts_its_render_worker_and_takes_it_down_when_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = window.make_node(tmp_path)
+    token = window.add_clerk(data, "clerk", "issue")
+    monkeypatch.setenv("CERTLEDGER_RENDER_WORKERS", "1")
+    node = window.NodeProcess(data).start()
+    try:
+        assert node.proc is not None
+        deadline = time.monotonic() + 60
+        while not (workers := _children(node.proc.pid)):
+            assert time.monotonic() < deadline, "no render worker beside the node"
+            time.sleep(0.1)
+        body = {"type": fx.FOOD_PERMIT.code, "items": [{"claims": window.food_claims(n)} for n in range(300)]}
+        r = httpx.post(
+            node.url + "/v1/certificates/batch",
+            content=orjson.dumps(body),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120,
+        )
+        assert r.status_code == 201, r.text
+        for item in r.json()["certificates"]:
+            assert item["qr_text"] == Credential.from_json(item["credential"]).to_qr_text()
+        node.kill()
+        assert all(_gone(p) for p in workers), "a render worker outlived its killed node"
+    finally:
+        node.stop()
+
+
+@pytest.mark.slow
+def test_node_run_with_no_render_workers_starts_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = window.make_node(tmp_path)
+    monkeypatch.setenv("CERTLEDGER_RENDER_WORKERS", "0")
+    node = window.NodeProcess(data).start()
+    try:
+        assert node.proc is not None
+        time.sleep(1.0)
+        assert _children(node.proc.pid) == []
+    finally:
+        node.stop()

@@ -237,7 +237,7 @@ def _listen(value: str) -> tuple[str, int]:
     envvar="CERTLEDGER_RENDER_WORKERS",
     show_envvar=True,
     help="Worker processes that make the QR texts of large issuing batches, beside the node's "
-    "own process (0: the node makes them). Started with the first large batch.",
+    "own process (0: the node makes them). Started with the node.",
 )
 def run(
     *,
