@@ -28,9 +28,15 @@ from functools import lru_cache
 
 import nacl.bindings
 import nacl.exceptions
+from asn1crypto import algos as asn1_algos
+from asn1crypto import core as asn1_core
 from asn1crypto import keys as asn1_keys
-from cryptography.hazmat.primitives import serialization
+from asn1crypto import pem as asn1_pem
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import padding as sym_padding
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from ledger.errors import FileError, KeyFileError, MalformedError, SignatureError, TooLargeError
 from ledger.files import read_capped, write_file
@@ -70,6 +76,9 @@ _D = -121665 * pow(121666, -1, _P) % _P  # the curve constant d
 #: the sign-bit-1 form is also non-canonical, since x = 0).
 #: The most key-derivation iterations an encrypted key file may ask for (checked before decrypting).
 MAX_KDF_ITERATIONS = 1_000_000
+#: PBKDF2-HMAC-SHA256 iterations of the key files this writes (OWASP's figure for it;
+#: the OpenSSL default behind ``BestAvailableEncryption`` is 2,048).
+KDF_ITERATIONS = 600_000
 _ENCRYPTED_PEM = re.compile(
     rb"-----BEGIN ENCRYPTED PRIVATE KEY-----(.*?)-----END ENCRYPTED PRIVATE KEY-----", re.DOTALL
 )
@@ -153,6 +162,39 @@ def signature_problem(signature: bytes) -> str | None:
     if r_y in SMALL_ORDER_Y:
         return "its R is a small-order point"
     return None
+
+
+def _pbes2_encrypt(plain: bytes, passphrase: bytes, iterations: int) -> bytes:
+    """An EncryptedPrivateKeyInfo (DER) of ``plain`` under PBES2: PBKDF2-HMAC-SHA256 with a
+    fresh 16-byte salt, AES-256-CBC with a fresh IV and PKCS#7 padding."""
+    salt, iv = os.urandom(16), os.urandom(16)
+    key = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=iterations).derive(
+        passphrase
+    )
+    padder = sym_padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    data = encryptor.update(padder.update(plain) + padder.finalize()) + encryptor.finalize()
+    info = asn1_keys.EncryptedPrivateKeyInfo(
+        {
+            "encryption_algorithm": {
+                "algorithm": "pbes2",
+                "parameters": {
+                    "key_derivation_func": {
+                        "algorithm": "pbkdf2",
+                        "parameters": {
+                            "salt": asn1_algos.Pbkdf2Salt(name="specified", value=salt),
+                            "iteration_count": iterations,
+                            "prf": {"algorithm": "sha256", "parameters": asn1_core.Null()},
+                        },
+                    },
+                    "encryption_scheme": {"algorithm": "aes256_cbc", "parameters": iv},
+                },
+            },
+            "encrypted_data": data,
+        }
+    )
+    der: bytes = info.dump()
+    return der
 
 
 def _check_work_factor(data: bytes) -> None:
@@ -255,15 +297,23 @@ class SigningKey:
         signed: bytes = nacl.bindings.crypto_sign(message, self._secret)
         return signed[:64]
 
-    def to_pem(self, *, passphrase: bytes | None = None) -> bytes:
-        """PKCS#8 PEM, encrypted with ``passphrase`` when one is given (an empty one is refused)."""
-        enc: serialization.KeySerializationEncryption
+    def to_pem(self, *, passphrase: bytes | None = None, iterations: int = KDF_ITERATIONS) -> bytes:
+        """PKCS#8 PEM, encrypted with ``passphrase`` when one is given (an empty one is
+        refused): PBES2 (RFC 8018) with PBKDF2-HMAC-SHA256 over ``iterations`` and
+        AES-256-CBC, what OpenSSL and every PKCS#8 reader take."""
         if passphrase is not None and not passphrase:
             raise KeyFileError("an empty passphrase would leave the key unencrypted; give one, or none")
-        enc = (
-            serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+        if not passphrase:
+            return self._key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        plain = self._key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        return self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+        if not 1 <= iterations <= MAX_KDF_ITERATIONS:
+            raise KeyFileError(f"key-derivation iterations must be 1..{MAX_KDF_ITERATIONS}")
+        pem: bytes = asn1_pem.armor("ENCRYPTED PRIVATE KEY", _pbes2_encrypt(plain, passphrase, iterations))
+        return pem
 
     @classmethod
     def from_pem(cls, data: bytes, *, passphrase: bytes | None = None) -> SigningKey:

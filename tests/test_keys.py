@@ -1,14 +1,26 @@
 import base64
 import hashlib
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
+from asn1crypto import keys as asn1_keys
+from cryptography.hazmat.primitives import serialization
 
 import ledger
 from ledger.errors import FileError, KeyFileError, LedgerError, MalformedError, SignatureError
-from ledger.keys import SIG_TYPE_COSIGNATURE, PublicKey, SigningKey, VerifierKey, key_id
+from ledger.keys import (
+    KDF_ITERATIONS,
+    MAX_KDF_ITERATIONS,
+    SIG_TYPE_COSIGNATURE,
+    PublicKey,
+    SigningKey,
+    VerifierKey,
+    key_id,
+)
 
 
 def test_sign_verify_and_tamper() -> None:
@@ -38,6 +50,59 @@ def test_save_load_mode_0600_and_passphrase(tmp_path: Path) -> None:
         SigningKey.load(enc)
     with pytest.raises(KeyFileError, match="refusing to overwrite"):
         k.save(plain)
+
+
+def _kdf(pem: bytes) -> tuple[str, int, str, str]:
+    der = base64.b64decode(b"".join(pem.strip().splitlines()[1:-1]))
+    alg = asn1_keys.EncryptedPrivateKeyInfo.load(der)["encryption_algorithm"]
+    return alg.kdf, alg.kdf_iterations, alg.kdf_hmac, f"{alg.encryption_cipher}-{alg.key_length * 8}"
+
+
+def test_cheap_passphrase_guessing_on_a_stolen_key_file() -> None:
+    """A stolen encrypted key file costs an attacker 600,000 PBKDF2-HMAC-SHA256 rounds per
+    guess (OpenSSL's default for PKCS#8 is 2,048), and any PKCS#8 reader opens it."""
+    k = SigningKey.generate()
+    pem = k.to_pem(passphrase=b"correct horse")
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n")
+    assert _kdf(pem) == ("pbkdf2", KDF_ITERATIONS, "sha256", "aes-256")
+    assert KDF_ITERATIONS >= 600_000
+    other = k.to_pem(passphrase=b"correct horse")
+    assert other != pem  # a fresh salt and IV each time
+    opened = serialization.load_pem_private_key(pem, password=b"correct horse")
+    assert opened.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw) == (
+        k.public_key.raw
+    )
+    assert SigningKey.from_pem(pem, passphrase=b"correct horse").public_key == k.public_key
+    with pytest.raises(KeyFileError, match="wrong passphrase"):
+        SigningKey.from_pem(pem, passphrase=b"correct horse!")
+    assert _kdf(k.to_pem(passphrase=b"x", iterations=1000))[1] == 1000
+    with pytest.raises(KeyFileError, match=r"key-derivation iterations must be 1\.\.1000000"):
+        k.to_pem(passphrase=b"x", iterations=MAX_KDF_ITERATIONS + 1)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed here")
+def test_openssl_opens_an_encrypted_key_file(tmp_path: Path) -> None:
+    k = SigningKey.generate()
+    path = tmp_path / "log.key"
+    k.save(path, passphrase=b"correct horse")
+    out = subprocess.run(
+        ["openssl", "pkey", "-in", str(path), "-passin", "pass:correct horse", "-pubout", "-outform", "DER"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert out[-32:] == k.public_key.raw
+
+
+def test_key_files_written_before_still_load() -> None:
+    """Files encrypted with OpenSSL's defaults (2,048 rounds) by earlier versions still open."""
+    k = SigningKey.generate()
+    old = k._key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"correct horse"),
+    )
+    assert _kdf(old)[1] == 2048
+    assert SigningKey.from_pem(old, passphrase=b"correct horse").public_key == k.public_key
 
 
 def test_load_refuses_readable_key_and_garbage(tmp_path: Path) -> None:
