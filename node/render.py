@@ -3,9 +3,9 @@
 Deflate with the preset dictionary and Base45 are most of the cost of a text (about
 32 of 50 µs). For a large batch a :class:`Renderer` with workers has them done in
 worker processes, beside the event loop's process: as the batch is built, each
-credential's signed statement, claim values and salt secret go over a chunk at a time,
-so the workers build the presentations and deflate while the node goes on signing the
-rest, then its JSON and commit. A small batch, a renderer without
+credential's full presentation goes over as plain fields a chunk at a time, so the
+workers encode and deflate while the node goes on signing the rest, then its JSON and
+commit. A small batch, a renderer without
 workers, and a batch met while the workers are still starting, or after they broke,
 are rendered here, a slice at a time between turns of the event loop. The texts are
 the same either way: the workers run :func:`ledger.credential.presentation.text_of`.
@@ -27,8 +27,8 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 
-from ledger.credential.credential import Credential, FullDisclosureParts, full_disclosure_bytes
-from ledger.credential.presentation import text_of
+from ledger.credential.credential import Credential
+from ledger.credential.presentation import Presentation, PresentationFields
 from ledger.errors import LedgerError
 
 __all__ = ["Renderer", "Rendering", "render_here"]
@@ -48,14 +48,14 @@ TIMEOUT = 30.0
 Rendered = tuple[list[str | None], LedgerError | None]
 
 
-def texts_of(items: list[FullDisclosureParts]) -> list[str | None]:
-    """In a worker: the full-disclosure text of each credential's parts
-    (:meth:`Credential.full_disclosure_parts`), or None for one that cannot be made here
-    (too large for a QR code): the caller makes it again, to raise its error."""
+def texts_of(items: list[PresentationFields]) -> list[str | None]:
+    """In a worker: the text of each presentation's fields
+    (:meth:`Presentation.to_fields`), or None for one that cannot be made here (too
+    large for a QR code): the caller makes it again, to raise its error."""
     out: list[str | None] = []
-    for parts in items:
+    for fields in items:
         try:
-            out.append(text_of(full_disclosure_bytes(parts)))
+            out.append(Presentation.from_fields(fields).to_text())
         except Exception:  # whatever it is, the caller's own attempt reports it
             out.append(None)
     return out
@@ -106,7 +106,7 @@ class Rendering:
         self._chunk = chunk
         self._timeout = timeout
         self._creds: list[Credential] = []
-        self._datas: list[FullDisclosureParts] = []
+        self._datas: list[PresentationFields] = []
         self._sent = 0
         self._futures: list[concurrent.futures.Future[list[str | None]]] = []
 
@@ -114,7 +114,7 @@ class Rendering:
         """One more certificate, in reply order; a full chunk goes to the workers."""
         self._creds.append(cred)
         if self._pool is not None:
-            self._datas.append(cred.full_disclosure_parts())
+            self._datas.append(cred.present(None).to_fields())
             if len(self._datas) - self._sent >= self._chunk:
                 self._send()
 

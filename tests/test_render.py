@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -18,8 +19,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.credential.credential import Credential, full_disclosure_bytes, issue_credential
-from ledger.credential.presentation import MAX_INFLATED_SIZE
+from ledger.credential.credential import Credential, issue_credential
+from ledger.credential.presentation import MAX_INFLATED_SIZE, Presentation
 from ledger.errors import LedgerError, TooLargeError
 from ledger.log.statement import Reason
 from node.app import create_app
@@ -119,9 +120,17 @@ def _replacement() -> Credential:
     )
 
 
-def test_full_disclosure_rebuilt_from_its_parts_is_the_credentials_own() -> None:
+def test_a_presentation_rebuilt_from_its_fields_is_the_same() -> None:
     for c in [*fx.all_credentials().values(), _replacement(), *_permits(3)]:
-        assert full_disclosure_bytes(c.full_disclosure_parts()) == c.present(None).to_bytes()
+        names = [spec.name for spec in c.schema]
+        for reveal in (None, names[:2]):
+            p = c.present(reveal)
+            fields = p.to_fields()
+            assert pickle.loads(pickle.dumps(fields)) == fields
+            again = Presentation.from_fields(fields)
+            assert again == p
+            assert again.to_bytes() == p.to_bytes()
+            assert again.to_text() == p.to_text()
 
 
 def test_workers_make_the_texts_made_here(renderer: Renderer) -> None:
@@ -156,8 +165,11 @@ def test_a_text_too_large_for_a_qr_code_is_reported_as_made_here(renderer: Rende
     big = _oversized()
     with pytest.raises(TooLargeError):
         big.to_qr_text()
-    assert texts_of([big.full_disclosure_parts(), _permits(1)[0].full_disclosure_parts()])[0] is None
-    assert texts_of([(b"", b"", b"", {}, b"")]) == [None]
+    fine = _permits(1)[0]
+    assert texts_of([big.present(None).to_fields(), fine.present(None).to_fields()]) == [
+        None,
+        fine.to_qr_text(),
+    ]
     creds = [*_permits(4), big]
     texts, failed = _rendered(renderer, creds)
     assert texts == [None] * len(creds)

@@ -60,8 +60,6 @@ __all__ = [
     "CREDENTIAL_FORMAT",
     "MAX_CREDENTIAL_FILE",
     "Credential",
-    "FullDisclosureParts",
-    "full_disclosure_bytes",
     "issue_credential",
 ]
 
@@ -224,12 +222,6 @@ class Credential:
         """The ``CL1:`` text of :meth:`present`."""
         return self.present(reveal).to_text()
 
-    def full_disclosure_parts(self) -> FullDisclosureParts:
-        """What :func:`full_disclosure_bytes` needs to rebuild :meth:`present` with every
-        claim disclosed, as plain values (for another process)."""
-        s = self.signed
-        return (s.statement_bytes, s.key_id, s.signature, self.canonical_values(), self.salt_secret)
-
     @classmethod
     def from_qr_text(
         cls,
@@ -313,31 +305,6 @@ class Credential:
 #: from being reused while the entry lives.
 _SCHEMA_JSON: dict[int, tuple[tuple[ClaimSpec, ...], tuple[dict[str, Any], ...]]] = {}
 _MAX_SCHEMA_JSON = 256
-
-
-#: Signed statement bytes, key ID, signature, canonical claim values by key, salt secret.
-FullDisclosureParts = tuple[bytes, bytes, bytes, dict[int, CanonicalValue], bytes]
-
-
-def full_disclosure_bytes(parts: FullDisclosureParts) -> bytes:
-    """The bytes (:meth:`Presentation.to_bytes`) of the full disclosure of the credential
-    :meth:`Credential.full_disclosure_parts` came from: the same presentation as
-    :meth:`Credential.present` with every claim, rebuilt from the signed statement."""
-    statement_bytes, key_id, signature, values, secret = parts
-    signed = SignedStatement(statement_bytes=statement_bytes, key_id=key_id, signature=signature)
-    stmt = signed.statement
-    cid = CertId.parse(stmt.cert_id)
-    return Presentation._of_credential(
-        statement=stmt,
-        serial=cid.serial,
-        cert_version=cid.version,
-        key_id=key_id,
-        signature=signature,
-        values=values,
-        secret=secret,
-        salts=None,
-        digests=None,
-    ).to_bytes()
 
 
 def _schema_json(schema: tuple[ClaimSpec, ...]) -> list[dict[str, Any]]:

@@ -110,6 +110,7 @@ __all__ = [
     "CheckedPresentation",
     "DisclosedClaim",
     "Presentation",
+    "PresentationFields",
     "Validity",
     "check_presentation",
     "text_of",
@@ -154,6 +155,43 @@ _EDITION = re.compile(r"[0-9]{3}")
 _TYPE_CODE = re.compile(r"[a-z0-9][a-z0-9_]{0,62}")
 _OPERATOR = re.compile(r"[A-Za-z0-9:_.-]{1,64}")
 _PACKB = msgpack.packb
+_FIELDS = (
+    "kind",
+    "key_id",
+    "cert_type",
+    "serial",
+    "cert_version",
+    "time",
+    "operator",
+    "valid_from",
+    "valid_until",
+    "reason",
+    "replaces",
+    "signature",
+    "values",
+    "secret",
+    "salts",
+    "digests",
+)
+#: :meth:`Presentation.to_fields`: every field in declaration order, as plain values.
+PresentationFields = tuple[
+    int,
+    bytes,
+    str,
+    str,
+    str,
+    int,
+    str,
+    int,
+    "int | None",
+    "int | None",
+    "str | None",
+    bytes,
+    "dict[int, CanonicalValue]",
+    "bytes | None",
+    "dict[int, bytes] | None",
+    "dict[int, bytes] | None",
+]
 _MAX_TIME = 2**40
 _U64 = 2**64 - 1
 _T = TypeVar("_T")
@@ -428,6 +466,44 @@ class Presentation:
         fields["secret"] = secret
         fields["salts"] = None if salts is None else MappingProxyType(dict(sorted(salts.items())))
         fields["digests"] = None if digests is None else MappingProxyType(dict(sorted(digests.items())))
+        return p
+
+    def to_fields(self) -> PresentationFields:
+        """Every field as plain values (enums as integers, maps as dicts), in declaration
+        order: what :meth:`from_fields` takes back, for another process."""
+        return (
+            int(self.kind),
+            self.key_id,
+            self.cert_type,
+            self.serial,
+            self.cert_version,
+            self.time,
+            self.operator,
+            self.valid_from,
+            self.valid_until,
+            None if self.reason is None else int(self.reason),
+            self.replaces,
+            self.signature,
+            dict(self.values),
+            self.secret,
+            None if self.salts is None else dict(self.salts),
+            None if self.digests is None else dict(self.digests),
+        )
+
+    @classmethod
+    def from_fields(cls, fields: PresentationFields) -> Presentation:
+        """The presentation :meth:`to_fields` came from, without the construction checks
+        (it was checked where it was made): only for fields from :meth:`to_fields`."""
+        p = object.__new__(cls)
+        out = p.__dict__
+        for name, value in zip(_FIELDS, fields, strict=True):
+            out[name] = value
+        out["kind"] = _KINDS[out["kind"]]
+        if out["reason"] is not None:
+            out["reason"] = _REASONS[out["reason"]]
+        for name in ("values", "salts", "digests"):
+            if out[name] is not None:
+                out[name] = MappingProxyType(out[name])
         return p
 
     # -- the wire form ------------------------------------------------------------
