@@ -1,8 +1,11 @@
-"""Our own log's checkpoints with the witness cosignatures collected for them, and the
-policy versions recorded in our log (``node.db``).
+"""Our own log's latest published checkpoint, and the policy versions recorded in our
+log (``node.db``).
 
 A checkpoint is *published* (served at ``/checkpoint``) once the policy's witness
 quorum has cosigned it; cosignatures that arrive later are added to the stored note.
+Only the latest is kept here: the log store keeps every checkpoint with its
+cosignatures (``log.db``, table ``cosigned``), so a second copy of that history would
+only grow the disk by about 550 bytes per checkpoint.
 """
 
 from __future__ import annotations
@@ -55,14 +58,27 @@ class Published:
             self._conn.close()
 
     def add(self, *, size: int, note: bytes, cosigners: int, now: int) -> None:
-        """Store (or widen with more cosignatures) the published checkpoint of ``size``."""
+        """Store (or widen with more cosignatures) the published checkpoint of ``size``,
+        unless a larger one is published already; smaller ones are dropped."""
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO cosigned (size, note, cosigners, published_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (size) DO UPDATE SET note = excluded.note, cosigners = excluded.cosigners "
-                "WHERE excluded.cosigners > cosigned.cosigners",
-                (size, note, cosigners, now),
-            )
+            c = self._conn
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    c.execute(
+                        "INSERT INTO cosigned (size, note, cosigners, published_at) "
+                        "SELECT ?1, ?2, ?3, ?4 WHERE ?1 >= coalesce((SELECT max(size) FROM cosigned), 0) "
+                        "ON CONFLICT (size) DO UPDATE SET note = excluded.note, "
+                        "cosigners = excluded.cosigners WHERE excluded.cosigners > cosigned.cosigners",
+                        (size, note, cosigners, now),
+                    )
+                    c.execute("DELETE FROM cosigned WHERE size < (SELECT max(size) FROM cosigned)")
+                    c.execute("COMMIT")
+                except BaseException:
+                    c.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise StorageError(f"cannot store the published checkpoint: {e}") from None
 
     def latest(self) -> PublishedCheckpoint | None:
         """The published checkpoint of the largest size, or None."""

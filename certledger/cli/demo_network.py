@@ -175,8 +175,9 @@ class _State:
 class Network:
     """The demo consortium under ``work``: set up, started, told, stopped."""
 
-    def __init__(self, work: Path, say: Out, *, qr: bool = True) -> None:
+    def __init__(self, work: Path, say: Out, *, qr: bool = True, checkpoint_interval: float = 0.2) -> None:
         self.work = work
+        self.checkpoint_interval = checkpoint_interval
         self.say = say
         self.qr = qr
         self.client = httpx.Client(timeout=10.0, trust_env=False)
@@ -274,7 +275,7 @@ class Network:
                 args=[
                     *("node", "run", "--data", str(self.work / "nodes" / m)),
                     *("--listen", f"127.0.0.1:{self.state.ports[m]}"),
-                    *("--checkpoint-interval", "0.2", "--mirror-interval", "0.5"),
+                    *("--checkpoint-interval", str(self.checkpoint_interval), "--mirror-interval", "0.5"),
                 ],
             )
         self.procs["verifier"] = _Process(
