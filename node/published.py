@@ -10,6 +10,7 @@ only grow the disk by about 550 bytes per checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -75,7 +76,8 @@ class Published:
                     c.execute("DELETE FROM cosigned WHERE size < (SELECT max(size) FROM cosigned)")
                     c.execute("COMMIT")
                 except BaseException:
-                    c.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):
+                        c.execute("ROLLBACK")
                     raise
             except sqlite3.Error as e:
                 raise StorageError(f"cannot store the published checkpoint: {e}") from None
