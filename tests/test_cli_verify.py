@@ -120,3 +120,18 @@ def test_every_verdict_has_its_own_exit_status() -> None:
     assert set(EXIT_CODES) == set(Code)
     assert len(set(EXIT_CODES.values())) == len(Code)
     assert {1, 2}.isdisjoint(EXIT_CODES.values())
+
+
+def test_policy_replica_and_nodes_from_the_environment(setup: Setup) -> None:
+    """A clerk's terminal sets them once (the help text names the variables)."""
+    env = {
+        "CERTLEDGER_POLICY": str(setup.policy),
+        "CERTLEDGER_REPLICA": str(setup.replica),
+        "CERTLEDGER_NODES": str(setup.public),
+    }
+    result = CliRunner().invoke(cli, ["verify", issue_reference().to_qr_text()], env=env)
+    assert result.exit_code == EXIT_CODES[Code.VALID], result.output
+    assert "VALID" in result.stdout
+    help_text = " ".join(CliRunner().invoke(cli, ["verify", "--help"]).stdout.split())
+    for name in env:
+        assert f"[env {name}]" in help_text
