@@ -134,4 +134,4 @@ def test_policy_replica_and_nodes_from_the_environment(setup: Setup) -> None:
     assert "VALID" in result.stdout
     help_text = " ".join(CliRunner().invoke(cli, ["verify", "--help"]).stdout.split())
     for name in env:
-        assert f"[env {name}]" in help_text
+        assert f"env var: {name}" in help_text

@@ -97,21 +97,24 @@ def _show(v: Verdict) -> None:
     required=True,
     envvar="CERTLEDGER_POLICY",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The signed trust policy document. [env CERTLEDGER_POLICY]",
+    show_envvar=True,
+    help="The signed trust policy document.",
 )
 @click.option(
     "--replica",
     required=True,
     envvar="CERTLEDGER_REPLICA",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory of the replica database (created if missing). [env CERTLEDGER_REPLICA]",
+    show_envvar=True,
+    help="Directory of the replica database (created if missing).",
 )
 @click.option(
     "--nodes",
     envvar="CERTLEDGER_NODES",
     metavar="URL,...",
     help="Where to sync members' logs from: node URLs, or directories holding a copy of a node's "
-    "public files. Default: every member's node from the policy. [env CERTLEDGER_NODES]",
+    "public files. Default: every member's node from the policy.",
+    show_envvar=True,
 )
 @click.option("--offline", is_flag=True, help="Use the replica as it is; open no connection.")
 @click.option("--purpose", help="The verification purpose (the claims it needs must be disclosed).")
