@@ -10,7 +10,6 @@ only grow the disk by about 550 bytes per checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -61,24 +60,19 @@ class Published:
     def add(self, *, size: int, note: bytes, cosigners: int, now: int) -> None:
         """Store (or widen with more cosignatures) the published checkpoint of ``size``,
         unless a larger one is published already; smaller ones are dropped."""
+        # Two statements, no transaction needed: if the node stops between them, the
+        # rows left behind are older ones, which latest() never returns and the next
+        # publication removes.
         with self._lock:
-            c = self._conn
             try:
-                c.execute("BEGIN IMMEDIATE")
-                try:
-                    c.execute(
-                        "INSERT INTO cosigned (size, note, cosigners, published_at) "
-                        "SELECT ?1, ?2, ?3, ?4 WHERE ?1 >= coalesce((SELECT max(size) FROM cosigned), 0) "
-                        "ON CONFLICT (size) DO UPDATE SET note = excluded.note, "
-                        "cosigners = excluded.cosigners WHERE excluded.cosigners > cosigned.cosigners",
-                        (size, note, cosigners, now),
-                    )
-                    c.execute("DELETE FROM cosigned WHERE size < (SELECT max(size) FROM cosigned)")
-                    c.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        c.execute("ROLLBACK")
-                    raise
+                self._conn.execute(
+                    "INSERT INTO cosigned (size, note, cosigners, published_at) "
+                    "SELECT ?1, ?2, ?3, ?4 WHERE ?1 >= coalesce((SELECT max(size) FROM cosigned), 0) "
+                    "ON CONFLICT (size) DO UPDATE SET note = excluded.note, "
+                    "cosigners = excluded.cosigners WHERE excluded.cosigners > cosigned.cosigners",
+                    (size, note, cosigners, now),
+                )
+                self._conn.execute("DELETE FROM cosigned WHERE size < (SELECT max(size) FROM cosigned)")
             except sqlite3.Error as e:
                 raise StorageError(f"cannot store the published checkpoint: {e}") from None
 
