@@ -11,8 +11,9 @@ its mirror's checkpoint (``/mirror/<origin hash>/checkpoint``), its own log's
   another root for a size held is a ``same-size`` fork; otherwise the nearest held
   checkpoints below and above are checked for consistency, with a proof computed from
   the hashes this node holds or from tiles (of the peer's mirror, the log's node, the
-  other mirrors), every tile authenticated against the larger checkpoint's root. A
-  proof that fails is an ``inconsistent`` fork. Either way the evidence (both signed
+  other mirrors), every tile authenticated against the larger checkpoint's root. If
+  that tree's first records hash to another root than the smaller checkpoint's, the
+  proof of it is an ``inconsistent`` fork. Either way the evidence (both signed
   notes and the proof) becomes a local alert, verified with
   :func:`ledger.log.alert.check_alert` before it is kept.
 * An alert a peer serves is adopted only if :func:`check_alert` verifies it against
@@ -342,14 +343,15 @@ class Gossip:
         return None if cp is None else (cp.size, self._replicas.hash_reader(m.origin))
 
     def _proof(self, m: Member, big: Held, small: Held, sources: Sequence[Fetcher]) -> list[bytes] | None:
-        """A consistency proof from ``small.size`` out of the tree of ``big`` (its hashes
-        authenticated against ``big.root``), or None if no one serves that tree."""
+        """A fork proof (:func:`ledger.log.merkle.prove_fork`) about ``small.size`` out of
+        the tree of ``big`` (its hashes authenticated against ``big.root``), or None if no
+        one serves that tree."""
         local = self._local(m)
         if local is not None and local[0] >= big.size and merkle.tree_hash(big.size, local[1]) == big.root:
-            return merkle.prove_tree(big.size, small.size, local[1])
+            return merkle.prove_fork(big.size, small.size, local[1])
         for src in sources:
             try:
-                return merkle.prove_tree(big.size, small.size, tree_reader(src, big.size, big.root))
+                return merkle.prove_fork(big.size, small.size, tree_reader(src, big.size, big.root))
             except (ProofError, FileError, MalformedError, TooLargeError) as e:
                 log.debug("no tiles for a consistency check", extra={"source": src.name, "error": str(e)})
         return None
@@ -393,10 +395,11 @@ class Gossip:
             if proof is None:
                 checked = False
                 continue
-            try:
-                merkle.check_tree(proof, big.size, big.root, small.size, small.root)
+            try:  # the hashes come from big's tree: either a fork or a prefix
+                merkle.check_fork(proof, big.size, big.root, small.size, small.root)
             except ProofError:
-                return evidence("inconsistent", small, big, proof)
+                continue
+            return evidence("inconsistent", small, big, proof)
         if checked:
             self.compared.labels(outcome="consistent").inc()
             self._remember(key)

@@ -10,8 +10,11 @@ State lives in SQLite (``witness.db`` in the node's data directory)::
 Checking a request against ``latest`` and storing the new checkpoint happen in one
 ``BEGIN IMMEDIATE`` transaction, so concurrent requests (threads or processes) for one
 origin can never roll the stored size back. A checkpoint that contradicts one we
-cosigned (the same size with another root, or a proof that fails) is refused and kept
-as an alert.
+cosigned is refused and kept as an alert when the request proves it: the same size with
+another root, or a proof whose hashes come from the new tree and give another root for
+the old size. A proof that merely fails is refused (422) and not kept: anyone can send
+one. The checkpoint kept and served to monitors carries only the log signatures that
+verified and our cosignature.
 """
 
 from __future__ import annotations
@@ -157,7 +160,7 @@ class Witness:
             if k.valid_from <= now and (k.valid_until is None or now < k.valid_until)
         ]
         try:
-            note.open(req.note, verifiers, max_size=DEFAULT_MAX_SIZE)
+            opened = note.open(req.note, verifiers, max_size=DEFAULT_MAX_SIZE)
         except SignatureError as e:
             return _text(403, f"no trusted signature: {e}")
         except MalformedError as e:  # pragma: no cover - parsed above
@@ -168,17 +171,22 @@ class Witness:
             return _text(400, f"malformed checkpoint: {e}")
         if req.old_size > cp.size:
             return _text(400, f"old size {req.old_size} is larger than the checkpoint size {cp.size}")
+        # What we keep and serve: the checkpoint with the log signatures that verified
+        # (never the other lines a submitter added), then our cosignature.
+        logged = note.Note(text=parsed.text, signatures=opened.verified).to_bytes()
         with self._lock:
-            return self._check_and_store(req, cp, parsed.text, now)
+            return self._check_and_store(req, cp, parsed.text, logged, now)
 
-    def _check_and_store(self, req: AddCheckpoint, cp: Checkpoint, text: str, now: int) -> Answer:
+    def _check_and_store(
+        self, req: AddCheckpoint, cp: Checkpoint, text: str, logged: bytes, now: int
+    ) -> Answer:
         c = self._conn
         try:
             c.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             return _text(503, f"witness database busy: {e}")
         try:
-            answer = self._decide(req, cp, text, now)
+            answer = self._decide(req, cp, text, logged, now)
             c.execute("COMMIT")
             return answer
         except BaseException:
@@ -204,7 +212,7 @@ class Witness:
             proof=req.proof,
         )
 
-    def _decide(self, req: AddCheckpoint, cp: Checkpoint, text: str, now: int) -> Answer:
+    def _decide(self, req: AddCheckpoint, cp: Checkpoint, text: str, logged: bytes, now: int) -> Answer:
         c = self._conn
         origin = cp.origin
         row = c.execute("SELECT size, root, note FROM latest WHERE origin = ?", (origin,)).fetchone()
@@ -226,14 +234,20 @@ class Witness:
         elif req.old_size == cp.size:
             if cp.root_hash != stored_root:  # the clash above kept the evidence
                 return _text(422, f"size {cp.size} was cosigned with another root: fork kept as evidence")
+            if req.proof:  # RFC 6962: the proof between two trees of one size is empty
+                return _text(422, f"a proof from size {cp.size} to the same size must be empty")
         else:
             try:
                 merkle.check_tree(list(req.proof), cp.size, cp.root_hash, req.old_size, stored_root)
             except ProofError as e:
-                self._alert(self._evidence("inconsistent", origin, stored_note, req, now))
+                # Anyone may send a proof that fails: it is evidence only if its hashes
+                # come from the new tree and give another root for the old size.
+                with contextlib.suppress(ProofError):
+                    merkle.check_fork(list(req.proof), cp.size, cp.root_hash, req.old_size, stored_root)
+                    self._alert(self._evidence("inconsistent", origin, stored_note, req, now))
                 return _text(422, f"bad consistency proof from size {req.old_size}: {e}")
         line = self._cosign(text)
-        cosigned = req.note + line
+        cosigned = logged + line
         c.execute(
             "INSERT OR REPLACE INTO latest (origin, size, root, note) VALUES (?, ?, ?, ?)",
             (origin, cp.size, cp.root_hash, cosigned),

@@ -243,11 +243,10 @@ def test_step_6_every_attack_is_refused_with_the_projects_error(kept: tuple[Path
         "e) policy version 1 is served again to a verifier that trusts version 2: → refused, PolicyError: "
         "rollback: the document is version 1, not newer than the trusted version 2 [document 1 of 1; still "
         "trusting version 2]",
-        "its log key's memory: → refused, ConflictError: the tree of size 257 does not extend the checkpoint "
-        "of size 256 this key already signed (rule: signer-inconsistent)",
-        "witness hangzhou-psb: → refused, 422: bad consistency proof from size 256: consistency proof "
-        "failed: root hash mismatch; the two checkpoints and the failed proof are kept as a fork alert "
-        "(witnesses/hangzhou-psb.db)",
+        "its log key's memory: → refused, ConflictError: this key already signed size 256 with root",
+        "(rule: signer-fork): the log was rewritten or restored; refusing to sign a contradicting checkpoint",
+        "witness hangzhou-psb: → refused, 422: size 256 was cosigned with another root: fork kept as "
+        "evidence (both signed checkpoints of size 256, in witnesses/hangzhou-psb.db)",
         "for the verifier to sync from: → refused by the replica: checkpoint refused: witness-quorum: "
         "checkpoint of hangzhou-xihu-amr is cosigned by 0/2 other members' witnesses",
         "g) the regulator rewrites entry 255 in a copy of its database (another registered capital, validly "
@@ -507,7 +506,7 @@ def test_the_witnesses_kept_what_they_cosigned_and_the_fork_as_evidence(kept: tu
         # public security kept the split view as evidence anyone can check with the policy alone
         [evidence] = witnesses[PSB].alerts()
         alert = check_alert(evidence, policy)
-        assert (alert.kind, alert.origin, alert.observed_by) == ("inconsistent", origin, PSB)
+        assert (alert.kind, alert.origin, alert.observed_by) == ("same-size", origin, PSB)
         assert witnesses[HEALTH].alerts() == []
     finally:
         for w in witnesses.values():

@@ -182,8 +182,48 @@ def test_bad_arguments() -> None:
     st.lists(st.binary(min_size=0, max_size=40), max_size=70), st.integers(0, 2**64), st.integers(0, 2**64)
 )
 def test_random_proofs_only_raise_proof_error(proof: list[bytes], t: int, n: int) -> None:
-    for check in (merkle.check_record, merkle.check_tree):
+    for check in (merkle.check_record, merkle.check_tree, merkle.check_fork):
         try:
             check(proof, t, ROOTS[3], n, LOG.leaves[0])
         except ProofError:
             continue
+
+
+#: A log that shares records 0..9 with LOG, then differs: a fork of it after 10.
+FORKED = _Log(0)
+_OTHER = [merkle.leaf_hash(f"other {i}".encode()) for i in range(10, 64)]
+for _i, _leaf in enumerate([*LOG.leaves[:10], *_OTHER]):
+    FORKED.leaves.append(_leaf)
+    FORKED.stored.extend(merkle.stored_hashes(_i, _leaf, FORKED.read))
+FORKED_ROOTS = [merkle.root_from_leaf_hashes(FORKED.leaves[:t]) for t in range(65)]
+
+
+def test_fork_proofs_prove_every_fork_up_to_64_and_nothing_else() -> None:
+    for t in range(2, 65):
+        for n in range(1, t):
+            # FORKED's tree of size t against LOG's of size n: a fork once n > 10
+            proof = merkle.prove_fork(t, n, FORKED.read)
+            if n > 10:
+                merkle.check_fork(proof, t, FORKED_ROOTS[t], n, ROOTS[n])
+                for p in [*_flips(proof), proof[:-1], [*proof, ROOTS[t]], proof[1:]]:
+                    with pytest.raises(ProofError, match="fork proof failed"):
+                        merkle.check_fork(p, t, FORKED_ROOTS[t], n, ROOTS[n])
+            else:  # the same first n records: consistent, so nothing is proved
+                with pytest.raises(ProofError, match="prefix"):
+                    merkle.check_fork(proof, t, FORKED_ROOTS[t], n, ROOTS[n])
+            # a proof out of another tree than the one the later root signs
+            if t > 10:
+                with pytest.raises(ProofError, match="do not come from the tree"):
+                    merkle.check_fork(merkle.prove_fork(t, n, LOG.read), t, FORKED_ROOTS[t], n, ROOTS[n])
+
+
+def test_a_failing_consistency_proof_is_not_fork_evidence() -> None:
+    # Anyone can send a proof that fails: only one out of the later tree proves a fork.
+    garbage = [bytes(32)] * len(merkle.prove_fork(8, 5, LOG.read))
+    with pytest.raises(ProofError, match="do not come from the tree of size 8"):
+        merkle.check_fork(garbage, 8, ROOTS[8], 5, ROOTS[5])
+    # A consistency proof from a power-of-two size leaves out the hash a fork proof needs.
+    with pytest.raises(ProofError, match="wrong number of hashes"):
+        merkle.check_fork(merkle.prove_tree(8, 4, FORKED.read), 8, FORKED_ROOTS[8], 4, ROOTS[4])
+    with pytest.raises(ProofError, match="two roots"):
+        merkle.check_fork([], 8, ROOTS[8], 8, FORKED_ROOTS[8])

@@ -172,22 +172,88 @@ def test_422_empty_tree_and_proof_from_zero(client: TestClient) -> None:
     assert post(client, body(0, 0))[0] == 200  # the real empty tree
 
 
-def test_422_bad_proof_is_kept_as_evidence(client: TestClient) -> None:
-    assert post(client, body(0, 8))[0] == 200
-    # The log signs a size-12 tree that does not extend the size-8 one it showed.
-    forked = [*LEAVES[:5], merkle.leaf_hash(b"rewritten"), *LEAVES[6:12]]
-    fork_root = merkle.root_from_leaf_hashes(forked)
-    req = encode_add_checkpoint(old_size=8, proof=proof(8, 12), note=signed(12, root_hash=fork_root))
+def _forked_tree(size: int) -> tuple[bytes, list[bytes]]:
+    """A size-``size`` tree whose record 5 was rewritten: its root and stored hashes."""
+    forked = [*LEAVES[:5], merkle.leaf_hash(b"rewritten"), *LEAVES[6:size]]
+    stored: list[bytes] = []
+
+    def read(indexes: list[int]) -> list[bytes]:
+        return [stored[j] for j in indexes]
+
+    for i, leaf in enumerate(forked):
+        stored += merkle.stored_hashes(i, leaf, read)
+    return merkle.root_from_leaf_hashes(forked), stored
+
+
+def test_422_a_proof_out_of_the_forked_tree_is_kept_as_evidence(client: TestClient) -> None:
+    assert post(client, body(0, 6))[0] == 200
+    # The log signs a size-12 tree that does not extend the size-6 one it showed, and
+    # sends the consistency proof out of that tree: it proves the fork.
+    fork_root, stored = _forked_tree(12)
+    fork_proof = merkle.prove_tree(12, 6, lambda idx: [stored[j] for j in idx])
+    req = encode_add_checkpoint(old_size=6, proof=fork_proof, note=signed(12, root_hash=fork_root))
     status, text, _ = post(client, req)
-    assert status == 422 and "bad consistency proof from size 8" in text
-    assert client.get(f"/{origin_hash(ORIGIN)}/checkpoint").content.startswith(signed(8))
+    assert status == 422 and "bad consistency proof from size 6" in text
+    assert client.get(f"/{origin_hash(ORIGIN)}/checkpoint").content.startswith(signed(6))
     alerts = client.get("/v1/alerts").json()
     assert len(alerts) == 1 and alerts[0]["kind"] == "inconsistent"
     alert = check_alert(json.dumps(alerts[0]).encode(), nodes.policy_with_urls({}))
     assert alert.observed_by == nodes.B and alert.origin == ORIGIN
     assert "certledger_alerts 1.0" in client.get("/metrics").text
     # The honest size-12 checkpoint still extends what was cosigned.
+    assert post(client, body(6, 12))[0] == 200
+
+
+def test_false_fork_alert_garbage_proof_is_refused_and_not_kept(client: TestClient) -> None:
+    # Anyone can replay the log's honest, public checkpoint with a proof that fails: that
+    # proves nothing about the log, so no alert (which every node would adopt) is kept.
+    assert post(client, body(0, 6))[0] == 200
+    for n in range(5):
+        garbage = [bytes([n]) * 32] * len(proof(6, 12))
+        req = encode_add_checkpoint(old_size=6, proof=garbage, note=signed(12))
+        status, text, _ = post(client, req)
+        assert status == 422 and "bad consistency proof from size 6" in text
+    # From a power-of-two size the proof leaves out the old tree's hash: never evidence.
+    assert post(client, body(6, 8))[0] == 200
+    fork_root, stored = _forked_tree(12)
+    req = encode_add_checkpoint(
+        old_size=8,
+        proof=merkle.prove_tree(12, 8, lambda idx: [stored[j] for j in idx]),
+        note=signed(12, root_hash=fork_root),
+    )
+    assert post(client, req)[0] == 422
+    assert client.get("/v1/alerts").json() == []
     assert post(client, body(8, 12))[0] == 200
+
+
+def test_422_a_proof_between_one_size_must_be_empty(client: TestClient) -> None:
+    assert post(client, body(0, 5))[0] == 200
+    req = encode_add_checkpoint(old_size=5, proof=[root(3)], note=signed(5))
+    status, text, _ = post(client, req)
+    assert status == 422 and "must be empty" in text
+    assert post(client, body(5, 5))[0] == 200
+
+
+def test_the_monitor_checkpoint_carries_only_verified_log_signatures_and_ours(client: TestClient) -> None:
+    # A submitter adds lines: one under our own name and key ID, and many unknown ones.
+    assert post(client, body(0, 4))[0] == 200
+    served = client.get(f"/{origin_hash(ORIGIN)}/checkpoint").content
+    own = note.parse(served).signatures[-1]
+    fake_own = note.Signature(name=own.name, key_id=own.key_id, data=bytes(72)).to_line().encode()
+    junk = b"".join(
+        note.Signature(name=f"junk{i}.example", key_id=bytes(4), data=bytes(64)).to_line().encode()
+        for i in range(97)
+    )
+    assert (
+        post(client, encode_add_checkpoint(old_size=4, proof=[], note=signed(4) + fake_own + junk))[0] == 200
+    )
+    served = client.get(f"/{origin_hash(ORIGIN)}/checkpoint").content
+    sigs = note.parse(served).signatures
+    assert [s.name for s in sigs] == [ORIGIN, own.name]
+    # ... so monitors can open it with the log's key and our witness key.
+    witness = nodes.policy_with_urls({}).require_member(nodes.B).witness_key
+    opened = open_checkpoint(served, log_key=fx.AMR.log_verifier_key(fx.AMR.log_keys[1]), witnesses=[witness])
+    assert opened.checkpoint.size == 4 and witness.name in opened.cosignatures
 
 
 def test_422_second_root_for_a_cosigned_size(client: TestClient) -> None:
@@ -238,8 +304,20 @@ def test_alert_check_refuses_non_forks() -> None:
         later=signed(9),
         proof=tuple(proof(4, 9)),
     )
-    with pytest.raises(VerificationError, match="the consistency proof verifies"):
+    with pytest.raises(VerificationError, match="not a fork: fork proof failed"):
         check_alert(encode_alert(honest), policy)
+    # A fork proof of the honest tree proves it consistent: not a fork either.
+    consistent = Alert(
+        kind="inconsistent",
+        origin=ORIGIN,
+        observed_by="x",
+        observed_at=1,
+        earlier=signed(4),
+        later=signed(9),
+        proof=tuple(merkle.prove_fork(9, 4, _reader)),
+    )
+    with pytest.raises(VerificationError, match="a prefix of the one of size 9"):
+        check_alert(consistent, policy)
     same = Alert(
         kind="same-size", origin=ORIGIN, observed_by="x", observed_at=1, earlier=signed(4), later=signed(4)
     )

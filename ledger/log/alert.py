@@ -1,19 +1,19 @@
 """Fork evidence: two checkpoints of one log that cannot both be honest.
 
-A witness that refuses a checkpoint because it contradicts one it cosigned keeps both
-signed notes and the consistency proof it was given, as an *alert* (JSON)::
+A node that meets a checkpoint contradicting one it cosigned or mirrored keeps both
+signed notes and a proof, as an *alert* (JSON)::
 
     {"format": "certledger/alert/v1", "kind": "same-size" | "inconsistent",
      "origin": "<log origin>", "observed_by": "<member id>", "observed_at": <unix s>,
      "earlier": "<base64 signed note>", "later": "<base64 signed note>",
      "proof": ["<base64 hash>", ...]}
 
-``earlier`` is the checkpoint the witness cosigned; ``later`` is the one refused.
-``same-size``: both are signed by the log, for one tree size, with different roots —
-conclusive. ``inconsistent``: both are signed by the log, ``later`` is larger, and the
-proof the log sent does not prove ``earlier`` a prefix of ``later`` — the log signed a
-tree it could not prove consistent (anyone can ask it, or any mirror, for a proof
-that does verify).
+``earlier`` is the smaller checkpoint, ``later`` the larger. ``same-size``: both are
+signed by the log, for one tree size, with different roots. ``inconsistent``: both are
+signed by the log, ``later`` is larger, and ``proof`` (:func:`ledger.log.merkle.prove_fork`,
+out of the later tree) hashes up to ``later``'s root while giving another hash than
+``earlier``'s root for its first ``earlier.size`` records. Both kinds are conclusive.
+A consistency proof that merely fails is not evidence: anyone can send one.
 
 :func:`check_alert` verifies a bundle offline with nothing but the trust policy.
 """
@@ -135,7 +135,7 @@ def check_alert(data: bytes | Alert, policy: Policy) -> Alert:
     if earlier.size == 0:
         raise VerificationError("alert: the empty tree is consistent with every tree")
     try:
-        merkle.check_tree(alert.proof, later.size, later.root_hash, earlier.size, earlier.root_hash)
-    except ProofError:
-        return alert
-    raise VerificationError("alert: not a fork: the consistency proof verifies")
+        merkle.check_fork(alert.proof, later.size, later.root_hash, earlier.size, earlier.root_hash)
+    except ProofError as e:
+        raise VerificationError(f"alert: not a fork: {e}") from None
+    return alert

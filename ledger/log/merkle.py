@@ -12,7 +12,8 @@ position, :func:`stored_hashes` computes what to append for a new record with
 
 Proofs are lists of 32-byte hashes in RFC 9162 order (the deepest sibling first).
 ``prove_record``/``check_record`` are inclusion proofs, ``prove_tree``/``check_tree``
-consistency proofs. Every failed check raises :class:`~ledger.errors.ProofError`.
+consistency proofs, ``prove_fork``/``check_fork`` proofs that two trees are *not*
+consistent (fork evidence). Every failed check raises :class:`~ledger.errors.ProofError`.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ __all__ = [
     "HASH_SIZE",
     "HashReader",
     "VerifiedTree",
+    "check_fork",
     "check_record",
     "check_tree",
     "leaf_hash",
     "node_hash",
+    "prove_fork",
     "prove_record",
     "prove_tree",
     "root_from_leaf_hashes",
@@ -405,20 +408,11 @@ def prove_tree(t: int, n: int, read: HashReader) -> list[bytes]:
     return out
 
 
-def check_tree(proof: Sequence[bytes], t: int, root_t: bytes, n: int, root_n: bytes) -> None:
-    """Check that the tree of size ``n`` with hash ``root_n`` is a prefix of the tree of
-    size ``t`` with hash ``root_t``.
-
-    A proof from the empty tree (``n == 0``) is rejected: it proves nothing.
-    """
-    _check_ints(n, t)
-    if not 1 <= n <= t:
-        raise ProofError(f"no consistency proof from size {n} to size {t}")
-    if len(proof) > _MAX_PROOF:
-        raise ProofError("consistency proof is too long")
-    for p in proof:
-        _check_hash(p, "proof element")
-    steps: list[bool] = []  # True: the old tree lies in the left part
+def _consistency_path(t: int, n: int) -> tuple[int, list[bool]]:
+    """Where the tree of size ``n`` sits in the tree of size ``t``: the start of the
+    subtree the proof begins from (0 when ``n`` is a power of two, whose hash a proof
+    leaves out), and the steps from there up (True: the old tree lies in the left part)."""
+    steps: list[bool] = []
     lo, hi = 0, t
     while n != hi:
         k = _maxpow2(hi - lo)
@@ -428,21 +422,79 @@ def check_tree(proof: Sequence[bytes], t: int, root_t: bytes, n: int, root_n: by
         else:
             steps.append(False)
             lo = lo + k
-    base = 0 if lo == 0 else 1
-    if len(proof) != base + len(steps):
-        raise ProofError("consistency proof failed: wrong number of hashes")
-    if lo == 0:
-        old = new = root_n
-    else:
-        old = new = proof[0]
-    for sibling, left in zip(proof[base:], reversed(steps), strict=True):
+    return lo, steps
+
+
+def _consistency_roots(proof: Sequence[bytes], first: bytes, steps: Sequence[bool]) -> tuple[bytes, bytes]:
+    """The roots of the old and the new tree a consistency proof gives, from ``first``
+    (the hash of the subtree the proof begins from) and the rest of the proof."""
+    old = new = first
+    for sibling, left in zip(proof, reversed(steps), strict=True):
         if left:
             new = node_hash(new, sibling)
         else:
             old = node_hash(sibling, old)
             new = node_hash(sibling, new)
+    return old, new
+
+
+def _checked_proof(proof: Sequence[bytes], t: int, n: int) -> None:
+    _check_ints(n, t)
+    if not 1 <= n <= t:
+        raise ProofError(f"no consistency proof from size {n} to size {t}")
+    if len(proof) > _MAX_PROOF:
+        raise ProofError("consistency proof is too long")
+    for p in proof:
+        _check_hash(p, "proof element")
+
+
+def check_tree(proof: Sequence[bytes], t: int, root_t: bytes, n: int, root_n: bytes) -> None:
+    """Check that the tree of size ``n`` with hash ``root_n`` is a prefix of the tree of
+    size ``t`` with hash ``root_t``.
+
+    A proof from the empty tree (``n == 0``) is rejected: it proves nothing.
+    """
+    _checked_proof(proof, t, n)
+    lo, steps = _consistency_path(t, n)
+    base = 0 if lo == 0 else 1
+    if len(proof) != base + len(steps):
+        raise ProofError("consistency proof failed: wrong number of hashes")
+    old, new = _consistency_roots(proof[base:], root_n if lo == 0 else proof[0], steps)
     if old != root_n or new != root_t:
         raise ProofError("consistency proof failed: root hash mismatch")
+
+
+def prove_fork(t: int, n: int, read: HashReader) -> list[bytes]:
+    """Evidence, from the tree of size ``t`` read by ``read``, about its first ``n``
+    records: :func:`prove_tree`'s proof, with the hash of the first ``n`` records in
+    front when ``n`` is a power of two (where a consistency proof leaves it out, as its
+    checker already knows it). :func:`check_fork` checks it against two roots."""
+    proof = prove_tree(t, n, read)
+    if n < t and _consistency_path(t, n)[0] == 0:
+        proof.insert(0, _subtree_hash(0, n, read))
+    return proof
+
+
+def check_fork(proof: Sequence[bytes], t: int, root_t: bytes, n: int, root_n: bytes) -> None:
+    """Check that ``proof`` (:func:`prove_fork`'s form) proves the tree of size ``t``
+    with hash ``root_t`` does *not* extend a tree of size ``n`` with hash ``root_n``:
+    the proof must give ``root_t`` as the new root (so its hashes come from that tree)
+    and another hash than ``root_n`` for the first ``n`` records.
+
+    A proof that fails to verify proves nothing about the log (anyone can send
+    garbage); only one that verifies against ``root_t`` does. ProofError otherwise.
+    """
+    _checked_proof(proof, t, n)
+    if n == t:
+        raise ProofError("a fork at one size is two roots for it, not a proof")
+    steps = _consistency_path(t, n)[1]
+    if len(proof) != 1 + len(steps):
+        raise ProofError("fork proof failed: wrong number of hashes")
+    old, new = _consistency_roots(proof[1:], proof[0], steps)
+    if new != root_t:
+        raise ProofError(f"fork proof failed: its hashes do not come from the tree of size {t}")
+    if old == root_n:
+        raise ProofError(f"fork proof failed: it proves the tree of size {n} a prefix of the one of size {t}")
 
 
 def root_from_leaf_hashes(leaves: Sequence[bytes]) -> bytes:

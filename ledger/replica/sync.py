@@ -292,7 +292,7 @@ class Replica:
         if held is not None and cp.size <= m:
             ours = held.root_hash if cp.size == m else merkle.tree_hash(cp.size, store.hash_reader(origin))
             if ours != cp.root_hash:
-                proof = [] if cp.size in (0, m) else merkle.prove_tree(m, cp.size, store.hash_reader(origin))
+                proof = [] if cp.size in (0, m) else merkle.prove_fork(m, cp.size, store.hash_reader(origin))
                 raise self._fork(src, held, cp, proof, "the roots differ at that size")
             if cp.size == m:
                 store.refresh(cp, verified_at=self._now())
@@ -308,8 +308,12 @@ class Replica:
                 raise self._refuse(src, f"tiles for the consistency proof: {e}") from None
             try:
                 merkle.check_tree(proof, cp.size, cp.root_hash, m, held.root_hash)
-            except ProofError as e:
-                raise self._fork(src, held, cp, proof, f"consistency proof fails ({e})") from None
+            except ProofError as e:  # the tiles are cp's own: its first m records differ
+                try:
+                    evidence = merkle.prove_fork(cp.size, m, reader)
+                except ProofError as e2:
+                    raise self._refuse(src, f"tiles for the fork proof: {e2}") from None
+                raise self._fork(src, held, cp, evidence, f"consistency proof fails ({e})") from None
         pending = store.pending(origin)
         fetched = m
         if pending is not None:
