@@ -197,16 +197,24 @@ class Submitter:
         opened = open_checkpoint(
             target.note + lines, log_key=me.log_verifier_key(key), witnesses=[member.witness_key]
         )
-        if member.witness_key.name not in opened.cosignatures:
+        wk = member.witness_key
+        if wk.name not in opened.cosignatures:
             raise LedgerError(f"witness {peer} answered without a valid cosignature")
+        # Only the member's own cosignature is kept (it verified above); any other line in
+        # the answer is ignored, as tlog-witness asks of clients.
+        line = next(
+            s.to_line().encode("utf-8")
+            for s in note.parse(target.note + lines).signatures
+            if s.name == wk.name and s.key_id == wk.key_id
+        )
         self._peer_size[peer] = target.size
         self._on_result(peer, "200")
         r = self._rounds.setdefault(target.size, _Round(checkpoint=target))
-        r.lines[peer] = lines
+        r.lines[peer] = line
         if len(r.lines) >= policy.witness_quorum and target.size >= self._published:
-            self._published = target.size
-            note = target.note + b"".join(r.lines[p] for p in sorted(r.lines))
-            self._publish(target.size, note, len(r.lines))
+            cosigned = target.note + b"".join(r.lines[p] for p in sorted(r.lines))
+            self._publish(target.size, cosigned, len(r.lines))
+            self._published = target.size  # only once published: the next cosignature retries
             for s in [s for s in self._rounds if s < target.size]:
                 del self._rounds[s]
 

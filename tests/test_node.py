@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from certledger.cli import cli
 from ledger.errors import ConflictError, PolicyError
 from ledger.keys import SIG_TYPE_ED25519, SigningKey, key_id
-from ledger.log import merkle
+from ledger.log import merkle, note
 from ledger.log.alert import check_alert
 from ledger.log.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from ledger.log.statement import Entry, Kind
@@ -183,6 +183,38 @@ async def test_witness_down_delays_only_the_quorum(tmp_path: Path) -> None:
         )
         n.router.down.clear()
         await wait_cosigned(c, 5, cosigners=2)
+
+
+class _ExtraLine(httpx.AsyncBaseTransport):
+    """A witness whose add-checkpoint answers carry one more signature line (another key's)."""
+
+    LINE = note.Signature(name="witness.example/second-key", key_id=b"\x01\x02\x03\x04", data=b"\x05" * 72)
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        r = await self.inner.handle_async_request(request)
+        if request.url.path != "/add-checkpoint":
+            return r
+        body = await r.aread()
+        if r.status_code == 200:
+            body += self.LINE.to_line().encode()
+        return httpx.Response(r.status_code, headers=r.headers, content=body)
+
+
+async def test_extra_lines_in_a_witness_answer_are_ignored(tmp_path: Path) -> None:
+    # tlog-witness: clients ignore cosignatures from unknown keys. Publishing them made
+    # the store refuse the cosigned checkpoint, and the node never published it.
+    n = Net(tmp_path)
+    for host in ("hangzhou-health.example.gov.cn", "hangzhou-psb.example.gov.cn"):
+        n.router.apps[host] = _ExtraLine(n.router.apps[host])
+    a = n.apps[nodes.A]
+    async with a.router.lifespan_context(a), n.client(nodes.A) as c:
+        await append(c, range(5))
+        served = await wait_cosigned(c, 5, cosigners=2)
+        names = [s.name for s in note.parse(served).signatures]
+        assert _ExtraLine.LINE.name not in names and len(names) == 3
 
 
 async def test_graceful_shutdown_signs_what_it_acknowledged(tmp_path: Path) -> None:
