@@ -19,14 +19,18 @@ from ledger.keys import SigningKey
 from ledger.log.statement import Kind
 from ledger.replica.fetch import Fetcher, HttpFetcher, mirror_prefix
 from ledger.replica.store import ReplicaStore
-from ledger.trust.policy import LogKey, Policy, mandates
+from ledger.trust.policy import LogKey, Mandate, Policy, mandates
 from tests.fixtures.consortium import (
     AMR,
+    AMR_KEY,
     AMR_OLD_KEY,
     BUSINESS_LICENCE,
     HEALTH,
+    HEALTH_CERTIFICATE,
+    HEALTH_CLAIMS,
     POLICY,
     PSB,
+    PSB_KEY,
     T0,
     issue_reference,
     policy,
@@ -394,6 +398,128 @@ def test_issuer_whose_log_forked_is_refused_with_the_alert(
     alert = store.alerts(AMR.id)[0]
     assert alert.kind == "fork" and alert.note_a == net.notes[AMR.id] and alert.note_b is not None
     assert alert.proof, "the failed consistency proof is kept"
+
+
+def test_statement_forward_dated_past_a_mandate_start_is_not_authorised(
+    net: Net, store: ReplicaStore
+) -> None:
+    # Health's issue mandate for licences starts at M; before M it logs (and gets
+    # witnessed) a licence dated after M, hoping to be judged at the time it claims.
+    m = NOW - 600
+    ctype = dataclasses.replace(
+        BUSINESS_LICENCE, issuers=(Mandate(member=AMR.id), Mandate(member=PSB.id, valid_from=m))
+    )
+    pol = policy(types=(ctype, *POLICY.types[1:]))
+    early = issue_credential(
+        cert_type=ctype,
+        issuer=PSB,
+        key=PSB_KEY,
+        serial="900777",
+        claims=dict(issue_reference().claims),
+        operator="psb:op-1",
+        time=m + 60,
+        valid_from=T0,
+        salt_secret=bytes(range(16)),
+    )
+    net.append(PSB.id, [early.signed])
+    publish_all(net, at=NOW - 3000)  # witnessed 40 min before the mandate started
+    v = check(early.to_qr_text(), synced(store, net, pol), pol=pol)
+    assert v.code == Code.NOT_AUTHORISED, v.reason_en
+    assert "dated after its entry was witnessed" in v.reason_en and "future-time" in v.reason_en
+    assert "签发时间不可信" in v.reason_zh
+
+
+def test_statement_dated_within_the_skew_of_its_witnessing_is_valid(net: Net, store: ReplicaStore) -> None:
+    c = licence("2024000888", time=NOW - 3000 + 200, valid_from=T0)
+    net.append(AMR.id, [c.signed])
+    publish_all(net, at=NOW - 3000)
+    assert check(c.to_qr_text(), synced(store, net)).code == Code.VALID
+
+
+def test_revoker_whose_log_forked_makes_the_status_stale(
+    tmp_path: Path, net: Net, store: ReplicaStore
+) -> None:
+    # PSB may revoke licences; it shows this replica a history without its revocation,
+    # and a second history with it: the fork is evidence, and the status cannot be trusted.
+    ref = issue_reference()
+    pol = policy(
+        types=(dataclasses.replace(BUSINESS_LICENCE, revokers=mandates(AMR.id, PSB.id)), *POLICY.types[1:])
+    )
+    net.append(PSB.id, [status(PSB.id, licence("2024000111").cert_id, Kind.SUSPEND, time=T0)])
+    publish_all(net)
+    synced(store, net, pol)
+    assert check(ref.to_qr_text(), store, pol=pol).code == Code.VALID
+    other = Net(tmp_path / "split", policy=pol)
+    other.append(
+        PSB.id,
+        [
+            status(PSB.id, licence("2024000112").cert_id, Kind.SUSPEND, time=T0),
+            status(PSB.id, ref.cert_id, Kind.REVOKE, time=T0 + 7200),
+        ],
+    )
+    other.publish(PSB.id)
+    result = sync(store, other, PSB.id, policy=pol)
+    other.close()
+    assert result.forked and not result.ok
+    v = check(ref.to_qr_text(), store, pol=pol)
+    assert v.code == Code.STALE, v.reason_en
+    assert "hangzhou-psb, which may revoke this certificate, forked" in v.reason_en
+    assert "隐藏了撤销记录" in v.reason_zh
+    assert any(w.startswith("alert 1:") for w in v.warnings)
+
+
+def test_replacement_into_a_type_the_replacer_may_not_issue_does_not_count(
+    net: Net, store: ReplicaStore
+) -> None:
+    ref = issue_reference()
+    widened = dataclasses.replace(HEALTH_CERTIFICATE, issuers=mandates(HEALTH.id, AMR.id))
+    bad = issue_credential(
+        cert_type=widened,
+        issuer=AMR,
+        key=AMR_KEY,
+        serial="5001",
+        claims=dict(HEALTH_CLAIMS),
+        operator="op:x",
+        time=T0 + 7200,
+        valid_from=T0,
+        valid_until=T0 + 300 * 86400,
+        replaces=ref.cert_id,
+        salt_secret=bytes(16),
+    )
+    net.append(AMR.id, [bad.signed])
+    publish_all(net)
+    v = check(ref.to_qr_text(), synced(store, net))
+    assert v.code == Code.VALID, v.reason_en
+    assert v.replaced_by is None
+    assert any(
+        "ignored the replace in entry 1 of hangzhou-xihu-amr's log" in w and "health_certificate" in w
+        for w in v.warnings
+    )
+    assert check(bad.to_qr_text(), store).code == Code.NOT_AUTHORISED
+
+
+@pytest.mark.parametrize(("age", "code"), [(3000, Code.VALID), (2 * 3600, Code.STALE)])
+def test_as_of_is_the_oldest_log_copy_the_verdict_rests_on(
+    age: int, code: Code, net: Net, store: ReplicaStore
+) -> None:
+    pol = policy(
+        types=(dataclasses.replace(BUSINESS_LICENCE, revokers=mandates(AMR.id, PSB.id)), *POLICY.types[1:])
+    )
+    for m in (AMR.id, HEALTH.id):
+        net.publish(m, at=NOW - 60)
+    net.publish(PSB.id, at=NOW - age)  # the revoker's copy: within the limit, then over it
+    v = check(issue_reference().to_qr_text(), synced(store, net, pol), pol=pol)
+    assert v.code == code and v.as_of == NOW - age
+
+
+@pytest.mark.parametrize("ahead", [5, 200])
+def test_witness_clock_a_little_ahead_raises_no_clock_warning(
+    ahead: int, net: Net, store: ReplicaStore
+) -> None:
+    # Within the skew allowance a correct device clock is not told to set itself.
+    publish_all(net, at=NOW + ahead)
+    v = check(issue_reference().to_qr_text(), synced(store, net))
+    assert v.code == Code.VALID and v.warnings == ()
 
 
 @pytest.mark.parametrize(

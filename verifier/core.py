@@ -9,7 +9,8 @@ numbered below, and stops at the first that decides the verdict:
 2. the trust policy is current (an expired policy never yields VALID: STALE);
 3. the issuer is a member and the key one of its keys, valid at the statement's time
    (UNKNOWN_ISSUER, BAD_SIGNATURE) and, if marked compromised, its entry was first
-   witnessed before the compromise (BAD_SIGNATURE);
+   witnessed before the compromise (BAD_SIGNATURE); a statement dated after its entry
+   was first witnessed gives a time that cannot be trusted (NOT_AUTHORISED);
 4. the issuer holds the mandate for the type (NOT_AUTHORISED);
 5. the statement signature (BAD_SIGNATURE);
 6. disclosed claims match their digests and the purpose's claims are disclosed
@@ -21,14 +22,16 @@ numbered below, and stops at the first that decides the verdict:
    is refused with the fork alert: STALE);
 9. status from every member's log: a revoke or suspend counts only when made, in a
    witnessed entry, by a member allowed to revoke the type at the statement's time;
-   a reinstate lifts a suspension; a replace by a member allowed to issue the type
-   supersedes (REVOKED, SUSPENDED, REPLACED);
-10. freshness of the issuer's and every revoker's log copy (STALE, saying how old);
+   a reinstate lifts a suspension; a replace by a member allowed to issue both the
+   old and the new type supersedes (REVOKED, SUSPENDED, REPLACED);
+10. freshness of the issuer's and every revoker's log copy (STALE, saying how old; a
+    revoker whose log forked is STALE too, as a revocation could be hidden); the
+    verdict's "as of" is the oldest of those copies;
 11. VALID.
 
 The clock: the newest witnessed time in the replica is a floor on ``now``. A clock
-behind it is not trusted for the validity window; the verdict carries a plain
-warning instead of a wrong NOT_YET_VALID.
+more than the skew allowance behind it is not trusted for the validity window; the
+verdict carries a plain warning instead of a wrong NOT_YET_VALID.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from ledger.clock import CLOCK_SKEW
 from ledger.credential.presentation import (
     DEFAULT_CLOCK_SKEW,
     CheckedPresentation,
@@ -150,7 +154,7 @@ class _Run:
         self.evidence: Evidence | None = None
         floor = state.newest_witnessed_time
         self.now = now
-        if floor is not None and floor > now:
+        if floor is not None and floor > now + CLOCK_SKEW:  # within the skew: a correct clock
             self.now = floor
             self.warnings.append(
                 f"本机时钟比账本中最新的见证时间慢 {_age(floor - now)[0]}，"
@@ -312,14 +316,23 @@ def _verify(given: str | Presentation, *, run: _Run, purpose: str | None, skew: 
     found = view.lookup(issuer.id, checked.signed.statement_bytes, checked.cert_id, state=state)
     run.current = found.current
     entry = found.entry
-    # 3. (continued) A key marked compromised is trusted only for entries witnessed before then.
-    if checked.log_key.compromised_at is not None:
+    # 3. (continued) A key marked compromised is trusted only for entries witnessed before
+    # then; a statement dated after its entry was first witnessed claims a time (and so a
+    # key and mandate judged at it) that cannot be trusted.
+    if entry is not None or checked.log_key.compromised_at is not None:
         witnessed = None if entry is None else entry.first_witnessed.witnessed_at
         try:
             policy.log_key(
                 issuer.id, checked.signed.key_id, at=checked.statement.time, witnessed_at=witnessed
             )
         except PolicyError as e:
+            if e.rule == "future-time":
+                return run.verdict(
+                    Code.NOT_AUTHORISED,
+                    "证照的签发时间晚于其在账本中被见证的时间：签发时间不可信，无法确认签发资格",
+                    f"the statement is dated after its entry was witnessed, so its time, and the key "
+                    f"and mandate judged at it, cannot be trusted: {e}",
+                )
             return _from_policy_error(run, e)
     # 7. Validity window against the clock (with the skew allowance).
     if checked.validity == Validity.EXPIRED:
@@ -389,6 +402,20 @@ def _verify(given: str | Presentation, *, run: _Run, purpose: str | None, skew: 
         cp = latest if member_id == issuer.id else state.latest.get(member_id)
         member = policy.member(member_id)
         name = member.name if member is not None else member_id
+        revoker_forks = state.forks.get(member_id, ()) if member_id != issuer.id else ()
+        if revoker_forks:
+            f = revoker_forks[0]
+            run.warnings.append(f"alert {f.id}: {f.message}")
+            return run.verdict(
+                Code.STALE,
+                f"{name}的账本出现分叉（向不同方展示了相互矛盾的历史），其中可能隐藏了撤销记录，"
+                f"证照状态不可信；已记录告警 #{f.id}",
+                f"the log of {member_id}, which may revoke this certificate, forked (it showed "
+                f"contradicting histories), so a revocation could be hidden from this copy; the "
+                f"status cannot be trusted (alert {f.id}: {f.message})",
+            )
+        if cp is not None and (run.as_of is None or cp.newest_at < run.as_of):
+            run.as_of = cp.newest_at  # the verdict is as current as its oldest copy
         if cp is None:
             return run.verdict(
                 Code.STALE,
@@ -511,7 +538,8 @@ def _status(run: _Run, checked: CheckedPresentation, entries: list[LoggedEntry])
 def _ignored(policy: Policy, ev: LoggedEntry, type_code: str, checked: CheckedPresentation) -> str | None:
     """Why a status entry does not count, or None when it does: it must be made by the
     log's own member, with a log key trusted at its time and witness time, under a valid
-    signature, by a member allowed to revoke (or, for a replace, issue) the type."""
+    signature, by a member allowed to revoke (or, for a replace, issue the old and the
+    new) type."""
     st = ev.statement
     if st.issuer != ev.member_id:
         return f"impersonation: it sits in {ev.member_id}'s log but names {st.issuer} as its maker"
@@ -533,6 +561,8 @@ def _ignored(policy: Policy, ev: LoggedEntry, type_code: str, checked: CheckedPr
         policy.check_mandate(
             member.id, type_code, "issue" if st.kind == Kind.REPLACE else "revoke", at=st.time
         )
+        if st.kind == Kind.REPLACE and st.cert_type != type_code:  # and the new certificate's type
+            policy.check_mandate(member.id, st.cert_type, "issue", at=st.time)
     except PolicyError as e:
         return str(e)
     return None
