@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import threading
-from collections.abc import Iterator
+import time
+import tracemalloc
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -12,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.errors import FileError, StorageError
+from ledger.errors import FileError, StorageError, TooLargeError
 from ledger.log.checkpoint import CosignatureSigner, cosign
 from ledger.log.statement import Kind
 from ledger.replica.fetch import DirectoryFetcher, Fetcher, HttpFetcher, NotFoundError, mirror_prefix
@@ -222,6 +226,82 @@ def test_partial_tile_gone_falls_back_to_the_full_one(tmp_path: Path, net: Net, 
     (grown / "checkpoint").write_bytes(old_note)
     result = replica(store).sync([DirectoryFetcher(root=grown)])
     assert result.ok and result.size == 100
+
+
+def _fetcher(respond: Callable[[httpx.Request], httpx.Response], **kw: float) -> HttpFetcher:
+    client = httpx.Client(transport=httpx.MockTransport(respond))
+    return HttpFetcher(base_url="http://127.0.0.1:8000/", client=client, **kw)
+
+
+def test_compressed_sources_are_inflated_and_capped(net: Net, store: ReplicaStore) -> None:
+    # tlog-tiles: entry bundles SHOULD be compressed at the HTTP layer.
+    fill(net, 20)
+    net.publish(AMR.id)
+    root = net.tiles_dir(AMR.id)
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        f = root / request.url.path.lstrip("/")
+        if not f.is_file():
+            return httpx.Response(404)
+        assert request.headers["accept-encoding"] == "gzip, deflate"
+        return httpx.Response(
+            200, content=gzip.compress(f.read_bytes()), headers={"content-encoding": "gzip"}
+        )
+
+    assert replica(store).sync([_fetcher(serve)]).size == 20
+    deflated = _fetcher(
+        lambda r: httpx.Response(
+            200, stream=_Drip(iter([zlib.compress(b"abc")])), headers={"content-encoding": "deflate"}
+        )
+    )
+    assert deflated.get("checkpoint", max_size=3) == b"abc"
+    for encoding, body, why in [
+        ("br", b"x", "unsupported content encoding 'br'"),
+        ("gzip", b"not gzip", "does not decompress"),
+        ("gzip", gzip.compress(b"abc")[:-9], "truncated"),
+    ]:
+        bad = _fetcher(
+            lambda r, e=encoding, b=body: httpx.Response(
+                200, stream=_Drip(iter([b])), headers={"content-encoding": e}
+            )
+        )
+        with pytest.raises(FileError, match=why):
+            bad.get("checkpoint", max_size=100)
+
+
+def test_a_gzip_bomb_is_inflated_only_up_to_the_cap() -> None:
+    bomb = gzip.compress(bytes(64 << 20), compresslevel=9)  # 64 MiB of zeros in about 64 KiB
+    chunks = [bomb[i : i + 4096] for i in range(0, len(bomb), 4096)]
+    src = _fetcher(
+        lambda r: httpx.Response(200, stream=_Drip(iter(chunks)), headers={"content-encoding": "gzip"})
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(TooLargeError, match="larger than 8192 bytes"):
+            src.get("tile/0/000", max_size=8192)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak} bytes held to refuse an 8 KiB tile"
+
+
+def test_a_source_that_trickles_is_given_up_on() -> None:
+    def drip() -> Iterator[bytes]:
+        for _ in range(50):
+            time.sleep(0.05)
+            yield b"x"
+
+    src = _fetcher(lambda r: httpx.Response(200, stream=_Drip(drip())), deadline=0.5)
+    with pytest.raises(FileError, match=r"not received within 0.5 s"):
+        src.get("checkpoint", max_size=1000)
+
+
+class _Drip(httpx.SyncByteStream):
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
 
 
 def test_directory_fetcher_refuses_paths_outside_its_root(tmp_path: Path) -> None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
+import zlib
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -75,15 +77,30 @@ class DirectoryFetcher:
         return data
 
 
+#: Content encodings a source may use (C2SP tlog-tiles: entry bundles SHOULD be
+#: compressed at the HTTP layer), with their zlib window bits.
+_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
 class HttpFetcher:
     """A log served over HTTP(S) at ``base_url`` (a node, a mirror path, or a static copy).
 
     ``client`` may be shared between fetchers (and, in tests, given a mock transport).
+    Every file must arrive within ``deadline`` seconds, however slowly it trickles in,
+    and a compressed body is inflated only up to ``max_size`` bytes.
     """
 
-    def __init__(self, *, base_url: str, client: httpx.Client | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        client: httpx.Client | None = None,
+        timeout: float = 10.0,
+        deadline: float = 60.0,
+    ) -> None:
         self._base = base_url if base_url.endswith("/") else base_url + "/"
         self._client = client if client is not None else httpx.Client(timeout=timeout, follow_redirects=False)
+        self._deadline = deadline
 
     @property
     def name(self) -> str:
@@ -91,17 +108,43 @@ class HttpFetcher:
 
     def get(self, path: str, *, max_size: int) -> bytes:
         url = self._base + _check_path(path)
+        give_up = time.monotonic() + self._deadline
         try:
-            with self._client.stream("GET", url) as r:
+            with self._client.stream("GET", url, headers={"Accept-Encoding": "gzip, deflate"}) as r:
                 if r.status_code == 404:
                     raise NotFoundError(f"{url}: not found")
                 if r.status_code != 200:
                     raise FileError(f"{url}: HTTP status {r.status_code}")
+                if r.is_stream_consumed:  # a body an in-memory transport read (and decoded) already
+                    if len(r.content) > max_size:
+                        raise TooLargeError(f"{url}: larger than {max_size} bytes")
+                    return r.content
+                encoding = r.headers.get("content-encoding", "identity").strip().lower()
+                if encoding not in ("identity", "", *_ENCODINGS):
+                    raise FileError(f"{url}: unsupported content encoding {encoding!r}")
+                inflate = zlib.decompressobj(_ENCODINGS[encoding]) if encoding in _ENCODINGS else None
                 out = bytearray()
-                for chunk in r.iter_bytes():
-                    out += chunk
+                for chunk in r.iter_raw():
+                    if time.monotonic() > give_up:
+                        raise FileError(f"{url}: not received within {self._deadline:g} s")
+                    if inflate is None:
+                        out += chunk
+                    else:
+                        _inflate(inflate, chunk, out, max_size)
                     if len(out) > max_size:
                         raise TooLargeError(f"{url}: larger than {max_size} bytes")
+                if inflate is not None and not inflate.eof:
+                    raise FileError(f"{url}: the {encoding} body is truncated")
                 return bytes(out)
+        except zlib.error as e:
+            raise FileError(f"{url}: the body does not decompress: {e}") from None
         except httpx.HTTPError as e:
             raise FileError(f"{url}: {type(e).__name__}: {e}") from None
+
+
+def _inflate(inflate: Any, chunk: bytes, out: bytearray, max_size: int) -> None:
+    """Inflate ``chunk`` into ``out``, never more than one byte past ``max_size``."""
+    data = chunk
+    while data and len(out) <= max_size:
+        out += inflate.decompress(data, max_size + 1 - len(out))
+        data = inflate.unconsumed_tail
