@@ -362,15 +362,17 @@ class Node:
         return None if cp is None else cp.note
 
     def tile(self, tile: tiles.Tile) -> bytes | None:
-        """A tile's bytes if the log is large enough to have it, else None."""
-        have = tiles.tile_for(tile.level, tile.index, self.store.size)
-        if have is None or have.width < tile.width:
-            return None
+        """A tile's bytes if the latest signed checkpoint covers it, else None: entries
+        no checkpoint covers yet are not served (a full tile is cached for a year)."""
         if tile.is_full:
             with self._cache_lock:
                 cached = self._full_tiles.get(tile)
-            if cached is not None:
+            if cached is not None:  # covered when cached: signed sizes only grow
                 return cached
+        cp = self.store.latest_checkpoint()
+        have = None if cp is None else tiles.tile_for(tile.level, tile.index, cp.size)
+        if have is None or have.width < tile.width:
+            return None
         data = tile_bytes(self.reader, tile)
         if tile.is_full:
             with self._cache_lock:

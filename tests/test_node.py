@@ -269,6 +269,26 @@ async def test_random_tile_paths(net: Net, path: str) -> None:
         assert r.status_code in (400, 404)
 
 
+def test_tiles_no_checkpoint_covers_are_not_served(tmp_path: Path) -> None:
+    # A full tile is cached for a year: it is served only once a signed checkpoint
+    # covers it, as the static copy does.
+    data = nodes.init_node(tmp_path, nodes.A, nodes.sign_policy(nodes.policy_with_urls({})))
+    app = create_app(config=nodes.config(data, checkpoint_interval=3600, submit=False))
+    key = nodes.KEYS[nodes.A][0]
+    with TestClient(app) as c:
+        kid = app.state.node.store.key_id(key)
+        r = c.post("/v1/statements", json=nodes.statements_body([issue(i) for i in range(300)], key, kid))
+        assert r.status_code == 200
+        for path in ("/tile/0/000", "/tile/entries/000", "/tile/0/001.p/44", "/tile/1/000.p/1"):
+            r = c.get(path)
+            assert r.status_code == 404 and "not in the log yet" in r.text
+    # shutting down signed what was acknowledged: now the tiles are there
+    with TestClient(create_app(config=nodes.config(data, submit=False))) as c:
+        r = c.get("/tile/0/000")
+        assert r.status_code == 200 and r.headers["cache-control"] == IMMUTABLE
+        assert c.get("/tile/0/001.p/44").status_code == 200
+
+
 def test_tiles_are_written_once(tmp_path: Path) -> None:
     with LogStore.create(tmp_path / "log.db", origin=fx.AMR.origin) as store:
         store.append([issue(i) for i in range(257)], key=A_KEY)
