@@ -76,24 +76,21 @@ def write_file(
 ) -> None:
     """Write ``data`` to ``path`` with permission bits exactly ``mode``, durably.
 
-    Without ``overwrite`` the file must not exist (FileError "file exists; refusing to
-    overwrite"). With it, the data goes to a temporary file in the same directory
-    that is then renamed over ``path`` (atomic: readers never see a partial file).
-    The file and its directory are fsync'ed before this returns. On failure nothing
-    is left behind: no partial new file, no temporary file.
+    The data goes to a temporary file in the same directory first, so readers (and a
+    restart after a crash) never see a partial file. Without ``overwrite`` the file
+    must not exist (FileError "file exists; refusing to overwrite"): the temporary
+    file is hard-linked to ``path``, which fails if it exists. With it, the temporary
+    file is renamed over ``path``. The file and its directory are fsync'ed before
+    this returns. On failure nothing is left behind: no partial file, no temporary file.
     """
     p = Path(path)
     try:
-        if overwrite:
-            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-        else:
-            fd, tmp = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), str(p)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     except (OSError, ValueError) as e:
-        if isinstance(e, FileExistsError) and not overwrite:
-            raise FileError(f"{p}: file exists; refusing to overwrite it with the {what}") from None
         raise FileError(
             f"{p}: cannot {'write' if overwrite else 'create'} the {what}: {_reason(e)}"
         ) from None
+    created = False
     try:
         try:
             _write_all(fd, data, mode)
@@ -101,11 +98,22 @@ def write_file(
             os.close(fd)
         if overwrite:
             os.replace(tmp, p)
+        else:
+            try:
+                os.link(tmp, p)
+            except FileExistsError:
+                raise FileError(f"{p}: file exists; refusing to overwrite it with the {what}") from None
+            created = True
+            os.unlink(tmp)
         fsync_path(p.parent)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)  # the temporary file, or the new file O_EXCL made ours
+        if created:  # a new file is not left behind undurably
+            with contextlib.suppress(OSError):
+                os.unlink(p)
         raise FileError(f"{p}: cannot write the {what}: {_reason(e)}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # gone already unless something failed
 
 
 # -- strict JSON ---------------------------------------------------------------------

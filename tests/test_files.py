@@ -5,6 +5,8 @@ import errno
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -381,3 +383,25 @@ def test_truncated_and_flipped(value: Any, data: st.DataObject) -> None:
         flipped = bytearray(raw)
         flipped[pos] ^= data.draw(st.integers(min_value=1, max_value=255))
         _outcome(bytes(flipped))
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_crash_mid_write_leaves_no_partial_file(tmp_path: Path, overwrite: bool) -> None:
+    # The process dies half-way through writing (a full tile of a static copy, say):
+    # nothing partial may stand at the path, so the write can be done again.
+    p = tmp_path / "tile-0-000"
+    child = (
+        "import os, sys\n"
+        "from ledger.files import write_file\n"
+        "real = os.write\n"
+        "def die(fd, data):\n"
+        "    real(fd, bytes(data[:100]))\n"
+        "    os._exit(9)\n"
+        "os.write = die\n"
+        f"write_file(sys.argv[1], bytes(8192), mode=0o644, overwrite={overwrite}, what='tile')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child, str(p)], check=False)
+    assert done.returncode == 9
+    assert not p.exists()
+    write_file(p, b"x" * 8192, mode=0o644, overwrite=overwrite, what="tile")
+    assert p.read_bytes() == b"x" * 8192
