@@ -113,6 +113,31 @@ def test_interrupted_catch_up_resumes_where_it_stopped(net: Net, store: ReplicaS
     assert store.pending(AMR.origin) is None
 
 
+@pytest.mark.parametrize("other_size", [500, 800])
+def test_a_fork_of_an_interrupted_catch_up_is_evidence(
+    tmp_path: Path, net: Net, store: ReplicaStore, other_size: int
+) -> None:
+    # A catch-up towards a witnessed checkpoint of size 700 stops after 512 entries;
+    # then a second witnessed history of the log arrives, smaller (within what is
+    # staged) or larger. Either way the log signed two contradicting trees.
+    fill(net, 700)
+    net.publish(AMR.id)
+    assert not replica(store).sync([Flaky(net.source(AMR.id), budget=2)]).ok
+    other = Net(tmp_path / "split")
+    other.append(AMR.id, [issue(50_000 + i, time=T0) for i in range(other_size)])
+    other.publish(AMR.id)
+    result = replica(store).sync([other.source(AMR.id)])
+    other.close()
+    assert result.forked and not result.ok and result.size == 0
+    (alert,) = store.forks(AMR.id)
+    assert f"the checkpoint of size {other_size} contradicts the one of size 700" in alert.message
+    assert not [a for a in store.alerts(AMR.id) if a.kind == "bad-source"]  # the source is not to blame
+    assert store.pending(AMR.origin) is not None
+    # the honest source still completes the catch-up; the evidence stays
+    assert replica(store).sync([net.source(AMR.id)]).size == 700
+    assert len(store.forks(AMR.id)) == 1
+
+
 def test_tampered_tile_is_rejected_naming_its_source(tmp_path: Path, net: Net, store: ReplicaStore) -> None:
     fill(net, 300)
     net.publish(AMR.id)
@@ -126,6 +151,32 @@ def test_tampered_tile_is_rejected_naming_its_source(tmp_path: Path, net: Net, s
     assert f"directory {bad}" in result.refused[0] and "tile/0/000" in result.refused[0]
     alert = store.alerts(AMR.id, kind="bad-source")[0]
     assert alert.source == f"directory {bad}" and "tile/0/000" in alert.message
+
+
+class _Oversize:
+    """A source whose answers for paths under ``prefix`` are over the cap."""
+
+    name = "http://hostile.example/"
+
+    def __init__(self, inner: Fetcher, prefix: str) -> None:
+        self.inner, self.prefix = inner, prefix
+
+    def get(self, path: str, *, max_size: int) -> bytes:
+        if path.startswith(self.prefix):
+            raise TooLargeError(f"{self.name}{path}: larger than {max_size} bytes")
+        return self.inner.get(path, max_size=max_size)
+
+
+@pytest.mark.parametrize("prefix", ["tile/0/", "tile/entries/"])
+def test_oversize_tiles_are_refused_and_kept_as_refused_data(
+    net: Net, store: ReplicaStore, prefix: str
+) -> None:
+    fill(net, 300)
+    net.publish(AMR.id)
+    result = replica(store).sync([_Oversize(net.source(AMR.id), prefix)])
+    assert not result.ok and "larger than" in result.refused[0]
+    (alert,) = store.alerts(AMR.id, kind="bad-source")
+    assert alert.source == _Oversize.name and prefix in alert.message
 
 
 def test_tampered_entry_bundle_is_rejected(tmp_path: Path, net: Net, store: ReplicaStore) -> None:

@@ -249,17 +249,47 @@ class Replica:
             raise _Refused(f"checkpoint refused: {e}") from None
 
     def _resume(self, src: Fetcher, newest: WitnessedCheckpoint, statements: bool) -> None:
-        """Finish an interrupted catch-up first, if the source still serves its tiles."""
-        pending = self.store.pending(self.origin)
+        """Finish an interrupted catch-up first, if the source still serves its tiles.
+
+        The checkpoint it was heading for verified (log signature, witness quorum): a
+        ``newest`` that contradicts it is a fork, as with a checkpoint the copy holds."""
+        store, origin = self.store, self.origin
+        pending = store.pending(origin)
         if pending is None:
             return
         try:
             cp = open_witnessed(pending[0], policy=self.policy, member=self.member, now=self._now())
         except LedgerError:
-            self.store.drop_staged(self.origin)
+            store.drop_staged(origin)
             return
-        if self.store.size(self.origin) < cp.size <= newest.size and cp.note != newest.note:
+        size = store.size(origin)
+        if cp.note == newest.note or cp.size <= size:
+            return
+        if cp.size <= newest.size:
+            self._pending_fork_from_tiles(src, cp, newest)
             self._advance(src, cp, statements)
+        elif (  # the pending tree's first entries are staged, checked against its root
+            size < newest.size <= store.resume_point(origin)
+            and merkle.tree_hash(newest.size, store.hash_reader(origin)) != newest.root_hash
+        ):
+            raise self._fork(
+                src, cp, newest, [], f"the roots at size {newest.size} differ from the pending catch-up's"
+            )
+
+    def _pending_fork_from_tiles(
+        self, src: Fetcher, pending: WitnessedCheckpoint, newest: WitnessedCheckpoint
+    ) -> None:
+        """_Forked if the source's own tree (``newest``) proves that it does not extend
+        ``pending``; nothing if it does, or if its tiles cannot tell."""
+        try:
+            reader, _ = self._tile_reader(src, newest)
+            proof = merkle.prove_fork(newest.size, pending.size, reader)
+            merkle.check_fork(proof, newest.size, newest.root_hash, pending.size, pending.root_hash)
+        except (ProofError, FileError, MalformedError, TooLargeError):
+            return
+        raise self._fork(
+            src, pending, newest, proof, "it does not extend the checkpoint a catch-up was heading for"
+        )
 
     # -- one step to a verified checkpoint -------------------------------------------------
 
@@ -551,7 +581,10 @@ class Replica:
         return _Refused(why)
 
     def _get_tile(self, src: Fetcher, t: tiles.Tile) -> bytes:
-        return get_tile(src, t)
+        try:
+            return get_tile(src, t)
+        except MalformedError as e:  # oversize, or a full bundle that does not decode: the source's
+            raise self._refuse(src, str(e)) from None
 
     def _tile_reader(
         self, src: Fetcher, cp: WitnessedCheckpoint
