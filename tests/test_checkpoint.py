@@ -427,3 +427,13 @@ def test_opened_cosignatures_are_read_only() -> None:
     opened = open_checkpoint(cosign(signed(), w, timestamp=3), log_key=LOG_VKEY, witnesses=[w.verifier_key])
     with pytest.raises(TypeError):
         opened.cosignatures[w.name] = 4  # type: ignore[index]
+
+
+def test_lines_without_a_utf8_form_are_malformed_not_a_crash() -> None:
+    key = SigningKey.from_seed(b"k" * 32)
+    for cp in (
+        lambda: Checkpoint(origin="o\udc80", size=1, root_hash=bytes(32)),
+        lambda: Checkpoint(origin="o", size=1, root_hash=bytes(32), extensions=("x\ud800",)),
+    ):
+        with pytest.raises(MalformedError, match="not valid UTF-8"):
+            sign_checkpoint(cp(), key=key)

@@ -360,3 +360,10 @@ def test_fuzz_mutated_valid_notes(data: st.DataObject) -> None:
     # a mutation that still opens must not have changed what the keys signed
     assert opened.text == GO_TEXT
     assert {s.key for s in opened.verified} <= {"PeterNeumann+c74f20a3", "EnochRoot+af0cfe78"}
+
+
+def test_text_without_a_utf8_form_is_malformed_not_a_crash() -> None:
+    # Parsed notes are strict UTF-8 already; a str built in code may hold a lone surrogate.
+    signer = note.Ed25519Signer(name="example.com/a", key=SigningKey.from_seed(b"k" * 32))
+    with pytest.raises(MalformedError, match=r"not valid UTF-8 \(an unpaired surrogate at offset 1\)"):
+        note.sign("a\ud800\n", [signer])

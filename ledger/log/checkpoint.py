@@ -93,6 +93,8 @@ def _check_line(line: object, what: str) -> str:
     for ch in line:
         if ch < " ":
             raise MalformedError(f"{what} contains a newline or control character")
+        if "\ud800" <= ch <= "\udfff":
+            raise MalformedError(f"{what} is not valid UTF-8 (it holds an unpaired surrogate)")
     return line
 
 

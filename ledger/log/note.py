@@ -110,7 +110,17 @@ def _check_text(text: object) -> str:
     if not text.endswith("\n"):
         raise MalformedError("note text must end with a newline")
     _check_controls(text, "note text")
+    _check_utf8(text, "note text")
     return text
+
+
+def _check_utf8(s: str, what: str) -> None:
+    """Refuse a str that has no UTF-8 form (an unpaired surrogate): notes are UTF-8."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        where = e.start
+        raise MalformedError(f"{what} is not valid UTF-8 (an unpaired surrogate at offset {where})") from None
 
 
 @dataclass(frozen=True, kw_only=True)
