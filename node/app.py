@@ -31,6 +31,7 @@ import base64
 import binascii
 import contextlib
 import gc
+import gzip
 import hashlib
 import json
 import logging
@@ -112,6 +113,7 @@ class Node:
         self._gossip_task: asyncio.Task[None] | None = None
         self.tiles_dir = TilesDir(config.tiles_dir) if config.tiles_dir is not None else None
         self._full_tiles: OrderedDict[tiles.Tile, bytes] = OrderedDict()
+        self._gzipped: OrderedDict[tuple[str, tiles.Tile], bytes] = OrderedDict()
         self._cache_lock = threading.Lock()  # tile requests run on several threads
         self.registry = CollectorRegistry()
         self._metrics()
@@ -381,6 +383,46 @@ class Node:
                     self._full_tiles.popitem(last=False)
         return data
 
+    def gzipped(self, scope: str, tile: tiles.Tile, data: bytes) -> bytes:
+        """``data`` (entry bundle ``tile`` of the log ``scope``) gzip-compressed; full
+        bundles are compressed once."""
+        key = (scope, tile)
+        if tile.is_full:
+            with self._cache_lock:
+                cached = self._gzipped.get(key)
+            if cached is not None:
+                return cached
+        packed = gzip.compress(data, compresslevel=1, mtime=0)
+        if tile.is_full:
+            with self._cache_lock:
+                self._gzipped[key] = packed
+                while len(self._gzipped) > _TILE_CACHE:
+                    self._gzipped.popitem(last=False)
+        return packed
+
+
+def _accepts_gzip(header: str) -> bool:
+    """Whether an ``Accept-Encoding`` header accepts gzip (RFC 9110: a q of 0 refuses)."""
+    for part in header.split(","):
+        name, _, params = part.partition(";")
+        if name.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        q = params.strip().lower()
+        return not (q.startswith("q=") and q[2:].strip().rstrip("0").rstrip(".") in ("0", ""))
+    return False
+
+
+def _tile_response(node: Node, request: Request, scope: str, t: tiles.Tile, data: bytes) -> Response:
+    """A tile or entry bundle; bundles gzip-compressed for a client that accepts it
+    (tlog-tiles: entry bundles SHOULD be compressed at the HTTP layer)."""
+    headers = {"Cache-Control": IMMUTABLE if t.is_full else SHORT_LIVED}
+    if t.is_entries:
+        headers["Vary"] = "Accept-Encoding"
+        if _accepts_gzip(request.headers.get("accept-encoding", "")):
+            data = node.gzipped(scope, t, data)
+            headers["Content-Encoding"] = "gzip"
+    return Response(data, media_type="application/octet-stream", headers=headers)
+
 
 def _text(status: int, message: str) -> Response:
     return Response(
@@ -477,7 +519,7 @@ def create_app(*, config: NodeConfig) -> FastAPI:
         return Response(note, media_type="text/plain; charset=utf-8", headers={"Cache-Control": SHORT_LIVED})
 
     @app.get("/tile/{rest:path}")
-    def tile(rest: str) -> Response:
+    def tile(rest: str, request: Request) -> Response:
         try:
             t = tiles.parse_tile_path("tile/" + rest)
         except MalformedError as e:
@@ -485,11 +527,7 @@ def create_app(*, config: NodeConfig) -> FastAPI:
         data = node.tile(t)
         if data is None:
             return _text(404, f"{t.path} is not in the log yet")
-        return Response(
-            data,
-            media_type="application/octet-stream",
-            headers={"Cache-Control": IMMUTABLE if t.is_full else SHORT_LIVED},
-        )
+        return _tile_response(node, request, "", t, data)
 
     @app.post("/add-checkpoint")
     async def add_checkpoint(request: Request) -> Response:
@@ -549,7 +587,7 @@ def create_app(*, config: NodeConfig) -> FastAPI:
         )
 
     @app.get("/mirror/{ohash}/tile/{rest:path}")
-    def mirror_tile(ohash: str, rest: str) -> Response:
+    def mirror_tile(ohash: str, rest: str, request: Request) -> Response:
         try:
             t = tiles.parse_tile_path("tile/" + rest)
         except MalformedError as e:
@@ -557,11 +595,7 @@ def create_app(*, config: NodeConfig) -> FastAPI:
         data = node.mirrors.tile(ohash, t)
         if data is None:
             return _text(404, f"{t.path} is not in this copy")
-        return Response(
-            data,
-            media_type="application/octet-stream",
-            headers={"Cache-Control": IMMUTABLE if t.is_full else SHORT_LIVED},
-        )
+        return _tile_response(node, request, ohash, t, data)
 
     @app.get("/{ohash}/checkpoint")
     def witnessed(ohash: str) -> Response:

@@ -79,7 +79,9 @@ class Net:
         body = r.content
         if host == self.tamper and "/tile/" in request.url.path and body:
             body = bytes([body[0] ^ 1]) + body[1:]
-        return httpx.Response(r.status_code, headers=r.headers, content=body)
+        # the body is decoded already: pass it on without its content encoding
+        headers = {k: v for k, v in r.headers.items() if k not in ("content-encoding", "content-length")}
+        return httpx.Response(r.status_code, headers=headers, content=body)
 
     def client(self, member: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.apps[member]), base_url="http://node")
@@ -287,6 +289,30 @@ def test_tiles_no_checkpoint_covers_are_not_served(tmp_path: Path) -> None:
         r = c.get("/tile/0/000")
         assert r.status_code == 200 and r.headers["cache-control"] == IMMUTABLE
         assert c.get("/tile/0/001.p/44").status_code == 200
+
+
+def test_entry_bundles_are_gzipped_for_clients_that_accept_it(tmp_path: Path) -> None:
+    # tlog-tiles: entry bundles SHOULD be compressed at the HTTP layer.
+    data = nodes.init_node(tmp_path, nodes.A, nodes.sign_policy(nodes.policy_with_urls({})))
+    key = nodes.KEYS[nodes.A][0]
+    with LogStore.open(data / "log.db") as store:
+        store.append([issue(i) for i in range(300)], key=key)
+        store.checkpoint(key)
+    with TestClient(create_app(config=nodes.config(data, submit=False))) as c:
+        for path in ("/tile/entries/000", "/tile/entries/001.p/44"):
+            plain = c.get(path, headers={"Accept-Encoding": "identity"})
+            assert plain.status_code == 200 and "content-encoding" not in plain.headers
+            for _ in range(2):  # the second time from the cache
+                packed = c.get(path, headers={"Accept-Encoding": "gzip"})
+                assert (
+                    packed.headers["content-encoding"] == "gzip"
+                    and packed.headers["vary"] == "Accept-Encoding"
+                )
+                assert packed.content == plain.content  # decoded by the client
+            refused = c.get(path, headers={"Accept-Encoding": "gzip;q=0, identity"})
+            assert "content-encoding" not in refused.headers
+        hashes = c.get("/tile/0/000", headers={"Accept-Encoding": "gzip"})
+        assert "content-encoding" not in hashes.headers  # hashes do not compress
 
 
 def test_tiles_are_written_once(tmp_path: Path) -> None:
