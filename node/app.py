@@ -46,7 +46,14 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
-from ledger.errors import LedgerError, MalformedError, SignatureError, StorageError, TooLargeError
+from ledger.errors import (
+    ConflictError,
+    LedgerError,
+    MalformedError,
+    SignatureError,
+    StorageError,
+    TooLargeError,
+)
 from ledger.log.signer import LogSigner
 from ledger.log.statement import Kind, SignedStatement, Statement
 from ledger.log.store import LogStore
@@ -573,6 +580,8 @@ def create_app(*, config: NodeConfig) -> FastAPI:
             indexes = await node.sequencer.append(items)
         except (MalformedError, SignatureError) as e:
             return _text(400, str(e))
+        except ConflictError as e:  # a replay of a logged statement, or an id issued twice
+            return _text(409, str(e))
         except StorageError as e:
             return _text(503, str(e))
         return JSONResponse({"indexes": indexes})

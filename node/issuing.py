@@ -322,9 +322,14 @@ class Desk:
 
     async def _append(self, ids: list[int], signed: list[SignedStatement]) -> list[int]:
         try:
-            return await self.node.sequencer.append(signed)
-        finally:
+            indexes = await self.node.sequencer.append(signed)
+        except ConflictError:  # the log can never take them: do not hold the watermark back
             self._pending.difference_update(ids)
+            raise
+        # On any other failure they stay pending: the recovery watermark stays below them,
+        # so the next start appends them (they are committed privately).
+        self._pending.difference_update(ids)
+        return indexes
 
     # ------------------------------------------------------------------ issuing
 
@@ -627,6 +632,11 @@ class Desk:
         return Issued(credential=cred, index=index, credential_json=rec.credential, replayed=True)
 
     # ------------------------------------------------------------------ status changes
+
+    def status_lock(self, cert_id: str) -> asyncio.Lock:
+        """The lock every change of ``cert_id``'s status (revoke, suspend, reinstate,
+        replace) holds from reading its status to logging the change."""
+        return self._lock(cert_id)
 
     def _lock(self, cert_id: str) -> asyncio.Lock:
         lock = self._cert_locks.get(cert_id)

@@ -23,6 +23,7 @@ is appended to the operation trail before the reply.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Sequence
@@ -563,34 +564,49 @@ def install(app: FastAPI, desk: Desk) -> None:
         body: ReplaceBody,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> Response:
+        _check_utf8(body.claims)
         rec = desk.record(cert_id)
         await mandate(request, lambda: desk.issuable(rec.type))
-        if idempotency_key is None or desk.private.record_by_key(idempotency_key) is None:
-            status = desk.status(cert_id)
-            if status not in ("valid", "suspended"):
-                raise ConflictError(f"cannot replace a certificate that is {status}")
-        [issued] = await desk.issue(
-            clerk,
-            rec.type,
-            [
-                IssueItem(
-                    claims=body.claims,
-                    valid_from=body.valid_from,
-                    valid_until=body.valid_until,
-                    idempotency_key=idempotency_key,
-                )
-            ],
-            action="replace",
-            replaces=rec,
-            reason=parse_reason(body.reason),
-            qr_text=True,
-        )
+        # Held from the status check to the logged replace: a revoke racing it waits, then
+        # finds the certificate replaced (and the other way round).
+        async with desk.status_lock(cert_id):
+            if idempotency_key is None or desk.private.record_by_key(idempotency_key) is None:
+                status = await asyncio.to_thread(desk.status, cert_id)
+                if status not in ("valid", "suspended"):
+                    raise ConflictError(f"cannot replace a certificate that is {status}")
+            [issued] = await desk.issue(
+                clerk,
+                rec.type,
+                [
+                    IssueItem(
+                        claims=body.claims,
+                        valid_from=body.valid_from,
+                        valid_until=body.valid_until,
+                        idempotency_key=idempotency_key,
+                    )
+                ],
+                action="replace",
+                replaces=rec,
+                reason=parse_reason(body.reason),
+                qr_text=True,
+            )
         return _raw(issued_json(issued), 200 if issued.replayed else 201)
 
     app.include_router(router)
     app.add_middleware(FastLane, lanes=lanes)
     app.add_middleware(BodyCap)  # outside FastLane: the cap holds for its requests too
     _handlers(app)
+
+
+def _check_utf8(claims: dict[str, ClaimValue]) -> None:
+    """JSON can escape a lone surrogate, which no UTF-8 text holds: MalformedError (400),
+    as the issue endpoints answer it."""
+    for k, v in claims.items():
+        for text in (k, v) if isinstance(v, str) else (k,):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise MalformedError("claims: a name or value is not valid UTF-8 text") from None
 
 
 def _problems(e: Exception) -> dict[str, Any]:

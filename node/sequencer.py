@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from ledger.errors import LedgerError, StorageError
+from ledger.errors import ConflictError, LedgerError, StorageError
 from ledger.keys import SigningKey
 from ledger.log.signer import LogSigner
 from ledger.log.statement import SignedStatement
@@ -92,6 +92,14 @@ class Sequencer:
         items = [s for statements, _ in batch for s in statements]
         try:
             indexes = await asyncio.to_thread(self._store.append, items, key=self._key)
+        except ConflictError as e:
+            if len(batch) > 1:  # one request's statements conflict: the others still go in
+                for statements, fut in batch:
+                    await self._commit_one(statements, fut)
+                return
+            if not batch[0][1].done():
+                batch[0][1].set_exception(ConflictError(str(e)))
+            return
         except LedgerError as e:
             for _, fut in batch:
                 if not fut.done():
@@ -102,6 +110,18 @@ class Sequencer:
             if not fut.done():
                 fut.set_result(indexes[pos : pos + len(statements)])
             pos += len(statements)
+
+    async def _commit_one(
+        self, statements: Sequence[SignedStatement], fut: asyncio.Future[list[int]]
+    ) -> None:
+        try:
+            indexes = await asyncio.to_thread(self._store.append, list(statements), key=self._key)
+        except LedgerError as e:
+            if not fut.done():
+                fut.set_exception(type(e)(str(e)))
+            return
+        if not fut.done():
+            fut.set_result(indexes)
 
     async def _run(self) -> None:
         with contextlib.suppress(LedgerError):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import os
 import sqlite3
 import stat
@@ -10,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -452,6 +455,39 @@ def test_log_append_failing_after_the_private_commit_is_healed_by_the_retry(tmp_
     assert ids.count(cid) == 2  # issued once, suspended once
 
 
+def test_a_failed_append_followed_by_a_good_one_is_still_appended_at_start(tmp_path: Path) -> None:
+    # The failed append must hold the recovery watermark back: a later successful issue
+    # moved it past the unlogged statement, which then stayed in the private store only.
+    data = window.make_node(tmp_path)
+    token = window.add_clerk(data, "a", "issue")
+    h = {"Authorization": f"Bearer {token}"}
+    app = create_app(config=nodes.config(data, submit=False))
+    with TestClient(app, client=LOOPBACK) as client:
+        node = app.state.node
+        real = node.sequencer.append
+        calls = {"n": 0}
+
+        async def failing_once(statements: Any) -> list[int]:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise StorageError("disk I/O error")
+            return await real(statements)  # type: ignore[no-any-return]
+
+        node.sequencer.append = failing_once
+        for n in (1, 2):
+            body = {"type": "food_business_permit", "claims": window.food_claims(n)}
+            assert client.post("/v1/certificates", json=body, headers=h).status_code == (
+                503 if n == 1 else 201
+            )
+    with TestClient(create_app(config=nodes.config(data, submit=False)), client=LOOPBACK):
+        pass
+    store = LogStore.open(data / "log.db", readonly=True)
+    private = PrivateStore(data / "private.db")
+    logged = {Entry.from_bytes(e).signed.statement.cert_id for e in store.entries()}
+    assert logged == {row[0] for row in private.query("SELECT cert_id FROM statements")}
+    assert len(logged) == 2
+
+
 def test_statements_committed_privately_but_not_logged_are_appended_at_start(tmp_path: Path) -> None:
     data = window.make_node(tmp_path)
     token = window.add_clerk(data, "a", "issue")
@@ -554,3 +590,47 @@ def test_types_lists_the_status_change_reasons_in_both_languages(desk: Desk) -> 
     reasons = {r["name"]: (r["zh"], r["en"]) for r in doc["reasons"]}
     assert reasons["holder_request"] == ("持证人申请", "at the holder's request")
     assert len(reasons) == 10
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_revoke_and_replace_racing_on_one_certificate_never_both_succeed(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    # A certificate revoked for fraud must not live on as a valid replacement.
+    data = window.make_node(tmp_path)
+    token = window.add_clerk(data, "a", "admin")
+    h = {"Authorization": f"Bearer {token}"}
+    app = create_app(config=nodes.config(data, submit=False))
+    transport = httpx.ASGITransport(app=app, client=LOOPBACK)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://node", headers=h) as c,
+    ):
+        for n in range(8):
+            r = await c.post(
+                "/v1/certificates", json={"type": "food_business_permit", "claims": window.food_claims(n)}
+            )
+            cid = r.json()["cert_id"]
+            claims = {**window.food_claims(n), "seats": 7}
+            revoke, replace = await asyncio.gather(
+                c.post(f"/v1/certificates/{cid}/revoke", json={"reason": "obtained_by_fraud"}),
+                c.post(f"/v1/certificates/{cid}/replace", json={"claims": claims}),
+            )
+            assert sorted([revoke.status_code, replace.status_code]) in ([200, 409], [201, 409]), (
+                revoke.text,
+                replace.text,
+            )
+
+
+def test_a_lone_surrogate_in_a_replace_body_is_400(desk: Desk) -> None:
+    cid = desk.issue(900)["cert_id"]
+    good = json.dumps(window.food_claims(900))
+    for claims in (good[:-1] + ', "\\ud800": "x"}', good.replace('"name": "', '"name": "\\ud800')):
+        for extra in ({}, {"Idempotency-Key": "surrogate"}):
+            r = desk.client.post(
+                f"/v1/certificates/{cid}/replace",
+                content=('{"claims": ' + claims + "}").encode(),
+                headers={**desk.h("admin", **extra), "Content-Type": "application/json"},
+            )
+            assert r.status_code == 400 and "not valid UTF-8" in r.json()["error"]

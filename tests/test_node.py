@@ -33,7 +33,7 @@ from node.config import load_config
 from node.static import TilesDir
 from tests import nodes
 from tests.fixtures import consortium as fx
-from tests.helpers import issue
+from tests.helpers import T0, issue
 
 pytestmark = pytest.mark.anyio
 
@@ -269,6 +269,24 @@ async def test_random_tile_paths(net: Net, path: str) -> None:
         except httpx.InvalidURL:
             return
         assert r.status_code in (400, 404)
+
+
+async def test_a_replayed_statement_is_refused_and_others_still_go_in(net: Net) -> None:
+    # Signed statements are public in the tiles; anyone could post one back. A replay
+    # is a 409 and appends nothing, and does not fail the requests it is batched with.
+    async with net.client(nodes.A) as c:
+        assert await append(c, range(3)) == [0, 1, 2]
+        replay = nodes.statements_body([issue(1)], A_KEY, A_KID)
+        for _ in range(3):
+            fresh = [issue(i) for i in range(10 + _ * 5, 15 + _ * 5)]
+            r_replay, r_fresh = await asyncio.gather(
+                c.post("/v1/statements", json=replay),
+                c.post("/v1/statements", json=nodes.statements_body(fresh, A_KEY, A_KID)),
+            )
+            assert r_replay.status_code == 409 and "already in the log, at index 1" in r_replay.text
+            assert r_fresh.status_code == 200 and len(r_fresh.json()["indexes"]) == 5
+        r = await c.post("/v1/statements", json=nodes.statements_body([issue(2, time=T0 + 5)], A_KEY, A_KID))
+        assert r.status_code == 409 and "which entry 2 already issues" in r.text
 
 
 def test_tiles_no_checkpoint_covers_are_not_served(tmp_path: Path) -> None:

@@ -364,3 +364,17 @@ def test_issuer_fast_construction_matches_the_checked_one(
     assert got == want
     if isinstance(got, Statement) and isinstance(want, Statement):
         assert got.to_bytes() == want.to_bytes() and got.claim_digests == want.claim_digests
+
+
+@pytest.mark.parametrize(
+    ("statement", "field"),
+    [(revoke(4), 7), (issue(4), 10), (issue(4), 13)],
+)
+def test_a_nil_field_is_a_second_encoding_and_refused(statement: Statement, field: int) -> None:
+    # An absent field is left out; an explicit nil would give the same statement a second
+    # encoding and a second hash (and, for an issue, bytes no presentation rebuilds).
+    raw = canonical.decode(statement.to_bytes(), max_size=1 << 16, max_depth=2, what="test")
+    assert isinstance(raw, dict) and field not in raw
+    with_nil = canonical.encode({**raw, field: None})
+    with pytest.raises(MalformedError, match=r"is nil \(an absent field is left out\)"):
+        Statement.from_bytes(with_nil)

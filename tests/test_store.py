@@ -23,7 +23,7 @@ from ledger.log.checkpoint import Checkpoint, open_checkpoint
 from ledger.log.statement import GENESIS_PREV, Entry, SignedStatement
 from ledger.log.store import APPLICATION_ID, SCHEMA_VERSION, LogStore
 from ledger.log.tlogproof import TlogProof, verify
-from tests.helpers import ORIGIN, issue, log_key, revoke
+from tests.helpers import ORIGIN, T0, issue, log_key, revoke
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -500,3 +500,33 @@ def test_damaged_files_give_project_errors_only(data: st.DataObject) -> None:
                 store.root()
         except StorageError as e:
             assert str(e)
+
+
+# ---------------------------------------------------------------- repeats
+
+
+def test_replayed_statement_is_refused(store: LogStore) -> None:
+    # Every signed statement is public in the tiles: appending it again (a replay of an
+    # old suspend, say) would change what the log says about the certificate.
+    key, _ = log_key()
+    kid = store.key_id(key)
+    store.append([issue(1), revoke(1)], key=key)
+    logged = [Entry.from_bytes(d).signed for d in store.entries(0, 2)]
+    replayed = [
+        SignedStatement(statement_bytes=s.statement_bytes, key_id=kid, signature=s.signature) for s in logged
+    ]
+    with pytest.raises(ConflictError, match=r"statement 0 of the batch is already in the log, at index 1"):
+        store.append([replayed[1]], key=key)
+    with pytest.raises(ConflictError, match=r"statement 1 of the batch is already in the log, at index 0"):
+        store.append([issue(2), replayed[0]], key=key)
+    assert store.size == 2  # nothing of either batch went in
+
+
+def test_a_certificate_id_is_issued_once(store: LogStore) -> None:
+    key, _ = log_key()
+    store.append(issue(1), key=key)
+    with pytest.raises(ConflictError, match=r"issues certificate .*\.1\..* which entry 0 already issues"):
+        store.append(issue(1, time=T0 + 60), key=key)
+    with pytest.raises(ConflictError, match=r"statement 1 of the batch issues certificate .* again"):
+        store.append([issue(2), issue(2, time=T0 + 1)], key=key)
+    assert store.append([issue(2), revoke(1), revoke(2)], key=key) == [1, 2, 3]

@@ -431,6 +431,9 @@ class Statement:
         unknown = [k for k in raw if k not in _FIELD_NAMES]
         if unknown:
             raise MalformedError(f"statement: unknown field {unknown[0]!r}")
+        nil = [k for k, v in raw.items() if v is None]
+        if nil:  # absent is not written at all: a nil would be a second encoding
+            raise MalformedError(f"statement: {_FIELD_NAMES[nil[0]]} is nil (an absent field is left out)")
         version = raw.get(_K_VERSION)
         if type(version) is not int or version != STATEMENT_VERSION:
             raise MalformedError(f"statement: unknown version {version!r} (the integer 1 is expected)")

@@ -87,6 +87,8 @@ from ledger.log.statement import (
     GENESIS_PREV,
     MAX_ENTRY_SIZE,
     STATEMENT_CONTEXT,
+    Entry,
+    Kind,
     SignedStatement,
     Statement,
     encode_entry,
@@ -109,6 +111,8 @@ SCHEMA_VERSION = 3
 _CHUNK = 2048
 #: SQLite's own limit on bound parameters is far higher; proofs need at most ~130.
 _MAX_READ = 512
+#: Statement kinds that bring a certificate id into being (a replace: its new id).
+_ISSUING = frozenset({Kind.ISSUE, Kind.REPLACE})
 
 #: Every object of a log database: (type, name, SQL, schema version that added it).
 #: Opening a log checks that the file holds exactly the objects of its schema version,
@@ -716,20 +720,28 @@ class LogStore:
             hash_rows: list[tuple[int, bytes]] = []
             index_rows: list[cert_index.IndexRow] = []
             index_rows_for = cert_index.rows_for_statement
+            # What the batch claims: new certificate ids, and statements signed elsewhere
+            # (which could be replays of entries already logged).
+            fresh: list[tuple[int, Statement, bytes | None]] = []
             for item in statements:
                 if isinstance(item, Statement):
                     data = item.to_bytes()
                     sig = sign(context + data)
                     index_rows += index_rows_for(n, item)
+                    if item.kind in _ISSUING:
+                        fresh.append((n - start, item, None))
                 elif isinstance(item, SignedStatement):
                     data, sig = item.statement_bytes, item.signature
                     index_rows += index_rows_for(n, item.statement)
+                    here = item.signed_here_by(public)
+                    if not here or item.statement.kind in _ISSUING:
+                        fresh.append((n - start, item.statement, None if here else data))
                     if item.key_id != kid:
                         raise SignatureError(
                             f"statement {n - start} of the batch is signed by key ID "
                             f"{item.key_id.hex()}, not by this log's key {kid.hex()}"
                         )
-                    if not item.signed_here_by(public) and not public.is_valid(sig, statement_message(data)):
+                    if not here and not public.is_valid(sig, statement_message(data)):
                         raise SignatureError(f"statement {n - start} of the batch: signature does not verify")
                 else:
                     raise MalformedError(
@@ -748,11 +760,53 @@ class LogStore:
                 n += 1
             if n == start:
                 return []
+            self._refuse_repeats(fresh)
             self._commit(entry_rows, hash_rows, index_rows)
             self._size = n
             self._last_leaf = prev
             self._edge = {i: known[i] for i in _edge_indexes(n)}
             return list(range(start, n))
+
+    def _refuse_repeats(self, batch: Sequence[tuple[int, Statement, bytes | None]]) -> None:
+        """ConflictError for a certificate id issued twice (in the log or in the batch),
+        or for a statement signed elsewhere whose exact bytes the log already holds (a
+        replay of a public entry). ``batch``: (position in the batch, statement, its
+        bytes if signed elsewhere)."""
+        issued: dict[str, int] = {}
+        for pos, st, _ in batch:
+            if st.kind in _ISSUING:
+                if st.cert_id in issued:
+                    raise ConflictError(
+                        f"statement {pos} of the batch issues certificate {st.cert_id} again "
+                        f"(statement {issued[st.cert_id]} issues it)"
+                    )
+                issued[st.cert_id] = pos
+        by_key: dict[bytes, list[tuple[int, Statement, bytes | None]]] = {}
+        for item in batch:
+            by_key.setdefault(cert_index.cert_key(item[1].cert_id), []).append(item)
+        keys = list(by_key)
+        for lo in range(0, len(keys), _MAX_READ):
+            part = keys[lo : lo + _MAX_READ]
+            marks = ",".join("?" * len(part))
+            rows = self._query(
+                f"SELECT c.cert, c.idx, c.kind, e.data FROM {cert_index.TABLE} c "  # noqa: S608
+                f"JOIN entries e ON e.idx = c.idx WHERE c.cert IN ({marks}) AND c.kind != ?",
+                [*part, int(cert_index.IndexKind.REPLACED)],
+            )
+            for key, idx, kind, data in rows:
+                logged = Entry.from_bytes(data).signed
+                for pos, st, presigned in by_key[key]:
+                    if logged.statement.cert_id != st.cert_id:
+                        continue  # another id with the same 8-byte key
+                    if presigned is not None and presigned == logged.statement_bytes:
+                        raise ConflictError(
+                            f"statement {pos} of the batch is already in the log, at index {idx}"
+                        )
+                    if st.kind in _ISSUING and kind in _ISSUING:
+                        raise ConflictError(
+                            f"statement {pos} of the batch issues certificate {st.cert_id}, "
+                            f"which entry {idx} already issues"
+                        )
 
     def _commit(
         self,
