@@ -173,6 +173,28 @@ def test_paste_scanner_and_mangled_input(server: Server) -> None:
             browser.close()
 
 
+def test_a_wedge_scanner_scanning_twice_gets_two_verdicts_and_two_requests(server: Server) -> None:
+    # The second scan's keystrokes must replace the first code, not join it (which read as
+    # MALFORMED), and a scan ending with Enter must not be sent again by the idle timer.
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport=PHONE)
+            posts: list[str] = []
+            page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+            page.goto(server.url + "/")
+            page.click("#text-input")
+            for scan in (1, 2):
+                _reset(page)
+                page.keyboard.type(TEXT, delay=0)
+                page.keyboard.press("Enter")
+                assert _verdict(page)[0] == "VALID", f"scan {scan}"
+            page.wait_for_timeout(800)  # longer than the idle timer
+            assert len(posts) == 2, posts
+        finally:
+            browser.close()
+
+
 def test_consortium_page(server: Server, files: dict[str, Path]) -> None:
     with sync_playwright() as p:
         browser = _launch(p)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from certledger.cli import cli
+from certledger.cli.verifier import sync_loop
 from certledger.cli.verify import EXIT_CODES
 from ledger.credential.qr import render_png
+from ledger.errors import StorageError
 from ledger.log.statement import Kind
 from ledger.replica.fetch import mirror_prefix
 from ledger.trust.policy_doc import sign_proposal
@@ -135,3 +138,29 @@ def test_policy_replica_and_nodes_from_the_environment(setup: Setup) -> None:
     help_text = " ".join(CliRunner().invoke(cli, ["verify", "--help"]).stdout.split())
     for name in env:
         assert f"env var: {name}" in help_text
+
+
+def test_the_sync_loop_survives_a_failing_round(capsys: pytest.CaptureFixture[str]) -> None:
+    # A database locked past its timeout made the scheduled sync thread die for good.
+    stop = threading.Event()
+    rounds: list[int] = []
+
+    class Service:
+        def sync(self) -> list[object]:
+            rounds.append(len(rounds))
+            if len(rounds) == 1:
+                raise StorageError("replica.db: cannot write the replica: database is locked")
+            stop.set()
+            return []
+
+    class Follower:
+        policy = POLICY
+        last_refusal = None
+        last_check = 0
+
+    sync_loop(Service(), Follower(), stop, 0.01)  # type: ignore[arg-type]
+    assert rounds == [0, 1]
+    assert (
+        "sync failed, trying again in 0.01 s: replica.db: cannot write the replica: database is locked"
+        in (capsys.readouterr().err)
+    )

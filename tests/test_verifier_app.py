@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import re
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +21,7 @@ from PIL import Image
 
 import verifier.app
 from ledger.credential.qr import render_png
+from ledger.errors import StorageError
 from ledger.replica.store import ReplicaStore
 from tests.fixtures.consortium import POLICY, all_credentials
 from tests.verifier_world import World
@@ -415,3 +420,75 @@ def test_non_ascii_digits_in_content_length_are_not_read_as_a_length(service: Re
     assert ok[0]["status"] == 200 and b'"code":"VALID"' in ok[1]["body"]
     big = _raw_post(app, [{"type": "http.request", "body": b"A" * 9000}], headers)
     assert big[0]["status"] == 413
+
+
+# -- resources ------------------------------------------------------------------------
+
+
+def test_a_body_that_trickles_in_is_refused_in_time(service: ReplicaService) -> None:
+    app = create_app(service=service, limits=Limits(rate=1000.0, burst=1000, body_seconds=0.5))
+
+    async def slowly() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            await asyncio.sleep(0.1)
+            yield b"A"
+
+    async def main() -> tuple[httpx.Response, float]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://v") as c:
+            t = time.monotonic()
+            r = await c.post("/v1/verify", content=slowly(), headers={"content-type": "text/plain"})
+            return r, time.monotonic() - t
+
+    r, _ = asyncio.run(main())  # the whole body would have taken 2 s
+    assert r.status_code == 408 and "did not arrive within 0.5 s" in r.json()["reason"]["en"]
+
+
+def test_images_are_decoded_a_few_at_a_time(service: ReplicaService, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The pixel cap bounds one decode (~120 MB at 4096 x 4096); many at once must queue.
+    active, peak = 0, 0
+    lock = threading.Lock()
+    real = verifier.app._qr_texts
+
+    def counted(body: bytes, lim: Limits) -> list[str]:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        try:
+            time.sleep(0.1)
+            return real(body, lim)
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(verifier.app, "_qr_texts", counted)
+    app = create_app(service=service, limits=Limits(rate=1000.0, burst=1000, decodes=2))
+    png = _png(TEXT)
+
+    async def main() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://v") as c:
+            rs = await asyncio.gather(
+                *(
+                    c.post("/v1/verify/image", content=png, headers={"content-type": "image/png"})
+                    for _ in range(6)
+                )
+            )
+        return [r.status_code for r in rs]
+
+    assert asyncio.run(main()) == [200] * 6
+    assert peak == 2
+
+
+def test_status_when_the_replica_cannot_be_read_is_a_503_verdict(
+    service: ReplicaService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> dict[str, object]:
+        raise StorageError("replica.db: database disk image is malformed")
+
+    with _client(service) as c:
+        for path, name in (("/v1/status", "status"), ("/v1/stats", "stats")):
+            monkeypatch.setattr(service, name, broken)
+            r = c.get(path)
+            assert r.status_code == 503 and r.json()["code"] == "STALE"
+            assert "cannot read its ledger replica" in r.json()["reason"]["en"]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
 import orjson
 from anyio import to_thread
 from fastapi import FastAPI, Request
@@ -96,6 +97,8 @@ class Limits:
     max_pixels: int = MAX_IMAGE_PIXELS  # 4096 x 4096
     rate: float = 5.0  # requests per second per client address on /v1/
     burst: int = 20
+    body_seconds: float = 30.0  # a request body must arrive within this time
+    decodes: int = 2  # images decoded at once (each may take ~120 MB at the pixel cap)
 
 
 class _Refused(Exception):
@@ -137,15 +140,39 @@ class _JSON(JSONResponse):
         return orjson.dumps(content)
 
 
+class _Lazy:
+    """An object made on first use (an anyio limiter needs the running event loop)."""
+
+    def __init__(self, make: Callable[[], anyio.CapacityLimiter]) -> None:
+        self._make = make
+        self._made: anyio.CapacityLimiter | None = None
+
+    def get(self) -> anyio.CapacityLimiter:
+        if self._made is None:
+            self._made = self._make()
+        return self._made
+
+
 def _too_large(limit: int) -> _Refused:
     return _Refused(413, f"请求过大：超过 {limit} 字节", f"request too large: over {limit} bytes")
 
 
-async def _read_capped(receive: Receive, declared: str | None, limit: int) -> bytes:
+async def _read_capped(receive: Receive, declared: str | None, limit: int, seconds: float = 30.0) -> bytes:
     """The request body, refused (413) when ``declared`` (Content-Length) or the bytes
-    received so far exceed ``limit``; :class:`ClientDisconnect` if the client left."""
+    received so far exceed ``limit``, or (408) when it has not all arrived within
+    ``seconds``; :class:`ClientDisconnect` if the client left."""
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
+    try:
+        with anyio.fail_after(seconds):
+            return await _read_all(receive, limit)
+    except TimeoutError:
+        raise _Refused(
+            408, f"请求内容未在 {seconds:g} 秒内传完", f"the request body did not arrive within {seconds:g} s"
+        ) from None
+
+
+async def _read_all(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -257,6 +284,7 @@ def create_app(
     (Prometheus text) when one is given."""
     lim = limits or Limits()
     limiter = RateLimiter(rate=lim.rate, burst=lim.burst)
+    decoders = _Lazy(lambda: anyio.CapacityLimiter(lim.decodes))
     app = FastAPI(
         docs_url=None,
         redoc_url=None,
@@ -320,7 +348,7 @@ def create_app(
                     content_type = value.decode("latin-1")
             query: bytes = scope.get("query_string", b"")
             asked = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {}
-            body = await _read_capped(receive, declared, lim.max_text_body)
+            body = await _read_capped(receive, declared, lim.max_text_body, lim.body_seconds)
             text, wanted = _text_of(body, content_type or "", _purpose(asked.get("purpose")))
             verdict = await verify(text, wanted)
         except _Refused as exc:
@@ -384,15 +412,21 @@ def create_app(
     async def verify_image(request: Request, purpose: str | None = None) -> Response:
         rate_limited(request)
         wanted = _purpose(purpose)
-        body = await _read_capped(request.receive, request.headers.get("content-length"), lim.max_image_body)
-        texts = await to_thread.run_sync(_qr_texts, body, lim)
+        body = await _read_capped(
+            request.receive, request.headers.get("content-length"), lim.max_image_body, lim.body_seconds
+        )
+        # The pixel cap bounds one decode; this bounds how many run at once (and so memory).
+        texts = await to_thread.run_sync(_qr_texts, body, lim, limiter=decoders.get())
         verdict = await verify(_pick_code(texts), wanted)
         return _JSON(verdict.to_json())
 
     @app.get("/v1/status", responses=_LIMITED, summary="Replica freshness and alerts")
     async def status(request: Request) -> dict[str, Any]:
         rate_limited(request)
-        return await to_thread.run_sync(service.status)
+        try:
+            return await to_thread.run_sync(service.status)
+        except StorageError as e:
+            raise _unavailable(e) from None
 
     @app.get(
         "/v1/stats",
@@ -401,7 +435,10 @@ def create_app(
     )
     async def stats(request: Request) -> dict[str, Any]:
         rate_limited(request)
-        return await to_thread.run_sync(service.stats)
+        try:
+            return await to_thread.run_sync(service.stats)
+        except StorageError as e:
+            raise _unavailable(e) from None
 
     if registry is not None:
         metrics_registry = registry

@@ -11,6 +11,7 @@ import click
 import httpx
 import uvicorn
 
+from ledger.errors import LedgerError
 from ledger.files import read_capped
 from ledger.replica.store import ReplicaStore
 from verifier.app import Limits, create_app
@@ -173,18 +174,7 @@ def run(
         service = ReplicaService(verifier=verifier_)
 
         def sync_forever() -> None:
-            while not stop.is_set():
-                seen = follower.policy.version
-                for r in service.sync():
-                    if not r.ok:
-                        why = "; ".join(r.refused) or "no source answered"
-                        click.echo(f"sync {r.member_id}: {why}", err=True)
-                if follower.policy.version != seen:
-                    click.echo(f"trust policy: now version {follower.policy.version}", err=True)
-                refusal = follower.last_refusal
-                if refusal is not None and refusal.at == follower.last_check:
-                    click.echo(f"trust policy not updated ({refusal.rule}): {refusal.message}", err=True)
-                stop.wait(sync_interval)
+            sync_loop(service, follower, stop, sync_interval)
 
         syncer = threading.Thread(target=sync_forever, name="replica-sync", daemon=True)
         if sources is not None:
@@ -210,3 +200,26 @@ def run(
             stop.set()
             if syncer.is_alive():
                 syncer.join(timeout=30)
+
+
+def sync_loop(
+    service: ReplicaService, follower: PolicyFollower, stop: threading.Event, interval: float
+) -> None:
+    """Sync every member and follow the policy every ``interval`` seconds until ``stop``.
+    A round that fails (a locked or failing database, say) is reported and the next one
+    tries again: the loop never dies of it."""
+    while not stop.is_set():
+        try:
+            seen = follower.policy.version
+            for r in service.sync():
+                if not r.ok:
+                    why = "; ".join(r.refused) or "no source answered"
+                    click.echo(f"sync {r.member_id}: {why}", err=True)
+            if follower.policy.version != seen:
+                click.echo(f"trust policy: now version {follower.policy.version}", err=True)
+            refusal = follower.last_refusal
+            if refusal is not None and refusal.at == follower.last_check:
+                click.echo(f"trust policy not updated ({refusal.rule}): {refusal.message}", err=True)
+        except LedgerError as e:
+            click.echo(f"sync failed, trying again in {interval:g} s: {e}", err=True)
+        stop.wait(interval)

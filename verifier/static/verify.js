@@ -308,23 +308,34 @@
   let fastKeys = 0;
   let idle = null;
 
+  // One submission per scan: a pending idle timer is cancelled, and the field's text is
+  // selected afterwards, so the next scan's keystrokes replace it instead of joining it.
+  function submitText() {
+    if (idle) clearTimeout(idle);
+    idle = null;
+    fastKeys = 0;
+    const text = input.value;
+    input.select();
+    if (text.trim()) verifyText(text);
+  }
+
   $("text-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    verifyText(input.value);
+    submitText();
   });
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.isComposing) {
       e.preventDefault();
-      verifyText(input.value);
+      submitText();
     }
   });
-  input.addEventListener("paste", () => setTimeout(() => verifyText(input.value), 0));
+  input.addEventListener("paste", () => setTimeout(submitText, 0));
   input.addEventListener("input", () => {
     const now = performance.now();
     fastKeys = now - lastKey < 50 ? fastKeys + 1 : 0;
     lastKey = now;
     if (idle) clearTimeout(idle);
-    if (fastKeys > 20) idle = setTimeout(() => verifyText(input.value), 400);
+    idle = fastKeys > 20 ? setTimeout(submitText, 400) : null;
   });
   input.addEventListener("focus", () => input.select());
   window.addEventListener("load", () => input.focus());
