@@ -113,6 +113,15 @@ def test_text_that_is_not_a_certledger_code(setup: Setup) -> None:
     assert code == 19 and "MALFORMED" in out and "不是有效的证照二维码" in out
 
 
+def test_scanner_line_ends_are_trimmed_and_altered_text_is_called_mangled(setup: Setup) -> None:
+    text = issue_reference().to_qr_text()
+    code, out, _ = setup.run(text + "\r")
+    assert code == EXIT_CODES[Code.VALID], out
+    for altered in ("ＣＬ１：" + text[4:], text.lower()):
+        code, out, err = setup.run(altered)
+        assert code == EXIT_CODES[Code.MALFORMED] and "input_mangled" in err, (out, err)
+
+
 def test_usage_errors(setup: Setup) -> None:
     assert setup.run()[0] == 2
     result = CliRunner().invoke(cli, ["verify", "--help"])

@@ -15,6 +15,8 @@ from ledger.files import read_capped
 from ledger.replica.store import ReplicaStore
 from ledger.trust.policy import format_time
 from ledger.trust.trust import verify_pinned
+from verifier.service import malformed
+from verifier.textinput import MANGLED_WARNING, clean_text, mangled_reason
 from verifier.verdict import Code, Verdict
 from verifier.verifier import Verifier, node_sources
 
@@ -156,7 +158,15 @@ def verify(
                 why = "; ".join(result.refused) or "no source answered"
                 click.echo(f"sync {result.member_id}: {why}", err=True)
         given = text if text is not None else _image_text(image) if image is not None else ""
-        verdict = given if isinstance(given, Verdict) else verifier.verify(given, purpose=purpose)
+        if isinstance(given, Verdict):
+            verdict = given
+        else:  # as the service does: a scanner's line end trimmed, altered text named so
+            given = clean_text(given)
+            how = mangled_reason(given)
+            if how is not None:
+                verdict = malformed(*how, warnings=(MANGLED_WARNING,))
+            else:
+                verdict = verifier.verify(given, purpose=purpose)
     if as_json:
         click.echo(json.dumps(verdict.to_json(), ensure_ascii=False, indent=2))
     else:
