@@ -314,9 +314,11 @@ class Node:
                 try:
                     await self._record_policies()
                     await asyncio.sleep(self.config.policy_interval)
-                    await asyncio.to_thread(self.config.policy.reload)
-                    if self.config.submit:
-                        await self._pull_policies(client)
+                    try:
+                        await asyncio.to_thread(self.config.policy.reload)
+                    finally:  # an expired newest version is exactly when to look for the next
+                        if self.config.submit:
+                            await self._pull_policies(client)
                 except LedgerError as e:
                     log.error("policy update failed", extra={"error": str(e)})
 

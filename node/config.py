@@ -28,13 +28,14 @@ from pathlib import Path
 
 import httpx
 
+from ledger.clock import CLOCK_SKEW
 from ledger.errors import FileError, MalformedError, PolicyError
 from ledger.files import read_capped, write_file
 from ledger.keys import SigningKey
 from ledger.log.store import LogStore
 from ledger.trust.policy import Member, Policy
 from ledger.trust.policy_doc import MAX_DOCUMENT_SIZE
-from ledger.trust.trust import TrustedPolicy
+from ledger.trust.trust import TrustedPolicy, verify_next, verify_pinned
 
 __all__ = [
     "KEEP_ALIVE_SECONDS",
@@ -65,19 +66,38 @@ def policy_dir(data_dir: Path) -> Path:
 class PolicyChain:
     """The policy versions in a data directory, walked from the pinned first one.
 
-    :meth:`reload` picks up versions installed since (``certledger node update-policy``).
+    Every step must satisfy the update rules; as in TUF, an expired version may be
+    walked through, and only the newest one must be current (:meth:`check_current`):
+    a node whose newest version expired still takes the next one, from
+    ``certledger node update-policy`` or from a peer. :meth:`reload` picks up versions
+    installed since.
     """
 
-    def __init__(self, directory: Path, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, directory: Path, *, now: Callable[[], float] = time.time, require_current: bool = True
+    ) -> None:
         self._dir = directory
         self._now = now
         self._lock = threading.Lock()
         self._docs: dict[int, bytes] = {}
         self._policy: Policy | None = None
-        self.reload()
+        self._load()
+        if require_current:
+            self.check_current()
 
     def reload(self) -> Policy:
-        """Read and verify the chain again; the newest version must not be expired."""
+        """Read and verify the chain again; PolicyError (``expired``) if the newest version
+        has expired (the chain is taken up all the same, so a newer version can follow)."""
+        self._load()
+        return self.check_current()
+
+    def check_current(self) -> Policy:
+        """The newest version; PolicyError (``expired``) if it has expired."""
+        policy = self.policy
+        policy.check_not_expired(int(self._now()))
+        return policy
+
+    def _load(self) -> None:
         try:
             names = sorted(p.name for p in self._dir.iterdir() if _DOC.fullmatch(p.name))
         except OSError as e:
@@ -85,21 +105,27 @@ class PolicyChain:
         if not names:
             raise FileError(f"{self._dir}: no policy version installed (run 'certledger node init')")
         docs = [read_capped(self._dir / n, limit=MAX_DOCUMENT_SIZE, what="policy document") for n in names]
-        trusted = TrustedPolicy(docs[0])
-        first = trusted.version
         now = int(self._now())
-        policy = (
-            trusted.walk(docs[1:], now=now, names=names[1:]) if len(docs) > 1 else trusted.current(now=now)
-        )
+        try:
+            doc = verify_pinned(docs[0])
+        except (PolicyError, MalformedError) as e:
+            raise type(e)(f"{e} [{names[0]}]", **_rule(e)) from None
+        first = doc.policy.version
+        for name, data in zip(names[1:], docs[1:], strict=True):
+            try:
+                doc = verify_next(doc.policy, data)
+                doc.policy.check_issued(now, skew=CLOCK_SKEW)
+            except (PolicyError, MalformedError) as e:
+                where = f"{name}; still trusting version {doc.policy.version}"
+                raise type(e)(f"{e} [{where}]", **_rule(e)) from None
         chain = {first + i: d for i, d in enumerate(docs)}
         with self._lock:
             self._docs = chain
-            self._policy = policy
-        return policy
+            self._policy = doc.policy
 
     @property
     def policy(self) -> Policy:
-        """The newest verified version."""
+        """The newest verified version (it may have expired: see :meth:`check_current`)."""
         with self._lock:
             assert self._policy is not None
             return self._policy
@@ -115,14 +141,17 @@ class PolicyChain:
             return sorted(self._docs)
 
     def install(self, data: bytes) -> Policy:
-        """Verify ``data`` as the next version and add it to the directory."""
-        current = self.policy
-        latest = self.document(current.version)
-        assert latest is not None
-        TrustedPolicy(latest).update(data, now=int(self._now()))
-        version = current.version + 1
-        write_file(self._dir / f"{version:08d}.note", data, mode=0o644, what="policy document")
-        return self.reload()
+        """Verify ``data`` as the next version and add it to the directory; returns it.
+        It may itself have expired (an intermediate version: install the next one too)."""
+        nxt = verify_next(self.policy, data)
+        nxt.policy.check_issued(int(self._now()), skew=CLOCK_SKEW)
+        write_file(self._dir / f"{nxt.policy.version:08d}.note", data, mode=0o644, what="policy document")
+        self._load()
+        return self.policy
+
+
+def _rule(e: Exception) -> dict[str, str | None]:
+    return {"rule": e.rule} if isinstance(e, PolicyError) else {}
 
 
 def check_keys(

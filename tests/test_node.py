@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -380,6 +381,32 @@ def test_update_policy(tmp_path: Path) -> None:
     assert load_config(data).policy.versions() == [1, 2]
     result = CliRunner().invoke(cli, ["node", "update-policy", str(v2), "--data", str(data)])
     assert result.exit_code == 1 and "not newer than the trusted version 2" in result.output
+
+
+def test_an_expired_policy_is_moved_on_from_through_expired_versions_too(tmp_path: Path) -> None:
+    # "Nothing stops when something expires": the node's newest version expired, and the
+    # next one is expired as well (TUF walks through expired intermediate versions).
+    now = int(time.time())
+    data = nodes.init_node(
+        tmp_path, nodes.A, nodes.sign_policy(nodes.policy_with_urls({}, expires=now - 3600))
+    )
+    files = {}
+    for version, expires in ((2, now - 60), (3, now + 200 * 86400)):
+        files[version] = tmp_path / f"v{version}.note"
+        files[version].write_bytes(
+            nodes.sign_policy(nodes.policy_with_urls({}, version=version, expires=expires))
+        )
+    with pytest.raises(PolicyError, match="expired: policy version 1 expired"):
+        load_config(data)
+    result = CliRunner().invoke(cli, ["node", "update-policy", str(files[3]), "--data", str(data)])
+    assert result.exit_code == 1 and "skipped-version" in result.output
+    result = CliRunner().invoke(cli, ["node", "update-policy", str(files[2]), "--data", str(data)])
+    assert result.exit_code == 0 and "installed policy version 2" in result.output
+    assert "has expired already: install the version after it too" in result.output
+    result = CliRunner().invoke(cli, ["node", "update-policy", str(files[3]), "--data", str(data)])
+    assert result.exit_code == 0 and "installed policy version 3" in result.output
+    config = load_config(data)
+    assert config.policy.versions() == [1, 2, 3] and config.policy.policy.version == 3
 
 
 def test_help_for_every_command() -> None:

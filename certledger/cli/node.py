@@ -307,13 +307,21 @@ def run(
 def update_policy(policy_file: Path, data: Path) -> None:
     """Verify POLICY_FILE as the next version after the node's newest and install it.
 
+    The newest may have expired: that is when a new version is due. An expired version
+    may itself be installed, as a step to the one after it.
+
     A running node picks it up within a few seconds.
     """
-    chain = PolicyChain(policy_dir(data))
+    chain = PolicyChain(policy_dir(data), require_current=False)  # an expired one is what to move on from
     doc = read_capped(policy_file, limit=MAX_DOCUMENT_SIZE, what="policy document")
     policy = chain.install(doc)
     record_cli_event(data, "update-policy", detail=f"installed policy version {policy.version}")
     click.echo(f"installed policy version {policy.version}")
+    if policy.is_expired(int(time.time())):
+        click.echo(
+            f"policy version {policy.version} has expired already: install the version after it too",
+            err=True,
+        )
 
 
 @node.command("rotate-key", short_help="Switch a stopped node to a new log key the policy lists.")
