@@ -380,24 +380,30 @@ def test_a_lost_log_is_recovered_from_a_mirror(network: Network, tmp_path: Path)
     r = httpx.post(a + "v1/statements", json=nodes.statements_body([issue(i) for i in range(30)], lk, kid))
     assert r.status_code == 200
     wait_until(lambda: mirrored_size(b) == 31, "B to mirror A's 31 entries")
+    # a static copy of the log at 31 entries, for later
+    stale = tmp_path / "stale-31"
+    for path in ("checkpoint", "tile/0/000.p/31", "tile/entries/000.p/31"):
+        (stale / path).parent.mkdir(parents=True, exist_ok=True)
+        (stale / path).write_bytes(httpx.get(b + mirror_prefix(fx.AMR.origin) + path).content)
+    recover = [
+        sys.executable,
+        "-m",
+        "certledger",
+        "node",
+        "recover",
+        "--data",
+        str(tmp_path / nodes.A),
+        "--from",
+        b + mirror_prefix(fx.AMR.origin),
+    ]
+    # Not under a running node: its acknowledged appends would go to the renamed file.
+    out = subprocess.run(recover, capture_output=True, text=True)
+    assert out.returncode == 1 and "the node is running; stop it first (rule: node-running)" in out.stderr
+    assert sorted(p.name for p in (tmp_path / nodes.A).iterdir() if p.name.startswith("log.db.")) == []
     network.kill(nodes.A)
     for suffix in ("", "-wal", "-shm"):
         (tmp_path / nodes.A / f"log.db{suffix}").unlink(missing_ok=True)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "certledger",
-            "node",
-            "recover",
-            "--data",
-            str(tmp_path / nodes.A),
-            "--from",
-            b + mirror_prefix(fx.AMR.origin),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    out = subprocess.run(recover, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "recovered 31 entries from " in out.stdout
     network.start(nodes.A)
@@ -411,3 +417,13 @@ def test_a_lost_log_is_recovered_from_a_mirror(network: Network, tmp_path: Path)
         return opened.checkpoint.size == 34 and len(opened.cosignatures) == 2
 
     wait_until(witnessed_34, "the recovered log to grow and be witnessed again")
+    # A copy behind what the log key signed is refused, and changes nothing.
+    network.kill(nodes.A)
+    out = subprocess.run([*recover[:-1], str(stale)], capture_output=True, text=True)
+    try:
+        assert out.returncode == 1 and "does not extend the last checkpoint the log key signed" in out.stderr
+        with LogStore.open(tmp_path / nodes.A / "log.db", readonly=True) as kept:
+            assert kept.size == 34
+        assert not [p for p in (tmp_path / nodes.A).iterdir() if p.name.startswith("log.db.")]
+    finally:
+        network.start(nodes.A)
