@@ -96,7 +96,7 @@ def test_a_batch_for_another_members_log_is_refused(store: LogStore) -> None:
     with pytest.raises(PolicyError, match=r"the log store is the log of .*, not of hangzhou-health"):
         issue_credentials([request(10)], issuer=HEALTH, key=HEALTH_KEY, store=store, time=AT)
     health_only = dataclasses.replace(BUSINESS_LICENCE, issuers=(Mandate(member=HEALTH.id),))
-    with pytest.raises(PolicyError, match="mandate: hangzhou-xihu-amr may not issue business_licence"):
+    with pytest.raises(PolicyError, match="mandate: hangzhou-xihu-amr may not issue business_licence") as e:
         issue_credentials(
             [request(10, cert_type=health_only)],
             issuer=AMR,
@@ -104,6 +104,7 @@ def test_a_batch_for_another_members_log_is_refused(store: LogStore) -> None:
             store=store,
             time=AT,
         )
+    assert e.value.rule == "mandate"  # kept through the batch's message
     assert store.size == 0
 
 

@@ -107,6 +107,8 @@ def issue_credentials(
                     salt_secret=r.salt_secret,
                 )
             )
+        except PolicyError as e:  # its rule is what a caller maps to a verdict or a status
+            raise PolicyError(f"request {n} (serial {r.serial}): {e}", rule=e.rule) from None
         except LedgerError as e:
             raise type(e)(f"request {n} (serial {r.serial}): {e}") from None
     if not credentials:
