@@ -38,13 +38,15 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ledger.errors import (
     ConflictError,
@@ -192,17 +194,7 @@ class Node:
                 "Days until the TLS certificate the node serves expires.",
                 registry=r,
             ).set_function(lambda: (tls_expires - self.config.clock()) / 86400)
-        lag = Gauge(
-            "certledger_mirror_lag_seconds",
-            "Seconds since the newest checkpoint of each mirrored log was witnessed (-1: none yet).",
-            ["member"],
-            registry=r,
-        )
-        size = Gauge("certledger_mirror_size", "Entries in each mirrored log's copy.", ["member"], registry=r)
-        for m in self.config.policy.policy.members:
-            if m.id != self.config.member_id:
-                lag.labels(member=m.id).set_function(self._lag_of(m.id))
-                size.labels(member=m.id).set_function(self._size_of(m.origin))
+        r.register(_MirrorMetrics(self))  # per member of the policy current when scraped
         self.witness_requests = Counter(
             "certledger_witness_requests",
             "add-checkpoint requests answered, by status.",
@@ -228,11 +220,15 @@ class Node:
                 return max(0.0, (k.valid_until - self.config.clock()) / 86400)
         return 0.0
 
-    def _lag_of(self, member_id: str) -> Callable[[], float]:
-        return lambda: self.mirrors.lag().get(member_id, -1.0)
-
-    def _size_of(self, origin: str) -> Callable[[], float]:
-        return lambda: float(self.mirrors.store.size(origin))
+    def mirror_figures(self) -> list[tuple[str, float, float]]:
+        """(member, lag in seconds or -1, entries) of each other member's copy, for the
+        members of the current policy (one a newer version added included)."""
+        lags = self.mirrors.lag()
+        return [
+            (m.id, lags.get(m.id, -1.0), float(self.mirrors.store.size(m.origin)))
+            for m in self.config.policy.policy.members
+            if m.id != self.config.member_id
+        ]
 
     def _checkpoint_age(self) -> float:
         p = self.published.latest()
@@ -431,6 +427,36 @@ def _tile_response(node: Node, request: Request, scope: str, t: tiles.Tile, data
             data = node.gzipped(scope, t, data)
             headers["Content-Encoding"] = "gzip"
     return Response(data, media_type="application/octet-stream", headers=headers)
+
+
+class _MirrorMetrics(Collector):
+    """``certledger_mirror_lag_seconds`` and ``certledger_mirror_size`` per member."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def describe(self) -> list[Metric]:
+        return list(self._families())
+
+    def collect(self) -> list[Metric]:
+        lag, size = self._families()
+        for member, seconds, entries in self._node.mirror_figures():
+            lag.add_metric([member], seconds)
+            size.add_metric([member], entries)
+        return [lag, size]
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "certledger_mirror_lag_seconds",
+                "Seconds since the newest checkpoint of each mirrored log was witnessed (-1: none yet).",
+                labels=["member"],
+            ),
+            GaugeMetricFamily(
+                "certledger_mirror_size", "Entries in each mirrored log's copy.", labels=["member"]
+            ),
+        )
 
 
 def _text(status: int, message: str) -> Response:

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -407,6 +408,35 @@ def test_an_expired_policy_is_moved_on_from_through_expired_versions_too(tmp_pat
     assert result.exit_code == 0 and "installed policy version 3" in result.output
     config = load_config(data)
     assert config.policy.versions() == [1, 2, 3] and config.policy.policy.version == 3
+
+
+def test_a_port_in_use_is_refused_before_the_log_is_touched(tmp_path: Path) -> None:
+    data = nodes.init_node(tmp_path, nodes.A, nodes.sign_policy(nodes.policy_with_urls({})))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            cli, ["node", "run", "--data", str(data), "--listen", f"127.0.0.1:{port}"]
+        )
+    assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
+    with LogStore.open(data / "log.db", readonly=True) as store:
+        assert store.size == 0 and store.latest_checkpoint() is None  # no policy entry, nothing signed
+
+
+def test_a_member_a_newer_policy_adds_gets_mirror_metrics(tmp_path: Path) -> None:
+    v1 = nodes.policy_with_urls({})
+    data = nodes.init_node(tmp_path, nodes.A, nodes.sign_policy(v1))
+    newcomer = fx._member("hangzhou-newdept", "新部门", "11330100002489737N", [(fx.key(71), 0, None)], 72)
+    app = create_app(config=nodes.config(data, submit=False, mirror=False))
+    with TestClient(app) as c:
+        assert 'certledger_mirror_size{member="hangzhou-newdept"}' not in c.get("/metrics").text
+        v2 = dataclasses.replace(v1, version=2, members=(*v1.members, newcomer))
+        app.state.node.config.policy.install(nodes.sign_policy(v2))
+        text = c.get("/metrics").text
+    assert 'certledger_mirror_lag_seconds{member="hangzhou-newdept"} -1.0' in text
+    assert 'certledger_mirror_size{member="hangzhou-newdept"} 0.0' in text
+    assert 'certledger_mirror_size{member="hangzhou-health"} 0.0' in text
 
 
 def test_help_for_every_command() -> None:

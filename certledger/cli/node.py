@@ -8,6 +8,7 @@ Keys are encrypted with ``$CERTLEDGER_KEY_PASSPHRASE`` when it is set.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -27,6 +28,7 @@ from certledger.cli.clerk import (
     trail,
 )
 from certledger.cli.log import load_signing_key
+from certledger.cli.verifier import bind_listening
 from ledger.errors import FileError, LedgerError, StorageError
 from ledger.files import read_capped
 from ledger.keys import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, SigningKey, VerifierKey
@@ -285,20 +287,23 @@ def run(
         render_workers=render_workers,
     )
     configure()
+    # Bound before the app starts: a port in use is refused before the node touches its log.
+    sock = bind_listening(host, port)
     app = create_app(config=config)
-    uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            ssl_certfile=str(tls_cert) if tls_cert else None,
-            ssl_keyfile=str(tls_key) if tls_key else None,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=10,
-            timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        )
-    ).run()
+    with contextlib.closing(sock):
+        uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                ssl_certfile=str(tls_cert) if tls_cert else None,
+                ssl_keyfile=str(tls_key) if tls_key else None,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=10,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            )
+        ).run(sockets=[sock])
 
 
 @node.command("update-policy", short_help="Install the next policy version.")

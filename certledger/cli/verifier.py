@@ -34,7 +34,8 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_listening(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port``; a ClickException naming the address if it cannot."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # the protocol is given so that asyncio sets TCP_NODELAY on accepted connections
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -165,7 +166,7 @@ def run(
         # the policy is looked for at the nodes given, or, by default, at the members' nodes
         # of the version current at start
         following = policy_sources(urls, client=client)
-    sock = _bind(host, port)
+    sock = bind_listening(host, port)
     stop = threading.Event()
     with contextlib.closing(sock), ReplicaStore.open(data / "replica.db") as store:
         verifier_ = Verifier(
