@@ -425,23 +425,27 @@ def test_every_logged_statement_carries_the_clerks_operator_id(desk: Desk) -> No
     assert audit(store, keys=[fx.AMR_KEY.public_key]).size == store.size
 
 
+def _fail_the_first_append(app: Any, why: str) -> None:
+    """Make the node's first log append fail with StorageError(``why``), as a full disk would."""
+    real = app.state.node.sequencer.append
+    calls = {"n": 0}
+
+    async def failing_once(statements: Any) -> list[int]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise StorageError(why)
+        return await real(statements)  # type: ignore[no-any-return]
+
+    app.state.node.sequencer.append = failing_once
+
+
 def test_log_append_failing_after_the_private_commit_is_healed_by_the_retry(tmp_path: Path) -> None:
     data = window.make_node(tmp_path)
     token = window.add_clerk(data, "a", "admin")
     app = create_app(config=nodes.config(data, submit=False))
     h = {"Authorization": f"Bearer {token}"}
     with TestClient(app, client=LOOPBACK) as client:
-        node = app.state.node
-        real = node.sequencer.append
-        calls = {"n": 0}
-
-        async def failing(statements: Any) -> list[int]:
-            calls["n"] += 1
-            if calls["n"] == 1:
-                raise StorageError("disk full")
-            return await real(statements)  # type: ignore[no-any-return]
-
-        node.sequencer.append = failing
+        _fail_the_first_append(app, "disk full")
         body = {"type": "food_business_permit", "claims": window.food_claims(1)}
         first = client.post("/v1/certificates", json=body, headers={**h, "Idempotency-Key": "k"})
         assert first.status_code == 503 and "disk full" in first.json()["error"]
@@ -463,17 +467,7 @@ def test_a_failed_append_followed_by_a_good_one_is_still_appended_at_start(tmp_p
     h = {"Authorization": f"Bearer {token}"}
     app = create_app(config=nodes.config(data, submit=False))
     with TestClient(app, client=LOOPBACK) as client:
-        node = app.state.node
-        real = node.sequencer.append
-        calls = {"n": 0}
-
-        async def failing_once(statements: Any) -> list[int]:
-            calls["n"] += 1
-            if calls["n"] == 1:
-                raise StorageError("disk I/O error")
-            return await real(statements)  # type: ignore[no-any-return]
-
-        node.sequencer.append = failing_once
+        _fail_the_first_append(app, "disk I/O error")
         for n in (1, 2):
             body = {"type": "food_business_permit", "claims": window.food_claims(n)}
             assert client.post("/v1/certificates", json=body, headers=h).status_code == (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -307,15 +308,7 @@ def test_alert_check_refuses_non_forks() -> None:
     with pytest.raises(VerificationError, match="not a fork: fork proof failed"):
         check_alert(encode_alert(honest), policy)
     # A fork proof of the honest tree proves it consistent: not a fork either.
-    consistent = Alert(
-        kind="inconsistent",
-        origin=ORIGIN,
-        observed_by="x",
-        observed_at=1,
-        earlier=signed(4),
-        later=signed(9),
-        proof=tuple(merkle.prove_fork(9, 4, _reader)),
-    )
+    consistent = dataclasses.replace(honest, proof=tuple(merkle.prove_fork(9, 4, _reader)))
     with pytest.raises(VerificationError, match="a prefix of the one of size 9"):
         check_alert(consistent, policy)
     same = Alert(
