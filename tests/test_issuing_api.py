@@ -473,8 +473,9 @@ def test_a_failed_append_followed_by_a_good_one_is_still_appended_at_start(tmp_p
             assert client.post("/v1/certificates", json=body, headers=h).status_code == (
                 503 if n == 1 else 201
             )
-    with TestClient(create_app(config=nodes.config(data, submit=False)), client=LOOPBACK):
-        pass
+    # starting the node again appends what was committed privately but never logged
+    with TestClient(create_app(config=nodes.config(data, submit=False)), client=LOOPBACK) as client:
+        assert client.get("/healthz").status_code == 200
     store = LogStore.open(data / "log.db", readonly=True)
     private = PrivateStore(data / "private.db")
     logged = {Entry.from_bytes(e).signed.statement.cert_id for e in store.entries()}
